@@ -1,0 +1,92 @@
+// swift-tools-version: 6.0
+// Signet: a smart-card-backed key store and signing agent for Linux.
+//
+// One target per layer (see ../shared/ARCHITECTURE.md): thin C shims for the
+// system libraries, the PKCS#11 and PC/SC token layers, the command line and
+// the agent. Executables stay thin; their logic lives in library targets.
+import PackageDescription
+
+let package = Package(
+    name: "Signet",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "signet", targets: ["signet"]),
+        .executable(name: "signet-agent", targets: ["signet-agent"]),
+        .library(name: "SignetPKCS11", targets: ["SignetPKCS11"]),
+        .library(name: "SignetPCSC", targets: ["SignetPCSC"]),
+    ],
+    dependencies: [
+        // Command-line parsing with subcommands, help and validation.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // Structured logging for the agent and the CLI's --verbose mode.
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // MARK: C shims: only what Swift cannot import (macros, globals, casts).
+        // A C target rather than a system library: libpcsclite.pc adds -pthread,
+        // which SwiftPM warns about, so the headers are reached as <PCSC/...>
+        // through two forwarding headers in include/.
+        .target(name: "CPCSCLite", linkerSettings: [.linkedLibrary("pcsclite")]),
+        .systemLibrary(
+            name: "CP11Kit",
+            pkgConfig: "p11-kit-1",
+            providers: [.apt(["libp11-kit-dev"])]
+        ),
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+
+        // MARK: Layers.
+        .target(name: "SignetCore"),
+        .target(name: "SignetPKCS11", dependencies: ["CP11Kit", "SignetCore"]),
+        .target(name: "SignetPCSC", dependencies: ["CPCSCLite", "SignetCore"]),
+        .target(
+            name: "SignetCLI",
+            dependencies: [
+                "SignetCore", "SignetPKCS11", "SignetPCSC", "COpenSSL",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .target(
+            name: "SignetAgentCore",
+            dependencies: [
+                "SignetCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // MARK: Executables (thin).
+        .executableTarget(name: "signet", dependencies: ["SignetCLI"]),
+        .executableTarget(name: "signet-agent", dependencies: ["SignetAgentCore"]),
+
+        // MARK: Test tooling: a virtual smart card for vpcd (no physical card on a build machine).
+        .target(name: "SignetVirtualCard", dependencies: ["SignetCore"]),
+        .executableTarget(name: "signet-vcard", dependencies: ["SignetVirtualCard"]),
+
+        // MARK: Benchmarks (not tests): the direct C loop is the baseline.
+        .target(name: "CBenchPKCS11", dependencies: ["CP11Kit"], path: "Benchmarks/CBenchPKCS11"),
+        .executableTarget(
+            name: "signet-bench-pkcs11",
+            dependencies: ["SignetPKCS11", "CBenchPKCS11", "CP11Kit"],
+            path: "Benchmarks/signet-bench-pkcs11"
+        ),
+
+        // MARK: Tests.
+        .target(
+            name: "SignetTestSupport",
+            dependencies: ["SignetCore", "SignetPKCS11", "SignetVirtualCard"],
+            path: "Tests/SignetTestSupport"
+        ),
+        .testTarget(name: "SignetCoreTests", dependencies: ["SignetCore"]),
+        .testTarget(name: "SignetPKCS11Tests", dependencies: ["SignetPKCS11", "SignetTestSupport"]),
+        .testTarget(
+            name: "SignetPCSCTests",
+            dependencies: ["SignetPCSC", "SignetVirtualCard", "SignetTestSupport"]
+        ),
+        .testTarget(name: "SignetCLITests", dependencies: ["SignetCLI", "SignetTestSupport"]),
+        .testTarget(name: "UdevRulesTests", dependencies: ["SignetTestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,2 @@
+// Forwarding header: <PCSC/pcsclite.h> includes <wintypes.h> without the PCSC/ prefix.
+#include <PCSC/wintypes.h>

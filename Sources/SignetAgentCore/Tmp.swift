@@ -1,0 +1,1 @@
+public enum AgentMain { public static func run() {} }

@@ -1,0 +1,1 @@
+public struct SignetCommand { public static func main() {} }

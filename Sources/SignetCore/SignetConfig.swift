@@ -1,0 +1,122 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Signet's configuration: `key = value` lines, `#` comments, keys may repeat.
+///
+/// Read from `/etc/signet/config` (the administrator's) and then
+/// `$XDG_CONFIG_HOME/signet/config` (the user's). Known keys:
+/// - `pkcs11-module = /path/to/module.so` — load this module as well (repeatable);
+/// - `p11-kit-modules = no` — do not load the modules registered with p11-kit.
+public struct SignetConfig: Sendable, Equatable {
+    /// Entries in file order, the administrator's first.
+    public private(set) var entries: [(key: String, value: String)]
+
+    public init(entries: [(key: String, value: String)] = []) { self.entries = entries }
+
+    public static func == (lhs: SignetConfig, rhs: SignetConfig) -> Bool {
+        lhs.entries.elementsEqual(rhs.entries) { $0.key == $1.key && $0.value == $1.value }
+    }
+
+    /// Parses configuration text. Lines that are not `key = value` are ignored.
+    public init(parsing text: String) {
+        entries = []
+        for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
+            let trimmed = line.trimmingSpaces()
+            guard !trimmed.isEmpty, !trimmed.hasPrefix("#"), let eq = trimmed.firstIndex(of: "=") else { continue }
+            let key = trimmed[..<eq].trimmingSpaces()
+            let value = trimmed[trimmed.index(after: eq)...].trimmingSpaces()
+            guard !key.isEmpty else { continue }
+            entries.append((String(key), String(value)))
+        }
+    }
+
+    /// Every value given for `key`, in order.
+    public func values(_ key: String) -> [String] { entries.filter { $0.key == key }.map(\.value) }
+
+    /// The last value given for `key` (the user's overrides the administrator's).
+    public func value(_ key: String) -> String? { values(key).last }
+
+    /// The administrator's and the user's files, merged. A missing file is empty.
+    public static func load(paths: SignetPaths = .current, systemDirectory: String = "/etc/signet") -> SignetConfig {
+        var merged = SignetConfig()
+        for file in [systemDirectory + "/config", paths.config + "/config"] {
+            if let text = FileIO.readText(file, limit: 1 << 20) {
+                merged.entries += SignetConfig(parsing: text).entries
+            }
+        }
+        return merged
+    }
+}
+
+extension StringProtocol {
+    /// The text without leading and trailing spaces, tabs and carriage returns.
+    func trimmingSpaces() -> SubSequence {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" }
+        guard let start = firstIndex(where: { !isSpace($0) }) else { return self[endIndex...] }
+        let end = lastIndex(where: { !isSpace($0) })!
+        return self[start...end]
+    }
+}
+
+/// Small file helpers over POSIX calls (no Foundation in the core layers).
+public enum FileIO {
+    /// The file's text, or `nil` if it cannot be read or is larger than `limit` bytes.
+    public static func readText(_ path: String, limit: Int) -> String? {
+        guard let bytes = readBytes(path, limit: limit) else { return nil }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The file's bytes, or `nil` if it cannot be read or is larger than `limit` bytes.
+    public static func readBytes(_ path: String, limit: Int) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; return nil }
+            if n == 0 { break }
+            out += chunk.prefix(n)
+            if out.count > limit { return nil }
+        }
+        return out
+    }
+
+    /// Creates `path` and its parents with `mode` (like `mkdir -p`).
+    /// - Returns: `false` when a component could not be created.
+    @discardableResult
+    public static func makeDirectories(_ path: String, mode: mode_t = 0o700) -> Bool {
+        var current = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            current += "/" + component
+            if mkdir(current, mode) != 0 && errno != EEXIST { return false }
+        }
+        return true
+    }
+
+    /// Writes `text` to `path` atomically (temporary file, fsync, rename) with `mode`.
+    /// - Returns: `false` on any failure; the old file is left in place.
+    @discardableResult
+    public static func writeAtomically(_ path: String, text: String, mode: mode_t = 0o600) -> Bool {
+        let temporary = path + ".tmp.\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { return false }
+        let bytes = Array(text.utf8)
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
+            if n < 0 { if errno == EINTR { continue }; close(fd); unlink(temporary); return false }
+            written += n
+        }
+        guard fsync(fd) == 0, close(fd) == 0, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            return false
+        }
+        return true
+    }
+
+    /// Whether something exists at `path`.
+    public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+}

@@ -1,0 +1,3 @@
+import SignetAgentCore
+
+AgentMain.run()
