@@ -63,7 +63,7 @@ let package = Package(
 
         // MARK: Test tooling: a virtual smart card for vpcd (no physical card on a build machine).
         .target(name: "SignetVirtualCard", dependencies: ["SignetCore"]),
-        .executableTarget(name: "signet-vcard", dependencies: ["SignetVirtualCard"]),
+        .executableTarget(name: "signet-vcard", dependencies: ["SignetVirtualCard", "SignetCore"]),
 
         // MARK: Benchmarks (not tests): the direct C loop is the baseline.
         .target(name: "CBenchPKCS11", dependencies: ["CP11Kit"], path: "Benchmarks/CBenchPKCS11"),

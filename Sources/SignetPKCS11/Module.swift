@@ -233,14 +233,18 @@ public final class PKCS11Context: @unchecked Sendable {
 
     /// Every token present in every module's slots, with its identity.
     /// A slot that fails (a card pulled while listing) is skipped, not fatal.
-    public func tokens() -> [Token] {
+    /// SoftHSM2's spare slot (an uninitialised software token) is left out
+    /// unless `includeUninitializedSoftware` is set.
+    public func tokens(includeUninitializedSoftware: Bool = false) -> [Token] {
         var result: [Token] = []
         for module in modules {
             guard let slots = try? module.slotIDs(tokenPresent: true) else { continue }
             for slot in slots {
                 guard let slotInfo = try? module.slotInfo(slot),
                       let tokenInfo = try? module.tokenInfo(slot) else { continue }
-                result.append(Token(module: module, slotID: slot, slot: slotInfo, info: tokenInfo))
+                let token = Token(module: module, slotID: slot, slot: slotInfo, info: tokenInfo)
+                if token.isSoftware, !tokenInfo.flags.contains(.tokenInitialized), !includeUninitializedSoftware { continue }
+                result.append(token)
             }
         }
         return result

@@ -3,6 +3,11 @@ import Glibc
 #endif
 import CP11Kit
 import SignetCore
+import Synchronization
+
+/// Serialises software-token creation in this process: two creators would
+/// otherwise both pick SoftHSM2's one spare slot.
+private let creationLock = Mutex(())
 
 /// SoftHSM2 software tokens under Signet's data directory, for trying Signet
 /// out and for tests. They are created only on request and always marked as
@@ -82,6 +87,12 @@ public enum SoftwareTokens {
     /// - Returns: the new token.
     /// - Throws: `Failure`.
     public static func create(in context: PKCS11Context, label: String, userCode: borrowing SecretBytes, soCode: borrowing SecretBytes) throws(Failure) -> Token {
+        try creationLock.withLock { (_) throws(Failure) -> Token in
+            try createLocked(in: context, label: label, userCode: userCode, soCode: soCode)
+        }
+    }
+
+    private static func createLocked(in context: PKCS11Context, label: String, userCode: borrowing SecretBytes, soCode: borrowing SecretBytes) throws(Failure) -> Token {
         guard let module = module(in: context) else { throw .softHSMMissing }
         if context.tokens().contains(where: { $0.module === module && $0.info.label == label }) {
             throw .labelTaken(label)

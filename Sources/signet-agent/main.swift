@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import SignetAgentCore
 
-AgentMain.run()
+exit(AgentMain.run())

@@ -1,1 +1,0 @@
-public enum AgentMain { public static func run() {} }

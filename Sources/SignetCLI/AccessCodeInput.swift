@@ -1,0 +1,84 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SignetCore
+
+/// Reads access codes from the terminal without echo, or from a file
+/// descriptor for scripts (one line, like gpg's `--passphrase-fd`).
+///
+/// Codes go straight into `SecretBytes`; they never pass through a `String`.
+enum AccessCodeInput {
+    enum Failure: Error, CustomStringConvertible {
+        case noTerminal
+        case badDescriptor(Int32)
+        case empty
+        case tooLong
+        case mismatch
+        case cancelled
+
+        var description: String {
+            switch self {
+            case .noTerminal: "there is no terminal to ask for the access code; pass it on a file descriptor with --code-fd N"
+            case .badDescriptor(let fd): "cannot read the access code from file descriptor \(fd): it is not open"
+            case .empty: "the access code is empty; type it again"
+            case .tooLong: "the access code is longer than \(SecretBytes.maximumCount) bytes"
+            case .mismatch: "the two codes you typed differ; nothing was changed — try again"
+            case .cancelled: "cancelled"
+            }
+        }
+    }
+
+    /// One line from `fd`, without its newline. Reads byte by byte so that
+    /// nothing after the newline is consumed (the next code may follow on the same descriptor).
+    static func read(fd: Int32) throws(Failure) -> SecretBytes {
+        guard fcntl(fd, F_GETFD) != -1 else { throw .badDescriptor(fd) }
+        var code = SecretBytes()
+        var byte: UInt8 = 0
+        while true {
+            let n = Glibc.read(fd, &byte, 1)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 || byte == 0x0A { break }
+            guard code.append(byte) else {
+                byte = 0
+                throw .tooLong
+            }
+        }
+        byte = 0
+        guard code.count > 0 else { throw .empty }
+        return code
+    }
+
+    /// Asks on the controlling terminal with echo off.
+    static func prompt(_ message: String) throws(Failure) -> SecretBytes {
+        let tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC)
+        guard tty >= 0 else { throw .noTerminal }
+        defer { close(tty) }
+        var saved = termios()
+        guard tcgetattr(tty, &saved) == 0 else { throw .noTerminal }
+        var quiet = saved
+        quiet.c_lflag &= ~tcflag_t(ECHO | ECHONL)
+        quiet.c_lflag |= tcflag_t(ICANON)
+        Console.write(fd: tty, message)
+        tcsetattr(tty, TCSAFLUSH, &quiet)
+        defer {
+            tcsetattr(tty, TCSAFLUSH, &saved)
+            Console.write(fd: tty, "\n")
+        }
+        return try read(fd: tty)
+    }
+
+    /// A code from `fd` when given, else from the terminal.
+    static func obtain(fd: Int32?, prompt message: String) throws(Failure) -> SecretBytes {
+        if let fd { return try read(fd: fd) }
+        return try prompt(message)
+    }
+
+    /// A new code: from `fd` once, or typed twice on the terminal and compared.
+    static func obtainNew(fd: Int32?, prompt message: String, again: String) throws(Failure) -> SecretBytes {
+        if let fd { return try read(fd: fd) }
+        let first = try prompt(message)
+        let second = try prompt(again)
+        guard first.constantTimeEquals(second) else { throw .mismatch }
+        return first
+    }
+}

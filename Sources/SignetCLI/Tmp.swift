@@ -1,1 +1,0 @@
-public struct SignetCommand { public static func main() {} }

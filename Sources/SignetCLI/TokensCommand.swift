@@ -1,0 +1,111 @@
+import ArgumentParser
+import SignetCore
+import SignetPKCS11
+
+/// `signet tokens`: every token the PKCS#11 modules see.
+///
+/// For now the CLI loads the modules itself; once the agent exists it will
+/// ask the agent, which alone holds token sessions.
+struct TokensCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokens",
+        abstract: "List tokens with their PKCS#11 URI, identity and access-code state."
+    )
+
+    @OptionGroup var output: OutputOptions
+
+    struct Entry: Codable {
+        struct Module: Codable {
+            var name: String
+            var path: String
+            var description: String
+            var manufacturer: String
+        }
+        struct CodeState: Codable {
+            var countLow: Bool
+            var finalTry: Bool
+            var locked: Bool
+            var toBeChanged: Bool
+            var protectedAuthenticationPath: Bool
+            var minLength: Int?
+            var maxLength: Int?
+        }
+        var uri: String
+        var label: String
+        var manufacturer: String
+        var model: String
+        var serial: String
+        var software: Bool
+        var slot: String
+        var module: Module
+        var flags: [String]
+        var userCode: CodeState
+        var soCode: CodeState
+    }
+
+    struct Listing: Codable {
+        var tokens: [Entry]
+        var moduleErrors: [String]
+    }
+
+    func run() throws {
+        SoftwareTokens.prepareEnvironment()
+        let context: PKCS11Context
+        do {
+            context = try PKCS11Context()
+        } catch {
+            throw CLIError(description: error.description)
+        }
+        let listing = Listing(
+            tokens: context.tokens().map(Self.entry),
+            moduleErrors: context.failures.map { "\($0.path): \($0.reason)" }
+        )
+        if output.json { return try JSONOutput.print(listing) }
+        for problem in listing.moduleErrors { Console.error("warning: could not use PKCS#11 module \(problem)") }
+        if listing.tokens.isEmpty {
+            print("No tokens found. Insert your token or tap it on the reader; to try Signet without one, run `signet token init --software --label Test`.")
+            return
+        }
+        for token in listing.tokens {
+            print("\(token.label)\(token.software ? "  [SOFTWARE TOKEN — not for real keys]" : "")")
+            print("  uri:          \(token.uri)")
+            print("  manufacturer: \(token.manufacturer)")
+            print("  model:        \(token.model)")
+            print("  serial:       \(token.serial)")
+            print("  module:       \(token.module.name) (\(token.module.path))")
+            print("  access code:  \(Self.words(token.userCode))")
+            print("  admin code:   \(Self.words(token.soCode))")
+        }
+    }
+
+    static func entry(_ token: Token) -> Entry {
+        let flags = token.info.flags
+        return Entry(
+            uri: token.uri.description, label: token.info.label, manufacturer: token.info.manufacturer,
+            model: token.info.model, serial: token.info.serialNumber, software: token.isSoftware,
+            slot: token.slot.description,
+            module: .init(name: token.module.name, path: token.module.path,
+                          description: token.module.info.libraryDescription, manufacturer: token.module.info.manufacturer),
+            flags: flags.names,
+            userCode: .init(countLow: flags.contains(.userPinCountLow), finalTry: flags.contains(.userPinFinalTry),
+                            locked: flags.contains(.userPinLocked), toBeChanged: flags.contains(.userPinToBeChanged),
+                            protectedAuthenticationPath: flags.contains(.protectedAuthenticationPath),
+                            minLength: token.info.minPinLength, maxLength: token.info.maxPinLength),
+            soCode: .init(countLow: flags.contains(.soPinCountLow), finalTry: flags.contains(.soPinFinalTry),
+                          locked: flags.contains(.soPinLocked), toBeChanged: flags.contains(.soPinToBeChanged),
+                          protectedAuthenticationPath: flags.contains(.protectedAuthenticationPath),
+                          minLength: token.info.minPinLength, maxLength: token.info.maxPinLength)
+        )
+    }
+
+    static func words(_ state: Entry.CodeState) -> String {
+        if state.locked { return "BLOCKED on the token — unblock it with the administrator code or PUK" }
+        var parts: [String] = []
+        if state.finalTry { parts.append("final try left on the token") } else if state.countLow { parts.append("a wrong code was entered recently") }
+        if state.toBeChanged { parts.append("must be changed") }
+        if state.protectedAuthenticationPath { parts.append("entered on the reader's PIN pad") }
+        if parts.isEmpty { parts.append("ok") }
+        if let min = state.minLength, let max = state.maxLength { parts.append("\(min)–\(max) characters") }
+        return parts.joined(separator: "; ")
+    }
+}
