@@ -11,40 +11,78 @@ public enum Run {
     }
 
     /// Runs `executable` (a path, or a name looked up in PATH) and waits for it.
+    ///
+    /// Built on posix_spawn and waitpid rather than Foundation's `Process`,
+    /// whose `waitUntilExit` was seen to hang here when other threads spawn too.
     @discardableResult
     public static func command(
         _ executable: String, _ arguments: [String], stdin: Data? = nil,
         environment: [String: String]? = nil, timeout: TimeInterval = 120
     ) throws -> Result {
-        let process = Process()
-        if executable.contains("/") {
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [executable] + arguments
+        var inPipe: [Int32] = [0, 0], outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
+        guard pipe(&inPipe) == 0, pipe(&outPipe) == 0, pipe(&errPipe) == 0 else { throw TestFailure("pipe failed") }
+        // Close-on-exec, so other children spawned meanwhile do not hold these pipes open.
+        for fd in inPipe + outPipe + errPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let env = (environment ?? ProcessInfo.processInfo.environment).map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { env.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rv = executable.contains("/")
+            ? posix_spawn(&pid, executable, &actions, nil, argv, env)
+            : posix_spawnp(&pid, executable, &actions, nil, argv, env)
+        close(inPipe[0]); close(outPipe[1]); close(errPipe[1])
+        guard rv == 0 else {
+            close(inPipe[1]); close(outPipe[0]); close(errPipe[0])
+            throw TestFailure("could not start \(executable): \(String(cString: strerror(rv)))")
         }
-        if let environment { process.environment = environment }
-        let outPipe = Pipe(), errPipe = Pipe(), inPipe = Pipe()
-        process.standardOutput = outPipe
-        process.standardError = errPipe
-        process.standardInput = inPipe
-        try process.run()
-        if let stdin { inPipe.fileHandleForWriting.write(stdin) }
-        try inPipe.fileHandleForWriting.close()
-        // Read both pipes concurrently so a chatty child cannot block on a full pipe.
-        let group = DispatchGroup()
-        nonisolated(unsafe) var out = Data(), err = Data()
-        group.enter()
-        DispatchQueue.global().async { out = outPipe.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        group.enter()
-        DispatchQueue.global().async { err = errPipe.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        if group.wait(timeout: .now() + timeout) == .timedOut {
-            process.terminate()
-            throw TestFailure("\(executable) \(arguments.joined(separator: " ")) did not finish within \(Int(timeout)) s")
+        if let stdin {
+            stdin.withUnsafeBytes { raw in
+                var offset = 0
+                while offset < raw.count {
+                    let n = write(inPipe[1], raw.baseAddress! + offset, raw.count - offset)
+                    if n <= 0 { break }
+                    offset += n
+                }
+            }
         }
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: out, stderr: err)
+        close(inPipe[1])
+
+        var out = Data(), err = Data()
+        var fds = [pollfd(fd: outPipe[0], events: Int16(POLLIN), revents: 0), pollfd(fd: errPipe[0], events: Int16(POLLIN), revents: 0)]
+        let deadline = Date().addingTimeInterval(timeout)
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while fds.contains(where: { $0.fd >= 0 }) {
+            let remaining = Int32(max(0, deadline.timeIntervalSinceNow * 1000))
+            if remaining == 0 {
+                kill(pid, SIGKILL)
+                var status: Int32 = 0
+                waitpid(pid, &status, 0)
+                fds.filter { $0.fd >= 0 }.forEach { close($0.fd) }
+                throw TestFailure("\(executable) \(arguments.joined(separator: " ")) did not finish within \(Int(timeout)) s")
+            }
+            if poll(&fds, nfds_t(fds.count), remaining) < 0 { if errno == EINTR { continue }; break }
+            for index in fds.indices where fds[index].fd >= 0 && fds[index].revents != 0 {
+                let n = read(fds[index].fd, &buffer, buffer.count)
+                if n > 0 {
+                    if index == 0 { out.append(contentsOf: buffer[0..<n]) } else { err.append(contentsOf: buffer[0..<n]) }
+                } else if n == 0 || errno != EINTR {
+                    close(fds[index].fd)
+                    fds[index].fd = -1
+                }
+            }
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let exited = status & 0x7f == 0
+        return Result(status: exited ? (status >> 8) & 0xff : 128 + (status & 0x7f), stdout: out, stderr: err)
     }
 
     /// Runs and requires exit status 0.

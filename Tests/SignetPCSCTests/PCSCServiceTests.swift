@@ -1,0 +1,223 @@
+import Foundation
+import Synchronization
+import SignetCore
+import SignetPCSC
+import SignetTestSupport
+import SignetVirtualCard
+import Testing
+
+/// Everything that needs pcscd, in one serialized suite: there is one pcscd per machine.
+@Suite("PC/SC with pcscd, vpcd and a virtual card", .serialized)
+final class PCSCServiceTests {
+    init() throws {
+        try PCSCDaemon.start()
+    }
+
+    func insertCard(pin: String = "123456") throws -> VPCDConnection {
+        let context = try PCSCContext()
+        // A card removed by the previous test may still look present until pcscd's next poll.
+        let empty = try eventually {
+            try context.readerStatuses().first { $0.name == PCSCDaemon.readerName }?.cardPresent == false
+        }
+        if !empty { throw TestFailure("the virtual reader did not become empty within 5 s") }
+        let connection = VPCDConnection(card: VirtualCard(pin: Array(pin.utf8)), port: PCSCDaemon.vpcdPort)
+        try connection.insert()
+        let seen = try eventually {
+            try context.readerStatuses().first { $0.name == PCSCDaemon.readerName }?.cardPresent == true
+        }
+        if !seen { throw TestFailure("pcscd did not see the virtual card within 5 s") }
+        return connection
+    }
+
+    @Test("The vpcd readers are listed, and an inserted card shows with its ATR")
+    func readersAndATR() throws {
+        let context = try PCSCContext()
+        let names = try context.readerNames()
+        #expect(names.contains(PCSCDaemon.readerName))
+        let connection = try insertCard()
+        defer { connection.remove() }
+        let status = try #require(try context.readerStatuses().first { $0.name == PCSCDaemon.readerName })
+        #expect(status.cardPresent)
+        #expect(status.atr == connection.card.atr)
+        #expect(status.transport == .virtual)
+    }
+
+    @Test("`signet readers --json` shows the vpcd reader and the virtual card's ATR")
+    func cliReaders() throws {
+        let connection = try insertCard()
+        defer { connection.remove() }
+        let result = try Run.checked(TestPaths.binaries.appendingPathComponent("signet").path, ["readers", "--json"])
+        let entries = try #require(try JSONSerialization.jsonObject(with: result.stdout) as? [[String: Any]])
+        let reader = try #require(entries.first { $0["name"] as? String == PCSCDaemon.readerName })
+        #expect(reader["cardPresent"] as? Bool == true)
+        #expect(reader["atr"] as? String == Hex.encode(connection.card.atr, separator: " ", uppercase: true))
+        #expect(reader["transport"] as? String == "virtual")
+    }
+
+    @Test("Inserting and removing the card are reported by the event stream within 3 s")
+    func insertRemoveEvents() async throws {
+        let monitor = ReaderMonitor()
+        let recorder = EventRecorder(monitor.events())
+        defer { monitor.stop() }
+        // The first events describe what is there now: the two vpcd readers, both empty.
+        #expect(await recorder.next(within: .seconds(5)) { $0 == .readerAdded(PCSCDaemon.readerName) } != nil)
+
+        let card = VirtualCard(pin: Array("123456".utf8))
+        let connection = VPCDConnection(card: card, port: PCSCDaemon.vpcdPort)
+        let clock = ContinuousClock()
+        var start = clock.now
+        try connection.insert()
+        let inserted = await recorder.next(within: .seconds(3)) { $0 == .cardInserted(reader: PCSCDaemon.readerName, atr: card.atr) }
+        #expect(inserted != nil, "no cardInserted within 3 s")
+        let insertLatency = clock.now - start
+
+        start = clock.now
+        connection.remove()
+        let removed = await recorder.next(within: .seconds(3)) { $0 == .cardRemoved(reader: PCSCDaemon.readerName) }
+        #expect(removed != nil, "no cardRemoved within 3 s")
+        let removeLatency = clock.now - start
+        print("event latency: insert \(insertLatency), remove \(removeLatency)")
+        monitor.stop()
+        // The stream finishes after stop() (within one wait of the monitor thread).
+        _ = await recorder.next(within: .seconds(6)) { _ in false }
+        #expect(recorder.isFinished)
+    }
+
+    @Test("APDUs: SELECT, a 600-byte object fetched with 61xx GET RESPONSE, and a 6Cxx retry")
+    func apduTransport() throws {
+        let connection = try insertCard()
+        defer { connection.remove() }
+        let card = try PCSCContext().connect(reader: PCSCDaemon.readerName)
+        let (state, atr) = try card.status()
+        #expect(state.contains(.present))
+        #expect(atr == connection.card.atr)
+        try card.transaction { (card) throws(PCSCError) in
+            let select = try card.transmit(.select(aid: VirtualCard.pivAID))
+            #expect(select.isSuccess)
+            let large = try card.transmit(CommandAPDU(ins: 0xCB, p1: 0x3F, p2: 0xFF, data: [0x5C, 0x01, 0x7E], le: 256))
+            #expect(large.isSuccess)
+            #expect(large.data == (0..<VirtualCard.largeObjectLength).map { UInt8($0 & 0xff) })
+            let exact = try card.transmit(CommandAPDU(ins: 0xCA, p1: 0x01, p2: 0x02, le: 256))
+            #expect(exact.isSuccess)
+            #expect(exact.data == VirtualCard.exactObject)
+        }
+    }
+
+    @Test("The PIN retry probe reads 63Cx without spending a try, and 6983 once blocked")
+    func pinRetryProbe() throws {
+        let connection = try insertCard(pin: "246810")
+        defer { connection.remove() }
+        let card = try PCSCContext().connect(reader: PCSCDaemon.readerName)
+        #expect(try card.pinRetryStatus(application: VirtualCard.pivAID, reference: 0x80) == .triesLeft(3))
+        #expect(try card.pinRetryStatus(application: VirtualCard.pivAID, reference: 0x80) == .triesLeft(3))
+        #expect(connection.card.verifyAttempts == 0)
+
+        func verify(_ code: String) throws -> ResponseAPDU {
+            try card.transaction { (card) throws(PCSCError) -> ResponseAPDU in
+                _ = try card.transmit(.select(aid: VirtualCard.pivAID))
+                return try card.transmit(CommandAPDU(ins: 0x20, p2: 0x80, data: Array(code.utf8) + [0xFF, 0xFF]))
+            }
+        }
+        #expect(try verify("000000").sw == 0x63C2)
+        #expect(try card.pinRetryStatus(application: VirtualCard.pivAID, reference: 0x80) == .triesLeft(2))
+        #expect(try verify("246810").isSuccess)
+        #expect(try card.pinRetryStatus(application: VirtualCard.pivAID, reference: 0x80) == .triesLeft(3))
+        for expected: UInt16 in [0x63C2, 0x63C1, 0x6983] {
+            #expect(try verify("111111").sw == expected)
+        }
+        #expect(try card.pinRetryStatus(application: VirtualCard.pivAID, reference: 0x80) == .blocked)
+        #expect(try verify("246810").sw == 0x6983)  // blocked stays blocked, even for the right code
+        #expect(connection.card.verifyAttempts == 5)  // the blocked card refuses before comparing
+    }
+
+    @Test("A card pulled mid-session fails the next command with a clear error")
+    func removedCard() throws {
+        let connection = try insertCard()
+        let card = try PCSCContext().connect(reader: PCSCDaemon.readerName)
+        connection.remove()
+        let context = try PCSCContext()
+        _ = eventually { (try? context.readerStatuses().first { $0.name == PCSCDaemon.readerName }?.cardPresent) == false }
+        let error = #expect(throws: PCSCError.self) { try card.transmit(.select(aid: VirtualCard.pivAID)) }
+        #expect(error?.description.contains("insert it again") == true || error?.description.contains("card") == true)
+    }
+
+    @Test("pcscd killed and restarted: the stream reports the outage and recovers; contexts say so plainly")
+    func serviceRestart() async throws {
+        let connection = try insertCard()
+        defer { connection.remove() }
+        let monitor = ReaderMonitor()
+        let recorder = EventRecorder(monitor.events())
+        defer { monitor.stop() }
+        #expect(await recorder.next(within: .seconds(5)) { $0 == .cardInserted(reader: PCSCDaemon.readerName, atr: connection.card.atr) } != nil)
+
+        try PCSCDaemon.kill()
+        #expect(await recorder.next(within: .seconds(5)) { $0 == .serviceUnavailable } != nil)
+        let down = #expect(throws: PCSCError.self) { try PCSCContext() }
+        #expect(down == .serviceUnavailable)
+        #expect(down?.description.contains("PC/SC service not available") == true)
+
+        try PCSCDaemon.start()
+        #expect(await recorder.next(within: .seconds(5)) { $0 == .serviceAvailable } != nil)
+        #expect(await recorder.next(within: .seconds(5)) { $0 == .readerAdded(PCSCDaemon.readerName) } != nil)
+        // The card's TCP link died with the old pcscd: insert it again.
+        connection.remove()
+        try connection.insert()
+        #expect(await recorder.next(within: .seconds(5)) { $0 == .cardInserted(reader: PCSCDaemon.readerName, atr: connection.card.atr) } != nil)
+        monitor.stop()
+    }
+
+    @Test("With no readers at all, listings are empty rather than errors")
+    func noReaders() async throws {
+        try PCSCDaemon.stop()
+        try PCSCDaemon.start(readers: false)
+        defer {
+            try? PCSCDaemon.stop()
+            try? PCSCDaemon.start()
+        }
+        let context = try PCSCContext()
+        #expect(try context.readerNames() == [])
+        #expect(try context.readerStatuses() == [])
+        let result = try Run.checked(TestPaths.binaries.appendingPathComponent("signet").path, ["readers"])
+        #expect(result.output.contains("No smart-card readers are connected"))
+    }
+}
+
+/// Collects a monitor's events in the background so tests can wait for one.
+final class EventRecorder: Sendable {
+    private final class Box: Sendable {
+        let events = Mutex<[ReaderEvent]>([])
+        let finished = Mutex(false)
+    }
+    private let box = Box()
+    private let task: Task<Void, Never>
+
+    init(_ stream: AsyncStream<ReaderEvent>) {
+        let box = self.box
+        task = Task {
+            for await event in stream { box.events.withLock { $0.append(event) } }
+            box.finished.withLock { $0 = true }
+        }
+    }
+
+    deinit { task.cancel() }
+
+    /// Whether the stream has ended.
+    var isFinished: Bool { box.finished.withLock { $0 } }
+
+    /// Waits for the next event that satisfies `match`, consuming it and
+    /// everything before it; `nil` when none arrives within `timeout`.
+    func next(within timeout: Duration, where match: (ReaderEvent) -> Bool) async -> ReaderEvent? {
+        let deadline = ContinuousClock.now + timeout
+        repeat {
+            let found = box.events.withLock { list -> ReaderEvent? in
+                guard let index = list.firstIndex(where: match) else { return nil }
+                let event = list[index]
+                list.removeFirst(index + 1)
+                return event
+            }
+            if let found { return found }
+            try? await Task.sleep(for: .milliseconds(20))
+        } while ContinuousClock.now < deadline
+        return nil
+    }
+}
