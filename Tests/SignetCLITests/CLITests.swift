@@ -1,0 +1,117 @@
+import Foundation
+import SignetTestSupport
+import Testing
+
+/// The `signet` binary run as a user would, with its own HOME and XDG directories.
+@Suite("signet command line")
+struct CLITests {
+    let home: URL
+    let environment: [String: String]
+    var signet: String { TestPaths.binaries.appendingPathComponent("signet").path }
+
+    init() throws {
+        home = try TestPaths.temporaryDirectory("signet-home")
+        var env = ProcessInfo.processInfo.environment
+        env["HOME"] = home.path
+        env["XDG_DATA_HOME"] = home.appendingPathComponent("data").path
+        env["XDG_CONFIG_HOME"] = home.appendingPathComponent("config").path
+        env["XDG_STATE_HOME"] = home.appendingPathComponent("state").path
+        env["SOFTHSM2_CONF"] = nil
+        environment = env
+    }
+
+    func tokens() throws -> [[String: Any]] {
+        let result = try Run.checked(signet, ["tokens", "--json"], environment: environment)
+        let listing = try #require(try JSONSerialization.jsonObject(with: result.stdout) as? [String: Any])
+        return try #require(listing["tokens"] as? [[String: Any]])
+    }
+
+    @Test("token init --software creates a token under the data directory that `signet tokens --json` lists with flags")
+    func initAndList() throws {
+        // Both codes on standard input, one line each; the newline is not part of the code.
+        let result = try Run.checked(signet, ["token", "init", "--software", "--label", "Demo Token", "--code-fd", "0", "--so-code-fd", "0"],
+                                     stdin: Data("1234-abcd\nso-code-99\n".utf8), environment: environment)
+        #expect(result.output.contains("Created software token \"Demo Token\""))
+        #expect(result.output.contains("SOFTWARE token"))
+        #expect(FileManager.default.fileExists(atPath: home.appendingPathComponent("data/signet/softhsm/softhsm2.conf").path))
+
+        let listed = try tokens()
+        #expect(listed.count == 1)
+        let token = try #require(listed.first)
+        #expect(token["label"] as? String == "Demo Token")
+        #expect(token["software"] as? Bool == true)
+        #expect((token["uri"] as? String)?.hasPrefix("pkcs11:model=SoftHSM%20v2;manufacturer=SoftHSM%20project;serial=") == true)
+        #expect((token["flags"] as? [String])?.contains("CKF_USER_PIN_INITIALIZED") == true)
+        let userCode = try #require(token["userCode"] as? [String: Any])
+        #expect(userCode["locked"] as? Bool == false)
+        #expect(userCode["finalTry"] as? Bool == false)
+        #expect(userCode["minLength"] as? Int == 4)
+
+        // The code set is exactly the bytes given: OpenSC's pkcs11-tool logs in with it.
+        let text = try Run.checked(signet, ["tokens"], environment: environment).output
+        #expect(text.contains("[SOFTWARE TOKEN"))
+    }
+
+    @Test("The access code is exactly the line given, checked by an independent PKCS#11 client")
+    func codeIsExact() throws {
+        try Run.checked(signet, ["token", "init", "--software", "--label", "Exact", "--code-fd", "0", "--so-code-fd", "0"],
+                        stdin: Data("Ab Cd 12\nso-code-99\n".utf8), environment: environment)
+        var env = environment
+        env["SOFTHSM2_CONF"] = home.appendingPathComponent("data/signet/softhsm/softhsm2.conf").path
+        let module = "/usr/lib/softhsm/libsofthsm2.so"
+        // pkcs11-tool takes the code in argv; acceptable for a throw-away test token only.
+        let good = try Run.command("pkcs11-tool", ["--module", module, "--token-label", "Exact", "--login", "--pin", "Ab Cd 12", "--list-objects"], environment: env)
+        #expect(good.status == 0, "\(good.errors)")
+        let wrongCase = try Run.command("pkcs11-tool", ["--module", module, "--token-label", "Exact", "--login", "--pin", "ab cd 12", "--list-objects"], environment: env)
+        #expect(wrongCase.status != 0)
+    }
+
+    @Test("A second token with the same label is refused with a clear message")
+    func duplicateLabel() throws {
+        let input = Data("1234-abcd\nso-code-99\n".utf8)
+        try Run.checked(signet, ["token", "init", "--software", "--label", "Twice", "--code-fd", "0", "--so-code-fd", "0"], stdin: input, environment: environment)
+        let again = try Run.command(signet, ["token", "init", "--software", "--label", "Twice", "--code-fd", "0", "--so-code-fd", "0"], stdin: input, environment: environment)
+        #expect(again.status != 0)
+        #expect(again.errors.contains("exists already; choose another --label"))
+        #expect(try tokens().count == 1)
+    }
+
+    @Test("Without --software, token init refuses and says why")
+    func needsSoftware() throws {
+        let result = try Run.command(signet, ["token", "init", "--label", "X"], environment: environment)
+        #expect(result.status != 0)
+        #expect(result.errors.contains("pass --software"))
+    }
+
+    @Test("An empty code, or none on a closed descriptor, is refused and nothing is created")
+    func badCodes() throws {
+        let empty = try Run.command(signet, ["token", "init", "--software", "--label", "E", "--code-fd", "0", "--so-code-fd", "0"],
+                                    stdin: Data("\nso-code-99\n".utf8), environment: environment)
+        #expect(empty.status != 0)
+        #expect(empty.errors.contains("the access code is empty"))
+        let closed = try Run.command(signet, ["token", "init", "--software", "--label", "E", "--code-fd", "987", "--so-code-fd", "0"],
+                                     stdin: Data("x\n".utf8), environment: environment)
+        #expect(closed.status != 0)
+        #expect(closed.errors.contains("file descriptor 987"))
+        #expect(try tokens().isEmpty)
+    }
+
+    @Test("Codes never appear in output or errors")
+    func noCodeInOutput() throws {
+        let result = try Run.checked(signet, ["token", "init", "--software", "--label", "Quiet", "--code-fd", "0", "--so-code-fd", "0"],
+                                     stdin: Data("Sekr1t-Code\nS0-Sekr1t\n".utf8), environment: environment)
+        let everything = result.output + result.errors + (try Run.checked(signet, ["tokens", "--json"], environment: environment).output)
+        #expect(!everything.contains("Sekr1t"))
+    }
+
+    @Test("signet-agent starts, logs and stops cleanly on SIGTERM")
+    func agentStartsAndStops() throws {
+        let agent = TestPaths.binaries.appendingPathComponent("signet-agent").path
+        let script = "\"$0\" & pid=$!; sleep 1; kill -HUP $pid; sleep 0.3; kill -TERM $pid; wait $pid"
+        let result = try Run.command("/bin/sh", ["-c", script, agent], environment: environment, timeout: 30)
+        #expect(result.status == 0)
+        #expect(result.errors.contains("signet-agent 0.1.0 started"))
+        #expect(result.errors.contains("SIGHUP received"))
+        #expect(result.errors.contains("signet-agent stopped"))
+    }
+}
