@@ -48,6 +48,10 @@ public final class PKCS11Module: @unchecked Sendable, CustomStringConvertible {
 
     public var description: String { "\(name) (\(info.libraryDescription))" }
 
+    /// The raw function list, for C interop such as the benchmark's C
+    /// baseline. Prefer the typed API: it checks for NULL entries and return codes.
+    public var unsafeFunctionList: UnsafeMutablePointer<CK_FUNCTION_LIST> { functions }
+
     /// IDs of the slots of this module; only those with a token when `tokenPresent`.
     /// - Throws: `PKCS11Error.call` for `C_GetSlotList` failures.
     public func slotIDs(tokenPresent: Bool = true) throws(PKCS11Error) -> [CK_SLOT_ID] {

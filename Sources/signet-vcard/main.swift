@@ -30,7 +30,7 @@ do {
     Console.error("signet-vcard: \(error)")
     exit(1)
 }
-print("virtual card inserted into vpcd on 127.0.0.1:\(port); ATR \(Hex.encode(connection.card.atr, separator: " ", uppercase: true))")
+Console.out("virtual card inserted into vpcd on 127.0.0.1:\(port); ATR \(Hex.encode(connection.card.atr, separator: " ", uppercase: true))\n")
 if let seconds {
     sleep(UInt32(seconds))
 } else {
