@@ -1,0 +1,33 @@
+import CP11Kit
+import SignetCore
+@testable import SignetPKCS11
+import Testing
+
+@Suite("Module configuration and defensive calls")
+struct ConfigurationTests {
+    @Test("Module paths come from the configuration file and SIGNET_PKCS11_MODULE, in that order")
+    func resolvesPaths() {
+        let config = SignetConfig(parsing: "pkcs11-module = /opt/a.so\np11-kit-modules = no\n")
+        let resolved = PKCS11Configuration.resolved(config: config, environment: ["SIGNET_PKCS11_MODULE": "/opt/b.so::/opt/c.so"])
+        #expect(resolved.modulePaths == ["/opt/a.so", "/opt/b.so", "/opt/c.so"])
+        #expect(!resolved.loadRegisteredModules)
+        #expect(PKCS11Configuration.resolved(config: SignetConfig(), environment: [:]).loadRegisteredModules)
+    }
+
+    @Test("A function list with NULL entries is refused with the missing function's name, never called")
+    func nullFunctionPointers() {
+        let list = UnsafeMutablePointer<CK_FUNCTION_LIST>.allocate(capacity: 1)
+        defer { list.deallocate() }
+        list.initialize(to: CK_FUNCTION_LIST())
+        #expect(throws: PKCS11Error.functionMissing("C_GetInfo")) {
+            _ = try PKCS11Module(functions: list, name: "empty", path: "/dev/null", isTrustModule: false)
+        }
+    }
+
+    @Test("Every CKR code Signet names has a readable meaning; unknown codes show their number")
+    func codeNames() {
+        #expect(CKReturn.pinIncorrect.name == "CKR_PIN_INCORRECT")
+        #expect(CKReturn.tokenNotPresent.description.contains("insert it or tap it"))
+        #expect(CKReturn(rawValue: 0x1234_5678).name == "CKR_0x12345678")
+    }
+}
