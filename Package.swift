@@ -14,6 +14,9 @@ let package = Package(
         .executable(name: "signet-agent", targets: ["signet-agent"]),
         .library(name: "SignetPKCS11", targets: ["SignetPKCS11"]),
         .library(name: "SignetPCSC", targets: ["SignetPCSC"]),
+        .library(name: "SignetAccessCode", targets: ["SignetAccessCode"]),
+        // Test tooling: a PKCS#11 module that wraps SoftHSM2 to count presented codes.
+        .library(name: "SignetTestPKCS11Wrapper", type: .dynamic, targets: ["CTestPKCS11Wrapper"]),
     ],
     dependencies: [
         // Command-line parsing with subcommands, help and validation.
@@ -42,6 +45,7 @@ let package = Package(
         .target(name: "SignetCore"),
         .target(name: "SignetPKCS11", dependencies: ["CP11Kit", "SignetCore"]),
         .target(name: "SignetPCSC", dependencies: ["CPCSCLite", "SignetCore"]),
+        .target(name: "SignetAccessCode", dependencies: ["SignetCore", "SignetPKCS11", "SignetPCSC"]),
         .target(
             name: "SignetCLI",
             dependencies: [
@@ -83,10 +87,20 @@ let package = Package(
         .testTarget(name: "SignetPKCS11Tests", dependencies: ["SignetPKCS11", "SignetTestSupport"]),
         .testTarget(
             name: "SignetPCSCTests",
-            dependencies: ["SignetPCSC", "SignetVirtualCard", "SignetTestSupport"]
+            dependencies: ["SignetPCSC", "SignetVirtualCard", "SignetTestSupport", "SignetAccessCode"]
         ),
         .testTarget(name: "SignetCLITests", dependencies: ["SignetCLI", "SignetTestSupport"]),
         .testTarget(name: "UdevRulesTests", dependencies: ["SignetTestSupport"]),
+        .target(name: "CTestPKCS11Wrapper", dependencies: ["CP11Kit"], path: "Tests/CTestPKCS11Wrapper"),
+        .executableTarget(
+            name: "signet-test-helper",
+            dependencies: ["SignetAccessCode", "SignetPKCS11", "SignetCore"],
+            path: "Tests/signet-test-helper"
+        ),
+        .testTarget(
+            name: "SignetAccessCodeTests",
+            dependencies: ["SignetAccessCode", "SignetTestSupport", "SignetVirtualCard", "SignetPCSC"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

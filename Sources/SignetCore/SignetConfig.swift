@@ -96,7 +96,9 @@ public enum FileIO {
         return true
     }
 
-    /// Writes `text` to `path` atomically (temporary file, fsync, rename) with `mode`.
+    /// Writes `text` to `path` atomically and durably: a temporary file,
+    /// fsync of the file, rename over `path`, fsync of the directory. After
+    /// it returns `true` the new content survives a crash or power loss.
     /// - Returns: `false` on any failure; the old file is left in place.
     @discardableResult
     public static func writeAtomically(_ path: String, text: String, mode: mode_t = 0o600) -> Bool {
@@ -114,7 +116,17 @@ public enum FileIO {
             unlink(temporary)
             return false
         }
-        return true
+        return syncDirectory(of: path)
+    }
+
+    /// fsyncs the directory holding `path`, so a rename or creation in it is durable.
+    @discardableResult
+    public static func syncDirectory(of path: String) -> Bool {
+        let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        let fd = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return fsync(fd) == 0
     }
 
     /// Whether something exists at `path`.

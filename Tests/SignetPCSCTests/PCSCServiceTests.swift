@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import SignetAccessCode
 import SignetCore
 import SignetPCSC
 import SignetTestSupport
@@ -128,6 +129,26 @@ final class PCSCServiceTests {
         #expect(try card.pinRetryStatus(application: VirtualCard.pivAID, reference: 0x80) == .blocked)
         #expect(try verify("246810").sw == 0x6983)  // blocked stays blocked, even for the right code
         #expect(connection.card.verifyAttempts == 5)  // the blocked card refuses before comparing
+    }
+
+    @Test("The access-code manager reads a card's counter over PC/SC and never spends its final try unasked")
+    func managerRespectsCardCounter() throws {
+        let connection = try insertCard(pin: "246810")
+        defer { connection.remove() }
+        let card = try PCSCContext().connect(reader: PCSCDaemon.readerName)
+        let target = PCSCCodeTarget(card: card, identity: TokenIdentity(manufacturer: "Signet", model: "virtual", serial: "1"),
+                                    application: VirtualCard.pivAID)
+        // A policy looser than the card's own 3 tries, so the card's counter is what stops us.
+        let manager = AccessCodeManager(stateDirectory: try TestPaths.temporaryDirectory("signet-state").path,
+                                        policy: LockoutPolicy(maximumFailures: 5, lockDuration: .seconds(900)), clock: ManualClock())
+        let wrong = SecretBytes(copying: Array("000000".utf8))
+        #expect(manager.unlock(target, code: wrong) == .wrongCode(triesLeft: 4, lockDuration: .seconds(900), cardTriesLeft: 2))
+        #expect(manager.unlock(target, code: SecretBytes(copying: Array("000000".utf8))) == .wrongCode(triesLeft: 3, lockDuration: .seconds(900), cardTriesLeft: 1))
+        #expect(manager.status(target).card == .finalTry)
+        #expect(manager.unlock(target, code: SecretBytes(copying: Array("246810".utf8))) == .cardFinalTry)
+        #expect(connection.card.verifyAttempts == 2)
+        #expect(manager.unlock(target, code: SecretBytes(copying: Array("246810".utf8)), allowFinalTry: true) == .unlocked)
+        #expect(connection.card.triesLeft == 3)
     }
 
     @Test("A card pulled mid-session fails the next command with a clear error")

@@ -1,0 +1,105 @@
+#include "CTestPKCS11Wrapper.h"
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static CK_FUNCTION_LIST real;
+static CK_FUNCTION_LIST wrapped;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int loaded;
+
+/// The serial number of the session's token (slot IDs differ between processes).
+static void serial_of(CK_SESSION_HANDLE session, char serial[17]) {
+    CK_SESSION_INFO info;
+    CK_TOKEN_INFO token;
+    strcpy(serial, "unknown");
+    if (real.C_GetSessionInfo(session, &info) != CKR_OK) return;
+    if (real.C_GetTokenInfo(info.slotID, &token) != CKR_OK) return;
+    memcpy(serial, token.serialNumber, 16);
+    serial[16] = 0;
+    for (int i = 15; i >= 0 && serial[i] == ' '; i--) serial[i] = 0;
+}
+
+static void record(const char *what, CK_SESSION_HANDLE session) {
+    const char *path = getenv("SIGNET_WRAPPER_LOG");
+    if (!path) return;
+    char serial[17];
+    serial_of(session, serial);
+    char line[128];
+    int n = snprintf(line, sizeof line, "%s %s\n", what, serial);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    if (write(fd, line, (size_t)n) < 0) { /* a test log; nothing to do */ }
+    fsync(fd);
+    close(fd);
+}
+
+static CK_RV wrap_Initialize(void *args) {
+    CK_RV rv = real.C_Initialize(args);
+    // The test process may have initialised the same SoftHSM2 directly.
+    return rv == CKR_CRYPTOKI_ALREADY_INITIALIZED ? CKR_OK : rv;
+}
+
+static CK_RV wrap_Finalize(void *reserved) {
+    (void)reserved;
+    return CKR_OK;  // leave the shared module initialised for its other users
+}
+
+static CK_RV wrap_Login(CK_SESSION_HANDLE session, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG length) {
+    record(user == CKU_SO ? "C_Login SO" : "C_Login USER", session);
+    return real.C_Login(session, user, pin, length);
+}
+
+static CK_RV wrap_SetPIN(CK_SESSION_HANDLE session, CK_UTF8CHAR_PTR old, CK_ULONG oldLength, CK_UTF8CHAR_PTR new, CK_ULONG newLength) {
+    record("C_SetPIN", session);
+    return real.C_SetPIN(session, old, oldLength, new, newLength);
+}
+
+static CK_RV wrap_InitPIN(CK_SESSION_HANDLE session, CK_UTF8CHAR_PTR pin, CK_ULONG length) {
+    record("C_InitPIN", session);
+    return real.C_InitPIN(session, pin, length);
+}
+
+static CK_RV wrap_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
+    CK_RV rv = real.C_GetTokenInfo(slot, info);
+    const char *dir = getenv("SIGNET_WRAPPER_FLAGS_DIR");
+    if (rv != CKR_OK || !dir) return rv;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%lu", dir, (unsigned long)slot);
+    FILE *file = fopen(path, "re");
+    if (!file) return rv;
+    unsigned long flags = 0;
+    if (fscanf(file, "%lx", &flags) == 1) info->flags |= flags;
+    fclose(file);
+    return rv;
+}
+
+static void load(void) {
+    const char *path = getenv("SIGNET_WRAPPED_MODULE");
+    if (!path) return;
+    void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!handle) return;
+    CK_C_GetFunctionList get = (CK_C_GetFunctionList)dlsym(handle, "C_GetFunctionList");
+    CK_FUNCTION_LIST_PTR list = NULL;
+    if (!get || get(&list) != CKR_OK || !list) return;
+    real = *list;
+    wrapped = *list;
+    wrapped.C_Initialize = wrap_Initialize;
+    wrapped.C_Finalize = wrap_Finalize;
+    wrapped.C_Login = wrap_Login;
+    wrapped.C_SetPIN = wrap_SetPIN;
+    wrapped.C_InitPIN = wrap_InitPIN;
+    wrapped.C_GetTokenInfo = wrap_GetTokenInfo;
+    loaded = 1;
+}
+
+CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list) {
+    pthread_once(&once, load);
+    if (!loaded) return CKR_GENERAL_ERROR;
+    *list = &wrapped;
+    return CKR_OK;
+}
