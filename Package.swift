@@ -49,7 +49,7 @@ let package = Package(
         .target(
             name: "SignetCLI",
             dependencies: [
-                "SignetCore", "SignetPKCS11", "SignetPCSC", "COpenSSL",
+                "SignetCore", "SignetPKCS11", "SignetPCSC", "SignetAccessCode", "COpenSSL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -169,18 +169,20 @@ public final class PCSCCodeTarget: CodeTarget, @unchecked Sendable {
 
     public func present(_ role: CodeRole, code: borrowing SecretBytes) -> PresentOutcome {
         guard role == .user else { return .notPresented("this card's administrator code cannot be presented over PC/SC") }
-        var data = code.withUnsafeBytes { Array($0) }
-        defer { data.withUnsafeMutableBytes { SecretBytes.wipe($0) } }
-        while data.count < 8 { data.append(0xFF) }
-        let application = self.application, reference = self.reference
-        let payload = data
+        guard code.count <= 8 else { return .notPresented("the code is longer than the card's 8 bytes") }
+        // VERIFY built directly in a zeroed buffer: 00 20 00 <ref> 08 <code padded with FF>.
+        var command = SecretBytes(capacity: 13)
+        for byte in [0x00, 0x20, 0x00, reference, 0x08] as [UInt8] { command.append(byte) }
+        code.withUnsafeBytes { for byte in $0 { command.append(byte) } }
+        while command.count < 13 { command.append(0xFF) }
+        let application = self.application
         var verifySent = false
         do throws(PCSCError) {
             let response = try card.transaction { (card) throws(PCSCError) -> ResponseAPDU in
                 let selected = try card.transmit(.select(aid: application))
                 guard selected.isSuccess else { throw .malformedResponse("SELECT of the application failed") }
                 verifySent = true
-                return try card.transmit(CommandAPDU(ins: 0x20, p2: reference, data: payload))
+                return try card.transmit(secretCommand: command)
             }
             switch PINRetryStatus(response: response) {
             case .verified: return .accepted

@@ -159,7 +159,8 @@ final class LedgerStore: Sendable {
     func repair(identities: [TokenIdentity], lock: LockRecord) throws {
         guard FileIO.makeDirectories(directory) else { throw LedgerDamage(reason: "cannot create \(directory)") }
         let locked = CodeRecord(failures: 0, pending: false, lock: lock)
-        let text = LedgerCodec.sealed(["signet-ledger-index 1"] + identities.map(\.fileKey).sorted())
+        let existing = (try? readIndex().get()) ?? []
+        let text = LedgerCodec.sealed(["signet-ledger-index 1"] + existing.union(identities.map(\.fileKey)).sorted())
         guard FileIO.writeAtomically(indexPath, text: text) else { throw LedgerDamage(reason: "cannot write \(indexPath)") }
         for identity in identities {
             guard FileIO.writeAtomically(path(for: identity), text: LedgerCodec.encode(TokenRecord(user: locked, so: locked), identity: identity)) else {

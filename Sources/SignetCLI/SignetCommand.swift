@@ -14,7 +14,7 @@ public struct SignetCommand: ParsableCommand {
         Tokens are named by PKCS#11 URI (see `signet tokens`), never by slot number.
         """,
         version: SignetCommand.version,
-        subcommands: [ReadersCommand.self, TokensCommand.self, TokenCommand.self, VersionCommand.self]
+        subcommands: [ReadersCommand.self, TokensCommand.self, TokenCommand.self, PinCommand.self, VersionCommand.self]
     )
 
     public init() {}
@@ -40,4 +40,11 @@ struct OutputOptions: ParsableArguments {
 struct CLIError: Error, CustomStringConvertible {
     var description: String
     var exitCode: Int32 = 1
+
+    /// Prints the message to standard error and returns the exit status to throw,
+    /// for commands whose exit status says which failure it was.
+    func reported() -> ExitCode {
+        Console.error("Error: \(description)")
+        return ExitCode(exitCode)
+    }
 }

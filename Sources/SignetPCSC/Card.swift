@@ -1,4 +1,5 @@
 import CPCSCLite
+import SignetCore
 
 /// A connection to a card (`SCardConnect`), disconnected when released.
 ///
@@ -69,6 +70,21 @@ public final class Card: @unchecked Sendable {
         var length = DWORD(response.count)
         try check(SCardTransmit(handle, pci, command, DWORD(command.count), nil, &response, &length), "SCardTransmit")
         return Array(response.prefix(Int(length)))
+    }
+
+    /// Sends a command that carries a secret (a VERIFY with an access code)
+    /// straight from its zeroed buffer: no copies of it are left in arrays.
+    /// No `61xx`/`6Cxx` handling: such commands return only a status word.
+    /// - Throws: `PCSCError`.
+    public func transmit(secretCommand: borrowing SecretBytes) throws(PCSCError) -> ResponseAPDU {
+        let pci: UnsafePointer<SCARD_IO_REQUEST> = activeProtocol == .t0 ? CPCSCLite_pciT0() : CPCSCLite_pciT1()
+        var response = [UInt8](repeating: 0, count: 258)
+        var length = DWORD(response.count)
+        let rv = secretCommand.withUnsafeBytes { command in
+            SCardTransmit(handle, pci, command.baseAddress?.assumingMemoryBound(to: UInt8.self), DWORD(command.count), nil, &response, &length)
+        }
+        try check(rv, "SCardTransmit")
+        return try ResponseAPDU(bytes: Array(response.prefix(Int(length))))
     }
 
     /// Sends a command and returns the complete response: follows `61xx`

@@ -29,9 +29,12 @@ public final class PKCS11Module: @unchecked Sendable, CustomStringConvertible {
     /// Whether p11-kit marks this module as a source of trust policy
     /// (the system trust store), which holds no keys.
     public let isTrustModule: Bool
+    /// Finalises the module when the last user (module, token, session) is gone.
+    private let owner: ModuleOwner?
 
-    init(functions: UnsafeMutablePointer<CK_FUNCTION_LIST>, name: String, path: String, isTrustModule: Bool) throws(PKCS11Error) {
+    init(functions: UnsafeMutablePointer<CK_FUNCTION_LIST>, name: String, path: String, isTrustModule: Bool, owner: ModuleOwner? = nil) throws(PKCS11Error) {
         self.functions = functions
+        self.owner = owner
         self.name = name
         self.path = path
         self.isTrustModule = isTrustModule
@@ -157,7 +160,8 @@ public struct PKCS11Configuration: Sendable, Equatable {
     }
 }
 
-/// The set of loaded modules for this process. Finalises them when released.
+/// The set of loaded modules for this process. Modules are finalised when
+/// the context and every token and session from it are released.
 ///
 /// Create one per process (the agent, or the CLI for a single command):
 /// loading initialises every module, which can take a moment with card readers.
@@ -166,9 +170,6 @@ public final class PKCS11Context: @unchecked Sendable {
     public let modules: [PKCS11Module]
     /// Modules that could not be loaded, with the reason (shown by `signet tokens`).
     public let failures: [(path: String, reason: String)]
-
-    private let registeredList: UnsafeMutablePointer<UnsafeMutablePointer<CK_FUNCTION_LIST>?>?
-    private let explicitModules: [UnsafeMutablePointer<CK_FUNCTION_LIST>]
 
     /// Loads and initialises modules.
     /// - Throws: never for a module that fails (it is listed in `failures`);
@@ -179,7 +180,7 @@ public final class PKCS11Context: @unchecked Sendable {
         var seenPaths = Set<String>()
 
         if configuration.loadRegisteredModules, let list = p11_kit_modules_load_and_initialize(0) {
-            registeredList = list
+            let owner = ModuleOwner.registered(list)
             var cursor = list
             while let function = cursor.pointee {
                 let name = takeString(p11_kit_module_get_name(function)) ?? "unnamed"
@@ -188,17 +189,14 @@ public final class PKCS11Context: @unchecked Sendable {
                 cursor += 1
                 if trust && !configuration.includeTrustModules { continue }
                 do throws(PKCS11Error) {
-                    modules.append(try PKCS11Module(functions: function, name: name, path: path, isTrustModule: trust))
+                    modules.append(try PKCS11Module(functions: function, name: name, path: path, isTrustModule: trust, owner: owner))
                     seenPaths.insert(canonicalPath(path))
                 } catch {
                     failures.append((path, error.description))
                 }
             }
-        } else {
-            registeredList = nil
         }
 
-        var explicit: [UnsafeMutablePointer<CK_FUNCTION_LIST>] = []
         for path in configuration.modulePaths where !seenPaths.contains(canonicalPath(path)) {
             guard let function = p11_kit_module_load(path, 0) else {
                 failures.append((path, p11KitMessage() ?? "the file could not be loaded"))
@@ -210,29 +208,20 @@ public final class PKCS11Context: @unchecked Sendable {
                 p11_kit_module_release(function)
                 continue
             }
-            explicit.append(function)
+            let owner = ModuleOwner.explicit(function)
             seenPaths.insert(canonicalPath(path))
             let fileName = path.split(separator: "/").last.map(String.init) ?? path
             do throws(PKCS11Error) {
-                modules.append(try PKCS11Module(functions: function, name: fileName, path: path, isTrustModule: false))
+                modules.append(try PKCS11Module(functions: function, name: fileName, path: path, isTrustModule: false, owner: owner))
             } catch {
                 failures.append((path, error.description))
             }
         }
-        explicitModules = explicit
         self.modules = modules
         self.failures = failures
         if modules.isEmpty, let first = failures.first, !configuration.modulePaths.isEmpty {
             throw .moduleLoad(path: first.0, reason: first.1)
         }
-    }
-
-    deinit {
-        for function in explicitModules {
-            _ = p11_kit_module_finalize(function)
-            p11_kit_module_release(function)
-        }
-        if let registeredList { p11_kit_modules_finalize_and_release(registeredList) }
     }
 
     /// Every token present in every module's slots, with its identity.
@@ -263,6 +252,31 @@ public final class PKCS11Context: @unchecked Sendable {
             throw .ambiguousToken(uri: uri.description, matches: matches.map { "\($0.info.label) serial \($0.info.serialNumber)" })
         }
         return first
+    }
+}
+
+/// Finalises and releases modules loaded through p11-kit once nothing uses
+/// them: every `PKCS11Module` (and through it every `Token` and `Session`)
+/// keeps its owner alive, so a module is never finalised under a session.
+final class ModuleOwner: @unchecked Sendable {
+    private enum Kind {
+        case registered(UnsafeMutablePointer<UnsafeMutablePointer<CK_FUNCTION_LIST>?>)
+        case explicit(UnsafeMutablePointer<CK_FUNCTION_LIST>)
+    }
+    private let kind: Kind
+    private init(_ kind: Kind) { self.kind = kind }
+
+    static func registered(_ list: UnsafeMutablePointer<UnsafeMutablePointer<CK_FUNCTION_LIST>?>) -> ModuleOwner { ModuleOwner(.registered(list)) }
+    static func explicit(_ function: UnsafeMutablePointer<CK_FUNCTION_LIST>) -> ModuleOwner { ModuleOwner(.explicit(function)) }
+
+    deinit {
+        switch kind {
+        case .registered(let list):
+            p11_kit_modules_finalize_and_release(list)
+        case .explicit(let function):
+            _ = p11_kit_module_finalize(function)
+            p11_kit_module_release(function)
+        }
     }
 }
 

@@ -115,3 +115,65 @@ struct CLITests {
         #expect(result.errors.contains("signet-agent stopped"))
     }
 }
+
+@Suite("signet pin")
+struct PinCLITests {
+    let base = try! CLITests()
+    var signet: String { base.signet }
+
+    func makeToken() throws {
+        try Run.checked(signet, ["token", "init", "--software", "--label", "Pins", "--code-fd", "0", "--so-code-fd", "0"],
+                        stdin: Data("1234-abcd\nso-code-99\n".utf8), environment: base.environment)
+    }
+
+    @Test("Three wrong codes lock the token: exit status 3 and a message with the time left")
+    func lockout() throws {
+        try makeToken()
+        for expected: Int32 in [2, 2] {
+            let result = try Run.command(signet, ["pin", "change", "--code-fd", "0", "--new-code-fd", "0"],
+                                         stdin: Data("wrong-1\nnew-code-1\n".utf8), environment: base.environment)
+            #expect(result.status == expected)
+            #expect(result.errors.contains("Wrong access code."))
+        }
+        let third = try Run.command(signet, ["pin", "change", "--code-fd", "0", "--new-code-fd", "0"],
+                                    stdin: Data("wrong-1\nnew-code-1\n".utf8), environment: base.environment)
+        #expect(third.status == 3)
+        #expect(third.errors.contains("Token locked for 15 min (until "))
+        let right = try Run.command(signet, ["pin", "change", "--code-fd", "0", "--new-code-fd", "0"],
+                                    stdin: Data("1234-abcd\nnew-code-1\n".utf8), environment: base.environment)
+        #expect(right.status == 3, "the right code is refused while locked")
+        let status = try Run.checked(signet, ["pin", "status", "--json"], environment: base.environment)
+        let json = try #require(try JSONSerialization.jsonObject(with: status.stdout) as? [String: Any])
+        #expect(json["triesLeft"] as? Int == 0)
+        #expect((json["lockedSeconds"] as? Int ?? 0) > 890)
+
+        let unblock = try Run.command(signet, ["pin", "unblock", "--so-code-fd", "0", "--new-code-fd", "0"],
+                                      stdin: Data("so-code-99\nfresh-code-2\n".utf8), environment: base.environment)
+        #expect(unblock.status == 0, "\(unblock.errors)")
+        #expect(unblock.output.contains("Unblocked"))
+        let change = try Run.command(signet, ["pin", "change", "--code-fd", "0", "--new-code-fd", "0"],
+                                     stdin: Data("fresh-code-2\nnewer-code-3\n".utf8), environment: base.environment)
+        #expect(change.status == 0, "\(change.errors)")
+        #expect(change.output.contains("Access code changed."))
+    }
+
+    @Test("A damaged ledger keeps the token locked until repair-ledger, which starts a full lock")
+    func repair() throws {
+        try makeToken()
+        _ = try Run.command(signet, ["pin", "change", "--code-fd", "0", "--new-code-fd", "0"],
+                            stdin: Data("wrong-1\nnew-code-1\n".utf8), environment: base.environment)
+        let ledgerDirectory = base.home.appendingPathComponent("state/signet/ledger")
+        for name in try FileManager.default.contentsOfDirectory(atPath: ledgerDirectory.path) where name.hasSuffix(".ledger") {
+            try Data("garbage\n".utf8).write(to: ledgerDirectory.appendingPathComponent(name))
+        }
+        let damaged = try Run.command(signet, ["pin", "change", "--code-fd", "0", "--new-code-fd", "0"],
+                                      stdin: Data("1234-abcd\nnew-code-1\n".utf8), environment: base.environment)
+        #expect(damaged.status == 1)
+        #expect(damaged.errors.contains("signet pin repair-ledger"))
+        let repaired = try Run.checked(signet, ["pin", "repair-ledger"], environment: base.environment)
+        #expect(repaired.output.contains("locked for 15 min"))
+        let after = try Run.command(signet, ["pin", "change", "--code-fd", "0", "--new-code-fd", "0"],
+                                    stdin: Data("1234-abcd\nnew-code-1\n".utf8), environment: base.environment)
+        #expect(after.status == 3)
+    }
+}

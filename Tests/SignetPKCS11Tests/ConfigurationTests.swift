@@ -1,5 +1,6 @@
 import CP11Kit
 import SignetCore
+import SignetTestSupport
 @testable import SignetPKCS11
 import Testing
 
@@ -22,6 +23,20 @@ struct ConfigurationTests {
         #expect(throws: PKCS11Error.functionMissing("C_GetInfo")) {
             _ = try PKCS11Module(functions: list, name: "empty", path: "/dev/null", isTrustModule: false)
         }
+    }
+
+    @Test("Tokens and sessions keep their module loaded after the context that found them is gone")
+    func moduleOutlivesContext() throws {
+        let created = try SoftHSMFixture.shared.makeToken("outlive")
+        func find() throws -> Token {
+            let context = try PKCS11Context(configuration: PKCS11Configuration(loadRegisteredModules: false, modulePaths: [SoftHSMFixture.shared.modulePath]))
+            return try #require(context.tokens().first { $0.info.serialNumber == created.info.serialNumber })
+        }
+        let token = try find()  // its context is released here
+        #expect(try token.module.tokenInfo(token.slotID).label == created.info.label)
+        let session = try token.openSession()
+        try session.login(.user, code: SecretBytes(copying: SoftHSMFixture.userCode))
+        #expect(try session.isLoggedIn())
     }
 
     @Test("Every CKR code Signet names has a readable meaning; unknown codes show their number")
