@@ -80,7 +80,7 @@ let package = Package(
         // MARK: Tests.
         .target(
             name: "SignetTestSupport",
-            dependencies: ["SignetCore", "SignetPKCS11", "SignetVirtualCard"],
+            dependencies: ["SignetCore", "SignetPKCS11", "SignetVirtualCard", "SignetAccessCode"],
             path: "Tests/SignetTestSupport"
         ),
         .testTarget(name: "SignetCoreTests", dependencies: ["SignetCore"]),
