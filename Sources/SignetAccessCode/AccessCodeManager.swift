@@ -127,9 +127,7 @@ public final class AccessCodeManager: Sendable {
 
     /// Changes the user code; the old code is counted like an unlock.
     public func changeCode(_ target: any CodeTarget, old: borrowing SecretBytes, new: borrowing SecretBytes, allowFinalTry: Bool = false) -> AccessResult {
-        let limits = target.codeLengthLimits
-        if let min = limits.min, new.count < min { return .invalidLength(min: limits.min, max: limits.max) }
-        if let max = limits.max, new.count > max { return .invalidLength(min: limits.min, max: limits.max) }
+        if let refused = lengthRefusal(new.count, target) { return refused }
         let count = old.count
         return attempt(target, role: .user, codeLength: count, allowFinalTry: allowFinalTry) {
             target.changeUserCode(old: old, new: new)
@@ -139,9 +137,7 @@ public final class AccessCodeManager: Sendable {
     /// Unblocks the user code with the SO code (counted under the SO's own
     /// record) and sets `newCode`; success clears Signet's user lock too.
     public func unblock(_ target: any CodeTarget, soCode: borrowing SecretBytes, newCode: borrowing SecretBytes, allowFinalTry: Bool = false) -> AccessResult {
-        let limits = target.codeLengthLimits
-        if let min = limits.min, newCode.count < min { return .invalidLength(min: limits.min, max: limits.max) }
-        if let max = limits.max, newCode.count > max { return .invalidLength(min: limits.min, max: limits.max) }
+        if let refused = lengthRefusal(newCode.count, target) { return refused }
         let count = soCode.count
         return attempt(target, role: .so, codeLength: count, allowFinalTry: allowFinalTry, clearsUserOnSuccess: true) {
             target.unblockUserCode(soCode: soCode, newCode: newCode)
@@ -181,10 +177,7 @@ public final class AccessCodeManager: Sendable {
     private func attempt(_ target: any CodeTarget, role: CodeRole, codeLength: Int, allowFinalTry: Bool,
                          clearsUserOnSuccess: Bool = false, present: () -> PresentOutcome) -> AccessResult {
         // 1. Length limits are checked before anything is counted.
-        let limits = target.codeLengthLimits
-        if codeLength == 0 || (limits.min.map { codeLength < $0 } ?? false) || (limits.max.map { codeLength > $0 } ?? false) {
-            return .invalidLength(min: limits.min, max: limits.max)
-        }
+        if let refused = lengthRefusal(codeLength, target) { return refused }
         do {
             return try store.withExclusiveAccess(to: target.identity) { ledger -> AccessResult in
                 // 2. The ledger, failing closed.
@@ -271,6 +264,14 @@ public final class AccessCodeManager: Sendable {
         } catch {
             return .ledgerDamaged("\(error)")
         }
+    }
+
+    /// `.invalidLength` when a code of `count` bytes is empty or outside the token's limits.
+    private func lengthRefusal(_ count: Int, _ target: any CodeTarget) -> AccessResult? {
+        let limits = target.codeLengthLimits
+        let tooShort = count == 0 || limits.min.map { count < $0 } ?? false
+        let tooLong = limits.max.map { count > $0 } ?? false
+        return tooShort || tooLong ? .invalidLength(min: limits.min, max: limits.max) : nil
     }
 
     private func currentLock() -> LockRecord {

@@ -31,6 +31,15 @@ public final class Card: @unchecked Sendable {
 
     deinit { SCardDisconnect(handle, DWORD(SCARD_LEAVE_CARD)) }
 
+    /// Protocol control information for the negotiated protocol.
+    private var pci: UnsafePointer<SCARD_IO_REQUEST> {
+        switch activeProtocol {
+        case .t0: CPCSCLite_pciT0()
+        case .t1: CPCSCLite_pciT1()
+        case .raw: CPCSCLite_pciRaw()
+        }
+    }
+
     /// The card's ATR and state as the reader sees it now (`SCardStatus`).
     /// - Throws: `PCSCError.call` with `SCARD_W_REMOVED_CARD` when it was pulled.
     public func status() throws(PCSCError) -> (state: CardState, atr: [UInt8]) {
@@ -60,12 +69,6 @@ public final class Card: @unchecked Sendable {
     /// Sends raw APDU bytes and returns the raw response (`SCardTransmit`).
     /// - Throws: `PCSCError.call` (`SCARD_W_REMOVED_CARD`, `SCARD_E_NOT_TRANSACTED`, …).
     public func transmit(raw command: [UInt8]) throws(PCSCError) -> [UInt8] {
-        let pci: UnsafePointer<SCARD_IO_REQUEST>
-        switch activeProtocol {
-        case .t0: pci = CPCSCLite_pciT0()
-        case .t1: pci = CPCSCLite_pciT1()
-        case .raw: pci = CPCSCLite_pciRaw()
-        }
         var response = [UInt8](repeating: 0, count: Int(CPCSCLite_maxExtendedBufferSize()))
         var length = DWORD(response.count)
         try check(SCardTransmit(handle, pci, command, DWORD(command.count), nil, &response, &length), "SCardTransmit")
@@ -77,7 +80,6 @@ public final class Card: @unchecked Sendable {
     /// No `61xx`/`6Cxx` handling: such commands return only a status word.
     /// - Throws: `PCSCError`.
     public func transmit(secretCommand: borrowing SecretBytes) throws(PCSCError) -> ResponseAPDU {
-        let pci: UnsafePointer<SCARD_IO_REQUEST> = activeProtocol == .t0 ? CPCSCLite_pciT0() : CPCSCLite_pciT1()
         var response = [UInt8](repeating: 0, count: 258)
         var length = DWORD(response.count)
         let rv = secretCommand.withUnsafeBytes { command in

@@ -179,7 +179,7 @@ private final class MonitorThread: @unchecked Sendable {
             continuation.yield(.cardInserted(reader: name, atr: atr ?? []))
         } else if !isPresent && wasPresent {
             continuation.yield(.cardRemoved(reader: name))
-        } else if isPresent && wasPresent && (new >> 16) != (old >> 16) && old & DWORD(SCARD_STATE_UNAWARE) == 0 {
+        } else if isPresent && wasPresent && (new >> 16) != (old >> 16) {
             // The event counter moved while a card stayed present: it was
             // removed and re-inserted between two waits.
             continuation.yield(.cardRemoved(reader: name))
