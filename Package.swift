@@ -46,6 +46,8 @@ let package = Package(
         .target(name: "SignetPKCS11", dependencies: ["CP11Kit", "SignetCore"]),
         .target(name: "SignetPCSC", dependencies: ["CPCSCLite", "SignetCore"]),
         .target(name: "SignetAccessCode", dependencies: ["SignetCore", "SignetPKCS11", "SignetPCSC"]),
+        // The agent protocol: values and bytes only, no I/O (fuzzed and tested byte for byte).
+        .target(name: "SignetAgentProtocol", dependencies: ["SignetCore"]),
         .target(
             name: "SignetCLI",
             dependencies: [
@@ -84,6 +86,7 @@ let package = Package(
             path: "Tests/SignetTestSupport"
         ),
         .testTarget(name: "SignetCoreTests", dependencies: ["SignetCore"]),
+        .testTarget(name: "SignetAgentProtocolTests", dependencies: ["SignetAgentProtocol"]),
         .testTarget(name: "SignetPKCS11Tests", dependencies: ["SignetPKCS11", "SignetTestSupport"]),
         .testTarget(
             name: "SignetPCSCTests",

@@ -99,3 +99,22 @@ public struct SecretBytes: ~Copyable, @unchecked Sendable {
         #endif
     }
 }
+
+/// A `SecretBytes` that can be shared by reference: for secrets that travel
+/// inside copyable values (a decoded request), still zeroed when the last
+/// reference goes away.
+public final class SharedSecret: @unchecked Sendable {
+    private let secret: SecretBytes
+
+    /// Takes ownership of `secret`.
+    public init(_ secret: consuming SecretBytes) { self.secret = secret }
+
+    /// Copies `bytes` (which the caller must wipe) into a zeroing buffer.
+    public convenience init(copying bytes: UnsafeRawBufferPointer) { self.init(SecretBytes(copying: bytes)) }
+
+    /// Number of bytes.
+    public var count: Int { secret.count }
+
+    /// Calls `body` with the secret, borrowed.
+    public func use<R, E: Error>(_ body: (borrowing SecretBytes) throws(E) -> R) throws(E) -> R { try body(secret) }
+}

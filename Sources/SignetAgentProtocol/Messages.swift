@@ -1,0 +1,561 @@
+import SignetCore
+
+/// The agent protocol: values, and their bytes. No sockets, no tokens.
+///
+/// A frame is a 4-byte big-endian length followed by that many bytes:
+/// one byte of message kind, a 4-byte request id, then the message's fields.
+/// See `docs/protocol.md` for every message and error.
+public enum AgentProtocol {
+    /// The protocol version this code speaks.
+    public static let version: UInt16 = 1
+    /// Largest frame body accepted, in bytes. Digests, wrapped keys and
+    /// certificates travel; whole messages never do.
+    public static let maximumFrame = 64 * 1024
+    /// The magic a client's hello starts with.
+    public static let magic: [UInt8] = Array("signet-agent".utf8)
+}
+
+/// Stable error codes: clients may switch on these; they never change meaning.
+public struct AgentErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+
+    // The connection (the agent closes it after sending these).
+    public static let malformedFrame = AgentErrorCode(rawValue: 1)
+    public static let frameTooLarge = AgentErrorCode(rawValue: 2)
+    public static let unsupportedVersion = AgentErrorCode(rawValue: 3)
+    public static let handshakeRequired = AgentErrorCode(rawValue: 4)
+    public static let unknownRequest = AgentErrorCode(rawValue: 5)
+    public static let timeout = AgentErrorCode(rawValue: 6)
+    public static let tooManyConnections = AgentErrorCode(rawValue: 7)
+    public static let notPermitted = AgentErrorCode(rawValue: 8)
+    public static let shuttingDown = AgentErrorCode(rawValue: 9)
+    // Tokens.
+    public static let noToken = AgentErrorCode(rawValue: 20)
+    public static let tokenAmbiguous = AgentErrorCode(rawValue: 21)
+    public static let tokenAbsent = AgentErrorCode(rawValue: 22)
+    public static let tokenRemoved = AgentErrorCode(rawValue: 23)
+    public static let notUnlocked = AgentErrorCode(rawValue: 24)
+    // Objects and operations.
+    public static let objectNotFound = AgentErrorCode(rawValue: 30)
+    public static let objectAmbiguous = AgentErrorCode(rawValue: 31)
+    public static let mechanismInvalid = AgentErrorCode(rawValue: 32)
+    public static let dataInvalid = AgentErrorCode(rawValue: 33)
+    public static let keyUsageNotPermitted = AgentErrorCode(rawValue: 34)
+    public static let invalidArgument = AgentErrorCode(rawValue: 35)
+    public static let tokenFailure = AgentErrorCode(rawValue: 40)
+    public static let unsupported = AgentErrorCode(rawValue: 50)
+    public static let internalError = AgentErrorCode(rawValue: 99)
+
+    public var description: String {
+        let names: [UInt16: String] = [
+            1: "malformed-frame", 2: "frame-too-large", 3: "unsupported-version", 4: "handshake-required",
+            5: "unknown-request", 6: "timeout", 7: "too-many-connections", 8: "not-permitted", 9: "shutting-down",
+            20: "no-token", 21: "token-ambiguous", 22: "token-absent", 23: "token-removed", 24: "not-unlocked",
+            30: "object-not-found", 31: "object-ambiguous", 32: "mechanism-invalid", 33: "data-invalid",
+            34: "key-usage-not-permitted", 35: "invalid-argument", 40: "token-failure", 50: "unsupported", 99: "internal-error",
+        ]
+        return names[rawValue] ?? "error-\(rawValue)"
+    }
+}
+
+/// A mechanism on the wire: PKCS#11 numbers, the lingua franca of tokens.
+public struct WireMechanism: Sendable, Equatable {
+    /// `CKM_*`.
+    public var type: UInt64
+    /// For OAEP and PSS: the hash `CKM_*` (0 when not used).
+    public var hash: UInt64
+    /// For OAEP and PSS: `CKG_MGF1_*` (0 when not used).
+    public var mgf: UInt64
+    /// For PSS: the salt length.
+    public var saltLength: UInt32
+    /// For OAEP: the label (usually empty).
+    public var label: [UInt8]
+
+    public init(type: UInt64, hash: UInt64 = 0, mgf: UInt64 = 0, saltLength: UInt32 = 0, label: [UInt8] = []) {
+        self.type = type; self.hash = hash; self.mgf = mgf; self.saltLength = saltLength; self.label = label
+    }
+
+    func write(_ w: WireWriter) { w.u64(type); w.u64(hash); w.u64(mgf); w.u32(saltLength); w.bytes(label) }
+    static func read(_ r: inout WireReader) throws(WireError) -> WireMechanism {
+        WireMechanism(type: try r.u64(), hash: try r.u64(), mgf: try r.u64(), saltLength: try r.u32(), label: try r.bytes())
+    }
+}
+
+/// Key types the agent reports and generates.
+public enum WireKeyType: UInt8, Sendable, Equatable, Codable {
+    case rsa = 1
+    case ec = 2
+}
+
+/// What a key may be used for (from `CKA_SIGN`, `CKA_DECRYPT`, …).
+public struct KeyUsages: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+    public static let sign = KeyUsages(rawValue: 1)
+    public static let decrypt = KeyUsages(rawValue: 2)
+    public static let derive = KeyUsages(rawValue: 4)
+    public static let unwrap = KeyUsages(rawValue: 8)
+    public static let verify = KeyUsages(rawValue: 16)
+    public static let encrypt = KeyUsages(rawValue: 32)
+
+    public var names: [String] {
+        [(KeyUsages.sign, "sign"), (.decrypt, "decrypt"), (.derive, "derive"), (.unwrap, "unwrap"), (.verify, "verify"), (.encrypt, "encrypt")]
+            .filter { contains($0.0) }.map(\.1)
+    }
+}
+
+/// A token as the agent sees it, with its access-code state.
+public struct TokenEntry: Sendable, Equatable {
+    public var uri: String
+    public var label: String
+    public var manufacturer: String
+    public var model: String
+    public var serial: String
+    public var software: Bool
+    public var unlocked: Bool
+    /// Wrong codes in a row recorded by Signet.
+    public var failures: UInt32
+    /// Tries left before Signet locks the token.
+    public var triesLeft: UInt32
+    /// Seconds left of a Signet lock, if locked.
+    public var lockedSeconds: UInt32?
+    /// The token's own retry counter, in words ("ok", "final try", "blocked", "not reported").
+    public var tokenCounter: String
+    /// Why the ledger is unreadable, if it is.
+    public var ledgerDamage: String?
+
+    public init(uri: String, label: String, manufacturer: String, model: String, serial: String, software: Bool, unlocked: Bool,
+                failures: UInt32, triesLeft: UInt32, lockedSeconds: UInt32?, tokenCounter: String, ledgerDamage: String?) {
+        self.uri = uri; self.label = label; self.manufacturer = manufacturer; self.model = model; self.serial = serial
+        self.software = software; self.unlocked = unlocked; self.failures = failures; self.triesLeft = triesLeft
+        self.lockedSeconds = lockedSeconds; self.tokenCounter = tokenCounter; self.ledgerDamage = ledgerDamage
+    }
+
+    func write(_ w: WireWriter) {
+        w.string(uri); w.string(label); w.string(manufacturer); w.string(model); w.string(serial)
+        w.bool(software); w.bool(unlocked); w.u32(failures); w.u32(triesLeft)
+        w.optional(lockedSeconds, w.u32); w.string(tokenCounter); w.optional(ledgerDamage, w.string)
+    }
+    static func read(_ r: inout WireReader) throws(WireError) -> TokenEntry {
+        TokenEntry(uri: try r.string(), label: try r.string(), manufacturer: try r.string(), model: try r.string(), serial: try r.string(),
+                   software: try r.bool(), unlocked: try r.bool(), failures: try r.u32(), triesLeft: try r.u32(),
+                   lockedSeconds: try r.optional { (r: inout WireReader) throws(WireError) in try r.u32() },
+                   tokenCounter: try r.string(),
+                   ledgerDamage: try r.optional { (r: inout WireReader) throws(WireError) in try r.string() })
+    }
+}
+
+/// A key or certificate on a token. Never carries private key material.
+public struct ObjectEntry: Sendable, Equatable {
+    public enum Kind: UInt8, Sendable, Equatable { case privateKey = 1, publicKey = 2, certificate = 3 }
+
+    public var uri: String
+    public var kind: Kind
+    public var label: String
+    /// `CKA_ID`: what links a key to its certificate.
+    public var id: [UInt8]
+    public var keyType: WireKeyType?
+    /// Modulus bits or curve size; 0 for certificates.
+    public var bits: UInt32
+    public var usages: KeyUsages
+    /// For certificates: the DER subject name.
+    public var subject: [UInt8]
+
+    public init(uri: String, kind: Kind, label: String, id: [UInt8], keyType: WireKeyType?, bits: UInt32, usages: KeyUsages, subject: [UInt8] = []) {
+        self.uri = uri; self.kind = kind; self.label = label; self.id = id; self.keyType = keyType
+        self.bits = bits; self.usages = usages; self.subject = subject
+    }
+
+    func write(_ w: WireWriter) {
+        w.string(uri); w.u8(kind.rawValue); w.string(label); w.bytes(id)
+        w.optional(keyType) { w.u8($0.rawValue) }
+        w.u32(bits); w.u16(usages.rawValue); w.bytes(subject)
+    }
+    static func read(_ r: inout WireReader) throws(WireError) -> ObjectEntry {
+        let uri = try r.string()
+        let rawKind = try r.u8()
+        guard let kind = Kind(rawValue: rawKind) else { throw WireError("unknown object kind \(rawKind)") }
+        let label = try r.string(), id = try r.bytes()
+        let rawType = try r.optional { (r: inout WireReader) throws(WireError) in try r.u8() }
+        var keyType: WireKeyType?
+        if let rawType {
+            guard let known = WireKeyType(rawValue: rawType) else { throw WireError("unknown key type \(rawType)") }
+            keyType = known
+        }
+        return ObjectEntry(uri: uri, kind: kind, label: label, id: id, keyType: keyType, bits: try r.u32(),
+                           usages: KeyUsages(rawValue: try r.u16()), subject: try r.bytes())
+    }
+}
+
+/// The outcome of unlock, change-code and unblock, with the words to show.
+public struct AccessOutcome: Sendable, Equatable {
+    public enum Kind: UInt8, Sendable, Equatable, CaseIterable {
+        case unlocked = 0, alreadyUnlocked, wrongCode, locked, cardFinalTry, cardBlocked, invalidLength, notPresented, failed, ledgerDamaged
+    }
+    public var kind: Kind
+    public var triesLeft: UInt32?
+    public var lockedSeconds: UInt32?
+    /// What the access-code manager said, for a person.
+    public var message: String
+
+    public init(kind: Kind, triesLeft: UInt32? = nil, lockedSeconds: UInt32? = nil, message: String) {
+        self.kind = kind; self.triesLeft = triesLeft; self.lockedSeconds = lockedSeconds; self.message = message
+    }
+
+    /// Accepted (or already unlocked).
+    public var succeeded: Bool { kind == .unlocked || kind == .alreadyUnlocked }
+}
+
+/// An EC or RSA private key to import (from a PKCS#12 file the CLI parsed).
+/// Each component is held in a zeroing buffer.
+public struct ImportedKey: Sendable {
+    public enum Component: UInt8, Sendable, CaseIterable {
+        case modulus = 1, publicExponent, privateExponent, prime1, prime2, exponent1, exponent2, coefficient
+        case ecParameters = 20, ecPrivateValue, ecPoint
+    }
+    public var keyType: WireKeyType
+    public var components: [(Component, SharedSecret)]
+
+    public init(keyType: WireKeyType, components: [(Component, SharedSecret)]) {
+        self.keyType = keyType; self.components = components
+    }
+}
+
+/// A request from a client.
+public enum AgentRequest: Sendable {
+    /// Must be first: the client's magic, the versions it speaks, its name.
+    case hello(minVersion: UInt16, maxVersion: UInt16, client: String)
+    case status
+    case listTokens
+    /// Keys and certificates of one token (a PKCS#11 URI) or of all.
+    case listObjects(token: String?)
+    /// The DER certificate an object URI names.
+    case getCertificate(object: String)
+    case unlock(token: String?, code: SharedSecret, finalTry: Bool)
+    /// Logs out one token, or all when `token` is nil.
+    case lock(token: String?)
+    /// Signs `data` (a digest, or a DigestInfo for `CKM_RSA_PKCS`) with the key `key` names.
+    case sign(key: String, mechanism: WireMechanism, data: [UInt8])
+    case decrypt(key: String, mechanism: WireMechanism, ciphertext: [UInt8])
+    /// ECDH: `peerPoint` is the peer's uncompressed public point; `kdf` a `CKD_*`.
+    case derive(key: String, kdf: UInt64, sharedData: [UInt8], peerPoint: [UInt8])
+    /// Generates a non-extractable key pair; `curve` is `p256`/`p384`/`p521` for EC.
+    case generateKeyPair(token: String?, keyType: WireKeyType, bits: UInt32, curve: String, id: [UInt8], label: String)
+    case storeCertificate(token: String?, der: [UInt8], id: [UInt8], label: String)
+    case deleteObject(object: String)
+    case importKey(token: String?, key: ImportedKey, id: [UInt8], label: String)
+    case changeCode(token: String?, old: SharedSecret, new: SharedSecret, finalTry: Bool)
+    case unblock(token: String?, soCode: SharedSecret, newCode: SharedSecret, finalTry: Bool)
+    /// Creates a SoftHSM2 software token inside the agent, so it is usable at once.
+    case initSoftwareToken(label: String, userCode: SharedSecret, soCode: SharedSecret)
+    /// Stops the agent (owner only, like every request).
+    case shutdown
+
+    /// The kind byte.
+    public var kind: UInt8 {
+        switch self {
+        case .hello: 0x01
+        case .status: 0x02
+        case .listTokens: 0x03
+        case .listObjects: 0x04
+        case .getCertificate: 0x05
+        case .unlock: 0x06
+        case .lock: 0x07
+        case .sign: 0x08
+        case .decrypt: 0x09
+        case .derive: 0x0A
+        case .generateKeyPair: 0x10
+        case .storeCertificate: 0x11
+        case .deleteObject: 0x12
+        case .importKey: 0x13
+        case .changeCode: 0x14
+        case .unblock: 0x15
+        case .initSoftwareToken: 0x16
+        case .shutdown: 0x1F
+        }
+    }
+
+    /// A short name for logs (never the fields).
+    public var name: String {
+        switch self {
+        case .hello: "hello"
+        case .status: "status"
+        case .listTokens: "list-tokens"
+        case .listObjects: "list-objects"
+        case .getCertificate: "get-certificate"
+        case .unlock: "unlock"
+        case .lock: "lock"
+        case .sign: "sign"
+        case .decrypt: "decrypt"
+        case .derive: "derive"
+        case .generateKeyPair: "generate-key-pair"
+        case .storeCertificate: "store-certificate"
+        case .deleteObject: "delete-object"
+        case .importKey: "import-key"
+        case .changeCode: "change-code"
+        case .unblock: "unblock"
+        case .initSoftwareToken: "init-software-token"
+        case .shutdown: "shutdown"
+        }
+    }
+
+    func writeFields(_ w: WireWriter) {
+        switch self {
+        case .hello(let minVersion, let maxVersion, let client):
+            w.buffer.append(contentsOf: AgentProtocol.magic); w.u16(minVersion); w.u16(maxVersion); w.string(client)
+        case .status, .listTokens, .shutdown:
+            break
+        case .listObjects(let token):
+            w.optional(token, w.string)
+        case .getCertificate(let object), .deleteObject(let object):
+            w.string(object)
+        case .unlock(let token, let code, let finalTry):
+            w.optional(token, w.string); w.secret(code); w.bool(finalTry)
+        case .lock(let token):
+            w.optional(token, w.string)
+        case .sign(let key, let mechanism, let data):
+            w.string(key); mechanism.write(w); w.bytes(data)
+        case .decrypt(let key, let mechanism, let ciphertext):
+            w.string(key); mechanism.write(w); w.bytes(ciphertext)
+        case .derive(let key, let kdf, let sharedData, let peerPoint):
+            w.string(key); w.u64(kdf); w.bytes(sharedData); w.bytes(peerPoint)
+        case .generateKeyPair(let token, let keyType, let bits, let curve, let id, let label):
+            w.optional(token, w.string); w.u8(keyType.rawValue); w.u32(bits); w.string(curve); w.bytes(id); w.string(label)
+        case .storeCertificate(let token, let der, let id, let label):
+            w.optional(token, w.string); w.bytes(der); w.bytes(id); w.string(label)
+        case .importKey(let token, let key, let id, let label):
+            w.optional(token, w.string); w.u8(key.keyType.rawValue)
+            w.array(key.components) { w.u8($0.0.rawValue); w.secret($0.1) }
+            w.bytes(id); w.string(label)
+        case .changeCode(let token, let old, let new, let finalTry):
+            w.optional(token, w.string); w.secret(old); w.secret(new); w.bool(finalTry)
+        case .unblock(let token, let so, let new, let finalTry):
+            w.optional(token, w.string); w.secret(so); w.secret(new); w.bool(finalTry)
+        case .initSoftwareToken(let label, let user, let so):
+            w.string(label); w.secret(user); w.secret(so)
+        }
+    }
+
+    static func readFields(kind: UInt8, _ r: inout WireReader) throws(WireError) -> AgentRequest? {
+        func optionalText(_ r: inout WireReader) throws(WireError) -> String? {
+            try r.optional { (r: inout WireReader) throws(WireError) in try r.string() }
+        }
+        switch kind {
+        case 0x01:
+            let magic = try (0..<AgentProtocol.magic.count).map { (_: Int) throws(WireError) in try r.u8() }
+            guard magic == AgentProtocol.magic else { throw WireError("the hello does not start with the signet-agent magic") }
+            return .hello(minVersion: try r.u16(), maxVersion: try r.u16(), client: try r.string())
+        case 0x02: return .status
+        case 0x03: return .listTokens
+        case 0x04: return .listObjects(token: try optionalText(&r))
+        case 0x05: return .getCertificate(object: try r.string())
+        case 0x06: return .unlock(token: try optionalText(&r), code: try r.secret(), finalTry: try r.bool())
+        case 0x07: return .lock(token: try optionalText(&r))
+        case 0x08: return .sign(key: try r.string(), mechanism: try WireMechanism.read(&r), data: try r.bytes())
+        case 0x09: return .decrypt(key: try r.string(), mechanism: try WireMechanism.read(&r), ciphertext: try r.bytes())
+        case 0x0A: return .derive(key: try r.string(), kdf: try r.u64(), sharedData: try r.bytes(), peerPoint: try r.bytes())
+        case 0x10:
+            let token = try optionalText(&r)
+            let rawType = try r.u8()
+            guard let keyType = WireKeyType(rawValue: rawType) else { throw WireError("unknown key type \(rawType)") }
+            return .generateKeyPair(token: token, keyType: keyType, bits: try r.u32(), curve: try r.string(), id: try r.bytes(), label: try r.string())
+        case 0x11: return .storeCertificate(token: try optionalText(&r), der: try r.bytes(), id: try r.bytes(), label: try r.string())
+        case 0x12: return .deleteObject(object: try r.string())
+        case 0x13:
+            let token = try optionalText(&r)
+            let rawType = try r.u8()
+            guard let keyType = WireKeyType(rawValue: rawType) else { throw WireError("unknown key type \(rawType)") }
+            let components = try r.array { (r: inout WireReader) throws(WireError) -> (ImportedKey.Component, SharedSecret) in
+                let tag = try r.u8()
+                guard let component = ImportedKey.Component(rawValue: tag) else { throw WireError("unknown key component \(tag)") }
+                return (component, try r.secret())
+            }
+            return .importKey(token: token, key: ImportedKey(keyType: keyType, components: components), id: try r.bytes(), label: try r.string())
+        case 0x14: return .changeCode(token: try optionalText(&r), old: try r.secret(), new: try r.secret(), finalTry: try r.bool())
+        case 0x15: return .unblock(token: try optionalText(&r), soCode: try r.secret(), newCode: try r.secret(), finalTry: try r.bool())
+        case 0x16: return .initSoftwareToken(label: try r.string(), userCode: try r.secret(), soCode: try r.secret())
+        case 0x1F: return .shutdown
+        default: return nil
+        }
+    }
+}
+
+/// The agent's status.
+public struct AgentStatus: Sendable, Equatable {
+    public var agentVersion: String
+    public var pid: UInt32
+    public var uptimeSeconds: UInt64
+    public var connections: UInt32
+    public var tokens: [TokenEntry]
+
+    public init(agentVersion: String, pid: UInt32, uptimeSeconds: UInt64, connections: UInt32, tokens: [TokenEntry]) {
+        self.agentVersion = agentVersion; self.pid = pid; self.uptimeSeconds = uptimeSeconds; self.connections = connections; self.tokens = tokens
+    }
+}
+
+/// Interim messages sent before the final response to the same request.
+public enum NoticeKind: UInt8, Sendable, Equatable {
+    /// The token is absent: the user should insert it or tap it on the reader.
+    case presentToken = 1
+}
+
+/// A response from the agent.
+public enum AgentResponse: Sendable, Equatable {
+    case hello(version: UInt16, agentVersion: String, pid: UInt32)
+    case status(AgentStatus)
+    case tokens([TokenEntry])
+    case objects([ObjectEntry])
+    case certificate(der: [UInt8])
+    case access(AccessOutcome)
+    case ok(message: String)
+    case signature([UInt8])
+    case plaintext([UInt8])
+    case derived([UInt8])
+    case keyPair(publicKey: String, privateKey: String, subjectPublicKeyInfo: [UInt8])
+    case stored(object: String)
+    /// Interim: the request goes on; the final response follows with the same id.
+    case notice(NoticeKind, message: String)
+    case error(AgentErrorCode, message: String)
+
+    public var kind: UInt8 {
+        switch self {
+        case .hello: 0x81
+        case .status: 0x82
+        case .tokens: 0x83
+        case .objects: 0x84
+        case .certificate: 0x85
+        case .access: 0x86
+        case .ok: 0x87
+        case .signature: 0x88
+        case .plaintext: 0x89
+        case .derived: 0x8A
+        case .keyPair: 0x8B
+        case .stored: 0x8C
+        case .notice: 0x8E
+        case .error: 0xFF
+        }
+    }
+
+    /// True for messages that do not end their request.
+    public var isInterim: Bool { if case .notice = self { true } else { false } }
+
+    func writeFields(_ w: WireWriter) {
+        switch self {
+        case .hello(let version, let agentVersion, let pid):
+            w.u16(version); w.string(agentVersion); w.u32(pid)
+        case .status(let status):
+            w.string(status.agentVersion); w.u32(status.pid); w.u64(status.uptimeSeconds); w.u32(status.connections)
+            w.array(status.tokens) { $0.write(w) }
+        case .tokens(let tokens):
+            w.array(tokens) { $0.write(w) }
+        case .objects(let objects):
+            w.array(objects) { $0.write(w) }
+        case .certificate(let der), .signature(let der), .plaintext(let der), .derived(let der):
+            w.bytes(der)
+        case .access(let outcome):
+            w.u8(outcome.kind.rawValue); w.optional(outcome.triesLeft, w.u32); w.optional(outcome.lockedSeconds, w.u32); w.string(outcome.message)
+        case .ok(let message):
+            w.string(message)
+        case .keyPair(let publicKey, let privateKey, let spki):
+            w.string(publicKey); w.string(privateKey); w.bytes(spki)
+        case .stored(let object):
+            w.string(object)
+        case .notice(let kind, let message):
+            w.u8(kind.rawValue); w.string(message)
+        case .error(let code, let message):
+            w.u16(code.rawValue); w.string(message)
+        }
+    }
+
+    static func readFields(kind: UInt8, _ r: inout WireReader) throws(WireError) -> AgentResponse {
+        func u32(_ r: inout WireReader) throws(WireError) -> UInt32 { try r.u32() }
+        switch kind {
+        case 0x81: return .hello(version: try r.u16(), agentVersion: try r.string(), pid: try r.u32())
+        case 0x82:
+            return .status(AgentStatus(agentVersion: try r.string(), pid: try r.u32(), uptimeSeconds: try r.u64(), connections: try r.u32(),
+                                       tokens: try r.array(TokenEntry.read)))
+        case 0x83: return .tokens(try r.array(TokenEntry.read))
+        case 0x84: return .objects(try r.array(ObjectEntry.read))
+        case 0x85: return .certificate(der: try r.bytes())
+        case 0x86:
+            let raw = try r.u8()
+            guard let outcomeKind = AccessOutcome.Kind(rawValue: raw) else { throw WireError("unknown access outcome \(raw)") }
+            return .access(AccessOutcome(kind: outcomeKind, triesLeft: try r.optional(u32), lockedSeconds: try r.optional(u32), message: try r.string()))
+        case 0x87: return .ok(message: try r.string())
+        case 0x88: return .signature(try r.bytes())
+        case 0x89: return .plaintext(try r.bytes())
+        case 0x8A: return .derived(try r.bytes())
+        case 0x8B: return .keyPair(publicKey: try r.string(), privateKey: try r.string(), subjectPublicKeyInfo: try r.bytes())
+        case 0x8C: return .stored(object: try r.string())
+        case 0x8E:
+            let raw = try r.u8()
+            guard let notice = NoticeKind(rawValue: raw) else { throw WireError("unknown notice \(raw)") }
+            return .notice(notice, message: try r.string())
+        case 0xFF: return .error(AgentErrorCode(rawValue: try r.u16()), message: try r.string())
+        default: throw WireError("unknown response kind 0x\(Hex.encode([kind]))")
+        }
+    }
+}
+
+/// Turning messages into frames and frames into messages.
+public enum AgentFrame {
+    /// A request id, chosen by the client; responses carry it back.
+    public typealias ID = UInt32
+
+    /// Encodes a request as a complete frame (length prefix included) into a zeroing buffer.
+    public static func encode(_ request: AgentRequest, id: ID, into buffer: WireBuffer = WireBuffer()) -> WireBuffer {
+        encode(kind: request.kind, id: id, into: buffer, request.writeFields)
+    }
+
+    /// Encodes a response as a complete frame.
+    public static func encode(_ response: AgentResponse, id: ID, into buffer: WireBuffer = WireBuffer()) -> WireBuffer {
+        encode(kind: response.kind, id: id, into: buffer, response.writeFields)
+    }
+
+    private static func encode(kind: UInt8, id: ID, into buffer: WireBuffer, _ fields: (WireWriter) -> Void) -> WireBuffer {
+        let writer = WireWriter(buffer)
+        let start = buffer.count
+        writer.u32(0)
+        writer.u8(kind)
+        writer.u32(id)
+        fields(writer)
+        buffer.patchUInt32(UInt32(buffer.count - start - 4), at: start)
+        return buffer
+    }
+
+    /// Reads the body length from a 4-byte prefix, refusing anything over the maximum.
+    public static func bodyLength(_ prefix: UnsafeRawBufferPointer, maximum: Int = AgentProtocol.maximumFrame) throws(WireError) -> Int {
+        guard prefix.count == 4 else { throw WireError("a length prefix is 4 bytes") }
+        let length = Int(prefix.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+        guard length >= 5 else { throw WireError("a frame of \(length) bytes is shorter than its header") }
+        guard length <= maximum else { throw WireError("a frame of \(length) bytes is larger than the \(maximum)-byte limit") }
+        return length
+    }
+
+    /// The id and kind of a body, readable even when the rest is malformed (to answer with the right id).
+    public static func header(_ body: UnsafeRawBufferPointer) -> (kind: UInt8, id: ID)? {
+        guard body.count >= 5 else { return nil }
+        return (body[0], body[1...4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+    }
+
+    /// Decodes a request body (without the length prefix). Returns nil for an unknown kind.
+    public static func decodeRequest(_ body: UnsafeRawBufferPointer) throws(WireError) -> (id: ID, request: AgentRequest?) {
+        var reader = WireReader(body)
+        let kind = try reader.u8()
+        let id = try reader.u32()
+        guard let request = try AgentRequest.readFields(kind: kind, &reader) else { return (id, nil) }
+        try reader.finish()
+        return (id, request)
+    }
+
+    /// Decodes a response body (without the length prefix).
+    public static func decodeResponse(_ body: UnsafeRawBufferPointer) throws(WireError) -> (id: ID, response: AgentResponse) {
+        var reader = WireReader(body)
+        let kind = try reader.u8()
+        let id = try reader.u32()
+        let response = try AgentResponse.readFields(kind: kind, &reader)
+        try reader.finish()
+        return (id, response)
+    }
+}

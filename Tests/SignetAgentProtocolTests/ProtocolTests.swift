@@ -1,0 +1,203 @@
+import SignetAgentProtocol
+import SignetCore
+import Testing
+
+private func secret(_ text: String) -> SharedSecret { SharedSecret(SecretBytes(copying: Array(text.utf8))) }
+
+/// One of every request, with fields that are not all empty.
+private let everyRequest: [AgentRequest] = [
+    .hello(minVersion: 1, maxVersion: 1, client: "signet 0.1.0"),
+    .status,
+    .listTokens,
+    .listObjects(token: nil),
+    .listObjects(token: "pkcs11:token=Alice"),
+    .getCertificate(object: "pkcs11:token=Alice;id=%01;type=cert"),
+    .unlock(token: "pkcs11:serial=1234", code: secret("Pa55-word"), finalTry: true),
+    .lock(token: nil),
+    .sign(key: "pkcs11:id=%01;type=private", mechanism: WireMechanism(type: 0x0D, hash: 0x250, mgf: 2, saltLength: 32), data: Array(repeating: 7, count: 32)),
+    .decrypt(key: "pkcs11:id=%01;type=private", mechanism: WireMechanism(type: 9, hash: 0x220, mgf: 1, label: [1, 2]), ciphertext: Array(0..<255)),
+    .derive(key: "pkcs11:id=%02", kdf: 1, sharedData: [], peerPoint: [4] + Array(repeating: 9, count: 64)),
+    .generateKeyPair(token: nil, keyType: .ec, bits: 256, curve: "p256", id: [1], label: "Mail key"),
+    .storeCertificate(token: "pkcs11:token=A", der: [0x30, 0x03, 0x02, 0x01, 0x01], id: [1], label: "Mail"),
+    .deleteObject(object: "pkcs11:id=%01;type=cert"),
+    .importKey(token: nil, key: ImportedKey(keyType: .rsa, components: [(.modulus, secret("nn")), (.privateExponent, secret("dd"))]), id: [9], label: "Imported"),
+    .changeCode(token: nil, old: secret("old-code"), new: secret("new-code"), finalTry: false),
+    .unblock(token: nil, soCode: secret("so-code!"), newCode: secret("new-code"), finalTry: false),
+    .initSoftwareToken(label: "Test", userCode: secret("123456"), soCode: secret("12345678")),
+    .shutdown,
+]
+
+private let everyResponse: [AgentResponse] = [
+    .hello(version: 1, agentVersion: "0.2.0", pid: 4242),
+    .status(AgentStatus(agentVersion: "0.2.0", pid: 1, uptimeSeconds: 99, connections: 3, tokens: [sampleToken])),
+    .tokens([sampleToken, sampleToken]),
+    .objects([ObjectEntry(uri: "pkcs11:id=%01;type=private", kind: .privateKey, label: "k", id: [1], keyType: .rsa, bits: 2048, usages: [.sign, .decrypt]),
+              ObjectEntry(uri: "pkcs11:id=%01;type=cert", kind: .certificate, label: "c", id: [1], keyType: nil, bits: 0, usages: [], subject: [0x30, 0])]),
+    .certificate(der: [0x30, 0x00]),
+    .access(AccessOutcome(kind: .locked, triesLeft: 0, lockedSeconds: 900, message: "Token locked for 15 min")),
+    .access(AccessOutcome(kind: .unlocked, message: "Unlocked.")),
+    .ok(message: "Locked."),
+    .signature(Array(repeating: 1, count: 256)),
+    .plaintext([1, 2, 3]),
+    .derived([4, 5]),
+    .keyPair(publicKey: "pkcs11:id=%01;type=public", privateKey: "pkcs11:id=%01;type=private", subjectPublicKeyInfo: [0x30]),
+    .stored(object: "pkcs11:id=%01;type=cert"),
+    .notice(.presentToken, message: "Present your token"),
+    .error(.notUnlocked, message: "Unlock the token first: signet unlock"),
+]
+
+private let sampleToken = TokenEntry(uri: "pkcs11:token=Alice", label: "Alice", manufacturer: "SoftHSM project", model: "SoftHSM v2",
+                                     serial: "abc", software: true, unlocked: false, failures: 1, triesLeft: 2, lockedSeconds: nil,
+                                     tokenCounter: "ok", ledgerDamage: nil)
+
+private func body(_ frame: WireBuffer) -> [UInt8] { Array(frame.bytes.dropFirst(4)) }
+
+@Suite("Agent protocol")
+struct ProtocolTests {
+    @Test("Every request survives encode, decode and encode unchanged, with its id")
+    func requestRoundTrip() throws {
+        for (index, request) in everyRequest.enumerated() {
+            let first = AgentFrame.encode(request, id: UInt32(index) + 0x0100_0000).bytes
+            let decoded = try body(AgentFrame.encode(request, id: UInt32(index) + 0x0100_0000)).withUnsafeBytes { try AgentFrame.decodeRequest($0) }
+            let again = try #require(decoded.request)
+            #expect(decoded.id == UInt32(index) + 0x0100_0000)
+            #expect(again.kind == request.kind)
+            #expect(AgentFrame.encode(again, id: decoded.id).bytes == first, "request \(request.name)")
+        }
+    }
+
+    @Test("Every response survives encode and decode unchanged")
+    func responseRoundTrip() throws {
+        for response in everyResponse {
+            let frame = body(AgentFrame.encode(response, id: 77))
+            let decoded = try frame.withUnsafeBytes { try AgentFrame.decodeResponse($0) }
+            #expect(decoded.id == 77)
+            #expect(decoded.response == response)
+        }
+    }
+
+    @Test("A hello frame has exactly the documented bytes")
+    func helloBytes() {
+        let frame = AgentFrame.encode(AgentRequest.hello(minVersion: 1, maxVersion: 1, client: "t"), id: 1).bytes
+        let expected: [UInt8] = [0, 0, 0, 26, 0x01, 0, 0, 0, 1] + Array("signet-agent".utf8) + [0, 1, 0, 1, 0, 0, 0, 1, 0x74]
+        #expect(frame == expected)
+    }
+
+    @Test("A sign frame has exactly the documented bytes")
+    func signBytes() {
+        let frame = AgentFrame.encode(AgentRequest.sign(key: "k", mechanism: WireMechanism(type: 0x1041), data: [0xAA]), id: 2).bytes
+        let expected: [UInt8] = [0, 0, 0, 47, 0x08, 0, 0, 0, 2, 0, 0, 0, 1, 0x6B]
+            + [0, 0, 0, 0, 0, 0, 0x10, 0x41] + Array(repeating: 0, count: 16) + [0, 0, 0, 0] + [0, 0, 0, 0] + [0, 0, 0, 1, 0xAA]
+        #expect(frame == expected)
+    }
+
+    @Test("An error response carries a stable numeric code")
+    func errorBytes() {
+        let frame = AgentFrame.encode(AgentResponse.error(.notUnlocked, message: ""), id: 3).bytes
+        #expect(frame == [0, 0, 0, 11, 0xFF, 0, 0, 0, 3, 0, 24, 0, 0, 0, 0])
+    }
+
+    @Test("Length prefixes over the maximum, or shorter than a header, are refused before any allocation")
+    func lengthPrefix() {
+        for prefix: [UInt8] in [[0xFF, 0xFF, 0xFF, 0xFF], [0, 1, 0, 1], [0, 0, 0, 0], [0, 0, 0, 4]] {
+            #expect(throws: WireError.self) { try prefix.withUnsafeBytes { try AgentFrame.bodyLength($0) } }
+        }
+        let ok = [UInt8]([0, 1, 0, 0]).withUnsafeBytes { try? AgentFrame.bodyLength($0) }
+        #expect(ok == 65536)
+    }
+
+    @Test("An unknown request kind decodes to nil with its id, so the agent can answer it")
+    func unknownKind() throws {
+        let decoded = try [UInt8]([0x7E, 0, 0, 0, 9]).withUnsafeBytes { try AgentFrame.decodeRequest($0) }
+        #expect(decoded.id == 9)
+        #expect(decoded.request == nil)
+    }
+
+    @Test("Every truncation of every request fails with an error, never a crash or a wrong message")
+    func truncations() {
+        for request in everyRequest {
+            let full = body(AgentFrame.encode(request, id: 5))
+            for length in 0..<full.count {
+                let prefix = Array(full[0..<length])
+                let result = prefix.withUnsafeBytes { try? AgentFrame.decodeRequest($0) }
+                #expect(result == nil, "\(request.name) decoded from its first \(length) bytes")
+            }
+            var extended = full
+            extended.append(0)
+            #expect(throws: WireError.self) { try extended.withUnsafeBytes { try AgentFrame.decodeRequest($0) } }
+        }
+    }
+
+    @Test("Thousands of random frames and mutated real frames are rejected or decoded, never crash")
+    func fuzz() {
+        var generator = SplitMix(seed: 0x5167_4E45_5400_0001)
+        var decoded = 0, rejected = 0
+        let seeds = everyRequest.map { body(AgentFrame.encode($0, id: 1)) }
+        for round in 0..<20_000 {
+            var bytes: [UInt8]
+            if round % 2 == 0 {
+                bytes = (0..<Int(generator.next() % 300)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+            } else {
+                bytes = seeds[Int(generator.next() % UInt64(seeds.count))]
+                for _ in 0..<(1 + generator.next() % 4) where !bytes.isEmpty {
+                    bytes[Int(generator.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: generator.next())
+                }
+            }
+            if (try? bytes.withUnsafeBytes { try AgentFrame.decodeRequest($0) }) != nil { decoded += 1 } else { rejected += 1 }
+            _ = try? bytes.withUnsafeBytes { try AgentFrame.decodeResponse($0) }
+        }
+        #expect(decoded + rejected == 20_000)
+        // Random bytes almost never form a valid request; mutated real frames often do.
+        #expect(rejected > 5_000)
+    }
+
+    @Test("A length field larger than the frame is refused without allocating it")
+    func hugeInnerLength() {
+        // listObjects(token: some) whose string claims 4 GiB.
+        let frame: [UInt8] = [0x04, 0, 0, 0, 1, 1, 0xFF, 0xFF, 0xFF, 0xFF, 0x41]
+        #expect(throws: WireError.self) { try frame.withUnsafeBytes { try AgentFrame.decodeRequest($0) } }
+        let array: [UInt8] = [0x83, 0, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF]
+        #expect(throws: WireError.self) { try array.withUnsafeBytes { try AgentFrame.decodeResponse($0) } }
+    }
+
+    @Test("Codes are carried byte for byte, case and spaces included")
+    func codeBytes() throws {
+        let code = "Pa ss-É1"
+        let frame = body(AgentFrame.encode(.unlock(token: nil, code: secret(code), finalTry: false), id: 1))
+        let decoded = try frame.withUnsafeBytes { try AgentFrame.decodeRequest($0) }
+        guard case .unlock(_, let received, _)? = decoded.request else { Issue.record("not an unlock"); return }
+        let bytes = received.use { $0.withUnsafeBytes { Array($0) } }
+        #expect(bytes == Array(code.utf8))
+    }
+
+    @Test("Clearing a frame buffer zeroes the code it held")
+    func bufferClears() {
+        let buffer = AgentFrame.encode(.unlock(token: nil, code: secret("SECRETCODE"), finalTry: false), id: 1)
+        let before = buffer.bytes
+        #expect(before.count > 10)
+        buffer.clear()
+        #expect(buffer.count == 0)
+        let written = AgentFrame.encode(AgentRequest.status, id: 1, into: buffer).bytes
+        #expect(written.count == 9)
+    }
+
+    @Test("Error codes have stable names")
+    func errorNames() {
+        #expect(AgentErrorCode.notUnlocked.description == "not-unlocked")
+        #expect(AgentErrorCode.tokenAbsent.rawValue == 22)
+        #expect(AgentErrorCode(rawValue: 1234).description == "error-1234")
+    }
+}
+
+/// A small deterministic generator so a fuzz failure can be reproduced.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
