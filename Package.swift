@@ -48,17 +48,19 @@ let package = Package(
         .target(name: "SignetAccessCode", dependencies: ["SignetCore", "SignetPKCS11", "SignetPCSC"]),
         // The agent protocol: values and bytes only, no I/O (fuzzed and tested byte for byte).
         .target(name: "SignetAgentProtocol", dependencies: ["SignetCore"]),
+        // The agent's client side: connect, handshake, calls; starts the agent when none runs.
+        .target(name: "SignetAgentClient", dependencies: ["SignetCore", "SignetAgentProtocol"]),
         .target(
             name: "SignetCLI",
             dependencies: [
-                "SignetCore", "SignetPKCS11", "SignetPCSC", "SignetAccessCode", "COpenSSL",
+                "SignetCore", "SignetPKCS11", "SignetPCSC", "SignetAccessCode", "COpenSSL", "SignetAgentProtocol", "SignetAgentClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .target(
             name: "SignetAgentCore",
             dependencies: [
-                "SignetCore",
+                "SignetCore", "SignetPKCS11", "SignetAccessCode", "SignetAgentProtocol",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

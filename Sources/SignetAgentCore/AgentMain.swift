@@ -2,15 +2,15 @@
 import Glibc
 #endif
 import Logging
+import SignetAccessCode
 import SignetCore
+import SignetPKCS11
 
-/// `signet-agent`'s entry point.
-///
-/// For now the agent starts, logs, and stops cleanly on SIGTERM or SIGINT
-/// (SIGHUP is acknowledged); the socket, the token actors and the
-/// access-code manager come with the agent issue.
+/// `signet-agent`'s entry point: sets up the socket (or takes systemd's),
+/// loads the token modules, serves clients, and stops cleanly on SIGTERM or
+/// SIGINT (logging every token out). SIGHUP re-reads the configuration.
 public enum AgentMain {
-    public static let version = "0.1.0"
+    public static let version = "0.2.0"
 
     /// Runs until SIGTERM or SIGINT; returns the process exit status.
     public static func run(arguments: [String] = CommandLine.arguments) -> Int32 {
@@ -18,6 +18,19 @@ public enum AgentMain {
             Console.out("signet-agent \(version)\n")
             return 0
         }
+        if arguments.contains("--help") || arguments.contains("-h") {
+            Console.out("""
+            usage: signet-agent
+
+            Serves Signet's agent protocol on $XDG_RUNTIME_DIR/signet/agent.sock (or on the
+            socket systemd passes). `signet` starts it when needed. SIGTERM/SIGINT stop it;
+            SIGHUP re-reads ~/.config/signet/config and the policy. Logs go to standard error;
+            set SIGNET_LOG_LEVEL=debug for more.
+
+            """)
+            return 0
+        }
+        closeInheritedDescriptors()
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = ProcessEnvironment.value("SIGNET_LOG_LEVEL").flatMap(Logger.Level.init(rawValue:)) ?? .info
@@ -25,25 +38,142 @@ public enum AgentMain {
         }
         let logger = Logger(label: "signet-agent")
 
-        // Handle signals synchronously with sigwait: no async-signal-safety
-        // concerns, and the main thread simply waits for the next one.
+        // Signals are taken synchronously with sigwait on the main thread; every
+        // other thread inherits the blocked mask. SIGPIPE is ignored: a client that
+        // leaves mid-answer is an error on that connection only.
         var signals = sigset_t()
         sigemptyset(&signals)
         for signal in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, signal) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
+        signal(SIGPIPE, SIG_IGN)
 
         let paths = SignetPaths.current
-        logger.info("signet-agent \(version) started", metadata: ["pid": "\(getpid())", "uid": "\(getuid())", "runtime": "\(paths.runtime)"])
+        var settings = AgentSettings.load(paths: paths)
+        let socket: AgentSocket
+        do {
+            socket = try AgentSocket.open(settings: settings)
+        } catch {
+            logger.error("\(error.description)")
+            Console.error("signet-agent: \(error.description)")
+            return 1
+        }
+
+        if SoftwareTokens.installedModulePath() != nil { try? SoftwareTokens.ensureConfiguration(paths: paths) }
+        let context: PKCS11Context
+        do throws(PKCS11Error) {
+            context = try PKCS11Context(configuration: .resolved())
+        } catch {
+            logger.error("cannot load token modules: \(error)")
+            Console.error("signet-agent: cannot load token modules: \(error)")
+            socket.remove()
+            return 1
+        }
+        for failure in context.failures { logger.warning("module \(failure.path) not loaded: \(failure.reason)") }
+
+        let audit = AuditLog(directory: paths.state)
+        let registry = TokenRegistry(context: context)
+        let counter = ConnectionCounter()
+        let handler = RequestHandler(registry: registry, audit: audit, settings: settings, connectionCount: { counter.count() })
+        let server = AgentServer(listener: socket.fd, handler: handler, logger: logger) { kill(getpid(), SIGTERM) }
+        counter.server = server
+        server.start()
+        Housekeeping(handler: handler, logger: logger).start()
+
+        audit.record(AuditEvent(action: AuditAction.agentStart.rawValue, result: "ok",
+                                detail: "version \(version), pid \(getpid()), \(registry.presentWorkers.count) token(s)"))
+        logger.info("signet-agent \(version) listening", metadata: [
+            "pid": "\(getpid())", "socket": "\(socket.path)", "systemd": "\(socket.fromSystemd)",
+            "tokens": "\(registry.presentWorkers.count)",
+        ])
         while true {
             var received: Int32 = 0
             guard sigwait(&signals, &received) == 0 else { continue }
-            switch received {
-            case SIGHUP:
-                logger.info("SIGHUP received: configuration reloaded (nothing to reload yet)")
-            default:
-                logger.info("signal \(received) received: stopping")
-                logger.info("signet-agent stopped")
-                return 0
+            if received == SIGHUP {
+                settings = AgentSettings.load(paths: paths)
+                handler.reload(settings)
+                logger.info("SIGHUP: configuration reloaded", metadata: [
+                    "idle-lock": "\(settings.idleLock)", "presence-wait": "\(settings.presenceWait)",
+                    "max-failures": "\(settings.lockoutPolicy.maximumFailures)",
+                ])
+                continue
+            }
+            logger.info("signal \(received) received: stopping")
+            handler.stopping.store(true, ordering: .sequentiallyConsistent)
+            server.stop()
+            socket.remove()
+            var locked = 0
+            for worker in registry.presentWorkers {
+                let wasUnlocked = (try? worker.run { (state) throws(PKCS11Error) -> Bool in
+                    defer { state.unlocked = false }
+                    if state.unlocked, let session = state.session { try? session.logout() }
+                    return state.unlocked
+                }) ?? false
+                if wasUnlocked { locked += 1 }
+            }
+            audit.record(AuditEvent(action: AuditAction.agentStop.rawValue, result: "ok", detail: "signal \(received); \(locked) token(s) logged out"))
+            logger.info("signet-agent stopped")
+            return 0
+        }
+    }
+}
+
+/// Closes descriptors inherited from whoever started the agent (a `--code-fd`
+/// pipe, a test's output pipe), keeping only the standard three and systemd's sockets.
+private func closeInheritedDescriptors() {
+    let systemd = ProcessEnvironment.value("LISTEN_PID") == String(getpid())
+        ? Int32(ProcessEnvironment.value("LISTEN_FDS") ?? "0") ?? 0 : 0
+    var limit = rlimit()
+    getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+    let highest = Int32(min(limit.rlim_cur, 65536))
+    var fd = AgentSocket.firstSystemdFD + systemd
+    while fd < highest {
+        close(fd)
+        fd += 1
+    }
+}
+
+/// Late-bound connection count for status (the server is created after the handler).
+final class ConnectionCounter: @unchecked Sendable {
+    weak var server: AgentServer?
+    func count() -> Int { server?.connectionCount ?? 0 }
+}
+
+/// Once a second: logs out tokens idle past the idle-lock time, notes when a
+/// lockout has run out, and rescans slots so inserted and removed tokens are
+/// seen (a removed token loses its session and its unlocked state).
+struct Housekeeping: Sendable {
+    let handler: RequestHandler
+    let logger: Logger
+
+    func start() {
+        DetachedThread.start { [self] in
+            while !handler.stopping.load(ordering: .relaxed) {
+                sleep(1)
+                tick()
+            }
+        }
+    }
+
+    private func tick() {
+        let idle = handler.currentSettings.idleLock
+        let now = MonotonicClock.seconds()
+        handler.registry.refresh()
+        for worker in handler.registry.presentWorkers {
+            if idle > 0 {
+                var loggedOut = false
+                worker.runIfIdle { state in
+                    guard state.unlocked, now - state.lastUsed >= idle else { return }
+                    if let session = state.session { try? session.logout() }
+                    state.unlocked = false
+                    loggedOut = true
+                }
+                if loggedOut {
+                    logger.info("\(worker.label): locked after \(Int(idle)) s unused")
+                    handler.record(.lock, result: "ok", peer: nil, start: now, token: worker.token.uri.description, detail: "idle for \(Int(idle)) s")
+                }
+            }
+            if worker.lockoutEnded(now: now) {
+                handler.record(.lockoutEnd, result: "ok", peer: nil, start: now, token: worker.token.uri.description)
             }
         }
     }

@@ -504,11 +504,13 @@ public enum AgentFrame {
     public typealias ID = UInt32
 
     /// Encodes a request as a complete frame (length prefix included) into a zeroing buffer.
+    @discardableResult
     public static func encode(_ request: AgentRequest, id: ID, into buffer: WireBuffer = WireBuffer()) -> WireBuffer {
         encode(kind: request.kind, id: id, into: buffer, request.writeFields)
     }
 
     /// Encodes a response as a complete frame.
+    @discardableResult
     public static func encode(_ response: AgentResponse, id: ID, into buffer: WireBuffer = WireBuffer()) -> WireBuffer {
         encode(kind: response.kind, id: id, into: buffer, response.writeFields)
     }

@@ -1,13 +1,14 @@
 import ArgumentParser
 import SignetAccessCode
+import SignetAgentProtocol
 import SignetCore
 import SignetPKCS11
 
 /// `signet pin …`: the access-code manager from the command line.
 ///
-/// Until the agent exists these talk to the token directly; they then move
-/// behind the agent, which alone holds token sessions. Either way every code
-/// goes through the same ledger and lockout rule.
+/// Status, change and unblock go through the agent, which alone holds token
+/// sessions; `repair-ledger` rewrites the ledger file and reads the token's
+/// identity itself. Every code goes through the same ledger and lockout rule.
 struct PinCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pin",
@@ -44,25 +45,6 @@ struct PinCommand: ParsableCommand {
         }
     }
 
-    /// Exit status for a result: 0 done, 2 wrong code, 3 locked, 4 the token refuses (final try or blocked), 1 otherwise.
-    static func finish(_ result: AccessResult, role: CodeRole, success: String) throws {
-        let message = result.message(role: role)
-        switch result {
-        case .unlocked:
-            print(success)
-        case .alreadyUnlocked:
-            print(message)
-        case .wrongCode:
-            throw CLIError(description: message, exitCode: 2).reported()
-        case .locked:
-            throw CLIError(description: message, exitCode: 3).reported()
-        case .cardFinalTry, .cardBlocked:
-            throw CLIError(description: message, exitCode: 4).reported()
-        default:
-            throw CLIError(description: message, exitCode: 1).reported()
-        }
-    }
-
     struct Status: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show tries left, any lock, and the token's own counter.")
         @OptionGroup var selection: TokenOption
@@ -71,37 +53,38 @@ struct PinCommand: ParsableCommand {
         struct Entry: Codable {
             var token: String
             var uri: String
-            var failures: Int
-            var triesLeft: Int
-            var lockedSeconds: Int?
+            var failures: UInt32
+            var triesLeft: UInt32
+            var lockedSeconds: UInt32?
             var tokenCounter: String
             var ledgerDamage: String?
         }
 
         func run() throws {
-            let (_, target) = try selection.target()
-            let status = AccessCodeManager().status(target)
-            let counter: String
-            switch status.card {
-            case .unknown: counter = "not reported"
-            case .triesLeft(let n): counter = n.map { "\($0) tries left" } ?? "ok"
-            case .countLow: counter = "a wrong code was entered recently"
-            case .finalTry: counter = "final try"
-            case .blocked: counter = "blocked"
+            guard case .tokens(let tokens) = try Agent.call(.listTokens) else { throw CLIError(description: "unexpected answer from the agent").reported() }
+            let wanted = try selection.token.map { try PKCS11URI(parsing: $0) }
+            let matching = tokens.filter { entry in
+                guard let wanted else { return true }
+                guard let uri = try? PKCS11URI(parsing: entry.uri) else { return false }
+                return wanted.path.allSatisfy { attribute in uri.value(attribute.name) == attribute.value }
             }
-            let entry = Entry(token: target.token.info.label, uri: target.token.uri.description, failures: status.failures,
-                              triesLeft: status.triesLeft, lockedSeconds: status.lockedRemaining.map { Int($0.seconds.rounded(.up)) },
-                              tokenCounter: counter, ledgerDamage: status.damaged)
+            guard matching.count == 1, let token = matching.first else {
+                throw CLIError(description: matching.isEmpty
+                    ? "No token is present\(wanted.map { " that matches \($0)" } ?? ""). Insert your token or tap it on the reader."
+                    : "\(matching.count) tokens are present; choose one with --token URI (see `signet status`).").reported()
+            }
+            let entry = Entry(token: token.label, uri: token.uri, failures: token.failures, triesLeft: token.triesLeft,
+                              lockedSeconds: token.lockedSeconds, tokenCounter: token.tokenCounter, ledgerDamage: token.ledgerDamage)
             if output.json { return try JSONOutput.print(entry) }
-            print("\(entry.token)\(target.token.isSoftware ? "  [SOFTWARE TOKEN]" : "")")
-            if let damage = status.damaged {
+            print("\(entry.token)\(token.software ? "  [SOFTWARE TOKEN]" : "")")
+            if let damage = entry.ledgerDamage {
                 print("  ledger:  damaged (\(damage)); run `signet pin repair-ledger`")
-            } else if let remaining = status.lockedRemaining {
-                print("  signet:  locked for \(AccessResult.words(remaining))")
+            } else if let remaining = entry.lockedSeconds {
+                print("  signet:  locked for \(Durations.words(Double(remaining)))")
             } else {
-                print("  signet:  \(status.triesLeft) \(status.triesLeft == 1 ? "try" : "tries") left before a lock")
+                print("  signet:  \(entry.triesLeft) \(entry.triesLeft == 1 ? "try" : "tries") left before a lock")
             }
-            print("  token:   \(counter)")
+            print("  token:   \(entry.tokenCounter)")
         }
     }
 
@@ -116,16 +99,16 @@ struct PinCommand: ParsableCommand {
         var finalTry = false
 
         func run() throws {
-            let (_, target) = try selection.target()
-            let result: AccessResult
+            let client = try Agent.connect()
+            let request: AgentRequest
             do {
                 let old = try AccessCodeInput.obtain(fd: codeFD, prompt: "Current access code: ")
                 let new = try AccessCodeInput.obtainNew(fd: newCodeFD, prompt: "New access code: ", again: "Type it again: ")
-                result = AccessCodeManager().changeCode(target, old: old, new: new, allowFinalTry: finalTry)
+                request = .changeCode(token: selection.token, old: SharedSecret(old), new: SharedSecret(new), finalTry: finalTry)
             } catch {
                 throw CLIError(description: error.description)
             }
-            try PinCommand.finish(result, role: .user, success: "Access code changed.")
+            try Agent.finish(try Agent.call(request, client: client), success: "Access code changed.")
         }
     }
 
@@ -140,16 +123,16 @@ struct PinCommand: ParsableCommand {
         var finalTry = false
 
         func run() throws {
-            let (_, target) = try selection.target()
-            let result: AccessResult
+            let client = try Agent.connect()
+            let request: AgentRequest
             do {
                 let so = try AccessCodeInput.obtain(fd: soCodeFD, prompt: "Administrator (SO) code or PUK: ")
                 let new = try AccessCodeInput.obtainNew(fd: newCodeFD, prompt: "New access code: ", again: "Type it again: ")
-                result = AccessCodeManager().unblock(target, soCode: so, newCode: new, allowFinalTry: finalTry)
+                request = .unblock(token: selection.token, soCode: SharedSecret(so), newCode: SharedSecret(new), finalTry: finalTry)
             } catch {
                 throw CLIError(description: error.description)
             }
-            try PinCommand.finish(result, role: .so, success: "Unblocked: the new access code is set and Signet's lock is cleared.")
+            try Agent.finish(try Agent.call(request, client: client), success: "Unblocked: the new access code is set and Signet's lock is cleared.")
         }
     }
 

@@ -14,7 +14,10 @@ public struct SignetCommand: ParsableCommand {
         Tokens are named by PKCS#11 URI (see `signet tokens`), never by slot number.
         """,
         version: SignetCommand.version,
-        subcommands: [ReadersCommand.self, TokensCommand.self, TokenCommand.self, PinCommand.self, VersionCommand.self]
+        subcommands: [
+            StatusCommand.self, UnlockCommand.self, LockCommand.self, KeysCommand.self, ReadersCommand.self, TokensCommand.self,
+            TokenCommand.self, PinCommand.self, LogCommand.self, ReportCommand.self, AgentCommand.self, VersionCommand.self,
+        ]
     )
 
     public init() {}

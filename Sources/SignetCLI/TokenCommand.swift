@@ -1,5 +1,6 @@
 import ArgumentParser
 import SignetCore
+import SignetAgentProtocol
 import SignetPKCS11
 
 /// `signet token …`: managing tokens themselves.
@@ -46,29 +47,22 @@ struct TokenCommand: ParsableCommand {
         }
 
         func run() throws {
-            do {
-                try SoftwareTokens.ensureConfiguration()
-            } catch {
-                throw CLIError(description: error.description)
-            }
-            let context: PKCS11Context
-            do {
-                context = try PKCS11Context()
-            } catch {
-                throw CLIError(description: error.description)
-            }
-            let token: Token
+            // The agent creates the token in its own process, so it is usable at once.
+            let client = try Agent.connect()
+            let request: AgentRequest
             do {
                 let userCode = try AccessCodeInput.obtainNew(fd: codeFD, prompt: "New access code for \(label): ", again: "Type it again: ")
                 let soCode = try AccessCodeInput.obtainNew(fd: soCodeFD, prompt: "New administrator (SO) code: ", again: "Type it again: ")
-                token = try SoftwareTokens.create(in: context, label: label, userCode: userCode, soCode: soCode)
-            } catch let error as AccessCodeInput.Failure {
-                throw CLIError(description: error.description)
-            } catch let error as SoftwareTokens.Failure {
+                request = .initSoftwareToken(label: label, userCode: SharedSecret(userCode), soCode: SharedSecret(soCode))
+            } catch {
                 throw CLIError(description: error.description)
             }
-            print("Created software token \"\(token.info.label)\" (serial \(token.info.serialNumber)).")
-            print("URI: \(token.uri)")
+            guard case .stored(let uri) = try Agent.call(request, client: client) else {
+                throw CLIError(description: "unexpected answer from the agent").reported()
+            }
+            let serial = (try? PKCS11URI(parsing: uri))?.text("serial") ?? "?"
+            print("Created software token \"\(label)\" (serial \(serial)).")
+            print("URI: \(uri)")
             print("This is a SOFTWARE token for trying Signet out: its keys are files on this computer.")
         }
     }

@@ -1,4 +1,5 @@
 import CP11Kit
+import SignetCore
 
 /// A PKCS#11 attribute type (`CKA_*`).
 public struct AttributeType: RawRepresentable, Hashable, Sendable {
@@ -27,6 +28,11 @@ public struct AttributeType: RawRepresentable, Hashable, Sendable {
     public static let modulusBits = AttributeType(rawValue: UInt(CKA_MODULUS_BITS))
     public static let publicExponent = AttributeType(rawValue: UInt(CKA_PUBLIC_EXPONENT))
     public static let privateExponent = AttributeType(rawValue: UInt(CKA_PRIVATE_EXPONENT))
+    public static let prime1 = AttributeType(rawValue: UInt(CKA_PRIME_1))
+    public static let prime2 = AttributeType(rawValue: UInt(CKA_PRIME_2))
+    public static let exponent1 = AttributeType(rawValue: UInt(CKA_EXPONENT_1))
+    public static let exponent2 = AttributeType(rawValue: UInt(CKA_EXPONENT_2))
+    public static let coefficient = AttributeType(rawValue: UInt(CKA_COEFFICIENT))
     public static let extractable = AttributeType(rawValue: UInt(CKA_EXTRACTABLE))
     public static let neverExtractable = AttributeType(rawValue: UInt(CKA_NEVER_EXTRACTABLE))
     public static let alwaysSensitive = AttributeType(rawValue: UInt(CKA_ALWAYS_SENSITIVE))
@@ -78,19 +84,30 @@ public struct Attribute: Sendable, Equatable {
 }
 
 /// Calls `body` with a `CK_ATTRIBUTE` array that points into `attributes`' storage.
-func withTemplate<R>(_ attributes: [Attribute], _ body: (UnsafeMutablePointer<CK_ATTRIBUTE>?, CK_ULONG) throws(PKCS11Error) -> R) throws(PKCS11Error) -> R {
-    // One contiguous buffer holds every value, so the pointers stay valid for the call.
-    let total = attributes.reduce(0) { $0 + $1.bytes.count }
+func withTemplate<R>(_ attributes: [Attribute], secrets: [(AttributeType, SharedSecret)] = [],
+                     _ body: (UnsafeMutablePointer<CK_ATTRIBUTE>?, CK_ULONG) throws(PKCS11Error) -> R) throws(PKCS11Error) -> R {
+    // One contiguous buffer holds every value, so the pointers stay valid for
+    // the call; it is wiped afterwards because secret values pass through it.
+    let total = attributes.reduce(0) { $0 + $1.bytes.count } + secrets.reduce(0) { $0 + $1.1.count }
     let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(total, 1), alignment: 8)
-    defer { storage.deallocate() }
+    defer {
+        SecretBytes.wipe(storage)
+        storage.deallocate()
+    }
     var template: [CK_ATTRIBUTE] = []
-    template.reserveCapacity(attributes.count)
+    template.reserveCapacity(attributes.count + secrets.count)
     var offset = 0
     for attribute in attributes {
         let base = storage.baseAddress! + offset
         attribute.bytes.withUnsafeBytes { if let source = $0.baseAddress { base.copyMemory(from: source, byteCount: $0.count) } }
         template.append(CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(attribute.type.rawValue), pValue: base, ulValueLen: CK_ULONG(attribute.bytes.count)))
         offset += attribute.bytes.count
+    }
+    for (type, secret) in secrets {
+        let base = storage.baseAddress! + offset
+        secret.use { $0.withUnsafeBytes { if let source = $0.baseAddress { base.copyMemory(from: source, byteCount: $0.count) } } }
+        template.append(CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(type.rawValue), pValue: base, ulValueLen: CK_ULONG(secret.count)))
+        offset += secret.count
     }
     return try template.withUnsafeMutableBufferPointer { (buffer) throws(PKCS11Error) -> R in
         try body(buffer.baseAddress, CK_ULONG(buffer.count))

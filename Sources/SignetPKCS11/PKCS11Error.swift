@@ -152,6 +152,8 @@ public enum PKCS11Error: Error, Equatable, CustomStringConvertible {
     case ambiguousToken(uri: String, matches: [String])
     /// No object matches.
     case objectNotFound(String)
+    /// More than one object matches where one was meant.
+    case ambiguousObject(String)
     /// A PKCS#11 URI could not be parsed.
     case invalidURI(String)
     /// A value returned by the module was not what the specification says.
@@ -172,6 +174,7 @@ public enum PKCS11Error: Error, Equatable, CustomStringConvertible {
         case .ambiguousToken(let uri, let matches):
             "\(matches.count) tokens match \(uri) (\(matches.joined(separator: "; "))); add serial= to the URI"
         case .objectNotFound(let what): "no object matches \(what) on the token"
+        case .ambiguousObject(let what): "more than one object matches \(what); add id= or object= to the URI"
         case .invalidURI(let reason): "invalid PKCS#11 URI: \(reason)"
         case .malformed(let what): "the token module returned malformed data: \(what)"
         }

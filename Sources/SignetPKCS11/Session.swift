@@ -232,11 +232,12 @@ public final class Session: @unchecked Sendable {
         return (ObjectHandle(rawValue: UInt(publicKey)), ObjectHandle(rawValue: UInt(privateKey)))
     }
 
-    /// Creates an object (`C_CreateObject`).
-    public func createObject(_ template: [Attribute]) throws(PKCS11Error) -> ObjectHandle {
+    /// Creates an object (`C_CreateObject`). `secrets` are attribute values
+    /// (private key components) that reach the module from zeroing buffers only.
+    public func createObject(_ template: [Attribute], secrets: [(AttributeType, SharedSecret)] = []) throws(PKCS11Error) -> ObjectHandle {
         guard let create = functions.pointee.C_CreateObject else { throw .functionMissing("C_CreateObject") }
         var object: CK_OBJECT_HANDLE = 0
-        try withTemplate(template) { (pointer, count) throws(PKCS11Error) in
+        try withTemplate(template, secrets: secrets) { (pointer, count) throws(PKCS11Error) in
             try check(create(handle, pointer, count, &object), "C_CreateObject")
         }
         return ObjectHandle(rawValue: UInt(object))

@@ -1,0 +1,135 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SignetAgentProtocol
+import SignetCore
+
+/// Why a call to the agent failed.
+public enum AgentClientError: Error, CustomStringConvertible, Sendable {
+    /// No agent listens on the socket (and none was started).
+    case notRunning(String)
+    /// The agent could not be started.
+    case startFailed(String)
+    /// The connection failed or closed mid-call.
+    case connection(String)
+    /// The agent sent something this client does not understand.
+    case protocolViolation(String)
+    /// The agent answered with an error.
+    case agent(AgentErrorCode, String)
+
+    public var description: String {
+        switch self {
+        case .notRunning(let path): "signet-agent is not running (no agent at \(path)); start it with `signet agent start`"
+        case .startFailed(let why): "could not start signet-agent: \(why)"
+        case .connection(let why): "lost the connection to signet-agent: \(why)"
+        case .protocolViolation(let why): "signet-agent sent an unexpected answer: \(why)"
+        case .agent(_, let message): message
+        }
+    }
+
+    /// The agent's error code, when the agent answered with one.
+    public var code: AgentErrorCode? { if case .agent(let code, _) = self { code } else { nil } }
+}
+
+/// A connection to `signet-agent`: handshake, then requests and their answers.
+/// Requests may be pipelined (`send` several, then `receive`); `call` is one round trip.
+public final class AgentClient {
+    public let fd: Int32
+    /// The agent's version and pid from the handshake.
+    public private(set) var agentVersion = ""
+    public private(set) var agentPID: UInt32 = 0
+    private var nextID: UInt32 = 1
+    private let frame = WireBuffer(capacity: 512)
+
+    /// Connects to the socket at `path` and performs the handshake.
+    /// - Throws: `.notRunning` when nothing listens there; `.agent` when the agent refuses (not permitted, busy).
+    public init(socketPath path: String, clientName: String = "signet") throws(AgentClientError) {
+        do throws(SocketError) {
+            fd = try UnixSocket.connect(path)
+        } catch {
+            if error.code == ENOENT || error.code == ECONNREFUSED { throw .notRunning(path) }
+            throw .connection("\(path): \(error)")
+        }
+        UnixSocket.setSendTimeout(fd, seconds: 30)
+        let response: AgentResponse
+        do throws(AgentClientError) {
+            response = try call(.hello(minVersion: AgentProtocol.version, maxVersion: AgentProtocol.version, client: clientName))
+        } catch {
+            close(fd)
+            throw error
+        }
+        guard case .hello(_, let version, let pid) = response else {
+            close(fd)
+            throw .protocolViolation("no hello in answer to hello")
+        }
+        agentVersion = version
+        agentPID = pid
+    }
+
+    deinit { close(fd) }
+
+    /// Sends `request` without waiting; returns its id.
+    @discardableResult
+    public func send(_ request: AgentRequest) throws(AgentClientError) -> UInt32 {
+        let id = nextID
+        nextID &+= 1
+        frame.clear()
+        AgentFrame.encode(request, id: id, into: frame)
+        defer { frame.clear() }
+        do throws(SocketError) {
+            try frame.withUnsafeBytes { (bytes) throws(SocketError) in try UnixSocket.writeAll(fd, bytes) }
+        } catch {
+            throw .connection(error.description)
+        }
+        return id
+    }
+
+    /// Reads the next message (interim notices included).
+    /// - Parameter timeout: seconds to wait (nil: no limit).
+    public func receive(timeout: Double? = nil) throws(AgentClientError) -> (id: UInt32, response: AgentResponse) {
+        let prefix = UnsafeMutableRawBufferPointer.allocate(byteCount: 4, alignment: 4)
+        defer { prefix.deallocate() }
+        do throws(SocketError) {
+            try UnixSocket.readExactly(fd, into: prefix, timeout: timeout)
+        } catch {
+            throw .connection(error.call == "eof" ? "the agent closed the connection" : error.description)
+        }
+        let length: Int
+        do throws(WireError) {
+            length = try AgentFrame.bodyLength(UnsafeRawBufferPointer(prefix))
+        } catch {
+            throw .protocolViolation(error.reason)
+        }
+        let body = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: 8)
+        defer {
+            SecretBytes.wipe(body)
+            body.deallocate()
+        }
+        do throws(SocketError) {
+            try UnixSocket.readExactly(fd, into: body, timeout: 30)
+        } catch {
+            throw .connection(error.description)
+        }
+        do throws(WireError) {
+            return try AgentFrame.decodeResponse(UnsafeRawBufferPointer(body))
+        } catch {
+            throw .protocolViolation(error.reason)
+        }
+    }
+
+    /// Sends `request` and returns its final answer; interim notices go to `onNotice`.
+    /// - Throws: `.agent` when the answer is an error.
+    public func call(_ request: AgentRequest, onNotice: (NoticeKind, String) -> Void = { _, message in Console.error(message) }) throws(AgentClientError) -> AgentResponse {
+        let id = try send(request)
+        while true {
+            let (answerID, response) = try receive()
+            if case .error(let code, let message) = response, answerID == id || answerID == 0 { throw .agent(code, message) }
+            guard answerID == id else { throw .protocolViolation("an answer to request \(answerID) while waiting for \(id)") }
+            if case .notice(let kind, let message) = response {
+                onNotice(kind, message)
+                continue
+            }
+            return response
+        }
+    }
+}

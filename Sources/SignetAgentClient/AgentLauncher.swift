@@ -1,0 +1,83 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SignetCore
+
+/// Finds a running agent, or starts one: `signet` starts the agent when none
+/// is running, as `gpg` starts `gpg-agent`.
+public enum AgentLauncher {
+    /// The agent's socket for `paths`.
+    public static func socketPath(_ paths: SignetPaths = .current) -> String { paths.runtime + "/agent.sock" }
+
+    /// A connected client; starts the agent first when none answers and `start` is set.
+    /// - Throws: `AgentClientError`.
+    public static func connect(paths: SignetPaths = .current, start: Bool = true, clientName: String = "signet") throws(AgentClientError) -> AgentClient {
+        let path = socketPath(paths)
+        do throws(AgentClientError) {
+            return try AgentClient(socketPath: path, clientName: clientName)
+        } catch {
+            guard start, case .notRunning = error else { throw error }
+        }
+        try launch(paths: paths)
+        let deadline = MonotonicClock.seconds() + 10
+        var lastError = AgentClientError.notRunning(path)
+        while MonotonicClock.seconds() < deadline {
+            do throws(AgentClientError) {
+                return try AgentClient(socketPath: path, clientName: clientName)
+            } catch {
+                lastError = error
+                guard case .notRunning = error else { throw error }
+            }
+            usleep(20_000)
+        }
+        throw .startFailed("it did not answer within 10 s (\(lastError)); see \(paths.state)/agent.log")
+    }
+
+    /// The agent executable: `$SIGNET_AGENT`, else `signet-agent` beside this program, else on `$PATH`.
+    public static func executable() -> String? {
+        if let explicit = ProcessEnvironment.value("SIGNET_AGENT") { return explicit }
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        if n > 0 {
+            let own = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if let slash = own.lastIndex(of: "/") {
+                let sibling = own[...slash] + "signet-agent"
+                if access(String(sibling), X_OK) == 0 { return String(sibling) }
+            }
+        }
+        for directory in (ProcessEnvironment.value("PATH") ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(directory)/signet-agent"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        return nil
+    }
+
+    /// Starts the agent in its own session, detached from this terminal, with
+    /// standard input from /dev/null and its log in `$XDG_STATE_HOME/signet/agent.log`.
+    static func launch(paths: SignetPaths) throws(AgentClientError) {
+        guard let path = executable() else { throw .startFailed("signet-agent is not installed beside signet or on PATH") }
+        _ = FileIO.makeDirectories(paths.state)
+        let log = paths.state + "/agent.log"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_APPEND | O_CREAT, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // POSIX_SPAWN_SETSID (glibc 2.26+): the agent is not killed with this terminal's process group.
+        posix_spawnattr_setflags(&attributes, Int16(0x80))
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setflags(&attributes, Int16(0x80 | Int32(POSIX_SPAWN_SETSIGMASK)))
+        let arguments = [path]
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, path, &actions, &attributes, &argv, environ)
+        guard result == 0 else { throw .startFailed("\(path): \(String(cString: strerror(result)))") }
+    }
+}

@@ -1,0 +1,47 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SignetAccessCode
+import SignetCore
+
+/// The agent's settings, from `/etc/signet/config` and `$XDG_CONFIG_HOME/signet/config`
+/// (`key = value` lines), re-read on SIGHUP.
+public struct AgentSettings: Sendable {
+    public var paths: SignetPaths
+    public var lockoutPolicy: LockoutPolicy
+    /// An unlocked token unused for this long is logged out (`idle-lock-minutes`, default 15; 0: never).
+    public var idleLock: Double
+    /// How long a request for an absent token waits for it (`presence-wait-seconds`, default 30).
+    public var presenceWait: Double
+    /// Users besides the agent's own who may connect (`allow-uid`, repeatable).
+    public var allowedUIDs: Set<UInt32>
+    /// Connections served at once (`max-connections`, default 128); more are refused with an error.
+    public var maximumConnections: Int
+    /// A connection with no request for this long is closed (`connection-idle-seconds`, default 600).
+    public var connectionIdle: Double
+    /// A frame must arrive whole within this time once begun (`request-seconds`, default 10).
+    public var requestTimeout: Double
+
+    public static func load(paths: SignetPaths = .current, systemDirectory: String = "/etc/signet") -> AgentSettings {
+        let config = SignetConfig.load(paths: paths, systemDirectory: systemDirectory)
+        func number(_ key: String, _ fallback: Double, minimum: Double = 0) -> Double {
+            guard let text = config.value(key), let value = Double(text), value >= minimum else { return fallback }
+            return value
+        }
+        var allowed = Set<UInt32>([getuid()])
+        for text in config.values("allow-uid") { if let uid = UInt32(text) { allowed.insert(uid) } }
+        return AgentSettings(
+            paths: paths,
+            lockoutPolicy: .load(paths: paths, systemDirectory: systemDirectory),
+            idleLock: number("idle-lock-minutes", 15) * 60,
+            presenceWait: number("presence-wait-seconds", 30),
+            allowedUIDs: allowed,
+            maximumConnections: Int(number("max-connections", 128, minimum: 1)),
+            connectionIdle: number("connection-idle-seconds", 600, minimum: 1),
+            requestTimeout: number("request-seconds", 10, minimum: 0.1)
+        )
+    }
+
+    /// The socket path: `$XDG_RUNTIME_DIR/signet/agent.sock`.
+    public var socketPath: String { paths.runtime + "/agent.sock" }
+}

@@ -1,0 +1,136 @@
+import SignetAgentProtocol
+import SignetCore
+import SignetPKCS11
+
+/// Lists a token's keys and certificates: names, ids, types, sizes and
+/// usages only. Private objects appear once the token is unlocked.
+enum ObjectListing {
+    static func list(_ state: inout TokenState) throws(PKCS11Error) -> [ObjectEntry] {
+        let session = try state.openSession()
+        var entries: [ObjectEntry] = []
+        let kinds: [(ObjectClass, ObjectEntry.Kind, String)] = [
+            (.privateKey, .privateKey, "private"), (.publicKey, .publicKey, "public"), (.certificate, .certificate, "cert"),
+        ]
+        for (objectClass, kind, typeName) in kinds {
+            for handle in try session.findObjects([Attribute(.objectClass, objectClass)], limit: 256) {
+                let values = try session.attributes(handle, [.id, .label, .keyType, .modulus, .ecParams, .sign, .decrypt, .derive,
+                                                             .unwrap, .verify, .encrypt, .subject])
+                let id = values[.id] ?? []
+                let label = String(decoding: values[.label] ?? [], as: UTF8.self)
+                var keyType: WireKeyType?
+                var bits: UInt32 = 0
+                switch values[.keyType]?.ckULong.map(KeyType.init(rawValue:)) {
+                case .rsa?:
+                    keyType = .rsa
+                    if let modulus = values[.modulus] { bits = UInt32(modulus.drop { $0 == 0 }.count * 8) }
+                case .ec?:
+                    keyType = .ec
+                    if let parameters = values[.ecParams], let curve = NamedCurve(parametersDER: parameters) { bits = UInt32(curve.bits) }
+                default:
+                    break
+                }
+                var usages: KeyUsages = []
+                for (attribute, usage) in [(AttributeType.sign, KeyUsages.sign), (.decrypt, .decrypt), (.derive, .derive),
+                                           (.unwrap, .unwrap), (.verify, .verify), (.encrypt, .encrypt)] where values[attribute]?.ckBool == true {
+                    usages.insert(usage)
+                }
+                var uri = state.token.uri
+                if !id.isEmpty { uri = uri.setting("id", id) }
+                if !label.isEmpty { uri = uri.setting("object", Array(label.utf8)) }
+                uri = uri.setting("type", Array(typeName.utf8))
+                entries.append(ObjectEntry(uri: uri.description, kind: kind, label: label, id: id, keyType: keyType, bits: bits,
+                                           usages: usages, subject: kind == .certificate ? values[.subject] ?? [] : []))
+            }
+        }
+        return entries
+    }
+}
+
+/// Subject, issuer and serial number of a DER certificate, for the
+/// attributes NSS and other PKCS#11 clients search by. A bounded parse of
+/// the outer structure only; anything malformed is refused.
+struct CertificateNames {
+    var subject: [UInt8]
+    var issuer: [UInt8]
+    var serialNumber: [UInt8]
+
+    init(der: [UInt8]) throws(AgentFailure) {
+        func fail(_ why: String) -> AgentFailure { AgentFailure(.dataInvalid, "This is not a DER X.509 certificate (\(why)).") }
+        func element(_ bytes: ArraySlice<UInt8>, _ tag: UInt8) throws(AgentFailure) -> (whole: ArraySlice<UInt8>, rest: ArraySlice<UInt8>) {
+            do throws(DER.ParseError) {
+                let (_, rest) = try DER.readTLV(bytes, tag: tag)
+                return (bytes[bytes.startIndex..<rest.startIndex], rest)
+            } catch {
+                throw fail(error.description)
+            }
+        }
+        guard der.count <= AgentProtocol.maximumFrame else { throw fail("too large") }
+        let outer: (contents: ArraySlice<UInt8>, rest: ArraySlice<UInt8>)
+        do throws(DER.ParseError) { outer = try DER.readTLV(der[...], tag: 0x30) } catch { throw fail(error.description) }
+        guard outer.rest.isEmpty else { throw fail("bytes after the certificate") }
+        let certificate = outer.contents
+        let tbs: ArraySlice<UInt8>
+        do throws(DER.ParseError) { tbs = try DER.readTLV(certificate, tag: 0x30).contents } catch { throw fail(error.description) }
+        var rest = tbs
+        if rest.first == 0xA0 { rest = try element(rest, 0xA0).rest }  // [0] version
+        let serial = try element(rest, 0x02)
+        let algorithm = try element(serial.rest, 0x30)
+        let issuer = try element(algorithm.rest, 0x30)
+        let validity = try element(issuer.rest, 0x30)
+        let subject = try element(validity.rest, 0x30)
+        self.subject = Array(subject.whole)
+        self.issuer = Array(issuer.whole)
+        serialNumber = Array(serial.whole)
+    }
+}
+
+/// Creates a private key object (and its public key) from imported components:
+/// sensitive, never extractable, stored on the token.
+enum KeyImport {
+    static func create(_ key: ImportedKey, id: [UInt8], label: String, session: Session) throws(PKCS11Error) {
+        func component(_ name: ImportedKey.Component) -> SharedSecret? { key.components.first { $0.0 == name }?.1 }
+        func publicBytes(_ name: ImportedKey.Component) -> [UInt8] {
+            component(name)?.use { $0.withUnsafeBytes { Array($0) } } ?? []
+        }
+        let common = [
+            Attribute(.objectClass, .privateKey), Attribute(.token, true), Attribute(.isPrivate, true),
+            Attribute(.sensitive, true), Attribute(.extractable, false), Attribute(.id, bytes: id), Attribute(.label, text: label),
+        ]
+        switch key.keyType {
+        case .rsa:
+            let needed: [(ImportedKey.Component, AttributeType)] = [
+                (.privateExponent, .privateExponent), (.prime1, .prime1), (.prime2, .prime2),
+                (.exponent1, .exponent1), (.exponent2, .exponent2), (.coefficient, .coefficient),
+            ]
+            let modulus = publicBytes(.modulus), exponent = publicBytes(.publicExponent)
+            guard !modulus.isEmpty, !exponent.isEmpty else { throw .malformed("an RSA key needs its modulus and public exponent") }
+            var secrets: [(AttributeType, SharedSecret)] = []
+            for (name, attribute) in needed {
+                guard let value = component(name) else { throw .malformed("an RSA key needs all its CRT components") }
+                secrets.append((attribute, value))
+            }
+            _ = try session.createObject(common + [
+                Attribute(.keyType, .rsa), Attribute(.modulus, bytes: modulus), Attribute(.publicExponent, bytes: exponent),
+                Attribute(.sign, true), Attribute(.decrypt, true), Attribute(.unwrap, true),
+            ], secrets: secrets)
+            _ = try session.createObject([
+                Attribute(.objectClass, .publicKey), Attribute(.token, true), Attribute(.isPrivate, false), Attribute(.keyType, .rsa),
+                Attribute(.id, bytes: id), Attribute(.label, text: label), Attribute(.modulus, bytes: modulus),
+                Attribute(.publicExponent, bytes: exponent), Attribute(.verify, true), Attribute(.encrypt, true),
+            ])
+        case .ec:
+            let parameters = publicBytes(.ecParameters), point = publicBytes(.ecPoint)
+            guard let scalar = component(.ecPrivateValue), NamedCurve(parametersDER: parameters) != nil, !point.isEmpty else {
+                throw .malformed("an EC key needs a known curve, its private value and its public point")
+            }
+            _ = try session.createObject(common + [
+                Attribute(.keyType, .ec), Attribute(.ecParams, bytes: parameters), Attribute(.sign, true), Attribute(.derive, true),
+            ], secrets: [(.value, scalar)])
+            _ = try session.createObject([
+                Attribute(.objectClass, .publicKey), Attribute(.token, true), Attribute(.isPrivate, false), Attribute(.keyType, .ec),
+                Attribute(.id, bytes: id), Attribute(.label, text: label), Attribute(.ecParams, bytes: parameters),
+                Attribute(.ecPoint, bytes: DER.tlv(0x04, point)), Attribute(.verify, true),
+            ])
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import Synchronization
+import SignetCore
+import SignetPKCS11
+
+/// The tokens the agent knows, one worker each, kept in step with what the
+/// modules report: a token that appears (a card inserted, a software token
+/// created) gets a worker; one that disappears loses its session and its
+/// unlocked state, and gets them back only after it is presented and unlocked again.
+final class TokenRegistry: Sendable {
+    let context: PKCS11Context
+    private let workers = Mutex<[String: TokenWorker]>([:])
+    private let scanLock = Mutex(())
+
+    init(context: PKCS11Context) {
+        self.context = context
+        refresh()
+    }
+
+    /// Rescans every module's slots and returns the present tokens' workers.
+    @discardableResult
+    func refresh() -> [TokenWorker] {
+        scanLock.withLock { _ in
+            let present = context.tokens()
+            var byIdentity: [String: Token] = [:]
+            for token in present { byIdentity[token.identity] = token }
+            let known = workers.withLock { current in
+                for token in present where current[token.identity] == nil {
+                    current[token.identity] = TokenWorker(token: token)
+                }
+                return Array(current.values)
+            }
+            for worker in known { worker.update(present: byIdentity[worker.identity]) }
+            return present.compactMap { token in workers.withLock { $0[token.identity] } }
+        }
+    }
+
+    /// Workers of tokens present at the last scan.
+    var presentWorkers: [TokenWorker] {
+        workers.withLock { Array($0.values) }.filter(\.isPresent).sorted { $0.identity < $1.identity }
+    }
+
+    /// The one present token `uri` selects (all tokens when nil), rescanning once if none matches.
+    /// - Throws: `.noToken` when none matches, `.tokenAmbiguous` when several do.
+    func resolve(_ uri: PKCS11URI?) throws(AgentFailure) -> TokenWorker {
+        func matching() -> [TokenWorker] {
+            presentWorkers.filter { uri?.matches($0.token) ?? true }
+        }
+        var candidates = matching()
+        if candidates.isEmpty {
+            refresh()
+            candidates = matching()
+        }
+        guard let first = candidates.first else {
+            throw AgentFailure(.noToken, uri.map { "No token matches \($0)." } ?? "No token is present.")
+        }
+        guard candidates.count == 1 else {
+            let names = candidates.map { "\($0.label) serial \($0.token.info.serialNumber)" }.joined(separator: ", ")
+            throw AgentFailure(.tokenAmbiguous, "\(candidates.count) tokens match (\(names)); name one with --token URI (see `signet tokens`).")
+        }
+        return first
+    }
+}

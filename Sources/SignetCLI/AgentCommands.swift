@@ -1,0 +1,255 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import SignetAgentClient
+import SignetAgentProtocol
+import SignetCore
+
+/// The CLI's way to the agent: connect (starting it when needed) and turn
+/// failures into messages and exit statuses.
+enum Agent {
+    /// Exit status for an agent error: 5 when the token was not presented, 6 when it is locked, 1 otherwise.
+    static func exitCode(_ code: AgentErrorCode?) -> Int32 {
+        switch code {
+        case .tokenAbsent?, .noToken?: 5
+        case .notUnlocked?: 6
+        default: 1
+        }
+    }
+
+    static func connect(start: Bool = true) throws -> AgentClient {
+        do throws(AgentClientError) {
+            return try AgentLauncher.connect(start: start)
+        } catch {
+            throw CLIError(description: error.description, exitCode: exitCode(error.code)).reported()
+        }
+    }
+
+    /// One request; errors are printed and become the exit status.
+    static func call(_ request: AgentRequest, client: AgentClient? = nil) throws -> AgentResponse {
+        let client = try client ?? connect()
+        do throws(AgentClientError) {
+            return try client.call(request)
+        } catch {
+            throw CLIError(description: error.description, exitCode: exitCode(error.code)).reported()
+        }
+    }
+
+    /// Prints an access-code outcome; throws the exit status for failures
+    /// (2 wrong code, 3 locked, 4 the token refuses, 1 otherwise).
+    static func finish(_ response: AgentResponse, success: String) throws {
+        guard case .access(let outcome) = response else { throw CLIError(description: "unexpected answer from the agent").reported() }
+        switch outcome.kind {
+        case .unlocked: print(success)
+        case .alreadyUnlocked: print(outcome.message)
+        case .wrongCode: throw CLIError(description: outcome.message, exitCode: 2).reported()
+        case .locked: throw CLIError(description: outcome.message, exitCode: 3).reported()
+        case .cardFinalTry, .cardBlocked: throw CLIError(description: outcome.message, exitCode: 4).reported()
+        default: throw CLIError(description: outcome.message, exitCode: 1).reported()
+        }
+    }
+}
+
+/// `signet unlock`.
+struct UnlockCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "unlock",
+        abstract: "Unlock a token with its access code (asked on the terminal without echo).",
+        discussion: """
+        The agent keeps the token unlocked until `signet lock`, 15 minutes without use, the token being \
+        removed, or the agent stopping. Three wrong codes in a row lock the token for 15 minutes. \
+        Exit status: 0 unlocked, 2 wrong code, 3 locked, 4 the token refuses, 5 the token was not presented.
+        """
+    )
+    @Option(name: .long, help: "The token's PKCS#11 URI (see `signet status`); needed when more than one token is present.")
+    var token: String?
+    @Option(name: .customLong("code-fd"), help: "Read the access code (one line) from this file descriptor instead of the terminal.")
+    var codeFD: Int32?
+    @Flag(name: .customLong("final-try"), help: "Send the code even if the token reports its final try.")
+    var finalTry = false
+
+    func run() throws {
+        let client = try Agent.connect()
+        let code: SharedSecret
+        do {
+            code = SharedSecret(try AccessCodeInput.obtain(fd: codeFD, prompt: "Access code: "))
+        } catch {
+            throw CLIError(description: error.description)
+        }
+        try Agent.finish(try Agent.call(.unlock(token: token, code: code, finalTry: finalTry), client: client), success: "Unlocked.")
+    }
+}
+
+/// `signet lock`.
+struct LockCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "lock", abstract: "Lock a token (every token when none is named).")
+    @Option(name: .long, help: "The token's PKCS#11 URI; all tokens when omitted.")
+    var token: String?
+
+    func run() throws {
+        guard let client = try? AgentLauncher.connect(start: false) else {
+            print("No agent is running, so no token is unlocked.")
+            return
+        }
+        if case .ok(let message) = try Agent.call(.lock(token: token), client: client) { print(message) }
+    }
+}
+
+/// `signet status`.
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the agent and, per token: present, locked or unlocked, tries left, any lock, the token's own counter."
+    )
+    @OptionGroup var output: OutputOptions
+    @Flag(name: .customLong("no-start"), help: "Do not start the agent when it is not running.")
+    var noStart = false
+
+    struct Report: Codable {
+        struct AgentInfo: Codable {
+            var running: Bool
+            var pid: UInt32?
+            var version: String?
+            var uptimeSeconds: UInt64?
+            var connections: UInt32?
+        }
+        struct TokenInfo: Codable {
+            var uri: String
+            var label: String
+            var serial: String
+            var software: Bool
+            var present: Bool
+            var unlocked: Bool
+            var failures: UInt32
+            var triesLeft: UInt32
+            var lockedSeconds: UInt32?
+            var tokenCounter: String
+            var ledgerDamage: String?
+        }
+        var agent: AgentInfo
+        var tokens: [TokenInfo]
+    }
+
+    func run() throws {
+        let client: AgentClient
+        do throws(AgentClientError) {
+            client = try AgentLauncher.connect(start: !noStart)
+        } catch {
+            if case .notRunning = error {
+                if output.json { return try JSONOutput.print(Report(agent: .init(running: false), tokens: [])) }
+                print("Agent: not running (`signet agent start` or any other command starts it).")
+                return
+            }
+            throw CLIError(description: error.description, exitCode: Agent.exitCode(error.code)).reported()
+        }
+        guard case .status(let status) = try Agent.call(.status, client: client) else {
+            throw CLIError(description: "unexpected answer from the agent").reported()
+        }
+        let report = Report(
+            agent: .init(running: true, pid: status.pid, version: status.agentVersion, uptimeSeconds: status.uptimeSeconds, connections: status.connections),
+            tokens: status.tokens.map {
+                .init(uri: $0.uri, label: $0.label, serial: $0.serial, software: $0.software, present: true, unlocked: $0.unlocked,
+                      failures: $0.failures, triesLeft: $0.triesLeft, lockedSeconds: $0.lockedSeconds, tokenCounter: $0.tokenCounter,
+                      ledgerDamage: $0.ledgerDamage)
+            })
+        if output.json { return try JSONOutput.print(report) }
+        print("Agent: running (pid \(status.pid), version \(status.agentVersion), up \(Durations.words(Double(status.uptimeSeconds))), \(status.connections) connection\(status.connections == 1 ? "" : "s"))")
+        if status.tokens.isEmpty { print("No token is present. Insert your token or tap it on the reader.") }
+        for token in status.tokens {
+            print("\(token.label)\(token.software ? "  [SOFTWARE TOKEN]" : "")")
+            print("  URI:     \(token.uri)")
+            print("  state:   \(token.unlocked ? "unlocked" : "locked (`signet unlock`)")")
+            if let damage = token.ledgerDamage {
+                print("  signet:  ledger damaged (\(damage)); run `signet pin repair-ledger`")
+            } else if let seconds = token.lockedSeconds {
+                print("  signet:  locked for \(Durations.words(Double(seconds))) after \(token.failures) wrong access codes")
+            } else {
+                print("  signet:  \(token.triesLeft) \(token.triesLeft == 1 ? "try" : "tries") left before a lock")
+            }
+            print("  token:   \(token.tokenCounter)")
+        }
+    }
+}
+
+/// `signet keys`.
+struct KeysCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keys",
+        abstract: "List keys and certificates with their PKCS#11 URIs (private keys appear once the token is unlocked)."
+    )
+    @Option(name: .long, help: "Only this token (PKCS#11 URI).")
+    var token: String?
+    @OptionGroup var output: OutputOptions
+
+    struct Entry: Codable {
+        var uri: String
+        var kind: String
+        var label: String
+        var id: String
+        var keyType: String?
+        var bits: UInt32
+        var usages: [String]
+    }
+
+    func run() throws {
+        guard case .objects(let objects) = try Agent.call(.listObjects(token: token)) else {
+            throw CLIError(description: "unexpected answer from the agent").reported()
+        }
+        let entries = objects.map { object in
+            Entry(uri: object.uri, kind: ["", "private-key", "public-key", "certificate"][Int(object.kind.rawValue)], label: object.label,
+                  id: Hex.encode(object.id), keyType: object.keyType.map { $0 == .rsa ? "RSA" : "EC" }, bits: object.bits, usages: object.usages.names)
+        }
+        if output.json { return try JSONOutput.print(entries) }
+        if entries.isEmpty { print("No keys or certificates are visible. Unlock the token to see private keys (`signet unlock`).") }
+        for entry in entries {
+            let size = entry.keyType.map { " \($0)-\(entry.bits)" } ?? ""
+            print("\(entry.kind)\(size)  \(entry.label)  id \(entry.id)\(entry.usages.isEmpty ? "" : "  [\(entry.usages.joined(separator: ", "))]")")
+            print("  \(entry.uri)")
+        }
+    }
+}
+
+/// `signet agent start|stop`.
+struct AgentCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agent",
+        abstract: "Start or stop signet-agent (other commands start it when needed).",
+        subcommands: [Start.self, Stop.self]
+    )
+
+    struct Start: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start the agent if it is not running.")
+        func run() throws {
+            let client = try Agent.connect()
+            print("signet-agent \(client.agentVersion) is running (pid \(client.agentPID)).")
+        }
+    }
+
+    struct Stop: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop the agent; every token is logged out.")
+        func run() throws {
+            guard let client = try? AgentLauncher.connect(start: false) else {
+                print("signet-agent is not running.")
+                return
+            }
+            let pid = client.agentPID
+            _ = try Agent.call(.shutdown, client: client)
+            // Wait until the socket is gone so a following start does not race the old agent.
+            for _ in 0..<100 where (try? AgentLauncher.connect(start: false)) != nil { usleep(50_000) }
+            print("signet-agent (pid \(pid)) stopped.")
+        }
+    }
+}
+
+/// Durations in words, for status lines.
+enum Durations {
+    static func words(_ seconds: Double) -> String {
+        let total = Int(seconds.rounded(.up))
+        if total < 60 { return "\(total) s" }
+        let minutes = total / 60, rest = total % 60
+        if minutes < 60 { return rest == 0 ? "\(minutes) min" : "\(minutes) min \(rest) s" }
+        let hours = minutes / 60
+        return "\(hours) h \(minutes % 60) min"
+    }
+}

@@ -1,0 +1,196 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import COpenSSL
+import Foundation
+import SignetAgentClient
+import SignetAgentProtocol
+import SignetCore
+import SignetPCSC
+
+/// The audit log's files, oldest first: `audit.log.N` … `audit.log.1`, `audit.log`.
+enum AuditFiles {
+    static func paths(_ paths: SignetPaths = .current) -> [String] {
+        let base = paths.state + "/audit.log"
+        return (1...9).reversed().map { "\(base).\($0)" }.filter(FileIO.exists) + (FileIO.exists(base) ? [base] : [])
+    }
+
+    /// Every line, oldest first.
+    static func lines(_ paths: SignetPaths = .current) -> [String] {
+        AuditFiles.paths(paths).flatMap { path in
+            (FileIO.readText(path, limit: 16 << 20) ?? "").split(separator: "\n").map(String.init)
+        }
+    }
+}
+
+/// `signet log`: what the agent did, when, for whom.
+struct LogCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "log",
+        abstract: "Show the audit log: unlocks, signatures, decryptions, lockouts, refused connections.",
+        discussion: "The log is $XDG_STATE_HOME/signet/audit.log (JSON lines, rotated at 1 MiB). It never holds an access code or message content."
+    )
+    @Option(name: .long, help: "Only entries newer than this: 30m, 2h, 7d, or a time such as 2026-11-22T10:00.")
+    var since: String?
+    @Option(name: .long, help: "Only this action (unlock, lock, sign, decrypt, derive, lockout-start, connection-refused, …); repeatable.")
+    var action: [String] = []
+    @Option(name: .long, help: "Show at most this many of the newest entries.")
+    var limit: Int?
+    @Flag(name: .long, help: "Print the JSON lines as stored.")
+    var json = false
+
+    func run() throws {
+        let cutoff = try since.map(LogCommand.parseSince)
+        var selected: [(line: String, fields: [String: Any])] = []
+        for line in AuditFiles.lines() {
+            guard let data = line.data(using: .utf8),
+                  let fields = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { continue }
+            let time = fields["time"] as? String ?? ""
+            if let cutoff, time < cutoff { continue }
+            if !action.isEmpty, !action.contains(fields["action"] as? String ?? "") { continue }
+            selected.append((line, fields))
+        }
+        if let limit, selected.count > limit { selected = Array(selected.suffix(limit)) }
+        if json {
+            for entry in selected { print(entry.line) }
+            return
+        }
+        if selected.isEmpty { print("No audit entries\(since.map { " since \($0)" } ?? "")."); return }
+        for (_, fields) in selected {
+            var parts: [String] = []
+            let time = (fields["time"] as? String ?? "").replacingOccurrences(of: "T", with: " ").replacingOccurrences(of: "Z", with: " UTC")
+            parts.append(time)
+            let name = fields["action"] as? String ?? "?"
+            parts.append(name + String(repeating: " ", count: max(0, 22 - name.count)))
+            parts.append(fields["result"] as? String ?? "?")
+            if let token = fields["token"] as? String { parts.append("token=\(LogCommand.shortToken(token))") }
+            if let key = fields["key"] as? String { parts.append("key=\(key)") }
+            if let pid = fields["pid"] { parts.append("by pid \(pid) \(fields["exe"] as? String ?? "") uid \(fields["uid"] ?? "?")") }
+            if let duration = fields["duration_ms"] as? Double { parts.append(String(format: "%.1f ms", duration)) }
+            if let detail = fields["detail"] as? String { parts.append("(\(detail))") }
+            print(parts.joined(separator: "  "))
+        }
+    }
+
+    /// The label of a token URI, or the URI.
+    static func shortToken(_ uri: String) -> String {
+        for part in uri.dropFirst("pkcs11:".count).split(separator: ";") where part.hasPrefix("token=") {
+            return String(part.dropFirst(6)).removingPercentEncoding ?? String(part.dropFirst(6))
+        }
+        return uri
+    }
+
+    /// "30m", "2h", "7d", "45s" become a UTC timestamp that far back; an ISO time is taken as UTC.
+    static func parseSince(_ text: String) throws -> String {
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        if let unit = text.last, let scale = units[unit], let value = Double(text.dropLast()), value >= 0 {
+            return LogCommand.timestamp(Date().timeIntervalSince1970 - value * scale)
+        }
+        let pattern = text.replacingOccurrences(of: " ", with: "T")
+        guard pattern.count >= 10, pattern.prefix(4).allSatisfy(\.isNumber) else {
+            throw ValidationError("--since takes 30m, 2h, 7d or a time such as 2026-11-22T10:00 (UTC).")
+        }
+        return pattern
+    }
+
+    static func timestamp(_ seconds: Double) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: Date(timeIntervalSince1970: seconds))
+    }
+}
+
+/// `signet report`: one archive a helpdesk can read.
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Write a support bundle (versions, OS, readers, tokens, configuration without secrets, recent log) as one .tar.gz.",
+        discussion: "Access codes and keys are never in it: Signet does not store codes, and configuration lines whose names mention a code, PIN, password or secret are blanked."
+    )
+    @Option(name: .shortAndLong, help: "Where to write the archive (default: ./signet-report-<time>.tar.gz).")
+    var output: String?
+
+    func run() throws {
+        let paths = SignetPaths.current
+        let stamp = LogCommand.timestamp(Date().timeIntervalSince1970).prefix(19).replacingOccurrences(of: ":", with: "")
+        let destination = output ?? "signet-report-\(stamp).tar.gz"
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("signet-report-\(getpid())")
+        let folder = work.appendingPathComponent("signet-report")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: work) }
+        func write(_ name: String, _ text: String) throws {
+            try text.write(to: folder.appendingPathComponent(name), atomically: true, encoding: .utf8)
+        }
+
+        let machine = (FileIO.readText("/proc/version", limit: 4096) ?? "unknown").split(separator: "\n").first.map(String.init) ?? ""
+        try write("version.txt", """
+        signet \(SignetCommand.version)
+        OpenSSL: \(String(cString: COpenSSL_versionText()))
+        kernel: \(machine)
+
+        \(FileIO.readText("/etc/os-release", limit: 1 << 16) ?? "no /etc/os-release")
+        """)
+
+        var readers = ""
+        do {
+            for status in try PCSCContext().readerStatuses() {
+                readers += "\(status.name): card \(status.cardPresent ? "present" : "absent"), \(status.state.words.joined(separator: ",")), ATR \(status.atr.map { Hex.encode($0, separator: " ", uppercase: true) } ?? "-")\n"
+            }
+            if readers.isEmpty { readers = "no readers\n" }
+        } catch {
+            readers = "PC/SC: \(error)\n"
+        }
+        try write("readers.txt", readers)
+
+        var tokens = ""
+        if let client = try? AgentLauncher.connect(start: false) {
+            tokens += "agent: version \(client.agentVersion), pid \(client.agentPID)\n"
+            if case .status(let status)? = try? client.call(.status) {
+                for token in status.tokens {
+                    tokens += "\(token.label) \(token.software ? "[SOFTWARE] " : "")\(token.uri)\n  unlocked \(token.unlocked), failures \(token.failures), tries left \(token.triesLeft), locked \(token.lockedSeconds.map { "\($0) s" } ?? "no"), token counter \(token.tokenCounter)\(token.ledgerDamage.map { ", ledger damaged: \($0)" } ?? "")\n"
+                }
+            }
+        } else {
+            tokens = "agent: not running\n"
+        }
+        try write("tokens.txt", tokens)
+
+        var configuration = ""
+        for file in ["/etc/signet/config", "/etc/signet/policy", paths.config + "/config", paths.config + "/policy"] {
+            guard let text = FileIO.readText(file, limit: 1 << 20) else { continue }
+            configuration += "# \(file)\n" + ReportCommand.redacted(text) + "\n"
+        }
+        try write("configuration.txt", configuration.isEmpty ? "no configuration files\n" : configuration)
+
+        let recent = AuditFiles.lines(paths).suffix(2000)
+        try write("audit-log.jsonl", recent.joined(separator: "\n") + (recent.isEmpty ? "" : "\n"))
+        let agentLog = (FileIO.readText(paths.state + "/agent.log", limit: 1 << 22) ?? "").split(separator: "\n", omittingEmptySubsequences: false).suffix(500)
+        try write("agent-log.txt", agentLog.joined(separator: "\n"))
+
+        let status = try ReportCommand.tar(["-czf", destination, "-C", work.path, "signet-report"])
+        guard status == 0 else { throw CLIError(description: "tar failed (exit \(status)) writing \(destination)").reported() }
+        print("Wrote \(destination). It holds versions, readers, tokens, configuration (codes and secrets blanked) and the last \(recent.count) audit entries.")
+    }
+
+    /// Blanks the values of keys that name a code or a secret.
+    static func redacted(_ text: String) -> String {
+        text.split(separator: "\n", omittingEmptySubsequences: false).map { line in
+            let lower = line.lowercased()
+            guard let eq = line.firstIndex(of: "="), !lower.hasPrefix("#"),
+                  ["pin", "code", "password", "passphrase", "secret", "token-key"].contains(where: { lower[..<lower.index(lower.startIndex, offsetBy: line.distance(from: line.startIndex, to: eq))].contains($0) })
+            else { return String(line) }
+            return String(line[...eq]) + " [removed]"
+        }.joined(separator: "\n")
+    }
+
+    static func tar(_ arguments: [String]) throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/tar")
+        process.arguments = arguments
+        try process.run()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}

@@ -1,0 +1,168 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A failed system call on a socket, with the call's name and `errno`.
+public struct SocketError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var call: String
+    public var code: Int32
+    public init(_ call: String, _ code: Int32 = errno) { self.call = call; self.code = code }
+    public var description: String { "\(call): \(String(cString: strerror(code)))" }
+    /// The peer went away or the time ran out, as opposed to a local fault.
+    public var isDisconnect: Bool { [EPIPE, ECONNRESET, ENOTCONN, ETIMEDOUT, EAGAIN].contains(code) || call == "eof" }
+}
+
+/// Small, blocking Unix-domain stream socket helpers shared by the agent and its clients.
+/// Every descriptor is created close-on-exec; writes never raise SIGPIPE.
+public enum UnixSocket {
+    /// The `sockaddr_un` for `path`, or nil when the path does not fit.
+    static func address(_ path: String) -> sockaddr_un? {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return nil }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in bytes.enumerated() { raw[index] = byte }
+        }
+        return address
+    }
+
+    /// Connects to the socket at `path`.
+    /// - Throws: `SocketError` (`ENOENT`, `ECONNREFUSED`, `EACCES`, …).
+    public static func connect(_ path: String) throws(SocketError) -> Int32 {
+        guard var address = address(path) else { throw SocketError("socket path too long", ENAMETOOLONG) }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SocketError("socket") }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard result == 0 else {
+            let error = SocketError("connect", errno)
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// Binds and listens on `path` (which must not exist), with `mode` applied before anyone can connect.
+    public static func listen(_ path: String, mode: mode_t = 0o600, backlog: Int32 = 128) throws(SocketError) -> Int32 {
+        guard var address = address(path) else { throw SocketError("socket path too long", ENAMETOOLONG) }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SocketError("socket") }
+        // umask makes the socket file 0600 from its creation: no window where others may connect.
+        let previous = umask(0o777 & ~mode)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        umask(previous)
+        guard bound == 0 else {
+            let error = SocketError("bind", errno)
+            close(fd)
+            throw error
+        }
+        chmod(path, mode)
+        guard Glibc.listen(fd, backlog) == 0 else {
+            let error = SocketError("listen", errno)
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// The peer's pid, uid and gid (`SO_PEERCRED`), as the kernel recorded them at connect time.
+    public static func peerCredentials(_ fd: Int32) -> (pid: Int32, uid: uid_t, gid: gid_t)? {
+        // struct ucred needs _GNU_SOURCE, which the Glibc module does not define: same layout here.
+        var credentials: (pid: Int32, uid: UInt32, gid: UInt32) = (0, 0, 0)
+        var length = socklen_t(MemoryLayout<(Int32, UInt32, UInt32)>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0, length == 12 else { return nil }
+        return (credentials.pid, uid_t(credentials.uid), gid_t(credentials.gid))
+    }
+
+    /// Sets a send timeout so that a peer that stops reading cannot block a writer forever.
+    public static func setSendTimeout(_ fd: Int32, seconds: Double) {
+        var value = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - seconds.rounded(.down)) * 1_000_000))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// Writes all of `bytes`. MSG_NOSIGNAL: a closed peer is an error, not a signal.
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SocketError) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SocketError("send", errno)
+            }
+            offset += n
+        }
+    }
+
+    /// Waits until `fd` is readable or `timeout` seconds pass (nil: forever).
+    /// - Returns: false on timeout.
+    public static func waitReadable(_ fd: Int32, timeout: Double?) -> Bool {
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let milliseconds = timeout.map { Int32(max(0, min($0 * 1000, Double(Int32.max)))) } ?? -1
+        while true {
+            let n = poll(&entry, 1, milliseconds)
+            if n < 0 && errno == EINTR { continue }
+            return n > 0
+        }
+    }
+
+    /// Reads exactly `buffer.count` bytes, waiting at most `timeout` seconds in all.
+    /// - Throws: `SocketError` with call "eof" when the peer closed before the first byte
+    ///   (`code` 0) or mid-way (`code` EPIPE), or `ETIMEDOUT`.
+    public static func readExactly(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, timeout: Double?) throws(SocketError) {
+        var offset = 0
+        let deadline = timeout.map { MonotonicClock.seconds() + $0 }
+        while offset < buffer.count {
+            let left = deadline.map { $0 - MonotonicClock.seconds() }
+            if let left, left <= 0 { throw SocketError("read", ETIMEDOUT) }
+            guard waitReadable(fd, timeout: left) else { throw SocketError("read", ETIMEDOUT) }
+            let n = recv(fd, buffer.baseAddress! + offset, buffer.count - offset, 0)
+            if n < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
+                throw SocketError("recv", errno)
+            }
+            if n == 0 { throw SocketError("eof", offset == 0 ? 0 : EPIPE) }
+            offset += n
+        }
+    }
+}
+
+/// Seconds on a clock that never jumps (CLOCK_MONOTONIC).
+public enum MonotonicClock {
+    public static func seconds() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+}
+
+/// Starts a detached POSIX thread with a small stack: for blocking work
+/// (socket reads, token calls) that must stay off Swift's cooperative pool.
+public enum DetachedThread {
+    private final class Box { let body: () -> Void; init(_ body: @escaping () -> Void) { self.body = body } }
+
+    /// - Returns: false when the system refused another thread.
+    @discardableResult
+    public static func start(stackSize: Int = 512 * 1024, _ body: @escaping @Sendable () -> Void) -> Bool {
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        defer { pthread_attr_destroy(&attributes) }
+        pthread_attr_setstacksize(&attributes, stackSize)
+        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        var thread = pthread_t()
+        let result = pthread_create(&thread, &attributes, { raw in
+            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+            box.body()
+            return nil
+        }, box)
+        if result != 0 {
+            Unmanaged<Box>.fromOpaque(box).release()
+            return false
+        }
+        return true
+    }
+}
