@@ -84,11 +84,15 @@ let package = Package(
         // MARK: Tests.
         .target(
             name: "SignetTestSupport",
-            dependencies: ["SignetCore", "SignetPKCS11", "SignetVirtualCard", "SignetAccessCode"],
+            dependencies: ["SignetCore", "SignetPKCS11", "SignetVirtualCard", "SignetAccessCode", "SignetAgentClient", "SignetAgentProtocol"],
             path: "Tests/SignetTestSupport"
         ),
         .testTarget(name: "SignetCoreTests", dependencies: ["SignetCore"]),
         .testTarget(name: "SignetAgentProtocolTests", dependencies: ["SignetAgentProtocol"]),
+        .testTarget(
+            name: "SignetAgentTests",
+            dependencies: ["SignetAgentClient", "SignetAgentProtocol", "SignetPKCS11", "SignetTestSupport"]
+        ),
         .testTarget(name: "SignetPKCS11Tests", dependencies: ["SignetPKCS11", "SignetTestSupport"]),
         .testTarget(
             name: "SignetPCSCTests",
