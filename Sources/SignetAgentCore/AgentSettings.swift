@@ -15,7 +15,7 @@ public struct AgentSettings: Sendable {
     public var presenceWait: Double
     /// Users besides the agent's own who may connect (`allow-uid`, repeatable).
     public var allowedUIDs: Set<UInt32>
-    /// Connections served at once (`max-connections`, default 128); more are refused with an error.
+    /// Connections served at once (`max-connections`, default 512); more are refused with an error.
     public var maximumConnections: Int
     /// A connection with no request for this long is closed (`connection-idle-seconds`, default 600).
     public var connectionIdle: Double
@@ -36,7 +36,7 @@ public struct AgentSettings: Sendable {
             idleLock: number("idle-lock-minutes", 15) * 60,
             presenceWait: number("presence-wait-seconds", 30),
             allowedUIDs: allowed,
-            maximumConnections: Int(number("max-connections", 128, minimum: 1)),
+            maximumConnections: Int(number("max-connections", 512, minimum: 1)),
             connectionIdle: number("connection-idle-seconds", 600, minimum: 1),
             requestTimeout: number("request-seconds", 10, minimum: 0.1)
         )

@@ -75,13 +75,14 @@ final class RequestHandler: Sendable {
             return .certificate(der: der)
         case .unlock(let token, let code, let finalTry):
             let worker = try awaitToken(token.map(parse), notify: notify)
-            let result = try worker.run { (state) throws(PKCS11Error) -> AccessResult in
+            let (result, wasLocked) = try worker.run { (state) throws(PKCS11Error) -> (AccessResult, Bool) in
                 let target = PKCS11CodeTarget(token: state.token, session: try state.openSession())
+                let wasLocked = manager.status(target).lockedRemaining != nil
                 let result = code.use { manager.unlock(target, code: $0, allowFinalTry: finalTry) }
                 if result == .unlocked || result == .alreadyUnlocked { state.unlocked = true }
-                return result
+                return (result, wasLocked)
             }
-            recordAccess("unlock", result, worker: worker, peer: peer, start: start)
+            recordAccess("unlock", result, wasLocked: wasLocked, worker: worker, peer: peer, start: start)
             return .access(AccessOutcome(result))
         case .lock(let token):
             let workers = try token.map { (text) throws(AgentFailure) in [try registry.resolve(try parse(text))] } ?? registry.presentWorkers
@@ -196,22 +197,24 @@ final class RequestHandler: Sendable {
             return .stored(object: uri)
         case .changeCode(let token, let old, let new, let finalTry):
             let worker = try awaitToken(token.map(parse), notify: notify)
-            let result = try worker.run { (state) throws(PKCS11Error) -> AccessResult in
+            let (result, wasLocked) = try worker.run { (state) throws(PKCS11Error) -> (AccessResult, Bool) in
                 let target = PKCS11CodeTarget(token: state.token, session: try state.openSession())
-                return old.use { old in new.use { new in manager.changeCode(target, old: old, new: new, allowFinalTry: finalTry) } }
+                let wasLocked = manager.status(target).lockedRemaining != nil
+                return (old.use { old in new.use { new in manager.changeCode(target, old: old, new: new, allowFinalTry: finalTry) } }, wasLocked)
             }
-            recordAccess("pin-changed", result, worker: worker, peer: peer, start: start)
+            recordAccess("pin-changed", result, wasLocked: wasLocked, worker: worker, peer: peer, start: start)
             return .access(AccessOutcome(result))
         case .unblock(let token, let soCode, let newCode, let finalTry):
             let worker = try awaitToken(token.map(parse), notify: notify)
-            let result = try worker.run { (state) throws(PKCS11Error) -> AccessResult in
+            let (result, wasLocked) = try worker.run { (state) throws(PKCS11Error) -> (AccessResult, Bool) in
                 // The administrator logs in on the same token: the user must be logged out first.
                 if state.unlocked, let session = state.session { try? session.logout() }
                 state.unlocked = false
                 let target = PKCS11CodeTarget(token: state.token, session: try state.openSession())
-                return soCode.use { so in newCode.use { new in manager.unblock(target, soCode: so, newCode: new, allowFinalTry: finalTry) } }
+                let wasLocked = manager.status(target, role: .so).lockedRemaining != nil
+                return (soCode.use { so in newCode.use { new in manager.unblock(target, soCode: so, newCode: new, allowFinalTry: finalTry) } }, wasLocked)
             }
-            recordAccess("pin-unblocked", result, worker: worker, peer: peer, start: start, role: .so)
+            recordAccess("pin-unblocked", result, wasLocked: wasLocked, worker: worker, peer: peer, start: start, role: .so)
             return .access(AccessOutcome(result, role: .so))
         case .initSoftwareToken(let label, let userCode, let soCode):
             guard !label.isEmpty, label.utf8.count <= 32 else { throw AgentFailure(.invalidArgument, "A token label is 1 to 32 bytes.") }
@@ -300,14 +303,15 @@ final class RequestHandler: Sendable {
 
     // MARK: Audit
 
-    private func recordAccess(_ action: String, _ result: AccessResult, worker: TokenWorker, peer: PeerProcess, start: Double, role: CodeRole = .user) {
+    private func recordAccess(_ action: String, _ result: AccessResult, wasLocked: Bool, worker: TokenWorker, peer: PeerProcess,
+                              start: Double, role: CodeRole = .user) {
         let token = worker.token.uri.description
         let outcome = AccessOutcome(result, role: role)
         let name: String = switch outcome.kind {
         case .unlocked: "ok"
         case .alreadyUnlocked: "already-unlocked"
         case .wrongCode: "wrong-code"
-        case .locked: "locked"
+        case .locked: wasLocked ? "refused-locked" : "wrong-code"
         case .cardFinalTry: "card-final-try"
         case .cardBlocked: "card-blocked"
         case .invalidLength: "invalid-length"
@@ -318,14 +322,11 @@ final class RequestHandler: Sendable {
         audit.record(AuditEvent(action: action, result: name, token: token, peer: peer,
                                 durationMilliseconds: (MonotonicClock.seconds() - start) * 1000))
         // The attempt that used the last try starts a lock.
-        if case .wrongCode(let left, let duration, _) = result, left == 0 {
-            audit.record(AuditEvent(action: "lockout-start", result: "locked", token: token, peer: peer,
-                                    detail: "locked for \(AccessResult.words(duration)) after \(manager.policy.maximumFailures) wrong codes"))
-            worker.noteLockout(until: MonotonicClock.seconds() + duration.seconds)
-        } else if case .failed(_, let left) = result, left == 0 {
-            audit.record(AuditEvent(action: "lockout-start", result: "locked", token: token, peer: peer))
-            worker.noteLockout(until: MonotonicClock.seconds() + manager.policy.lockDuration.seconds)
-        } else if case .locked(let remaining, _, _) = result {
+        if case .locked(let remaining, _, let failures) = result {
+            if !wasLocked {
+                audit.record(AuditEvent(action: "lockout-start", result: "locked", token: token, peer: peer,
+                                        detail: "locked for \(AccessResult.words(remaining)) after \(failures) wrong codes"))
+            }
             worker.noteLockout(until: MonotonicClock.seconds() + remaining.seconds)
         }
     }
