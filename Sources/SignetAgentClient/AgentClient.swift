@@ -53,7 +53,8 @@ public final class AgentClient {
         UnixSocket.setSendTimeout(fd, seconds: 30)
         let response: AgentResponse
         do throws(AgentClientError) {
-            response = try call(.hello(minVersion: AgentProtocol.version, maxVersion: AgentProtocol.version, client: clientName))
+            // A bounded wait: something that accepts but never answers is not an agent.
+            response = try call(.hello(minVersion: AgentProtocol.version, maxVersion: AgentProtocol.version, client: clientName), timeout: 10)
         } catch {
             close(fd)
             throw error
@@ -119,10 +120,19 @@ public final class AgentClient {
 
     /// Sends `request` and returns its final answer; interim notices go to `onNotice`.
     /// - Throws: `.agent` when the answer is an error.
-    public func call(_ request: AgentRequest, onNotice: (NoticeKind, String) -> Void = { _, message in Console.error(message) }) throws(AgentClientError) -> AgentResponse {
-        let id = try send(request)
+    /// - Parameter timeout: seconds to wait for each message (nil: as long as the agent takes).
+    public func call(_ request: AgentRequest, timeout: Double? = nil,
+                     onNotice: (NoticeKind, String) -> Void = { _, message in Console.error(message) }) throws(AgentClientError) -> AgentResponse {
+        let id: UInt32
+        do throws(AgentClientError) {
+            id = try send(request)
+        } catch {
+            // The agent may have refused the connection and closed it before we wrote: its reason is waiting to be read.
+            if case (_, .error(let code, let message))? = try? receive(timeout: 1) { throw .agent(code, message) }
+            throw error
+        }
         while true {
-            let (answerID, response) = try receive()
+            let (answerID, response) = try receive(timeout: timeout)
             if case .error(let code, let message) = response, answerID == id || answerID == 0 { throw .agent(code, message) }
             guard answerID == id else { throw .protocolViolation("an answer to request \(answerID) while waiting for \(id)") }
             if case .notice(let kind, let message) = response {

@@ -185,12 +185,15 @@ struct ReportCommand: ParsableCommand {
         }.joined(separator: "\n")
     }
 
+    /// Runs /bin/tar and waits (posix_spawn and waitpid; Foundation's Process was seen to hang here).
     static func tar(_ arguments: [String]) throws -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/tar")
-        process.arguments = arguments
-        try process.run()
-        process.waitUntilExit()
-        return process.terminationStatus
+        let argv = (["/bin/tar"] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, "/bin/tar", nil, nil, argv, environ)
+        guard result == 0 else { throw CLIError(description: "cannot run /bin/tar: \(String(cString: strerror(result)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 }

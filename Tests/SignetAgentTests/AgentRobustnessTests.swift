@@ -124,6 +124,8 @@ struct AgentRobustnessTests {
                 bytes[Int.random(in: 4..<bytes.count, using: &generator)] ^= UInt8.random(in: 1...255, using: &generator)
             default: bytes = [0, 0, 0, 5] + (0..<5).map { _ in UInt8.random(in: 0...255, using: &generator) }
             }
+            // A well-formed shutdown is a legitimate request from the owner (who may as well send SIGTERM): not fuzz.
+            if bytes.count > 4, bytes[4] == AgentRequest.shutdown.kind { bytes[4] = 0x7E }
             RawClient.write(fd, bytes)
             close(fd)
         }
@@ -205,15 +207,18 @@ struct AgentRobustnessTests {
         let listener: Int32
         do { listener = try UnixSocket.listen(path) } catch { throw TestFailure("listen: \(error)") }
         defer { close(listener) }
-        _ = fcntl(listener, F_SETFD, 0)
-        // As systemd does: fd 3 is the socket, LISTEN_PID is the agent's own pid.
-        let script = "exec 3<&\(listener); export LISTEN_FDS=1; export LISTEN_PID=$$; exec \"$0\""
+        // As systemd does: fd 3 is the socket, LISTEN_PID is the agent's own pid (the shell execs the agent).
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, listener, 3)
+        let script = "export LISTEN_FDS=1; export LISTEN_PID=$$; exec \"$0\""
         var env = agent.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { env.forEach { free($0) } }
         let argv = [strdup("/bin/sh"), strdup("-c"), strdup(script), strdup(AgentFixture.agentBinary), nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
-        #expect(posix_spawn(&pid, "/bin/sh", nil, nil, argv, &env) == 0)
+        #expect(posix_spawn(&pid, "/bin/sh", &actions, nil, argv, &env) == 0)
         defer {
             kill(pid, SIGTERM)
             var status: Int32 = 0

@@ -4,7 +4,7 @@ import Testing
 
 /// The `signet` binary run as a user would, with its own HOME and XDG directories.
 @Suite("signet command line")
-struct CLITests {
+final class CLITests {
     let home: URL
     let environment: [String: String]
     var signet: String { TestPaths.binaries.appendingPathComponent("signet").path }
@@ -16,8 +16,15 @@ struct CLITests {
         env["XDG_DATA_HOME"] = home.appendingPathComponent("data").path
         env["XDG_CONFIG_HOME"] = home.appendingPathComponent("config").path
         env["XDG_STATE_HOME"] = home.appendingPathComponent("state").path
+        env["XDG_RUNTIME_DIR"] = home.appendingPathComponent("run").path
         env["SOFTHSM2_CONF"] = nil
+        env["SIGNET_AGENT"] = TestPaths.binaries.appendingPathComponent("signet-agent").path
         environment = env
+    }
+
+    /// Commands start an agent for this home; stop it when the test ends.
+    deinit {
+        _ = try? Run.command(signet, ["agent", "stop"], environment: environment, timeout: 30)
     }
 
     func tokens() throws -> [[String: Any]] {
@@ -110,8 +117,8 @@ struct CLITests {
         let script = "\"$0\" & pid=$!; sleep 1; kill -HUP $pid; sleep 0.3; kill -TERM $pid; wait $pid"
         let result = try Run.command("/bin/sh", ["-c", script, agent], environment: environment, timeout: 30)
         #expect(result.status == 0)
-        #expect(result.errors.contains("signet-agent 0.1.0 started"))
-        #expect(result.errors.contains("SIGHUP received"))
+        #expect(result.errors.contains("signet-agent 0.2.0 listening"))
+        #expect(result.errors.contains("SIGHUP: configuration reloaded"))
         #expect(result.errors.contains("signet-agent stopped"))
     }
 }
