@@ -80,6 +80,11 @@ let package = Package(
             dependencies: ["SignetPKCS11", "CBenchPKCS11", "CP11Kit"],
             path: "Benchmarks/signet-bench-pkcs11"
         ),
+        .executableTarget(
+            name: "signet-bench-agent",
+            dependencies: ["SignetAgentClient", "SignetAgentProtocol", "SignetPKCS11", "SignetCore"],
+            path: "Benchmarks/signet-bench-agent"
+        ),
 
         // MARK: Tests.
         .target(

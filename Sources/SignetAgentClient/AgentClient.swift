@@ -91,7 +91,8 @@ public final class AgentClient {
         let prefix = UnsafeMutableRawBufferPointer.allocate(byteCount: 4, alignment: 4)
         defer { prefix.deallocate() }
         do throws(SocketError) {
-            try UnixSocket.readExactly(fd, into: prefix, timeout: timeout)
+            // The agent answers a signature in tens of microseconds: wait for it awake, briefly.
+            try UnixSocket.readExactly(fd, into: prefix, timeout: timeout, spin: 0.000_2)
         } catch {
             throw .connection(error.call == "eof" ? "the agent closed the connection" : error.description)
         }

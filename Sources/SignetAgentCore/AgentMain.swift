@@ -169,11 +169,11 @@ struct Housekeeping: Sendable {
                 }
                 if loggedOut {
                     logger.info("\(worker.label): locked after \(Int(idle)) s unused")
-                    handler.record(.lock, result: "ok", peer: nil, start: now, token: worker.token.uri.description, detail: "idle for \(Int(idle)) s")
+                    handler.record(.lock, result: "ok", peer: nil, start: now, token: worker.uriText, detail: "idle for \(Int(idle)) s")
                 }
             }
             if worker.lockoutEnded(now: now) {
-                handler.record(.lockoutEnd, result: "ok", peer: nil, start: now, token: worker.token.uri.description)
+                handler.record(.lockoutEnd, result: "ok", peer: nil, start: now, token: worker.uriText)
             }
         }
     }

@@ -37,10 +37,11 @@ final class RequestHandler: Sendable {
     }
 
     /// Handles one request. `notify` sends an interim message (present your token).
-    func handle(_ request: AgentRequest, peer: PeerProcess, notify: (AgentResponse) -> Void) -> AgentResponse {
+    func handle(_ request: AgentRequest, peer: PeerProcess, connection: ConnectionCache = ConnectionCache(),
+                notify: (AgentResponse) -> Void) -> AgentResponse {
         let start = MonotonicClock.seconds()
         do throws(AgentFailure) {
-            return try dispatch(request, peer: peer, start: start, notify: notify)
+            return try dispatch(request, peer: peer, start: start, cache: connection, notify: notify)
         } catch {
             if let action = AuditAction(request) {
                 record(action, result: "error:\(error.code)", peer: peer, start: start, request: request, detail: error.message)
@@ -49,7 +50,9 @@ final class RequestHandler: Sendable {
         }
     }
 
-    private func dispatch(_ request: AgentRequest, peer: PeerProcess, start: Double, notify: (AgentResponse) -> Void) throws(AgentFailure) -> AgentResponse {
+    private func dispatch(_ request: AgentRequest, peer: PeerProcess, start: Double, cache: ConnectionCache,
+                          notify: (AgentResponse) -> Void) throws(AgentFailure) -> AgentResponse {
+        func parse(_ text: String) throws(AgentFailure) -> PKCS11URI { try cache.uri(text) }
         switch request {
         case .hello:
             throw AgentFailure(.malformedFrame, "hello may be sent only once, first")
@@ -92,7 +95,7 @@ final class RequestHandler: Sendable {
                     if let session = state.session, state.unlocked { try? session.logout() }
                     return state.unlocked
                 }
-                if wasUnlocked { record(.lock, result: "ok", peer: peer, start: start, token: worker.token.uri.description) }
+                if wasUnlocked { record(.lock, result: "ok", peer: peer, start: start, token: worker.uriText) }
             }
             return .ok(message: workers.isEmpty ? "No token is present." : "Locked.")
         case .sign(let key, let mechanism, let data):
@@ -105,7 +108,7 @@ final class RequestHandler: Sendable {
                 let raw = try state.openSession().sign(try mechanism.pkcs11(), key: handle, data: data, expectedLength: length ?? 512)
                 return length.map { RSASignatures.exactLength(raw, modulusBytes: $0) } ?? raw
             }
-            record(.sign, result: "ok", peer: peer, start: start, token: worker.token.uri.description, key: key)
+            record(.sign, result: "ok", peer: peer, start: start, token: worker.uriText, key: key)
             return .signature(signature)
         case .decrypt(let key, let mechanism, let ciphertext):
             let uri = try parse(key)
@@ -115,7 +118,7 @@ final class RequestHandler: Sendable {
                 let handle = try TokenWorker.find(uri, defaultType: "private", in: &state)
                 return try state.openSession().decrypt(try mechanism.pkcs11(), key: handle, ciphertext: ciphertext)
             }
-            record(.decrypt, result: "ok", peer: peer, start: start, token: worker.token.uri.description, key: key)
+            record(.decrypt, result: "ok", peer: peer, start: start, token: worker.uriText, key: key)
             return .plaintext(plaintext)
         case .derive(let key, let kdf, let sharedData, let peerPoint):
             let uri = try parse(key)
@@ -125,7 +128,7 @@ final class RequestHandler: Sendable {
                 let handle = try TokenWorker.find(uri, defaultType: "private", in: &state)
                 return try state.openSession().deriveECDH(key: handle, peerPoint: peerPoint, kdf: ECKDF(rawValue: UInt(kdf)), sharedData: sharedData)
             }
-            record(.derive, result: "ok", peer: peer, start: start, token: worker.token.uri.description, key: key)
+            record(.derive, result: "ok", peer: peer, start: start, token: worker.uriText, key: key)
             return .derived(secret)
         case .generateKeyPair(let token, let keyType, let bits, let curveName, let id, let label):
             let spec: KeySpec
@@ -154,7 +157,7 @@ final class RequestHandler: Sendable {
                 let base = state.token.uri.setting("id", id).setting("object", Array(label.utf8))
                 return (base.setting("type", Array("public".utf8)).description, base.setting("type", Array("private".utf8)).description, spki)
             }
-            record(.keyGenerated, result: "ok", peer: peer, start: start, token: worker.token.uri.description, key: privateURI)
+            record(.keyGenerated, result: "ok", peer: peer, start: start, token: worker.uriText, key: privateURI)
             return .keyPair(publicKey: publicURI, privateKey: privateURI, subjectPublicKeyInfo: spki)
         case .storeCertificate(let token, let der, let id, let label):
             let names = try CertificateNames(der: der)
@@ -170,7 +173,7 @@ final class RequestHandler: Sendable {
                 ])
                 return state.token.uri.setting("id", id).setting("object", Array(label.utf8)).setting("type", Array("cert".utf8)).description
             }
-            record(.certificateStored, result: "ok", peer: peer, start: start, token: worker.token.uri.description, key: uri)
+            record(.certificateStored, result: "ok", peer: peer, start: start, token: worker.uriText, key: uri)
             return .stored(object: uri)
         case .deleteObject(let object):
             let uri = try parse(object)
@@ -184,7 +187,7 @@ final class RequestHandler: Sendable {
                 try state.openSession().destroyObject(handle)
                 state.keyCache = [:]
             }
-            record(.objectDeleted, result: "ok", peer: peer, start: start, token: worker.token.uri.description, key: object)
+            record(.objectDeleted, result: "ok", peer: peer, start: start, token: worker.uriText, key: object)
             return .ok(message: "Deleted.")
         case .importKey(let token, let key, let id, let label):
             let worker = try registry.resolve(try token.map(parse))
@@ -193,7 +196,7 @@ final class RequestHandler: Sendable {
                 try KeyImport.create(key, id: id, label: label, session: try state.openSession())
                 return state.token.uri.setting("id", id).setting("object", Array(label.utf8)).setting("type", Array("private".utf8)).description
             }
-            record(.keyImported, result: "ok", peer: peer, start: start, token: worker.token.uri.description, key: uri)
+            record(.keyImported, result: "ok", peer: peer, start: start, token: worker.uriText, key: uri)
             return .stored(object: uri)
         case .changeCode(let token, let old, let new, let finalTry):
             let worker = try awaitToken(token.map(parse), notify: notify)
@@ -243,14 +246,6 @@ final class RequestHandler: Sendable {
     }
 
     // MARK: Helpers
-
-    private func parse(_ text: String) throws(AgentFailure) -> PKCS11URI {
-        do throws(PKCS11Error) {
-            return try PKCS11URI(parsing: text)
-        } catch {
-            throw AgentFailure(.invalidArgument, error.description)
-        }
-    }
 
     /// The token `uri` selects; when none is present, asks the client to present it and waits.
     private func awaitToken(_ uri: PKCS11URI?, notify: (AgentResponse) -> Void) throws(AgentFailure) -> TokenWorker {
@@ -305,7 +300,7 @@ final class RequestHandler: Sendable {
 
     private func recordAccess(_ action: String, _ result: AccessResult, wasLocked: Bool, worker: TokenWorker, peer: PeerProcess,
                               start: Double, role: CodeRole = .user) {
-        let token = worker.token.uri.description
+        let token = worker.uriText
         let outcome = AccessOutcome(result, role: role)
         let name: String = switch outcome.kind {
         case .unlocked: "ok"
@@ -337,6 +332,24 @@ final class RequestHandler: Sendable {
         if let request, token == nil, key == nil { (token, key) = AuditAction.subjects(of: request) }
         audit.record(AuditEvent(action: action.rawValue, result: result, token: token, key: key, peer: peer,
                                 durationMilliseconds: (MonotonicClock.seconds() - start) * 1000, detail: detail))
+    }
+}
+
+/// Per-connection memory: parsed URIs, so a client signing with the same key
+/// again does not pay for parsing its URI again. Used by one thread only.
+final class ConnectionCache {
+    private var uris: [String: PKCS11URI] = [:]
+
+    func uri(_ text: String) throws(AgentFailure) -> PKCS11URI {
+        if let known = uris[text] { return known }
+        do throws(PKCS11Error) {
+            let parsed = try PKCS11URI(parsing: text)
+            if uris.count >= 64 { uris.removeAll() }
+            uris[text] = parsed
+            return parsed
+        } catch {
+            throw AgentFailure(.invalidArgument, error.description)
+        }
     }
 }
 

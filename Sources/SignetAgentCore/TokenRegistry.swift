@@ -43,7 +43,7 @@ final class TokenRegistry: Sendable {
     /// - Throws: `.noToken` when none matches, `.tokenAmbiguous` when several do.
     func resolve(_ uri: PKCS11URI?) throws(AgentFailure) -> TokenWorker {
         func matching() -> [TokenWorker] {
-            presentWorkers.filter { uri?.matches($0.token) ?? true }
+            workers.withLock { Array($0.values) }.filter { $0.isPresent && (uri?.matches($0.token) ?? true) }
         }
         var candidates = matching()
         if candidates.isEmpty {

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 import SignetAccessCode
 import SignetAgentProtocol
@@ -39,6 +42,13 @@ struct AgentFailure: Error, Sendable {
     }
 }
 
+extension PKCS11URI {
+    /// The object part, as a short cache key (cheaper than the full percent-encoded text).
+    var cacheKey: String {
+        "\(text("type") ?? "")|\(value("id").map { Hex.encode($0) } ?? "")|\(text("object") ?? "")"
+    }
+}
+
 /// Everything the agent holds for one token. Only `TokenWorker` touches it, under its lock.
 struct TokenState: @unchecked Sendable {
     var token: Token
@@ -71,43 +81,64 @@ struct TokenState: @unchecked Sendable {
 /// Swift's cooperative pool), so blocking on the lock or the token is fine.
 final class TokenWorker: Sendable {
     let identity: String
-    private let state: Mutex<TokenState>
+    private let state: BlockingLock<TokenState>
+    /// Readable without waiting for an operation in progress.
+    private let presentFlag = Atomic<Bool>(true)
+    private let snapshot: Mutex<(token: Token, uri: String)>
     /// When a Signet lock seen by this agent ends (monotonic seconds), to log its end.
     private let lockedUntil = Mutex<Double?>(nil)
 
+    private let queue: TokenQueue
+
     init(token: Token) {
         identity = token.identity
-        state = Mutex(TokenState(token: token))
+        let state = BlockingLock(TokenState(token: token))
+        self.state = state
+        snapshot = Mutex((token, token.uri.description))
+        queue = TokenQueue(state: state)
     }
 
-    /// A snapshot of the token (label, URI) without waiting for an operation in progress
-    /// longer than needed to copy it.
-    var token: Token { state.withLock { $0.token } }
+    /// The token (label, URI), without waiting for an operation in progress.
+    var token: Token { snapshot.withLock { $0.token } }
+    /// The token's URI text (for the audit log), kept rather than rebuilt per request.
+    var uriText: String { snapshot.withLock { $0.uri } }
     var label: String { token.info.label }
 
     /// Runs `body` with exclusive use of the token; maps token errors to failures
     /// and drops the session when the token went away.
+    ///
+    /// When the token is free and nothing waits, `body` runs at once on the
+    /// calling thread (no hand-off, the lowest latency for one client). When it
+    /// is busy, the request joins the token's queue, which the token's own
+    /// thread drains back to back, so under load the token never waits for a
+    /// waiting thread to be woken between two operations.
     func run<R: Sendable>(_ body: (inout TokenState) throws(PKCS11Error) -> R) throws(AgentFailure) -> R {
-        try state.withLock { (state: inout TokenState) throws(AgentFailure) -> R in
+        let guarded = { (state: inout TokenState) -> Result<R, AgentFailure> in
             guard state.present else {
-                throw AgentFailure(.tokenRemoved, "\(state.token.info.label) is not present. Present it, then unlock it with `signet unlock`.")
+                return .failure(AgentFailure(.tokenRemoved, "\(state.token.info.label) is not present. Present it, then unlock it with `signet unlock`."))
             }
             do throws(PKCS11Error) {
                 let result = try body(&state)
                 state.lastUsed = MonotonicClock.seconds()
-                return result
+                return .success(result)
             } catch {
                 let failure = AgentFailure.token(error, label: state.token.info.label)
                 if failure.code == .tokenRemoved { state.dropSession() }
                 if failure.code == .notUnlocked { state.unlocked = false }
-                throw failure
+                return .failure(failure)
             }
         }
+        if !queue.hasWaiting, let result = state.withLockIfAvailable(guarded) { return try result.get() }
+        return try withoutActuallyEscaping(guarded) { escapable in
+            let box = ResultBox<R>()
+            queue.submit { state in box.result = escapable(&state) }
+            return box.result!
+        }.get()
     }
 
     /// Runs `body` only if nothing else holds the token (for housekeeping).
     func runIfIdle(_ body: (inout TokenState) -> Void) {
-        state.withLockIfAvailable { body(&$0) }
+        _ = state.withLockIfAvailable { body(&$0) }
     }
 
     /// Called when a rescan sees the token (perhaps in a new slot) or misses it.
@@ -119,14 +150,16 @@ final class TokenWorker: Sendable {
                 }
                 state.token = token
                 state.present = true
+                if token.info != state.token.info || !state.present { snapshot.withLock { $0 = (token, token.uri.description) } }
             } else if state.present {
                 state.present = false
                 state.dropSession()
             }
+            presentFlag.store(state.present, ordering: .releasing)
         }
     }
 
-    var isPresent: Bool { state.withLock { $0.present } }
+    var isPresent: Bool { presentFlag.load(ordering: .acquiring) }
 
     /// Remembers that the token is locked until `until`.
     func noteLockout(until: Double) { lockedUntil.withLock { $0 = until } }
@@ -142,7 +175,7 @@ final class TokenWorker: Sendable {
 
     /// The private key, certificate or public key that `uri` names on this token.
     static func find(_ uri: PKCS11URI, defaultType: String, in state: inout TokenState) throws(PKCS11Error) -> ObjectHandle {
-        let key = uri.description + "|" + defaultType
+        let key = uri.cacheKey + "|" + defaultType
         if let cached = state.keyCache[key] { return cached }
         let session = try state.openSession()
         let type = uri.text("type") ?? defaultType
@@ -162,5 +195,88 @@ final class TokenWorker: Sendable {
         }
         state.keyCache[key] = first
         return first
+    }
+}
+
+/// Where a queued job leaves its result for the thread that waits for it.
+private final class ResultBox<R>: @unchecked Sendable {
+    var result: Result<R, AgentFailure>?
+}
+
+/// A token's serial queue and the thread that drains it. Jobs are closures
+/// whose submitters block until they ran, so they may borrow the submitter's
+/// stack; each is run with the token's state lock held.
+final class TokenQueue: @unchecked Sendable {
+    private final class Job {
+        /// Released as soon as it has run: it may borrow the submitter's stack.
+        var work: ((inout TokenState) -> Void)?
+        let done = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+        init(_ work: @escaping (inout TokenState) -> Void) {
+            self.work = work
+            sem_init(done, 0, 0)
+        }
+        deinit {
+            sem_destroy(done)
+            done.deallocate()
+        }
+    }
+
+    private let state: BlockingLock<TokenState>
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var jobs: [Job] = []
+    private var head = 0
+    private let waiting = Atomic<Int>(0)
+
+    init(state: BlockingLock<TokenState>) {
+        self.state = state
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(wake, nil)
+        DetachedThread.start { [self] in drain() }
+    }
+
+    /// Whether jobs wait (then a new request queues behind them rather than overtaking).
+    var hasWaiting: Bool { waiting.load(ordering: .relaxed) > 0 }
+
+    /// Runs `work` on the token's thread and returns when it has run.
+    func submit(_ work: @escaping (inout TokenState) -> Void) {
+        let job = Job(work)
+        pthread_mutex_lock(mutex)
+        jobs.append(job)
+        waiting.add(1, ordering: .relaxed)
+        pthread_cond_signal(wake)
+        pthread_mutex_unlock(mutex)
+        while sem_wait(job.done) != 0 && errno == EINTR {}
+    }
+
+    private func next() -> Job? {
+        guard head < jobs.count else {
+            jobs.removeAll(keepingCapacity: true)
+            head = 0
+            return nil
+        }
+        defer { head += 1 }
+        return jobs[head]
+    }
+
+    private func drain() {
+        while true {
+            pthread_mutex_lock(mutex)
+            while head >= jobs.count { pthread_cond_wait(wake, mutex) }
+            pthread_mutex_unlock(mutex)
+            // Hold the token for as long as jobs keep coming: no gap between operations.
+            state.withLock { tokenState in
+                while true {
+                    pthread_mutex_lock(mutex)
+                    let job = next()
+                    pthread_mutex_unlock(mutex)
+                    guard let job else { break }
+                    job.work?(&tokenState)
+                    job.work = nil
+                    waiting.subtract(1, ordering: .relaxed)
+                    sem_post(job.done)
+                }
+            }
+        }
     }
 }

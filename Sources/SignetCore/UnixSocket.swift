@@ -112,8 +112,21 @@ public enum UnixSocket {
     /// Reads exactly `buffer.count` bytes, waiting at most `timeout` seconds in all.
     /// - Throws: `SocketError` with call "eof" when the peer closed before the first byte
     ///   (`code` 0) or mid-way (`code` EPIPE), or `ETIMEDOUT`.
-    public static func readExactly(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, timeout: Double?) throws(SocketError) {
+    /// - Parameter spin: on machines with more than one CPU, poll without sleeping for up to this many
+    ///   seconds first. A request–answer round trip then costs no sleep and wake-up on either side,
+    ///   which on virtual machines is most of its time; the spin is short, so an idle peer costs little.
+    public static func readExactly(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, timeout: Double?, spin: Double = 0) throws(SocketError) {
         var offset = 0
+        if spin > 0, processorCount > 1 {
+            let until = MonotonicClock.seconds() + spin
+            while offset < buffer.count {
+                let n = recv(fd, buffer.baseAddress! + offset, buffer.count - offset, Int32(MSG_DONTWAIT))
+                if n > 0 { offset += n; continue }
+                if n == 0 { throw SocketError("eof", offset == 0 ? 0 : EPIPE) }
+                guard errno == EAGAIN || errno == EINTR else { throw SocketError("recv", errno) }
+                if MonotonicClock.seconds() >= until { break }
+            }
+        }
         let deadline = timeout.map { MonotonicClock.seconds() + $0 }
         while offset < buffer.count {
             let left = deadline.map { $0 - MonotonicClock.seconds() }
@@ -128,6 +141,11 @@ public enum UnixSocket {
             offset += n
         }
     }
+}
+
+extension UnixSocket {
+    /// Online CPUs (spinning helps only when the peer runs on another one).
+    public static let processorCount = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
 }
 
 /// Seconds on a clock that never jumps (CLOCK_MONOTONIC).
@@ -164,5 +182,38 @@ public enum DetachedThread {
             return false
         }
         return true
+    }
+}
+
+/// State behind a plain pthread mutex. Unlike `Synchronization.Mutex` on Linux
+/// (priority-inheritance futexes, spinning before sleeping), a waiter here
+/// sleeps at once: right for locks held across slow token calls, where
+/// spinning waiters would take the CPU from the thread doing the work.
+public final class BlockingLock<State>: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private var state: State
+
+    public init(_ state: State) {
+        self.state = state
+        mutex = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    public func withLock<R, E: Error>(_ body: (inout State) throws(E) -> R) throws(E) -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&state)
+    }
+
+    /// Runs `body` only if the lock is free; nil otherwise.
+    public func withLockIfAvailable<R>(_ body: (inout State) -> R) -> R? {
+        guard pthread_mutex_trylock(mutex) == 0 else { return nil }
+        defer { pthread_mutex_unlock(mutex) }
+        return body(&state)
     }
 }
