@@ -235,3 +235,30 @@ struct AgentRobustnessTests {
         #expect(!FileManager.default.fileExists(atPath: agent.socketPath), "with a socket from systemd the agent makes none of its own")
     }
 }
+
+@Suite("contrib/systemd")
+struct SystemdUnitTests {
+    @Test("systemd-analyze accepts the user units (with ExecStart pointed at the built agent)")
+    func unitsVerify() throws {
+        let directory = try TestPaths.temporaryDirectory("signet-units")
+        let runtime = directory.appendingPathComponent("runtime")
+        try FileManager.default.createDirectory(at: runtime, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let source = TestPaths.repository.appendingPathComponent("contrib/systemd")
+        for name in ["signet-agent.socket", "signet-agent.service"] {
+            var text = try String(contentsOf: source.appendingPathComponent(name), encoding: .utf8)
+            text = text.replacingOccurrences(of: "/usr/local/bin/signet-agent", with: AgentFixture.agentBinary)
+            try text.write(to: directory.appendingPathComponent(name), atomically: true, encoding: .utf8)
+        }
+        var environment = ProcessInfo.processInfo.environment
+        environment["XDG_RUNTIME_DIR"] = runtime.path
+        let result = try Run.command("systemd-analyze", ["verify", "--user",
+                                                        directory.appendingPathComponent("signet-agent.socket").path,
+                                                        directory.appendingPathComponent("signet-agent.service").path],
+                                     environment: environment)
+        #expect(result.status == 0, "\(result.errors)")
+        #expect(result.errors.isEmpty, "\(result.errors)")
+        let socketUnit = try String(contentsOf: source.appendingPathComponent("signet-agent.socket"), encoding: .utf8)
+        #expect(socketUnit.contains("ListenStream=%t/signet/agent.sock"))
+        #expect(socketUnit.contains("SocketMode=0600"))
+    }
+}
