@@ -58,6 +58,15 @@ public enum AgentMain {
             return 1
         }
 
+        // Serve at once (hello, handshake) while the token modules load: a module that
+        // probes an unknown card can take seconds, and clients should not time out meanwhile.
+        let audit = AuditLog(directory: paths.state)
+        let counter = ConnectionCounter()
+        let handler = RequestHandler(audit: audit, settings: settings, connectionCount: { counter.count() })
+        let server = AgentServer(listener: socket.fd, handler: handler, logger: logger) { kill(getpid(), SIGTERM) }
+        counter.server = server
+        server.start()
+
         if SoftwareTokens.installedModulePath() != nil { try? SoftwareTokens.ensureConfiguration(paths: paths) }
         let context: PKCS11Context
         do throws(PKCS11Error) {
@@ -65,18 +74,13 @@ public enum AgentMain {
         } catch {
             logger.error("cannot load token modules: \(error)")
             Console.error("signet-agent: cannot load token modules: \(error)")
+            server.stop()
             socket.remove()
             return 1
         }
         for failure in context.failures { logger.warning("module \(failure.path) not loaded: \(failure.reason)") }
-
-        let audit = AuditLog(directory: paths.state)
         let registry = TokenRegistry(context: context)
-        let counter = ConnectionCounter()
-        let handler = RequestHandler(registry: registry, audit: audit, settings: settings, connectionCount: { counter.count() })
-        let server = AgentServer(listener: socket.fd, handler: handler, logger: logger) { kill(getpid(), SIGTERM) }
-        counter.server = server
-        server.start()
+        handler.install(registry)
         Housekeeping(handler: handler, logger: logger).start()
 
         audit.record(AuditEvent(action: AuditAction.agentStart.rawValue, result: "ok",

@@ -11,7 +11,15 @@ import SignetPKCS11
 /// token's worker, and records what was done in the audit log.
 /// Never returns private key material or an access code.
 final class RequestHandler: Sendable {
-    let registry: TokenRegistry
+    /// Set once the token modules are loaded; requests that need tokens wait for it,
+    /// so the socket answers (hello, handshake) while a slow module still initialises.
+    private let registryGate = Gate<TokenRegistry>()
+
+    var registry: TokenRegistry { registryGate.wait }
+
+    /// Makes the tokens available to requests.
+    func install(_ registry: TokenRegistry) { registryGate.open(registry) }
+
     let audit: AuditLog
     private let settings: Mutex<AgentSettings>
     private let accessManager: Mutex<AccessCodeManager>
@@ -19,8 +27,7 @@ final class RequestHandler: Sendable {
     let stopping = Atomic<Bool>(false)
     let connectionCount: @Sendable () -> Int
 
-    init(registry: TokenRegistry, audit: AuditLog, settings: AgentSettings, connectionCount: @escaping @Sendable () -> Int) {
-        self.registry = registry
+    init(audit: AuditLog, settings: AgentSettings, connectionCount: @escaping @Sendable () -> Int) {
         self.audit = audit
         self.settings = Mutex(settings)
         accessManager = Mutex(AccessCodeManager(stateDirectory: settings.paths.state, policy: settings.lockoutPolicy))
@@ -63,7 +70,7 @@ final class RequestHandler: Sendable {
         case .listTokens:
             return .tokens(tokenEntries())
         case .listObjects(let token):
-            let workers = try token.map { (text) throws(AgentFailure) in [try registry.resolve(try parse(text))] } ?? registry.refresh()
+            let workers = try token.map { (text) throws(AgentFailure) in [try registry.resolve(try parse(text))] } ?? registry.presentWorkers
             var objects: [ObjectEntry] = []
             for worker in workers { objects += try worker.run { (state) throws(PKCS11Error) in try ObjectListing.list(&state) } }
             return .objects(objects)
@@ -234,6 +241,7 @@ final class RequestHandler: Sendable {
             let created: Token
             switch outcome {
             case .success(let token): created = token
+            case .failure(.softHSMMissing): throw AgentFailure(.unsupported, SoftwareTokens.Failure.softHSMMissing.description)
             case .failure(let error): throw AgentFailure(.tokenFailure, error.description)
             }
             registry.refresh()
@@ -261,6 +269,7 @@ final class RequestHandler: Sendable {
                 registry.refresh()
                 if let worker = try? registry.resolve(uri) { return worker }
             }
+            if stopping.load(ordering: .relaxed) { throw AgentFailure(.shuttingDown, "The agent is stopping; try again once it has restarted.") }
             throw AgentFailure(.tokenAbsent, "\(what.prefix(1).uppercased() + what.dropFirst()) was not presented within \(Int(wait)) s. Present it and try again.")
         }
     }
@@ -282,7 +291,9 @@ final class RequestHandler: Sendable {
 
     private func tokenEntries() -> [TokenEntry] {
         let manager = self.manager
-        return registry.refresh().compactMap { worker in
+        // The housekeeping thread rescans slots every second: listing does not wait for a
+        // rescan (a module probing an unknown card can take seconds).
+        return registry.presentWorkers.compactMap { worker in
             try? worker.run { (state) throws(PKCS11Error) -> TokenEntry in
                 let target = PKCS11CodeTarget(token: state.token, session: try state.openSession())
                 let status = manager.status(target)

@@ -217,3 +217,31 @@ public final class BlockingLock<State>: @unchecked Sendable {
         return body(&state)
     }
 }
+
+/// A value that arrives once; readers wait for it.
+public final class Gate<Value>: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let ready = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var value: Value?
+
+    public init() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(ready, nil)
+    }
+
+    /// Sets the value and wakes every waiter.
+    public func open(_ newValue: Value) {
+        pthread_mutex_lock(mutex)
+        value = newValue
+        pthread_cond_broadcast(ready)
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// The value, waiting until it is set.
+    public var wait: Value {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while value == nil { pthread_cond_wait(ready, mutex) }
+        return value!
+    }
+}
