@@ -160,15 +160,22 @@ struct StatusCommand: ParsableCommand {
             print("\(token.label)\(token.software ? "  [SOFTWARE TOKEN]" : "")")
             print("  URI:     \(token.uri)")
             print("  state:   \(token.unlocked ? "unlocked" : "locked (`signet unlock`)")")
-            if let damage = token.ledgerDamage {
-                print("  signet:  ledger damaged (\(damage)); run `signet pin repair-ledger`")
-            } else if let seconds = token.lockedSeconds {
-                print("  signet:  locked for \(Durations.words(Double(seconds))) after \(token.failures) wrong access codes")
-            } else {
-                print("  signet:  \(token.triesLeft) \(token.triesLeft == 1 ? "try" : "tries") left before a lock")
-            }
-            print("  token:   \(token.tokenCounter)")
+            token.printAccessState()
         }
+    }
+}
+
+extension TokenEntry {
+    /// Signet's count or lock, and the token's own counter, as two indented lines.
+    func printAccessState() {
+        if let damage = ledgerDamage {
+            print("  signet:  ledger damaged (\(damage)); run `signet pin repair-ledger`")
+        } else if let seconds = lockedSeconds {
+            print("  signet:  locked for \(Durations.words(Double(seconds))) after \(failures) wrong access codes")
+        } else {
+            print("  signet:  \(triesLeft) \(triesLeft == 1 ? "try" : "tries") left before a lock")
+        }
+        print("  token:   \(tokenCounter)")
     }
 }
 

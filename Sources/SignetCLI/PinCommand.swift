@@ -77,14 +77,7 @@ struct PinCommand: ParsableCommand {
                               lockedSeconds: token.lockedSeconds, tokenCounter: token.tokenCounter, ledgerDamage: token.ledgerDamage)
             if output.json { return try JSONOutput.print(entry) }
             print("\(entry.token)\(token.software ? "  [SOFTWARE TOKEN]" : "")")
-            if let damage = entry.ledgerDamage {
-                print("  ledger:  damaged (\(damage)); run `signet pin repair-ledger`")
-            } else if let remaining = entry.lockedSeconds {
-                print("  signet:  locked for \(Durations.words(Double(remaining)))")
-            } else {
-                print("  signet:  \(entry.triesLeft) \(entry.triesLeft == 1 ? "try" : "tries") left before a lock")
-            }
-            print("  token:   \(entry.tokenCounter)")
+            token.printAccessState()
         }
     }
 
