@@ -4,7 +4,7 @@ import SignetCore
 
 /// The `signet` command line. Each subcommand lives in its own file.
 public struct SignetCommand: ParsableCommand {
-    public static let version = "0.1.0"
+    public static let version = "0.2.0"
 
     public static let configuration = CommandConfiguration(
         commandName: "signet",
