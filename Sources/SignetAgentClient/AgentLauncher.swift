@@ -7,7 +7,7 @@ import SignetCore
 /// is running, as `gpg` starts `gpg-agent`.
 public enum AgentLauncher {
     /// The agent's socket for `paths`.
-    public static func socketPath(_ paths: SignetPaths = .current) -> String { paths.runtime + "/agent.sock" }
+    public static func socketPath(_ paths: SignetPaths = .current) -> String { paths.agentSocket }
 
     /// A connected client; starts the agent first when none answers and `start` is set.
     /// - Throws: `AgentClientError`.

@@ -107,11 +107,7 @@ public enum AgentMain {
             socket.remove()
             var locked = 0
             for worker in registry.presentWorkers {
-                let wasUnlocked = (try? worker.run { (state) throws(PKCS11Error) -> Bool in
-                    defer { state.unlocked = false }
-                    if state.unlocked, let session = state.session { try? session.logout() }
-                    return state.unlocked
-                }) ?? false
+                let wasUnlocked = (try? worker.run { (state) throws(PKCS11Error) -> Bool in state.logOut() }) ?? false
                 if wasUnlocked { locked += 1 }
             }
             audit.record(AuditEvent(action: AuditAction.agentStop.rawValue, result: "ok", detail: "signal \(received); \(locked) token(s) logged out"))
@@ -167,9 +163,7 @@ struct Housekeeping: Sendable {
                 var loggedOut = false
                 worker.runIfIdle { state in
                     guard state.unlocked, now - state.lastUsed >= idle else { return }
-                    if let session = state.session { try? session.logout() }
-                    state.unlocked = false
-                    loggedOut = true
+                    loggedOut = state.logOut()
                 }
                 if loggedOut {
                     logger.info("\(worker.label): locked after \(Int(idle)) s unused")

@@ -159,7 +159,7 @@ final class AgentServer: Sendable {
                 }
                 return
             }
-            let id = AgentFrame.header(UnsafeRawBufferPointer(body))?.id ?? 0
+            let (kind, id) = AgentFrame.header(UnsafeRawBufferPointer(body)) ?? (0, 0)
             let decoded: AgentRequest?
             do throws(WireError) {
                 decoded = try AgentFrame.decodeRequest(UnsafeRawBufferPointer(body)).request
@@ -169,8 +169,7 @@ final class AgentServer: Sendable {
             }
             SecretBytes.wipe(body)
             guard let request = decoded else {
-                let kind = body.first.map { "0x" + Hex.encode([$0]) } ?? "?"
-                if !send(fd, .error(.unknownRequest, message: "Unknown request kind \(kind); this agent speaks protocol \(AgentProtocol.version)."), id: id) { return }
+                if !send(fd, .error(.unknownRequest, message: "Unknown request kind 0x\(Hex.encode([kind])); this agent speaks protocol \(AgentProtocol.version)."), id: id) { return }
                 continue
             }
             guard greeted else {

@@ -43,5 +43,5 @@ public struct AgentSettings: Sendable {
     }
 
     /// The socket path: `$XDG_RUNTIME_DIR/signet/agent.sock`.
-    public var socketPath: String { paths.runtime + "/agent.sock" }
+    public var socketPath: String { paths.agentSocket }
 }

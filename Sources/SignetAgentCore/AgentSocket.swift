@@ -15,6 +15,7 @@ struct AgentSocketError: Error, CustomStringConvertible {
 struct AgentSocket {
     let fd: Int32
     let path: String
+    let pidPath: String
     let fromSystemd: Bool
     private let lockFD: Int32
 
@@ -31,7 +32,7 @@ struct AgentSocket {
                 throw AgentSocketError(description: "systemd passed fd \(firstSystemdFD), which is not a stream socket")
             }
             _ = fcntl(firstSystemdFD, F_SETFD, FD_CLOEXEC)
-            return AgentSocket(fd: firstSystemdFD, path: settings.socketPath, fromSystemd: true, lockFD: -1)
+            return AgentSocket(fd: firstSystemdFD, path: settings.socketPath, pidPath: settings.paths.agentPIDFile, fromSystemd: true, lockFD: -1)
         }
 
         let directory = settings.paths.runtime
@@ -52,17 +53,17 @@ struct AgentSocket {
         guard lockFD >= 0 else { throw AgentSocketError(description: "cannot open \(lockPath): \(String(cString: strerror(errno)))") }
         guard flock(lockFD, LOCK_EX | LOCK_NB) == 0 else {
             close(lockFD)
-            let pid = FileIO.readText(directory + "/agent.pid", limit: 32).map { " (pid \($0.split(separator: "\n").first ?? ""))" } ?? ""
+            let pid = FileIO.readText(settings.paths.agentPIDFile, limit: 32).map { " (pid \($0.split(separator: "\n").first ?? ""))" } ?? ""
             throw AgentSocketError(description: "another signet-agent is already running for this user\(pid); stop it first (`signet agent stop`)")
         }
-        _ = FileIO.writeAtomically(directory + "/agent.pid", text: "\(getpid())\n")
+        _ = FileIO.writeAtomically(settings.paths.agentPIDFile, text: "\(getpid())\n")
 
         // We hold the lock, so any socket file here was left by an agent that died.
         let path = settings.socketPath
         unlink(path)
         do throws(SocketError) {
             let fd = try UnixSocket.listen(path, mode: 0o600)
-            return AgentSocket(fd: fd, path: path, fromSystemd: false, lockFD: lockFD)
+            return AgentSocket(fd: fd, path: path, pidPath: settings.paths.agentPIDFile, fromSystemd: false, lockFD: lockFD)
         } catch {
             close(lockFD)
             throw AgentSocketError(description: "cannot listen on \(path): \(error)")
@@ -75,9 +76,5 @@ struct AgentSocket {
         unlink(path)
         unlink(pidPath)
         close(lockFD)
-    }
-
-    private var pidPath: String {
-        String(path.dropLast("agent.sock".count)) + "agent.pid"
     }
 }

@@ -97,11 +97,7 @@ final class RequestHandler: Sendable {
         case .lock(let token):
             let workers = try token.map { (text) throws(AgentFailure) in [try registry.resolve(try parse(text))] } ?? registry.presentWorkers
             for worker in workers {
-                let wasUnlocked = try worker.run { (state) throws(PKCS11Error) -> Bool in
-                    defer { state.unlocked = false }
-                    if let session = state.session, state.unlocked { try? session.logout() }
-                    return state.unlocked
-                }
+                let wasUnlocked = try worker.run { (state) throws(PKCS11Error) -> Bool in state.logOut() }
                 if wasUnlocked { record(.lock, result: "ok", peer: peer, start: start, token: worker.uriText) }
             }
             return .ok(message: workers.isEmpty ? "No token is present." : "Locked.")
@@ -193,6 +189,7 @@ final class RequestHandler: Sendable {
                 let handle = try TokenWorker.find(uri, defaultType: "cert", in: &state)
                 try state.openSession().destroyObject(handle)
                 state.keyCache = [:]
+                state.signatureLengths = [:]
             }
             record(.objectDeleted, result: "ok", peer: peer, start: start, token: worker.uriText, key: object)
             return .ok(message: "Deleted.")
@@ -218,8 +215,7 @@ final class RequestHandler: Sendable {
             let worker = try awaitToken(token.map(parse), notify: notify)
             let (result, wasLocked) = try worker.run { (state) throws(PKCS11Error) -> (AccessResult, Bool) in
                 // The administrator logs in on the same token: the user must be logged out first.
-                if state.unlocked, let session = state.session { try? session.logout() }
-                state.unlocked = false
+                state.logOut()
                 let target = PKCS11CodeTarget(token: state.token, session: try state.openSession())
                 let wasLocked = manager.status(target, role: .so).lockedRemaining != nil
                 return (soCode.use { so in newCode.use { new in manager.unblock(target, soCode: so, newCode: new, allowFinalTry: finalTry) } }, wasLocked)
@@ -281,11 +277,10 @@ final class RequestHandler: Sendable {
 
     /// The RSA modulus length in bytes for `handle` (cached), or nil for EC keys.
     private func signatureLength(_ handle: ObjectHandle, in state: inout TokenState) throws(PKCS11Error) -> Int? {
-        let key = "length|\(handle.rawValue)"
-        if let cached = state.keyCache[key] { return cached.rawValue == 0 ? nil : Int(cached.rawValue) }
+        if let cached = state.signatureLengths[handle] { return cached }
         let values = try state.openSession().attributes(handle, [.keyType, .modulus])
         let length = values[.keyType]?.ckULong == KeyType.rsa.rawValue ? values[.modulus].map { $0.count } : nil
-        state.keyCache[key] = ObjectHandle(rawValue: UInt(length ?? 0))
+        state.signatureLengths[handle] = length
         return length
     }
 
@@ -330,7 +325,7 @@ final class RequestHandler: Sendable {
         // The attempt that used the last try starts a lock.
         if case .locked(let remaining, _, let failures) = result {
             if !wasLocked {
-                audit.record(AuditEvent(action: "lockout-start", result: "locked", token: token, peer: peer,
+                audit.record(AuditEvent(action: AuditAction.lockoutStart.rawValue, result: "locked", token: token, peer: peer,
                                         detail: "locked for \(AccessResult.words(remaining)) after \(failures) wrong codes"))
             }
             worker.noteLockout(until: MonotonicClock.seconds() + remaining.seconds)
@@ -377,6 +372,7 @@ enum AuditAction: String {
     case connectionRefused = "connection-refused"
     case agentStart = "agent-start"
     case agentStop = "agent-stop"
+    case lockoutStart = "lockout-start"
     case lockoutEnd = "lockout-end"
 
     /// The action a failed request is recorded under (reads are not recorded).

@@ -57,6 +57,8 @@ struct TokenState: @unchecked Sendable {
     var present = true
     var lastUsed = MonotonicClock.seconds()
     var keyCache: [String: ObjectHandle] = [:]
+    /// RSA modulus bytes per private key (nil: not RSA), so signatures come back at exactly that length.
+    var signatureLengths: [ObjectHandle: Int?] = [:]
 
     /// The session, opened (read-write) on first use.
     mutating func openSession() throws(PKCS11Error) -> Session {
@@ -67,11 +69,20 @@ struct TokenState: @unchecked Sendable {
         return opened
     }
 
+    /// Logs the user out if logged in; returns whether it was.
+    @discardableResult
+    mutating func logOut() -> Bool {
+        defer { unlocked = false }
+        if unlocked, let session { try? session.logout() }
+        return unlocked
+    }
+
     /// Forgets the session after the token went away (its handles are invalid).
     mutating func dropSession() {
         session = nil
         unlocked = false
         keyCache = [:]
+        signatureLengths = [:]
     }
 }
 

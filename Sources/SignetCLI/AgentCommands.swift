@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ArgumentParser
 import SignetAgentClient
+import SignetAccessCode
 import SignetAgentProtocol
 import SignetCore
 
@@ -249,14 +250,11 @@ struct AgentCommand: ParsableCommand {
     }
 }
 
-/// Durations in words, for status lines.
+/// Durations in words, for status lines: the access-code manager's wording, with hours for long uptimes.
 enum Durations {
     static func words(_ seconds: Double) -> String {
         let total = Int(seconds.rounded(.up))
-        if total < 60 { return "\(total) s" }
-        let minutes = total / 60, rest = total % 60
-        if minutes < 60 { return rest == 0 ? "\(minutes) min" : "\(minutes) min \(rest) s" }
-        let hours = minutes / 60
-        return "\(hours) h \(minutes % 60) min"
+        guard total >= 3600 else { return AccessResult.words(.seconds(total)) }
+        return "\(total / 3600) h \(total / 60 % 60) min"
     }
 }

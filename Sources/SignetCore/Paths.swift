@@ -38,6 +38,11 @@ public struct SignetPaths: Sendable, Equatable {
 
     /// Directory of the SoftHSM2 software tokens Signet creates.
     public var softwareTokenDirectory: String { data + "/softhsm/tokens" }
+    /// The agent's socket, `$XDG_RUNTIME_DIR/signet/agent.sock`.
+    public var agentSocket: String { runtime + "/agent.sock" }
+    /// The running agent's pid, beside its socket.
+    public var agentPIDFile: String { runtime + "/agent.pid" }
+
     /// SoftHSM2 configuration file that points at `softwareTokenDirectory`.
     public var softwareTokenConfig: String { data + "/softhsm/softhsm2.conf" }
 

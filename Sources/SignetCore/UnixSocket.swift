@@ -8,8 +8,6 @@ public struct SocketError: Error, Equatable, Sendable, CustomStringConvertible {
     public var code: Int32
     public init(_ call: String, _ code: Int32 = errno) { self.call = call; self.code = code }
     public var description: String { "\(call): \(String(cString: strerror(code)))" }
-    /// The peer went away or the time ran out, as opposed to a local fault.
-    public var isDisconnect: Bool { [EPIPE, ECONNRESET, ENOTCONN, ETIMEDOUT, EAGAIN].contains(code) || call == "eof" }
 }
 
 /// Small, blocking Unix-domain stream socket helpers shared by the agent and its clients.

@@ -146,7 +146,6 @@ struct ProtocolTests {
             if (try? bytes.withUnsafeBytes { try AgentFrame.decodeRequest($0) }) != nil { decoded += 1 } else { rejected += 1 }
             _ = try? bytes.withUnsafeBytes { try AgentFrame.decodeResponse($0) }
         }
-        #expect(decoded + rejected == 20_000)
         // Random bytes almost never form a valid request; mutated real frames often do.
         #expect(rejected > 5_000)
     }

@@ -15,7 +15,7 @@ struct AgentAccessTests {
         let created = try agent.signet(["token", "init", "--software", "--label", "Journey", "--code-fd", "0", "--so-code-fd", "0"],
                                        stdin: "Open-Sesame 1\nso-code-12\n")
         #expect(created.status == 0, "\(created.errors)")
-        let pidText = try String(contentsOfFile: agent.paths.runtime + "/agent.pid", encoding: .utf8)
+        let pidText = try String(contentsOfFile: agent.paths.agentPIDFile, encoding: .utf8)
         let started = try #require(pid_t(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
         defer {
             kill(started, SIGTERM)

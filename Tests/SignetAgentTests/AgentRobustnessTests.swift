@@ -82,8 +82,9 @@ struct AgentRobustnessTests {
         RawClient.write(unknown, RawClient.hello)
         _ = RawClient.readResponse(unknown)
         RawClient.write(unknown, [0, 0, 0, 5, 0x6F, 0, 0, 0, 4])
-        guard case .error(let unknownCode, _)? = RawClient.readResponse(unknown) else { Issue.record("no unknown-request error"); return }
+        guard case .error(let unknownCode, let unknownMessage)? = RawClient.readResponse(unknown) else { Issue.record("no unknown-request error"); return }
         #expect(unknownCode == .unknownRequest)
+        #expect(unknownMessage.contains("kind 0x6f"), "\(unknownMessage)")
         RawClient.write(unknown, AgentFrame.encode(AgentRequest.listTokens, id: 5).bytes)
         guard case .tokens? = RawClient.readResponse(unknown) else { Issue.record("the connection did not survive an unknown kind"); return }
         close(unknown)

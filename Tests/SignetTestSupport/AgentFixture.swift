@@ -15,7 +15,7 @@ public final class AgentFixture: @unchecked Sendable {
     public let wrapperLog: String
     public private(set) var pid: pid_t = 0
 
-    public var socketPath: String { paths.runtime + "/agent.sock" }
+    public var socketPath: String { paths.agentSocket }
     public var auditLogPath: String { paths.state + "/audit.log" }
     public var agentLogPath: String { home.appendingPathComponent("agent-stderr.log").path }
     public static var signet: String { TestPaths.binaries.appendingPathComponent("signet").path }
