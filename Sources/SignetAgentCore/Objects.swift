@@ -38,8 +38,17 @@ enum ObjectListing {
                 if !id.isEmpty { uri = uri.setting("id", id) }
                 if !label.isEmpty { uri = uri.setting("object", Array(label.utf8)) }
                 uri = uri.setting("type", Array(typeName.utf8))
+                // The public half for keys (RSA private keys carry it; EC ones get it from their public key below).
+                var publicKeyInfo: [UInt8] = []
+                if kind != .certificate, keyType != nil, let key = try? session.publicKey(handle) { publicKeyInfo = key.subjectPublicKeyInfoDER }
                 entries.append(ObjectEntry(uri: uri.description, kind: kind, label: label, id: id, keyType: keyType, bits: bits,
-                                           usages: usages, subject: kind == .certificate ? values[.subject] ?? [] : []))
+                                           usages: usages, subject: kind == .certificate ? values[.subject] ?? [] : [], publicKeyInfo: publicKeyInfo))
+            }
+        }
+        for index in entries.indices where entries[index].kind == .privateKey && entries[index].publicKeyInfo.isEmpty {
+            let entry = entries[index]
+            if let match = entries.first(where: { $0.kind == .publicKey && $0.id == entry.id && $0.keyType == entry.keyType && !$0.publicKeyInfo.isEmpty }) {
+                entries[index].publicKeyInfo = match.publicKeyInfo
             }
         }
         return entries
@@ -109,28 +118,39 @@ enum KeyImport {
                 guard let value = component(name) else { throw .malformed("an RSA key needs all its CRT components") }
                 secrets.append((attribute, value))
             }
-            _ = try session.createObject(common + [
+            let privateKey = try session.createObject(common + [
                 Attribute(.keyType, .rsa), Attribute(.modulus, bytes: modulus), Attribute(.publicExponent, bytes: exponent),
                 Attribute(.sign, true), Attribute(.decrypt, true), Attribute(.unwrap, true),
             ], secrets: secrets)
-            _ = try session.createObject([
+            try bothOrNeither(privateKey, session) { () throws(PKCS11Error) in try session.createObject([
                 Attribute(.objectClass, .publicKey), Attribute(.token, true), Attribute(.isPrivate, false), Attribute(.keyType, .rsa),
                 Attribute(.id, bytes: id), Attribute(.label, text: label), Attribute(.modulus, bytes: modulus),
                 Attribute(.publicExponent, bytes: exponent), Attribute(.verify, true), Attribute(.encrypt, true),
-            ])
+            ]) }
         case .ec:
             let parameters = publicBytes(.ecParameters), point = publicBytes(.ecPoint)
             guard let scalar = component(.ecPrivateValue), NamedCurve(parametersDER: parameters) != nil, !point.isEmpty else {
                 throw .malformed("an EC key needs a known curve, its private value and its public point")
             }
-            _ = try session.createObject(common + [
+            let privateKey = try session.createObject(common + [
                 Attribute(.keyType, .ec), Attribute(.ecParams, bytes: parameters), Attribute(.sign, true), Attribute(.derive, true),
             ], secrets: [(.value, scalar)])
-            _ = try session.createObject([
+            try bothOrNeither(privateKey, session) { () throws(PKCS11Error) in try session.createObject([
                 Attribute(.objectClass, .publicKey), Attribute(.token, true), Attribute(.isPrivate, false), Attribute(.keyType, .ec),
                 Attribute(.id, bytes: id), Attribute(.label, text: label), Attribute(.ecParams, bytes: parameters),
                 Attribute(.ecPoint, bytes: DER.tlv(0x04, point)), Attribute(.verify, true),
-            ])
+            ]) }
+        }
+    }
+
+    /// Runs `createPublic`; when it fails, removes the private key already written so no half key pair stays.
+    private static func bothOrNeither(_ privateKey: ObjectHandle, _ session: Session,
+                                      _ createPublic: () throws(PKCS11Error) -> ObjectHandle) throws(PKCS11Error) {
+        do throws(PKCS11Error) {
+            _ = try createPublic()
+        } catch {
+            try? session.destroyObject(privateKey)
+            throw error
         }
     }
 }

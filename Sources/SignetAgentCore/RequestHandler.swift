@@ -197,7 +197,11 @@ final class RequestHandler: Sendable {
             let worker = try registry.resolve(try token.map(parse))
             let uri = try worker.run { (state) throws(PKCS11Error) -> String in
                 try requireUnlocked(&state)
-                try KeyImport.create(key, id: id, label: label, session: try state.openSession())
+                let session = try state.openSession()
+                if !(try session.findObjects([Attribute(.id, bytes: id)], limit: 1)).isEmpty {
+                    throw .call(operation: "import: an object with this id already exists", code: .templateInconsistent)
+                }
+                try KeyImport.create(key, id: id, label: label, session: session)
                 return state.token.uri.setting("id", id).setting("object", Array(label.utf8)).setting("type", Array("private".utf8)).description
             }
             record(.keyImported, result: "ok", peer: peer, start: start, token: worker.uriText, key: uri)

@@ -161,16 +161,19 @@ public struct ObjectEntry: Sendable, Equatable {
     public var usages: KeyUsages
     /// For certificates: the DER subject name.
     public var subject: [UInt8]
+    /// For keys: the DER SubjectPublicKeyInfo (what links a key to its certificate); empty when unknown.
+    public var publicKeyInfo: [UInt8]
 
-    public init(uri: String, kind: Kind, label: String, id: [UInt8], keyType: WireKeyType?, bits: UInt32, usages: KeyUsages, subject: [UInt8] = []) {
+    public init(uri: String, kind: Kind, label: String, id: [UInt8], keyType: WireKeyType?, bits: UInt32, usages: KeyUsages,
+                subject: [UInt8] = [], publicKeyInfo: [UInt8] = []) {
         self.uri = uri; self.kind = kind; self.label = label; self.id = id; self.keyType = keyType
-        self.bits = bits; self.usages = usages; self.subject = subject
+        self.bits = bits; self.usages = usages; self.subject = subject; self.publicKeyInfo = publicKeyInfo
     }
 
     func write(_ w: WireWriter) {
         w.string(uri); w.u8(kind.rawValue); w.string(label); w.bytes(id)
         w.optional(keyType) { w.u8($0.rawValue) }
-        w.u32(bits); w.u16(usages.rawValue); w.bytes(subject)
+        w.u32(bits); w.u16(usages.rawValue); w.bytes(subject); w.bytes(publicKeyInfo)
     }
     static func read(_ r: inout WireReader) throws(WireError) -> ObjectEntry {
         let uri = try r.string()
@@ -184,7 +187,7 @@ public struct ObjectEntry: Sendable, Equatable {
             keyType = known
         }
         return ObjectEntry(uri: uri, kind: kind, label: label, id: id, keyType: keyType, bits: try r.u32(),
-                           usages: KeyUsages(rawValue: try r.u16()), subject: try r.bytes())
+                           usages: KeyUsages(rawValue: try r.u16()), subject: try r.bytes(), publicKeyInfo: try r.bytes())
     }
 }
 
