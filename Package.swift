@@ -41,6 +41,9 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]
         ),
 
+        // Callback trampolines (the agent-backed key) and STACK_OF macros for OpenSSL 3.
+        .target(name: "CSignetCrypto", dependencies: ["COpenSSL"]),
+
         // MARK: Layers.
         .target(name: "SignetCore"),
         .target(name: "SignetPKCS11", dependencies: ["CP11Kit", "SignetCore"]),
@@ -50,10 +53,15 @@ let package = Package(
         .target(name: "SignetAgentProtocol", dependencies: ["SignetCore"]),
         // The agent's client side: connect, handshake, calls; starts the agent when none runs.
         .target(name: "SignetAgentClient", dependencies: ["SignetCore", "SignetAgentProtocol"]),
+        // X.509, PKCS#10, PKCS#12 and the trust store on OpenSSL; private-key operations go to the agent.
+        .target(
+            name: "SignetOpenSSL",
+            dependencies: ["COpenSSL", "CSignetCrypto", "SignetCore", "SignetAgentProtocol", "SignetAgentClient"]
+        ),
         .target(
             name: "SignetCLI",
             dependencies: [
-                "SignetCore", "SignetPKCS11", "SignetPCSC", "SignetAccessCode", "COpenSSL", "SignetAgentProtocol", "SignetAgentClient",
+                "SignetCore", "SignetPKCS11", "SignetPCSC", "SignetAccessCode", "COpenSSL", "SignetAgentProtocol", "SignetAgentClient", "SignetOpenSSL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -94,9 +102,10 @@ let package = Package(
         ),
         .testTarget(name: "SignetCoreTests", dependencies: ["SignetCore"]),
         .testTarget(name: "SignetAgentProtocolTests", dependencies: ["SignetAgentProtocol"]),
+        .testTarget(name: "SignetOpenSSLTests", dependencies: ["SignetOpenSSL", "SignetTestSupport"]),
         .testTarget(
             name: "SignetAgentTests",
-            dependencies: ["SignetAgentClient", "SignetAgentProtocol", "SignetPKCS11", "SignetTestSupport"]
+            dependencies: ["SignetAgentClient", "SignetAgentProtocol", "SignetPKCS11", "SignetTestSupport", "SignetOpenSSL"]
         ),
         .testTarget(name: "SignetPKCS11Tests", dependencies: ["SignetPKCS11", "SignetTestSupport"]),
         .testTarget(

@@ -8,6 +8,12 @@
 #include <openssl/x509.h>
 #include <openssl/pem.h>
 #include <openssl/bio.h>
+#include <openssl/provider.h>
+#include <openssl/pkcs12.h>
+#include <openssl/pkcs7.h>
+#include <openssl/x509v3.h>
+#include <openssl/cms.h>
+#include <openssl/core_names.h>
 
 /// `OPENSSL_free` is a macro that passes the caller's file and line.
 static inline void COpenSSL_free(void *p) { OPENSSL_free(p); }

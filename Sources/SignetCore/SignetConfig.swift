@@ -102,10 +102,15 @@ public enum FileIO {
     /// - Returns: `false` on any failure; the old file is left in place.
     @discardableResult
     public static func writeAtomically(_ path: String, text: String, mode: mode_t = 0o600) -> Bool {
+        writeAtomically(path, bytes: Array(text.utf8), mode: mode)
+    }
+
+    /// `writeAtomically(_:text:mode:)` for bytes.
+    @discardableResult
+    public static func writeAtomically(_ path: String, bytes: [UInt8], mode: mode_t = 0o600) -> Bool {
         let temporary = path + ".tmp.\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { return false }
-        let bytes = Array(text.utf8)
         var written = 0
         while written < bytes.count {
             let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }

@@ -1,0 +1,348 @@
+// See include/CSignetCrypto.h. The RSA_METHOD and EC_KEY_METHOD calls are
+// deprecated in OpenSSL 3.0 and have no replacement short of a provider.
+#define OPENSSL_SUPPRESS_DEPRECATED 1
+
+#include "CSignetCrypto.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/objects.h>
+#include <openssl/rsa.h>
+
+typedef struct {
+    CSignetCrypto_OperationCallback callback;
+    void *context;
+} Delegate;
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static RSA_METHOD *rsaMethod;
+static EC_KEY_METHOD *ecMethod;
+static int rsaIndex = -1;
+static int ecIndex = -1;
+
+static void freeDelegate(void *parent, void *pointer, CRYPTO_EX_DATA *data, int index, long argl, void *argp) {
+    (void)parent; (void)data; (void)index; (void)argl; (void)argp;
+    free(pointer);
+}
+
+static int forward(const Delegate *delegate, int operation, const unsigned char *input, size_t inputLength,
+                   unsigned char *output, size_t *outputLength) {
+    if (delegate == NULL || delegate->callback == NULL) return 0;
+    return delegate->callback(delegate->context, operation, input, inputLength, output, outputLength);
+}
+
+static int rsaPrivateEncrypt(int length, const unsigned char *from, unsigned char *to, RSA *rsa, int padding) {
+    int operation;
+    switch (padding) {
+    case RSA_PKCS1_PADDING: operation = CSignetCrypto_rsaPKCS1Sign; break;
+    case RSA_NO_PADDING: operation = CSignetCrypto_rsaRawSign; break;
+    default: return -1;
+    }
+    size_t size = (size_t)RSA_size(rsa);
+    size_t written = size;
+    if (length < 0 || !forward(RSA_get_ex_data(rsa, rsaIndex), operation, from, (size_t)length, to, &written)) return -1;
+    // A signature is always the modulus length (no leading zero byte dropped or added).
+    if (written != size) return -1;
+    return (int)written;
+}
+
+static int rsaPrivateDecrypt(int length, const unsigned char *from, unsigned char *to, RSA *rsa, int padding) {
+    int operation;
+    switch (padding) {
+    case RSA_PKCS1_PADDING: operation = CSignetCrypto_rsaPKCS1Decrypt; break;
+    case RSA_NO_PADDING: operation = CSignetCrypto_rsaRawDecrypt; break;
+    default: return -1;
+    }
+    size_t written = (size_t)RSA_size(rsa);
+    if (length < 0 || !forward(RSA_get_ex_data(rsa, rsaIndex), operation, from, (size_t)length, to, &written)) return -1;
+    return (int)written;
+}
+
+static ECDSA_SIG *ecSign(const unsigned char *digest, int length, const BIGNUM *inverse, const BIGNUM *r, EC_KEY *key) {
+    (void)inverse; (void)r;
+    unsigned char raw[2 * 66];
+    size_t written = sizeof raw;
+    if (length < 0 || !forward(EC_KEY_get_ex_data(key, ecIndex), CSignetCrypto_ecdsaSign, digest, (size_t)length, raw, &written)) return NULL;
+    if (written == 0 || written % 2 != 0) return NULL;
+    BIGNUM *rValue = BN_bin2bn(raw, (int)(written / 2), NULL);
+    BIGNUM *sValue = BN_bin2bn(raw + written / 2, (int)(written / 2), NULL);
+    ECDSA_SIG *signature = ECDSA_SIG_new();
+    if (rValue == NULL || sValue == NULL || signature == NULL || !ECDSA_SIG_set0(signature, rValue, sValue)) {
+        BN_free(rValue); BN_free(sValue); ECDSA_SIG_free(signature);
+        return NULL;
+    }
+    return signature;
+}
+
+static int ecSignSetup(EC_KEY *key, BN_CTX *context, BIGNUM **inverse, BIGNUM **r) {
+    (void)key; (void)context; (void)inverse; (void)r;
+    return 1;
+}
+
+static int ecComputeKey(unsigned char **secret, size_t *secretLength, const EC_POINT *peer, const EC_KEY *key) {
+    unsigned char point[1 + 2 * 66];
+    size_t pointLength = EC_POINT_point2oct(EC_KEY_get0_group(key), peer, POINT_CONVERSION_UNCOMPRESSED, point, sizeof point, NULL);
+    if (pointLength == 0) return 0;
+    unsigned char shared[66];
+    size_t written = sizeof shared;
+    if (!forward(EC_KEY_get_ex_data(key, ecIndex), CSignetCrypto_ecdhDerive, point, pointLength, shared, &written)) return 0;
+    *secret = OPENSSL_malloc(written);
+    if (*secret == NULL) return 0;
+    memcpy(*secret, shared, written);
+    OPENSSL_cleanse(shared, sizeof shared);
+    *secretLength = written;
+    return 1;
+}
+
+static void setUp(void) {
+    rsaIndex = RSA_get_ex_new_index(0, NULL, NULL, NULL, freeDelegate);
+    ecIndex = EC_KEY_get_ex_new_index(0, NULL, NULL, NULL, freeDelegate);
+    rsaMethod = RSA_meth_dup(RSA_PKCS1_OpenSSL());
+    if (rsaMethod != NULL) {
+        RSA_meth_set1_name(rsaMethod, "signet-agent");
+        RSA_meth_set_priv_enc(rsaMethod, rsaPrivateEncrypt);
+        RSA_meth_set_priv_dec(rsaMethod, rsaPrivateDecrypt);
+        RSA_meth_set_flags(rsaMethod, RSA_meth_get_flags(rsaMethod) | RSA_FLAG_EXT_PKEY);
+    }
+    ecMethod = EC_KEY_METHOD_new(EC_KEY_OpenSSL());
+    if (ecMethod != NULL) {
+        int (*sign)(int, const unsigned char *, int, unsigned char *, unsigned int *, const BIGNUM *, const BIGNUM *, EC_KEY *) = NULL;
+        EC_KEY_METHOD_get_sign(ecMethod, &sign, NULL, NULL);
+        EC_KEY_METHOD_set_sign(ecMethod, sign, ecSignSetup, ecSign);
+        EC_KEY_METHOD_set_compute_key(ecMethod, ecComputeKey);
+    }
+}
+
+EVP_PKEY *CSignetCrypto_delegatingKey(const unsigned char *subjectPublicKeyInfo, size_t length,
+                                      CSignetCrypto_OperationCallback callback, void *context) {
+    pthread_once(&once, setUp);
+    if (rsaMethod == NULL || ecMethod == NULL || rsaIndex < 0 || ecIndex < 0) return NULL;
+    const unsigned char *cursor = subjectPublicKeyInfo;
+    EVP_PKEY *publicKey = d2i_PUBKEY(NULL, &cursor, (long)length);
+    if (publicKey == NULL) return NULL;
+    Delegate *delegate = calloc(1, sizeof *delegate);
+    if (delegate == NULL) { EVP_PKEY_free(publicKey); return NULL; }
+    delegate->callback = callback;
+    delegate->context = context;
+    EVP_PKEY *key = EVP_PKEY_new();
+    int done = 0;
+    switch (EVP_PKEY_get_base_id(publicKey)) {
+    case EVP_PKEY_RSA: {
+        RSA *rsa = EVP_PKEY_get1_RSA(publicKey);
+        if (rsa != NULL && key != NULL && RSA_set_method(rsa, rsaMethod) && RSA_set_ex_data(rsa, rsaIndex, delegate)) {
+            delegate = NULL;  // owned by the RSA object from here on
+            done = EVP_PKEY_assign_RSA(key, rsa);
+            if (!done) RSA_free(rsa);
+        } else {
+            RSA_free(rsa);
+        }
+        break;
+    }
+    case EVP_PKEY_EC: {
+        EC_KEY *ec = EVP_PKEY_get1_EC_KEY(publicKey);
+        if (ec != NULL && key != NULL && EC_KEY_set_method(ec, ecMethod) && EC_KEY_set_ex_data(ec, ecIndex, delegate)) {
+            delegate = NULL;
+            done = EVP_PKEY_assign_EC_KEY(key, ec);
+            if (!done) EC_KEY_free(ec);
+        } else {
+            EC_KEY_free(ec);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    free(delegate);
+    EVP_PKEY_free(publicKey);
+    if (!done) { EVP_PKEY_free(key); return NULL; }
+    return key;
+}
+
+// MARK: Stacks.
+
+int CSignetCrypto_certificateCount(const STACK_OF(X509) *stack) { return stack == NULL ? 0 : sk_X509_num(stack); }
+X509 *CSignetCrypto_certificateAt(const STACK_OF(X509) *stack, int index) { return sk_X509_value(stack, index); }
+void CSignetCrypto_freeCertificates(STACK_OF(X509) *stack) { sk_X509_pop_free(stack, X509_free); }
+STACK_OF(X509) *CSignetCrypto_newCertificates(void) { return sk_X509_new_null(); }
+int CSignetCrypto_pushCertificate(STACK_OF(X509) *stack, X509 *certificate) { return sk_X509_push(stack, certificate) > 0; }
+
+int CSignetCrypto_objectCount(const void *stack) { return stack == NULL ? 0 : sk_ASN1_OBJECT_num((const STACK_OF(ASN1_OBJECT) *)stack); }
+ASN1_OBJECT *CSignetCrypto_objectAt(const void *stack, int index) { return sk_ASN1_OBJECT_value((const STACK_OF(ASN1_OBJECT) *)stack, index); }
+void CSignetCrypto_freeObjects(void *stack) { sk_ASN1_OBJECT_pop_free((STACK_OF(ASN1_OBJECT) *)stack, ASN1_OBJECT_free); }
+
+STACK_OF(X509) *CSignetCrypto_pkcs7Certificates(PKCS7 *pkcs7) {
+    if (pkcs7 == NULL || pkcs7->d.ptr == NULL) return NULL;
+    switch (OBJ_obj2nid(pkcs7->type)) {
+    case NID_pkcs7_signed: return pkcs7->d.sign->cert;
+    case NID_pkcs7_signedAndEnveloped: return pkcs7->d.signed_and_enveloped->cert;
+    default: return NULL;
+    }
+}
+
+// MARK: Names.
+
+static void append(CSignetCrypto_Name **names, int *count, int kind, const unsigned char *bytes, int length) {
+    if (bytes == NULL || length < 0) return;
+    CSignetCrypto_Name *grown = realloc(*names, (size_t)(*count + 1) * sizeof **names);
+    if (grown == NULL) return;
+    *names = grown;
+    char *value = OPENSSL_malloc((size_t)length + 1);
+    if (value == NULL) return;
+    memcpy(value, bytes, (size_t)length);
+    value[length] = 0;
+    (*names)[*count].kind = kind;
+    (*names)[*count].value = value;
+    *count += 1;
+}
+
+static int isUPN(const ASN1_OBJECT *type) {
+    char text[64];
+    return OBJ_obj2txt(text, sizeof text, type, 1) > 0 && strcmp(text, "1.3.6.1.4.1.311.20.2.3") == 0;
+}
+
+static void appendGeneralName(CSignetCrypto_Name **names, int *count, const GENERAL_NAME *name) {
+    switch (name->type) {
+    case GEN_EMAIL: append(names, count, 1, ASN1_STRING_get0_data(name->d.rfc822Name), ASN1_STRING_length(name->d.rfc822Name)); break;
+    case GEN_DNS: append(names, count, 2, ASN1_STRING_get0_data(name->d.dNSName), ASN1_STRING_length(name->d.dNSName)); break;
+    case GEN_URI: append(names, count, 4, ASN1_STRING_get0_data(name->d.uniformResourceIdentifier), ASN1_STRING_length(name->d.uniformResourceIdentifier)); break;
+    case GEN_OTHERNAME:
+        if (isUPN(name->d.otherName->type_id) && name->d.otherName->value != NULL && name->d.otherName->value->type == V_ASN1_UTF8STRING) {
+            const ASN1_UTF8STRING *text = name->d.otherName->value->value.utf8string;
+            append(names, count, 3, ASN1_STRING_get0_data(text), ASN1_STRING_length(text));
+        }
+        break;
+    default: break;
+    }
+}
+
+CSignetCrypto_Name *CSignetCrypto_alternativeNames(X509 *certificate, int *count) {
+    *count = 0;
+    CSignetCrypto_Name *names = NULL;
+    GENERAL_NAMES *all = X509_get_ext_d2i(certificate, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; all != NULL && i < sk_GENERAL_NAME_num(all); i++) appendGeneralName(&names, count, sk_GENERAL_NAME_value(all, i));
+    GENERAL_NAMES_free(all);
+    return names;
+}
+
+CSignetCrypto_Name *CSignetCrypto_crlDistributionPoints(X509 *certificate, int *count) {
+    *count = 0;
+    CSignetCrypto_Name *names = NULL;
+    CRL_DIST_POINTS *points = X509_get_ext_d2i(certificate, NID_crl_distribution_points, NULL, NULL);
+    for (int i = 0; points != NULL && i < sk_DIST_POINT_num(points); i++) {
+        DIST_POINT *point = sk_DIST_POINT_value(points, i);
+        if (point->distpoint == NULL || point->distpoint->type != 0) continue;
+        GENERAL_NAMES *full = point->distpoint->name.fullname;
+        for (int j = 0; j < sk_GENERAL_NAME_num(full); j++) appendGeneralName(&names, count, sk_GENERAL_NAME_value(full, j));
+    }
+    CRL_DIST_POINTS_free(points);
+    return names;
+}
+
+int CSignetCrypto_requestAddAlternativeNames(X509_REQ *request, const char *const *emails, int emailCount,
+                                             const char *const *dnsNames, int dnsCount,
+                                             const char *const *upns, int upnCount) {
+    GENERAL_NAMES *names = GENERAL_NAMES_new();
+    if (names == NULL) return 0;
+    int ok = 1;
+    for (int i = 0; ok && i < emailCount; i++) {
+        ASN1_IA5STRING *text = ASN1_IA5STRING_new();
+        ok = text != NULL && ASN1_STRING_set(text, emails[i], -1);
+        GENERAL_NAME *name = ok ? GENERAL_NAME_new() : NULL;
+        if (name == NULL) { ASN1_IA5STRING_free(text); ok = 0; break; }
+        GENERAL_NAME_set0_value(name, GEN_EMAIL, text);
+        ok = sk_GENERAL_NAME_push(names, name) > 0;
+    }
+    for (int i = 0; ok && i < dnsCount; i++) {
+        ASN1_IA5STRING *text = ASN1_IA5STRING_new();
+        ok = text != NULL && ASN1_STRING_set(text, dnsNames[i], -1);
+        GENERAL_NAME *name = ok ? GENERAL_NAME_new() : NULL;
+        if (name == NULL) { ASN1_IA5STRING_free(text); ok = 0; break; }
+        GENERAL_NAME_set0_value(name, GEN_DNS, text);
+        ok = sk_GENERAL_NAME_push(names, name) > 0;
+    }
+    for (int i = 0; ok && i < upnCount; i++) {
+        ASN1_OBJECT *type = OBJ_txt2obj("1.3.6.1.4.1.311.20.2.3", 1);
+        ASN1_TYPE *value = ASN1_TYPE_new();
+        ASN1_UTF8STRING *text = ASN1_UTF8STRING_new();
+        GENERAL_NAME *name = GENERAL_NAME_new();
+        ok = type != NULL && value != NULL && text != NULL && name != NULL && ASN1_STRING_set(text, upns[i], -1);
+        if (!ok) { ASN1_OBJECT_free(type); ASN1_TYPE_free(value); ASN1_UTF8STRING_free(text); GENERAL_NAME_free(name); break; }
+        ASN1_TYPE_set(value, V_ASN1_UTF8STRING, text);
+        ok = GENERAL_NAME_set0_othername(name, type, value);
+        ok = ok && sk_GENERAL_NAME_push(names, name) > 0;
+    }
+    if (ok && sk_GENERAL_NAME_num(names) > 0) {
+        STACK_OF(X509_EXTENSION) *extensions = sk_X509_EXTENSION_new_null();
+        X509_EXTENSION *extension = X509V3_EXT_i2d(NID_subject_alt_name, 0, names);
+        ok = extensions != NULL && extension != NULL && sk_X509_EXTENSION_push(extensions, extension) > 0;
+        if (!ok) X509_EXTENSION_free(extension);
+        ok = ok && X509_REQ_add_extensions(request, extensions);
+        sk_X509_EXTENSION_pop_free(extensions, X509_EXTENSION_free);
+    }
+    GENERAL_NAMES_free(names);
+    return ok;
+}
+
+// MARK: PKCS#12.
+
+static int describeAlgorithm(const X509_ALGOR *algorithm, char *buffer, size_t capacity) {
+    const ASN1_OBJECT *object = NULL;
+    const void *parameter = NULL;
+    int parameterType = 0;
+    X509_ALGOR_get0(&object, &parameterType, &parameter, algorithm);
+    int nid = OBJ_obj2nid(object);
+    char text[128] = "";
+    int legacy = 0;
+    if (nid == NID_pbes2 && parameterType == V_ASN1_SEQUENCE) {
+        const ASN1_STRING *sequence = parameter;
+        const unsigned char *cursor = ASN1_STRING_get0_data(sequence);
+        PBE2PARAM *pbes2 = d2i_PBE2PARAM(NULL, &cursor, ASN1_STRING_length(sequence));
+        int cipher = pbes2 != NULL ? OBJ_obj2nid(pbes2->encryption->algorithm) : NID_undef;
+        snprintf(text, sizeof text, "PBES2 %s", cipher == NID_undef ? "unknown cipher" : OBJ_nid2sn(cipher));
+        legacy = cipher == NID_des_ede3_cbc || cipher == NID_rc2_cbc || cipher == NID_des_cbc;
+        PBE2PARAM_free(pbes2);
+    } else {
+        snprintf(text, sizeof text, "%s", nid == NID_undef ? "unknown" : OBJ_nid2ln(nid));
+        legacy = nid != NID_undef;  // every PKCS#12 v1 PBE (pbeWithSHA1And…) is a legacy algorithm
+    }
+    if (strstr(buffer, text) == NULL) {
+        if (buffer[0] != 0) strncat(buffer, "; ", capacity - strlen(buffer) - 1);
+        strncat(buffer, text, capacity - strlen(buffer) - 1);
+    }
+    return legacy;
+}
+
+int CSignetCrypto_pkcs12Describe(PKCS12 *file, char *buffer, size_t capacity) {
+    if (capacity == 0) return 0;
+    buffer[0] = 0;
+    int legacy = 0;
+    STACK_OF(PKCS7) *safes = PKCS12_unpack_authsafes(file);
+    for (int i = 0; safes != NULL && i < sk_PKCS7_num(safes); i++) {
+        PKCS7 *safe = sk_PKCS7_value(safes, i);
+        if (OBJ_obj2nid(safe->type) == NID_pkcs7_encrypted && safe->d.encrypted != NULL && safe->d.encrypted->enc_data != NULL) {
+            legacy |= describeAlgorithm(safe->d.encrypted->enc_data->algorithm, buffer, capacity);
+        } else if (OBJ_obj2nid(safe->type) == NID_pkcs7_data) {
+            STACK_OF(PKCS12_SAFEBAG) *bags = PKCS12_unpack_p7data(safe);
+            for (int j = 0; bags != NULL && j < sk_PKCS12_SAFEBAG_num(bags); j++) {
+                const PKCS12_SAFEBAG *bag = sk_PKCS12_SAFEBAG_value(bags, j);
+                if (PKCS12_SAFEBAG_get_nid(bag) != NID_pkcs8ShroudedKeyBag) continue;
+                const X509_ALGOR *algorithm = NULL;
+                X509_SIG_get0(PKCS12_SAFEBAG_get0_pkcs8(bag), &algorithm, NULL);
+                if (algorithm != NULL) legacy |= describeAlgorithm(algorithm, buffer, capacity);
+            }
+            sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
+        }
+    }
+    sk_PKCS7_pop_free(safes, PKCS7_free);
+    return legacy;
+}
+
+void CSignetCrypto_free(void *pointer) { OPENSSL_free(pointer); }
+
+unsigned long CSignetCrypto_nameFlags(void) {
+    return (ASN1_STRFLGS_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) | XN_FLAG_SEP_COMMA_PLUS | XN_FLAG_FN_SN | XN_FLAG_DUMP_UNKNOWN_FIELDS;
+}

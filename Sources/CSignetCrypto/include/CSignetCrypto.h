@@ -1,0 +1,89 @@
+// CSignetCrypto: what Swift cannot reach in OpenSSL 3 on its own.
+//
+// - Callback trampolines: an EVP_PKEY built from a public key whose private
+//   operations are forwarded to a callback (Signet forwards them to the
+//   agent). OpenSSL 3.0 treats such a key as "foreign" and keeps signing
+//   and decryption on the RSA_METHOD / EC_KEY_METHOD path
+//   (../shared/ARCHITECTURE.md, "Private-key operations inside OpenSSL").
+//   Those methods are deprecated in 3.0 but have no provider-free
+//   replacement; this file alone suppresses the deprecation.
+// - Macros: the type-safe STACK_OF accessors, PEM/PKCS#7 field access.
+#ifndef CSIGNETCRYPTO_H
+#define CSIGNETCRYPTO_H
+
+#include <stddef.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <openssl/pkcs7.h>
+#include <openssl/pkcs12.h>
+#include <openssl/cms.h>
+
+/// Private-key operations a delegating key forwards.
+typedef enum {
+    /// PKCS#1 v1.5 signature over a DigestInfo (CKM_RSA_PKCS).
+    CSignetCrypto_rsaPKCS1Sign = 1,
+    /// Raw RSA on an already padded block, e.g. PSS (CKM_RSA_X_509).
+    CSignetCrypto_rsaRawSign = 2,
+    /// PKCS#1 v1.5 decryption (CKM_RSA_PKCS).
+    CSignetCrypto_rsaPKCS1Decrypt = 3,
+    /// Raw RSA decryption; OpenSSL removes OAEP padding itself (CKM_RSA_X_509).
+    CSignetCrypto_rsaRawDecrypt = 4,
+    /// ECDSA over a digest; the answer is r‖s (CKM_ECDSA).
+    CSignetCrypto_ecdsaSign = 5,
+    /// ECDH with the peer's uncompressed point; the answer is the shared x (CKM_ECDH1_DERIVE, CKD_NULL).
+    CSignetCrypto_ecdhDerive = 6,
+} CSignetCrypto_Operation;
+
+/// Performs `operation` on `input`; writes at most `*outputLength` bytes to
+/// `output` and sets `*outputLength` to what it wrote. Returns 1 on success, 0 on failure.
+typedef int (*CSignetCrypto_OperationCallback)(void *context, int operation,
+                                               const unsigned char *input, size_t inputLength,
+                                               unsigned char *output, size_t *outputLength);
+
+/// A key with the public half from `subjectPublicKeyInfo` (DER) and private
+/// operations forwarded to `callback(context, …)`. RSA and EC only.
+/// `context` must outlive the key. NULL when the key cannot be read.
+EVP_PKEY *CSignetCrypto_delegatingKey(const unsigned char *subjectPublicKeyInfo, size_t length,
+                                      CSignetCrypto_OperationCallback callback, void *context);
+
+// MARK: Stacks.
+int CSignetCrypto_certificateCount(const STACK_OF(X509) *stack);
+X509 *CSignetCrypto_certificateAt(const STACK_OF(X509) *stack, int index);
+void CSignetCrypto_freeCertificates(STACK_OF(X509) *stack);
+STACK_OF(X509) *CSignetCrypto_newCertificates(void);
+int CSignetCrypto_pushCertificate(STACK_OF(X509) *stack, X509 *certificate);
+
+/// ASN1_OBJECT stacks (extended key usage): count, element, free.
+int CSignetCrypto_objectCount(const void *stack);
+ASN1_OBJECT *CSignetCrypto_objectAt(const void *stack, int index);
+void CSignetCrypto_freeObjects(void *stack);
+
+/// The certificates of a PKCS#7 SignedData (certs-only bundles); NULL when none.
+STACK_OF(X509) *CSignetCrypto_pkcs7Certificates(PKCS7 *pkcs7);
+
+/// Subject alternative names: kind 1 email, 2 DNS, 3 UPN (otherName
+/// 1.3.6.1.4.1.311.20.2.3), 4 URI; `count` is set. Caller frees each value with
+/// OPENSSL_free and the array with free().
+typedef struct { int kind; char *value; } CSignetCrypto_Name;
+CSignetCrypto_Name *CSignetCrypto_alternativeNames(X509 *certificate, int *count);
+/// The URIs of a certificate's CRL distribution points, as above (kind 4).
+CSignetCrypto_Name *CSignetCrypto_crlDistributionPoints(X509 *certificate, int *count);
+
+/// Adds a subjectAltName extension with emails, DNS names and UPNs to a request.
+/// Returns 1 on success.
+int CSignetCrypto_requestAddAlternativeNames(X509_REQ *request, const char *const *emails, int emailCount,
+                                             const char *const *dnsNames, int dnsCount,
+                                             const char *const *upns, int upnCount);
+
+/// Describes the encryption of a PKCS#12 file's parts ("PBES2 AES-256-CBC", "pbeWithSHA1And3-KeyTripleDES-CBC")
+/// into `buffer`, separated by "; ". Returns 1 when any part uses a legacy algorithm (3DES, RC2, RC4, DES).
+int CSignetCrypto_pkcs12Describe(PKCS12 *file, char *buffer, size_t capacity);
+
+/// X509_NAME_print_ex flags: RFC 4514 escaping and separators, certificate order, UTF-8 kept.
+unsigned long CSignetCrypto_nameFlags(void);
+
+/// OPENSSL_free (a macro).
+void CSignetCrypto_free(void *pointer);
+
+#endif

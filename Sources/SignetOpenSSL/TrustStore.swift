@@ -1,0 +1,88 @@
+import Foundation
+import SignetCore
+
+/// The CA certificates Signet trusts: one PEM file per certificate under
+/// `$XDG_DATA_HOME/signet/trust/`, named by its SHA-256 fingerprint. Used to
+/// build chains when installing certificates and (later) to verify mail.
+public struct TrustStore: Sendable {
+    /// The directory holding the certificates.
+    public let directory: String
+
+    public init(paths: SignetPaths = .current) { directory = paths.data + "/trust" }
+
+    /// A trusted certificate and its short id (the first 16 hex digits of its SHA-256 fingerprint).
+    public struct Entry {
+        public var id: String
+        public var certificate: Certificate
+    }
+
+    /// The short id used in commands.
+    public static func id(_ certificate: Certificate) -> String { String(certificate.sha256.lowercased().prefix(16)) }
+
+    /// Every trusted certificate; unreadable files are skipped.
+    public func entries() -> [Entry] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.filter { $0.hasSuffix(".pem") }.sorted().compactMap { name in
+            guard let data = FileManager.default.contents(atPath: directory + "/" + name),
+                  let contents = try? CertificateFile.read(Array(data)), let certificate = contents.certificates.first else { return nil }
+            return Entry(id: TrustStore.id(certificate), certificate: certificate)
+        }
+    }
+
+    /// Whether `certificate` is in the store.
+    public func contains(_ certificate: Certificate) -> Bool {
+        FileManager.default.fileExists(atPath: path(certificate))
+    }
+
+    private func path(_ certificate: Certificate) -> String { directory + "/" + certificate.sha256.lowercased() + ".pem" }
+
+    /// Adds `certificate`; returns false when it was already there.
+    /// - Throws: a file-system error when the directory cannot be written.
+    @discardableResult
+    public func add(_ certificate: Certificate) throws -> Bool {
+        if contains(certificate) { return false }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let temporary = directory + "/.tmp-\(getpid())"
+        try Data(certificate.pem.utf8).write(to: URL(fileURLWithPath: temporary))
+        guard rename(temporary, path(certificate)) == 0 else {
+            unlink(temporary)
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path(certificate)])
+        }
+        return true
+    }
+
+    /// Removes the certificates whose id or fingerprint starts with `id` (at least 8 hex digits).
+    /// - Returns: the removed certificates (empty when none matched).
+    /// - Throws: `TrustStoreError.ambiguous` when the prefix names more than one.
+    public func remove(id: String) throws -> [Certificate] {
+        let matches = matching(id)
+        guard matches.count <= 1 else { throw TrustStoreError(description: "\(id) matches \(matches.count) certificates; give more digits of the id.") }
+        for entry in matches { try FileManager.default.removeItem(atPath: path(entry.certificate)) }
+        return matches.map(\.certificate)
+    }
+
+    /// Entries whose id or SHA-256 fingerprint starts with `id`.
+    public func matching(_ id: String) -> [Entry] {
+        let prefix = id.lowercased().replacingOccurrences(of: ":", with: "")
+        guard prefix.count >= 8 else { return [] }
+        return entries().filter { $0.certificate.sha256.lowercased().hasPrefix(prefix) }
+    }
+
+    /// The issuers of `certificate` up to a root, from `candidates` and the store (nearest first).
+    public func chain(for certificate: Certificate, candidates: [Certificate] = []) -> [Certificate] {
+        let pool = candidates + entries().map(\.certificate)
+        var chain: [Certificate] = []
+        var current = certificate
+        while !current.isSelfSigned, chain.count < 8, let issuer = pool.first(where: { current.isIssued(by: $0) }) {
+            if issuer.sha256 == certificate.sha256 || chain.contains(where: { $0.sha256 == issuer.sha256 }) { break }
+            chain.append(issuer)
+            current = issuer
+        }
+        return chain
+    }
+}
+
+/// A trust-store command that cannot be carried out.
+public struct TrustStoreError: Error, CustomStringConvertible {
+    public var description: String
+}
