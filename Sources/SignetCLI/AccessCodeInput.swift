@@ -10,6 +10,7 @@ import SignetCore
 enum AccessCodeInput {
     enum Failure: Error, CustomStringConvertible {
         case noTerminal
+        case noTerminalFor(String, String)
         case badDescriptor(Int32)
         case empty
         case tooLong
@@ -19,6 +20,7 @@ enum AccessCodeInput {
         var description: String {
             switch self {
             case .noTerminal: "there is no terminal to ask for the access code; pass it on a file descriptor with --code-fd N"
+            case .noTerminalFor(let what, let option): "there is no terminal to ask for the \(what); pass it on a file descriptor with \(option) N"
             case .badDescriptor(let fd): "cannot read the access code from file descriptor \(fd): it is not open"
             case .empty: "the access code is empty; type it again"
             case .tooLong: "the access code is longer than \(SecretBytes.maximumCount) bytes"
@@ -71,6 +73,15 @@ enum AccessCodeInput {
     static func obtain(fd: Int32?, prompt message: String) throws(Failure) -> SecretBytes {
         if let fd { return try read(fd: fd) }
         return try prompt(message)
+    }
+
+    /// `obtain` for another secret (a file's password): the messages name `what` and `option`.
+    static func obtain(fd: Int32?, prompt message: String, what: String, option: String) throws(Failure) -> SecretBytes {
+        do throws(Failure) {
+            return try obtain(fd: fd, prompt: message)
+        } catch .noTerminal {
+            throw .noTerminalFor(what, option)
+        }
     }
 
     /// A new code: from `fd` once, or typed twice on the terminal and compared.

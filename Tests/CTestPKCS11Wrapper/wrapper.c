@@ -78,6 +78,21 @@ static CK_RV wrap_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
     return rv;
 }
 
+/// With SIGNET_WRAPPER_REFUSE_CERTIFICATES set, storing a certificate fails as
+/// on a token whose memory is full: how tests make "key written, certificate not" happen.
+static CK_RV wrap_CreateObject(CK_SESSION_HANDLE session, CK_ATTRIBUTE_PTR template, CK_ULONG count, CK_OBJECT_HANDLE_PTR object) {
+    if (getenv("SIGNET_WRAPPER_REFUSE_CERTIFICATES")) {
+        for (CK_ULONG i = 0; i < count; i++) {
+            if (template[i].type == CKA_CLASS && template[i].ulValueLen == sizeof(CK_OBJECT_CLASS) && template[i].pValue
+                && *(CK_OBJECT_CLASS *)template[i].pValue == CKO_CERTIFICATE) {
+                record("C_CreateObject certificate refused", session);
+                return CKR_DEVICE_MEMORY;
+            }
+        }
+    }
+    return real.C_CreateObject(session, template, count, object);
+}
+
 static void load(void) {
     const char *path = getenv("SIGNET_WRAPPED_MODULE");
     if (!path) return;
@@ -94,6 +109,7 @@ static void load(void) {
     wrapped.C_SetPIN = wrap_SetPIN;
     wrapped.C_InitPIN = wrap_InitPIN;
     wrapped.C_GetTokenInfo = wrap_GetTokenInfo;
+    wrapped.C_CreateObject = wrap_CreateObject;
     loaded = 1;
 }
 

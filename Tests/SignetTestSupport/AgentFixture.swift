@@ -24,7 +24,8 @@ public final class AgentFixture: @unchecked Sendable {
     /// - Parameters:
     ///   - config: extra lines for `$XDG_CONFIG_HOME/signet/config`.
     ///   - countingCodes: load SoftHSM2 through the test wrapper that logs every code presented.
-    public init(config: String = "", countingCodes: Bool = false) throws {
+    ///   - extraEnvironment: more variables for the agent and the CLI (e.g. the wrapper's failure switches).
+    public init(config: String = "", countingCodes: Bool = false, extraEnvironment: [String: String] = [:]) throws {
         home = try TestPaths.temporaryDirectory("signet-agent-home")
         let softhsm = home.appendingPathComponent("softhsm")
         try FileManager.default.createDirectory(at: softhsm.appendingPathComponent("tokens"), withIntermediateDirectories: true)
@@ -46,6 +47,7 @@ public final class AgentFixture: @unchecked Sendable {
         env["SIGNET_WRAPPER_LOG"] = wrapperLog
         env["SIGNET_AGENT"] = AgentFixture.agentBinary
         env["SIGNET_PKCS11_MODULE"] = nil
+        env.merge(extraEnvironment) { $1 }
         environment = env
         paths = SignetPaths(environment: env)
         try FileManager.default.createDirectory(atPath: paths.config, withIntermediateDirectories: true)

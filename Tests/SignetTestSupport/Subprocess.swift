@@ -117,8 +117,8 @@ public enum TestPaths {
         return repository.appendingPathComponent(".build/debug")
     }
 
-    /// `../shared/testdata` beside the repository.
-    public static var sharedTestData: URL { repository.deletingLastPathComponent().appendingPathComponent("shared/testdata") }
+    /// `Tests/testdata`: real S/MIME messages and keys (provenance in its README.md).
+    public static var testData: URL { repository.appendingPathComponent("Tests/testdata") }
 
     /// A new empty temporary directory.
     public static func temporaryDirectory(_ prefix: String = "signet-test") throws -> URL {

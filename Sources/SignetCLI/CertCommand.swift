@@ -1,0 +1,353 @@
+import ArgumentParser
+import Foundation
+import SignetAgentClient
+import SignetAgentProtocol
+import SignetCore
+import SignetOpenSSL
+
+/// `signet cert import|list|show|export|repair|delete`.
+struct CertCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cert",
+        abstract: "Install, list, show, export, repair and delete certificates on tokens.",
+        subcommands: [Import.self, List.self, Show.self, Export.self, Repair.self, Delete.self]
+    )
+
+    struct Import: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Install the certificate your CA issued next to its key on the token.",
+            discussion: """
+            Reads PEM (one or many certificates), DER, or a PKCS#7 bundle (.p7b/.p7c, DER or PEM, \
+            also when labelled BEGIN CERTIFICATE). The certificate whose public key matches a key on a \
+            token is stored with that key's id; the issuing CAs go to Signet's trust store (a new root \
+            only after you confirm, or with --trust-roots). A certificate whose key is on no token is \
+            refused and nothing is written. Importing the same file twice changes nothing.
+            """
+        )
+        @Argument(help: "The certificate file from the CA.")
+        var file: String
+        @Option(name: .long, help: "Only look for the key on this token (PKCS#11 URI).")
+        var token: String?
+        @Flag(name: .customLong("trust-roots"), help: "Trust the root CA certificates in the file without asking.")
+        var trustRoots = false
+        @Flag(name: .long, help: "Replace a different certificate already installed for the same key.")
+        var replace = false
+
+        func run() throws {
+            let contents = try readCertificateFile(file)
+            let client = try Agent.connect()
+            let inventory = try Inventory.load(client: client, token: token)
+            var installed = 0
+            var leaves: [Certificate] = []
+            for certificate in contents.certificates where !certificate.isAuthority {
+                let spki = certificate.subjectPublicKeyInfo
+                guard let key = inventory.objects.first(where: { $0.kind == .privateKey && $0.publicKeyInfo == spki })
+                        ?? inventory.objects.first(where: { $0.kind == .publicKey && $0.publicKeyInfo == spki }) else { continue }
+                leaves.append(certificate)
+                if inventory.certificates.contains(where: { $0.certificate.der == certificate.der }) {
+                    print("Already installed: \(certificate.subject) (nothing changed).")
+                    installed += 1
+                    continue
+                }
+                let others = inventory.certificates.filter { $0.certificate.subjectPublicKeyInfo == spki }
+                if !others.isEmpty && !replace {
+                    let names = others.map { "\($0.certificate.subject), valid until \(Dates.day($0.certificate.notAfter)), id \($0.id)" }
+                    throw CLIError(description: "The key \"\(key.label)\" already has a certificate (\(names.joined(separator: "; "))). "
+                                   + "Nothing was written. Add --replace to replace it.").reported()
+                }
+                try store(certificate, key: key, replacing: others, client: client)
+                print("Installed \(certificate.subject) (serial \(certificate.serial), valid until \(Dates.day(certificate.notAfter))) "
+                      + "with key \"\(key.label)\" (id \(Hex.encode(key.id))).")
+                installed += 1
+            }
+            guard installed > 0 else {
+                let names = contents.certificates.filter { !$0.isAuthority }.map(\.subject)
+                throw CLIError(description: """
+                    No private key on \(token == nil ? "your tokens" : "that token") matches \(names.isEmpty ? "a certificate in \(file) (it holds only CA certificates)" : names.joined(separator: "; ")) \
+                    (compared by public key): the private key is missing. Nothing was written. Was the request made on another token? \
+                    If the token is locked, run `signet unlock` first; `signet key list` shows the keys.
+                    """).reported()
+            }
+            let issuers = contents.certificates.filter { $0.isAuthority }
+            try TrustCommand.addAuthorities(issuers, trustRoots: trustRoots)
+            let offeredRoot = issuers.contains { $0.isSelfSigned }
+            for leaf in leaves where !offeredRoot && (TrustStore().chain(for: leaf).last.map { !$0.isSelfSigned } ?? true) {
+                Console.error("Note: Signet does not yet trust the root CA of \(leaf.subject); add it with `signet trust add ROOT.pem`.")
+            }
+        }
+
+        /// Stores `certificate` with `key`'s id; with `replacing`, removes those first and puts them back if the store fails.
+        func store(_ certificate: Certificate, key: ObjectEntry, replacing: [Inventory.Installed], client: AgentClient) throws {
+            for old in replacing { _ = try Agent.call(.deleteObject(object: old.entry.uri), client: client) }
+            do {
+                _ = try Agent.call(.storeCertificate(token: key.uri, der: certificate.der, id: key.id, label: certificate.label), client: client)
+            } catch {
+                for old in replacing {
+                    _ = try? client.call(.storeCertificate(token: old.entry.uri, der: old.certificate.der, id: old.entry.id, label: old.entry.label))
+                }
+                throw error
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List certificates on the tokens: subject, issuer, validity, usages, whether the key is present.",
+            discussion: "Marks the default certificates for signing and for encryption (pin them with signing-certificate = ID and encryption-certificate = ID in the configuration)."
+        )
+        @Option(name: .long, help: "Only this token (PKCS#11 URI).")
+        var token: String?
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            let client = try Agent.connect()
+            let inventory = try Inventory.load(client: client, token: token)
+            let signing = CertificateChoice.choose(.signing, from: inventory.certificates)
+            let encryption = CertificateChoice.choose(.encryption, from: inventory.certificates)
+            let entries = inventory.certificates.map { installed in
+                CertificateReport(installed, defaults: [signing?.id == installed.id ? "signing" : nil,
+                                                        encryption?.id == installed.id ? "encryption" : nil].compactMap { $0 })
+            }
+            if output.json { return try JSONOutput.print(entries) }
+            if entries.isEmpty { print("No certificates are installed. Install one with `signet cert import FILE` or `signet import FILE.p12`.") }
+            for entry in entries { entry.printSummary() }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show one certificate in full: fingerprints, alternative names, CRL distribution points, Active Directory mapping."
+        )
+        @Argument(help: "The certificate's id from `signet cert list` (8 or more hex digits of its SHA-256 fingerprint).")
+        var id: String
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            let client = try Agent.connect()
+            let inventory = try Inventory.load(client: client)
+            let installed = try inventory.certificate(id)
+            let report = CertificateReport(installed, defaults: [], full: true)
+            if output.json { return try JSONOutput.print(report) }
+            report.printSummary()
+            report.printDetails()
+        }
+    }
+
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write a public certificate to share with correspondents.")
+        @Argument(help: "The certificate's id from `signet cert list`.")
+        var id: String
+        @Flag(name: .long, help: "Add the issuing CA certificates from the trust store (PEM only).")
+        var chain = false
+        @Flag(name: .long, help: "Write DER instead of PEM.")
+        var der = false
+        @Option(name: [.customShort("o"), .long], help: "Write to this file (default: standard output).")
+        var out: String?
+
+        func run() throws {
+            guard !(chain && der) else { throw CLIError(description: "DER holds one certificate; leave out --der to export a chain as PEM.").reported() }
+            let client = try Agent.connect()
+            let installed = try Inventory.load(client: client).certificate(id)
+            var bytes: [UInt8]
+            if der {
+                bytes = installed.certificate.der
+            } else {
+                bytes = Array(installed.certificate.pem.utf8)
+                if chain { for issuer in TrustStore().chain(for: installed.certificate) { bytes += Array(issuer.pem.utf8) } }
+            }
+            try writeOutput(bytes, to: out)
+            if let out { Console.error("Wrote \(installed.certificate.subject) to \(out).") }
+        }
+    }
+
+    struct Repair: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-link certificates to their keys (by public key) where the ids disagree; reports what changed.",
+            discussion: "Fixes \"private key missing\" where the key is on the token but the certificate carries another id. The token must be unlocked."
+        )
+        @Option(name: .long, help: "Only this token (PKCS#11 URI).")
+        var token: String?
+
+        func run() throws {
+            let client = try Agent.connect()
+            let inventory = try Inventory.load(client: client, token: token)
+            guard inventory.objects.contains(where: { $0.kind == .privateKey }) else {
+                throw CLIError(description: "No private keys are visible; unlock the token first (`signet unlock`).", exitCode: 6).reported()
+            }
+            var changed = 0
+            for installed in inventory.certificates {
+                guard let key = installed.privateKey else {
+                    print("No key on the token for \(installed.certificate.subject) (id \(installed.id)); left as it is.")
+                    continue
+                }
+                guard installed.entry.id != key.id else { continue }
+                let label = installed.entry.label.isEmpty ? installed.certificate.label : installed.entry.label
+                if !inventory.certificates.contains(where: { $0.entry.id == key.id && $0.certificate.der == installed.certificate.der }) {
+                    _ = try Agent.call(.storeCertificate(token: key.uri, der: installed.certificate.der, id: key.id, label: label), client: client)
+                }
+                _ = try Agent.call(.deleteObject(object: installed.entry.uri), client: client)
+                print("Re-linked \(installed.certificate.subject): certificate id \(Hex.encode(installed.entry.id)) → \(Hex.encode(key.id)) (key \"\(key.label)\").")
+                changed += 1
+            }
+            print(changed == 0 ? "Every certificate is linked to its key; nothing changed." : "Repaired \(changed) certificate(s).")
+        }
+    }
+
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete a certificate from its token (the key stays).")
+        @Argument(help: "The certificate's id from `signet cert list`.")
+        var id: String
+        @Flag(name: .long, help: "Do not ask for confirmation.")
+        var yes = false
+
+        func run() throws {
+            let client = try Agent.connect()
+            let installed = try Inventory.load(client: client).certificate(id)
+            if !yes {
+                guard let answer = Confirm.ask("Delete the certificate \(installed.certificate.subject) (serial \(installed.certificate.serial)) from the token? [y/N] ") else {
+                    throw CLIError(description: "There is no terminal to confirm on; add --yes to delete without asking.").reported()
+                }
+                guard answer else { print("Nothing deleted."); return }
+            }
+            _ = try Agent.call(.deleteObject(object: installed.entry.uri), client: client)
+            print("Deleted \(installed.certificate.subject).")
+        }
+    }
+}
+
+/// What `cert list` and `cert show` print.
+struct CertificateReport: Codable {
+    var id: String
+    var subject: String
+    var issuer: String
+    var serial: String
+    var notBefore: String
+    var notAfter: String
+    var validity: String
+    var keyUsage: [String]?
+    var extendedKeyUsage: [String]?
+    var purposes: [String]
+    var keyPresent: Bool
+    var keyURI: String?
+    var uri: String
+    var defaults: [String]
+    var sha256: String?
+    var sha1: String?
+    var emails: [String]?
+    var alternativeNames: [String]?
+    var crlDistributionPoints: [String]?
+    var activeDirectoryMapping: String?
+    var userPrincipalNames: [String]?
+    var key: String
+
+    init(_ installed: Inventory.Installed, defaults: [String], full: Bool = false) {
+        let certificate = installed.certificate
+        id = installed.id
+        subject = certificate.subject
+        issuer = certificate.issuer
+        serial = certificate.serial
+        notBefore = Dates.iso(certificate.notBefore)
+        notAfter = Dates.iso(certificate.notAfter)
+        validity = certificate.validity().rawValue
+        keyUsage = certificate.keyUsage?.names
+        extendedKeyUsage = certificate.extendedKeyUsage
+        var purposes: [String] = []
+        if CertificateChoice.fits(certificate, .signing, at: certificate.notBefore) { purposes.append("signing") }
+        if CertificateChoice.fits(certificate, .encryption, at: certificate.notBefore) { purposes.append("encryption") }
+        if let eku = certificate.extendedKeyUsage, eku.contains("clientAuth") || eku.contains("smartcardLogon") { purposes.append("client login") }
+        self.purposes = purposes
+        keyPresent = installed.privateKey != nil || installed.publicKey != nil
+        keyURI = installed.privateKey?.uri
+        uri = installed.entry.uri
+        self.defaults = defaults
+        key = certificate.keyDescription
+        if full {
+            sha256 = certificate.sha256
+            sha1 = certificate.sha1
+            emails = certificate.emails
+            alternativeNames = certificate.alternativeNames.map {
+                switch $0 {
+                case .email(let value): "email:\(value)"
+                case .dns(let value): "DNS:\(value)"
+                case .upn(let value): "UPN:\(value)"
+                case .uri(let value): "URI:\(value)"
+                }
+            }
+            crlDistributionPoints = certificate.crlDistributionPoints
+            activeDirectoryMapping = certificate.activeDirectoryMapping
+            userPrincipalNames = certificate.userPrincipalNames
+        }
+    }
+
+    func printSummary() {
+        let marks = defaults.isEmpty ? "" : "  [default for \(defaults.joined(separator: " and "))]"
+        print("\(id)  \(subject)\(marks)")
+        print("  issuer:   \(issuer)")
+        print("  serial:   \(serial)   key: \(key)")
+        let state = switch validity {
+        case "expired": "  EXPIRED"
+        case "not-yet-valid": "  NOT YET VALID"
+        default: ""
+        }
+        print("  valid:    \(notBefore) to \(notAfter)\(state)")
+        print("  usage:    \((keyUsage ?? ["any"]).joined(separator: ", "))  extended: \((extendedKeyUsage ?? ["any"]).joined(separator: ", "))")
+        print("  for:      \(purposes.isEmpty ? "nothing Signet uses" : purposes.joined(separator: ", "))")
+        print("  key:      \(keyPresent ? "present on the token" : "MISSING (no key on the token has this certificate's public key; see `signet cert repair`)")")
+        print("  uri:      \(uri)")
+    }
+
+    func printDetails() {
+        print("  SHA-256:  \(sha256 ?? "")")
+        print("  SHA-1:    \(sha1 ?? "")")
+        for name in alternativeNames ?? [] { print("  alt name: \(name)") }
+        for point in crlDistributionPoints ?? [] { print("  CRL:      \(point)") }
+        print("  AD mapping (altSecurityIdentities): \(activeDirectoryMapping ?? "")")
+        for upn in userPrincipalNames ?? [] { print("  AD UPN:   \(upn)") }
+    }
+}
+
+/// Dates as people read them.
+enum Dates {
+    static func iso(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: date)
+    }
+
+    static func day(_ date: Date) -> String { String(iso(date).prefix(10)) }
+}
+
+/// Yes/no questions on the terminal.
+enum Confirm {
+    /// Asks `question` on /dev/tty; nil when there is no terminal.
+    static func ask(_ question: String) -> Bool? {
+        guard let tty = FileHandle(forUpdatingAtPath: "/dev/tty") else { return nil }
+        defer { try? tty.close() }
+        tty.write(Data(question.utf8))
+        var line: [UInt8] = []
+        while let byte = try? tty.read(upToCount: 1), let first = byte.first, first != 0x0A, line.count < 64 { line.append(first) }
+        let answer = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespaces).lowercased()
+        return answer == "y" || answer == "yes"
+    }
+}
+
+/// Reads a certificate file the user named, bounded.
+func readCertificateFile(_ path: String) throws -> CertificateFile.Contents {
+    guard let bytes = FileIO.readBytes(path, limit: CertificateFile.maximumSize + 1) else {
+        throw CLIError(description: "Cannot read \(path).").reported()
+    }
+    do {
+        return try CertificateFile.read(bytes)
+    } catch {
+        throw CLIError(description: "\(path): \(error.description)").reported()
+    }
+}
+
+/// Writes `bytes` to `path`, or to standard output when nil.
+func writeOutput(_ bytes: [UInt8], to path: String?) throws {
+    if let path {
+        guard FileIO.writeAtomically(path, bytes: bytes, mode: 0o644) else { throw CLIError(description: "Could not write \(path).").reported() }
+    } else {
+        FileHandle.standardOutput.write(Data(bytes))
+    }
+}

@@ -1,0 +1,111 @@
+import ArgumentParser
+import Foundation
+import SignetAgentClient
+import SignetAgentProtocol
+import SignetCore
+import SignetOpenSSL
+
+/// `signet import FILE.p12`.
+struct ImportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Import a .p12/.pfx file onto the token: the key (never exportable again), its certificate and chain.",
+        discussion: """
+        Asks for the file's password without echo (or reads it from --password-fd) and unlocks the \
+        token if needed. The key and its certificate are written both or neither. Files from current \
+        tools (PBES2/AES) and older ones (3DES, RC2) are accepted; Signet says which it was. \
+        Exit status: 0 imported, 2 wrong password, 1 otherwise.
+        """
+    )
+    @Argument(help: "The .p12 or .pfx file.")
+    var file: String
+    @Option(name: .customLong("password-fd"), help: "Read the file's password (one line) from this file descriptor.")
+    var passwordFD: Int32?
+    @Option(name: .customLong("code-fd"), help: "Read the token's access code (one line) from this descriptor when it must be unlocked.")
+    var codeFD: Int32?
+    @Option(name: .long, help: "The token's PKCS#11 URI; needed when more than one token is present.")
+    var token: String?
+    @Flag(name: .customLong("trust-roots"), help: "Trust the root CA certificates in the file without asking.")
+    var trustRoots = false
+
+    func run() throws {
+        guard let bytes = FileIO.readBytes(file, limit: PKCS12File.maximumSize + 1) else { throw CLIError(description: "Cannot read \(file).").reported() }
+        let contents: PKCS12File.Contents
+        do {
+            let password = try AccessCodeInput.obtain(fd: passwordFD, prompt: "Password for \(file): ", what: "password", option: "--password-fd")
+            contents = try PKCS12File.open(bytes, password: password)
+        } catch let failure as PKCS12File.Failure {
+            throw CLIError(description: "\(file): \(failure.description)", exitCode: failure == .wrongPassword ? 2 : 1).reported()
+        } catch let failure as AccessCodeInput.Failure {
+            throw CLIError(description: failure.description).reported()
+        }
+        let certificate = contents.certificate
+        Console.error("\(file): \(certificate.keyDescription) key for \(certificate.subject); encryption: \(contents.encryption)"
+                      + (contents.legacy ? " (legacy PKCS#12 encryption; re-export with AES when you can)" : "") + ".")
+
+        let client = try Agent.connect()
+        let inventory = try Inventory.load(client: client, token: token)
+        let spki = certificate.subjectPublicKeyInfo
+        let id = certificate.keyIdentifier
+        let label = certificate.label
+        var importedKey: String?
+        var tokenURI = token
+        if let existing = inventory.objects.first(where: { $0.kind == .privateKey && $0.publicKeyInfo == spki }) {
+            print("The key is already on the token (\"\(existing.label)\"); not imported again.")
+            tokenURI = existing.uri
+        } else {
+            let request = AgentRequest.importKey(token: token, key: contents.key, id: id, label: label)
+            guard case .stored(let uri) = try Agent.callUnlocking(request, token: token, codeFD: codeFD, client: client) else {
+                throw CLIError(description: "unexpected answer from the agent").reported()
+            }
+            importedKey = uri
+            tokenURI = uri
+        }
+        let keyID = inventory.objects.first(where: { $0.kind == .privateKey && $0.publicKeyInfo == spki })?.id ?? id
+        let certificateThere = inventory.certificates.contains(where: { $0.certificate.der == certificate.der })
+        if certificateThere {
+            print("The certificate is already installed.")
+        } else {
+            do throws(AgentClientError) {
+                _ = try client.call(.storeCertificate(token: tokenURI, der: certificate.der, id: keyID, label: label))
+            } catch {
+                // Both or neither: take back the key written a moment ago.
+                var cleaned = true
+                if let importedKey {
+                    cleaned = (try? client.call(.deleteObject(object: importedKey))) != nil
+                    let publicURI = importedKey.replacingOccurrences(of: "type=private", with: "type=public")
+                    cleaned = (try? client.call(.deleteObject(object: publicURI))) != nil && cleaned
+                }
+                throw CLIError(description: "Could not store the certificate: \(error.description). "
+                               + (cleaned ? "Nothing was left on the token." : "The key written a moment ago could not be removed; see `signet key list`.")).reported()
+            }
+        }
+        if importedKey == nil && certificateThere {
+            print("Nothing changed: \(certificate.subject) and its key were already on the token.")
+        } else {
+            print("Imported \(importedKey == nil ? "" : "\(certificate.keyDescription) key and ")certificate \(certificate.subject) (id \(Hex.encode(keyID)))"
+                  + (importedKey == nil ? "." : "; the key cannot be exported from the token."))
+        }
+        try TrustCommand.addAuthorities(contents.chain.filter(\.isAuthority), trustRoots: trustRoots)
+    }
+}
+
+extension Agent {
+    /// `call`, and when the token is locked: asks for the access code, unlocks, and tries once more.
+    static func callUnlocking(_ request: AgentRequest, token: String?, codeFD: Int32?, client: AgentClient) throws -> AgentResponse {
+        do throws(AgentClientError) {
+            return try client.call(request)
+        } catch {
+            guard error.code == .notUnlocked else { throw CLIError(description: error.description, exitCode: exitCode(error.code)).reported() }
+        }
+        Console.error("The token must be unlocked.")
+        let code: SharedSecret
+        do {
+            code = SharedSecret(try AccessCodeInput.obtain(fd: codeFD, prompt: "Access code: "))
+        } catch {
+            throw CLIError(description: error.description).reported()
+        }
+        try finish(try call(.unlock(token: token, code: code, finalTry: false), client: client), success: "Unlocked.")
+        return try call(request, client: client)
+    }
+}
