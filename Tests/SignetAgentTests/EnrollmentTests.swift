@@ -129,6 +129,11 @@ final class EnrollmentTests {
         }
         if type == "p256" { signature = ECDSASignature.der(fromRaw: signature) }
         #expect(try peer.verify(publicKeyPEM: publicKey, message: message, signature: signature))
+
+        // The audit log records the writes, and never the access code.
+        let actions = Set(agent.auditEntries.compactMap { $0["action"] as? String })
+        #expect(actions.isSuperset(of: ["key-generated", "certificate-stored", "object-deleted", "sign"]))
+        #expect(!agent.auditLog.contains(Self.code))
     }
 
     @Test("With a login and a mail certificate on one token, the mail one is the default for signing and encryption; configuration can pin another")
@@ -235,6 +240,8 @@ final class EnrollmentTests {
         let imported = try run(["import", p12, "--password-fd", "0", "--trust-roots"], stdin: "nss\n")
         #expect(imported.output.contains("Imported RSA-2048 key and certificate"))
         #expect(imported.errors.contains("PBES2 AES-256-CBC"))
+        #expect(agent.auditEntries.contains { $0["action"] as? String == "key-imported" })
+        #expect(!agent.auditLog.contains("nss") && !agent.auditLog.contains(Self.code))
         try expectDecrypts(p12: p12, message: Self.smime.appendingPathComponent("smime/alice.env.eml").path, email: "bob@example.com")
         // Again: nothing new is written.
         let before = try objects()
