@@ -346,3 +346,35 @@ void CSignetCrypto_free(void *pointer) { OPENSSL_free(pointer); }
 unsigned long CSignetCrypto_nameFlags(void) {
     return (ASN1_STRFLGS_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) | XN_FLAG_SEP_COMMA_PLUS | XN_FLAG_FN_SN | XN_FLAG_DUMP_UNKNOWN_FIELDS;
 }
+
+// MARK: CMS recipients.
+
+CSignetCrypto_Recipient *CSignetCrypto_recipients(CMS_ContentInfo *cms, int *count) {
+    *count = 0;
+    STACK_OF(CMS_RecipientInfo) *infos = CMS_get0_RecipientInfos(cms);
+    if (infos == NULL) return NULL;
+    CSignetCrypto_Recipient *list = calloc((size_t)sk_CMS_RecipientInfo_num(infos) * 4 + 1, sizeof *list);
+    if (list == NULL) return NULL;
+    for (int i = 0; i < sk_CMS_RecipientInfo_num(infos); i++) {
+        CMS_RecipientInfo *info = sk_CMS_RecipientInfo_value(infos, i);
+        switch (CMS_RecipientInfo_type(info)) {
+        case CMS_RECIPINFO_TRANS: {
+            CSignetCrypto_Recipient *r = &list[*count];
+            if (CMS_RecipientInfo_ktri_get0_signer_id(info, &r->keyIdentifier, &r->issuer, &r->serial)) *count += 1;
+            break;
+        }
+        case CMS_RECIPINFO_AGREE: {
+            STACK_OF(CMS_RecipientEncryptedKey) *keys = CMS_RecipientInfo_kari_get0_reks(info);
+            for (int j = 0; j < sk_CMS_RecipientEncryptedKey_num(keys) && j < 4; j++) {
+                CSignetCrypto_Recipient *r = &list[*count];
+                if (CMS_RecipientEncryptedKey_get0_id(sk_CMS_RecipientEncryptedKey_value(keys, j), &r->keyIdentifier, NULL, NULL,
+                                                      &r->issuer, &r->serial)) *count += 1;
+            }
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    return list;
+}

@@ -79,6 +79,12 @@ public final class Certificate: @unchecked Sendable {
         return Array(bytes.prefix(Int(length)))
     }
 
+    /// The subject key identifier extension, when present.
+    public var subjectKeyIdentifier: [UInt8]? {
+        guard let identifier = X509_get0_subject_key_id(x509) else { return nil }
+        return Array(UnsafeBufferPointer(start: ASN1_STRING_get0_data(identifier), count: Int(ASN1_STRING_length(identifier))))
+    }
+
     /// The serial number in hexadecimal (upper case, no separators).
     public var serial: String {
         guard let integer = X509_get0_serialNumber(x509), let number = ASN1_INTEGER_to_BN(integer, nil) else { return "" }

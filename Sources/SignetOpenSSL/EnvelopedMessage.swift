@@ -1,5 +1,6 @@
 import COpenSSL
 import CSignetCrypto
+import SignetCore
 
 /// Opening S/MIME enveloped-data with a key on the token: OpenSSL's CMS
 /// does the parsing and the content decryption; only the key transport
@@ -11,11 +12,54 @@ public enum EnvelopedMessage {
     /// Largest message read into memory here.
     public static let maximumSize = 64 << 20
 
-    /// Decrypts an S/MIME message (`application/pkcs7-mime` MIME text) or a DER/BER CMS structure
-    /// addressed to `certificate`, whose private key is `key`.
-    /// - Returns: the plaintext MIME entity.
-    /// - Throws: the agent's error when the token refused, else `OpenSSLError` (not addressed to this certificate, damaged).
-    public static func decrypt(_ message: [UInt8], certificate: Certificate, key: AgentKey) throws -> [UInt8] {
+    /// Who a message is addressed to: an issuer and serial number, or a subject key identifier.
+    public struct Recipient: Sendable, CustomStringConvertible {
+        public var issuerDER: [UInt8]?
+        public var issuer: String?
+        public var serial: String?
+        public var keyIdentifier: [UInt8]?
+
+        /// Whether `certificate` is this recipient.
+        public func matches(_ certificate: Certificate) -> Bool {
+            if let keyIdentifier { return certificate.subjectKeyIdentifier == keyIdentifier || certificate.keyIdentifier == keyIdentifier }
+            return issuerDER == certificate.issuerDER && serial == certificate.serial
+        }
+
+        public var description: String {
+            if let issuer, let serial { return "serial \(serial) from \(issuer)" }
+            return "key identifier \(keyIdentifier.map { Hex.encode($0) } ?? "?")"
+        }
+    }
+
+    /// Parses `message` as for `decrypt` and lists its recipients (key transport and key agreement).
+    /// - Throws: `OpenSSLError` when it is not enveloped CMS.
+    public static func recipients(_ message: [UInt8]) throws -> [Recipient] {
+        let cms = try parse(message)
+        defer { CMS_ContentInfo_free(cms) }
+        var found: [Recipient] = []
+        var count: Int32 = 0
+        guard let list = CSignetCrypto_recipients(cms, &count) else { throw OpenSSLError("The message has no recipients") }
+        defer { free(list) }
+        for index in 0..<Int(count) {
+            let entry = list[index]
+            var recipient = Recipient()
+            if let name = entry.issuer {
+                recipient.issuerDER = (try? encodeDER(name, { i2d_X509_NAME($0, $1) }))
+                recipient.issuer = Certificate.nameText(name)
+            }
+            if let serial = entry.serial, let number = ASN1_INTEGER_to_BN(serial, nil) {
+                if let hex = BN_bn2hex(number) { recipient.serial = String(cString: hex); CSignetCrypto_free(hex) }
+                BN_free(number)
+            }
+            if let identifier = entry.keyIdentifier {
+                recipient.keyIdentifier = Array(UnsafeBufferPointer(start: ASN1_STRING_get0_data(identifier), count: Int(ASN1_STRING_length(identifier))))
+            }
+            found.append(recipient)
+        }
+        return found
+    }
+
+    static func parse(_ message: [UInt8]) throws -> OpaquePointer {
         guard message.count <= maximumSize else { throw OpenSSLError("The message is larger than \(maximumSize) bytes") }
         OpenSSLError.drain()
         let cms: OpaquePointer? = try withMemoryBIO(message) { bio in
@@ -25,6 +69,15 @@ public enum EnvelopedMessage {
             return d2i_CMS_bio(bio, nil)
         }
         guard let cms else { throw OpenSSLError("This is not an S/MIME or CMS message") }
+        return cms
+    }
+
+    /// Decrypts an S/MIME message (`application/pkcs7-mime` MIME text) or a DER/BER CMS structure
+    /// addressed to `certificate`, whose private key is `key`.
+    /// - Returns: the plaintext MIME entity.
+    /// - Throws: the agent's error when the token refused, else `OpenSSLError` (not addressed to this certificate, damaged).
+    public static func decrypt(_ message: [UInt8], certificate: Certificate, key: AgentKey) throws -> [UInt8] {
+        let cms = try parse(message)
         defer { CMS_ContentInfo_free(cms) }
         return try collectBIO { output in
             guard CMS_decrypt(cms, key.pkey, certificate.x509, nil, output, UInt32(CMS_BINARY)) == 1 else {

@@ -80,6 +80,11 @@ int CSignetCrypto_requestAddAlternativeNames(X509_REQ *request, const char *cons
 /// into `buffer`, separated by "; ". Returns 1 when any part uses a legacy algorithm (3DES, RC2, RC4, DES).
 int CSignetCrypto_pkcs12Describe(PKCS12 *file, char *buffer, size_t capacity);
 
+/// A recipient of enveloped CMS: issuer and serial, or a subject key identifier (pointers into the CMS, not owned).
+typedef struct { X509_NAME *issuer; ASN1_INTEGER *serial; ASN1_OCTET_STRING *keyIdentifier; } CSignetCrypto_Recipient;
+/// The key-transport and key-agreement recipients of `cms`; free() the array. NULL when it is not enveloped.
+CSignetCrypto_Recipient *CSignetCrypto_recipients(CMS_ContentInfo *cms, int *count);
+
 /// X509_NAME_print_ex flags: RFC 4514 escaping and separators, certificate order, UTF-8 kept.
 unsigned long CSignetCrypto_nameFlags(void);
 

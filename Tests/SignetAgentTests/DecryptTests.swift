@@ -1,0 +1,88 @@
+import Foundation
+import SignetTestSupport
+import Testing
+
+/// `signet decrypt` against messages written by Thunderbird (NSS) and OpenSSL, with the
+/// recipients' keys imported onto a SoftHSM2 token; `openssl cms -decrypt` with the original keys is the oracle.
+@Suite("signet decrypt", .serialized)
+final class DecryptTests {
+    let agent: AgentFixture
+    let peer: OpenSSLPeer
+    static let code = "decrypt-1234"
+    static let smime = TestPaths.testData.appendingPathComponent("thunderbird-smime")
+
+    init() throws {
+        agent = try AgentFixture()
+        peer = try OpenSSLPeer()
+        _ = try agent.makeToken("Mail", code: Self.code)
+        for p12 in ["smime/Bob.p12", "smime-interop/Fran.p12", "smime-interop/Fran-ec.p12"] {
+            let imported = try agent.signet(["import", Self.smime.appendingPathComponent(p12).path, "--password-fd", "0", "--code-fd", "0"],
+                                            stdin: "nss\n\(Self.code)\n")
+            guard imported.status == 0 else { throw TestFailure("import \(p12): \(imported.errors)") }
+        }
+    }
+
+    deinit { _ = try? agent.signet(["agent", "stop"]) }
+
+    /// The plaintext OpenSSL gets with the key from `p12`.
+    func oracle(_ message: String, p12: String) throws -> Data {
+        let path = Self.smime.appendingPathComponent(p12).path
+        try Run.checked("openssl", ["pkcs12", "-in", path, "-passin", "pass:nss", "-nodes", "-legacy", "-out", peer.path("oracle.pem")])
+        return try Run.checked("openssl", ["cms", "-decrypt", "-in", message, "-inkey", peer.path("oracle.pem"), "-binary"]).stdout
+    }
+
+    @Test("Messages from Thunderbird and OpenSSL decrypt to OpenSSL's bytes: RSA v1.5, OAEP (SHA-1, SHA-256, label), ECDH P-384", arguments: [
+        ("smime/alice.env.eml", "smime/Bob.p12"),
+        ("smime-interop/fran-oaep_ossl.env", "smime-interop/Fran.p12"),
+        ("smime-interop/fran-oaep-label_ossl.env", "smime-interop/Fran.p12"),
+        ("smime-interop/fran-oaep-sha256hash_ossl.env", "smime-interop/Fran.p12"),
+        ("smime-interop/fran-oaep-sha256hash-sha256mgf_ossl.env", "smime-interop/Fran.p12"),
+        ("smime-interop/fran-ec_ossl-aes128-sha256.env", "smime-interop/Fran-ec.p12"),
+        ("smime-interop/fran-ec_ossl-aes256-sha512.env", "smime-interop/Fran-ec.p12"),
+    ])
+    func corpus(_ message: String, _ p12: String) throws {
+        let path = Self.smime.appendingPathComponent(message).path
+        _ = try agent.signet(["unlock", "--code-fd", "0"], stdin: "\(Self.code)\n")
+        let decrypted = try agent.signet(["decrypt", "--in", path])
+        #expect(decrypted.status == 0, "\(decrypted.errors)")
+        let expected = try oracle(path, p12: p12)
+        #expect(!expected.isEmpty)
+        #expect(decrypted.stdout == expected)
+    }
+
+    @Test("Garbage, a message for someone else, a tampered message and a locked token each get their own exit status, and no output file")
+    func failures() throws {
+        _ = try agent.signet(["unlock", "--code-fd", "0"], stdin: "\(Self.code)\n")
+        let out = peer.path("plain.txt")
+        func decrypt(_ input: String) throws -> Int32 {
+            let result = try agent.signet(["decrypt", "--in", input, "-o", out])
+            #expect(!FileManager.default.fileExists(atPath: out), "output written for a failed decryption: \(result.errors)")
+            #expect(!result.errors.isEmpty)
+            return result.status
+        }
+        #expect(try decrypt(try peer.file("garbage", (0..<500).map { _ in UInt8.random(in: 0...255) })) == 10)
+        #expect(try decrypt(Self.smime.appendingPathComponent("smime/TestCA.pem").path) == 10)
+
+        // Encrypted by OpenSSL to a certificate that is on no token.
+        try Run.checked("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", peer.path("other.key"), "-out", peer.path("other.pem"),
+                                    "-subj", "/CN=Someone Else", "-days", "2"])
+        let plain = try peer.file("note.txt", text: "Content-Type: text/plain\r\n\r\nhello\r\n")
+        try Run.checked("openssl", ["cms", "-encrypt", "-aes256", "-in", plain, "-out", peer.path("other.eml"), peer.path("other.pem")])
+        #expect(try decrypt(peer.path("other.eml")) == 11)
+
+        // Thunderbird's message to Bob with its RSA key-transport block altered: the token refuses to unwrap it.
+        // (Altering CBC content instead is not detectable: S/MIME encryption without a signature has no integrity.)
+        let original = try String(contentsOf: Self.smime.appendingPathComponent("smime/alice.env.eml"), encoding: .utf8)
+        let (headers, body) = try #require(original.range(of: "\r\n\r\n").map { (original[..<$0.upperBound], original[$0.upperBound...]) })
+        var der = try #require(Data(base64Encoded: String(body), options: .ignoreUnknownCharacters))
+        let marker: [UInt8] = [0x04, 0x82, 0x01, 0x00]  // OCTET STRING of 256 bytes: the encrypted key
+        let bytes = [UInt8](der)
+        let start = try #require((0..<(bytes.count - 4)).first { Array(bytes[$0..<$0 + 4]) == marker })
+        der[der.startIndex + start + 4 + 128] ^= 0xFF
+        let tampered = try peer.file("tampered.eml", text: String(headers) + der.base64EncodedString(options: [.lineLength64Characters, .endLineWithCarriageReturn, .endLineWithLineFeed]) + "\r\n")
+        #expect(try decrypt(tampered) == 12)
+
+        _ = try agent.signet(["lock"])
+        #expect(try decrypt(Self.smime.appendingPathComponent("smime/alice.env.eml").path) == 6)
+    }
+}
