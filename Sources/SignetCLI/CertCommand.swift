@@ -49,7 +49,7 @@ struct CertCommand: ParsableCommand {
                     installed += 1
                     continue
                 }
-                let others = inventory.certificates.filter { $0.certificate.subjectPublicKeyInfo == spki }
+                let others = inventory.certificates.filter { $0.publicKeyInfo == spki }
                 if !others.isEmpty && !replace {
                     let names = others.map { "\($0.certificate.subject), valid until \(Dates.day($0.certificate.notAfter)), id \($0.id)" }
                     throw CLIError(description: "The key \"\(key.label)\" already has a certificate (\(names.joined(separator: "; "))). "
@@ -102,8 +102,9 @@ struct CertCommand: ParsableCommand {
         func run() throws {
             let client = try Agent.connect()
             let inventory = try Inventory.load(client: client, token: token)
-            let signing = CertificateChoice.choose(.signing, from: inventory.certificates)
-            let encryption = CertificateChoice.choose(.encryption, from: inventory.certificates)
+            let config = SignetConfig.load()
+            let signing = CertificateChoice.choose(.signing, from: inventory.certificates, config: config)
+            let encryption = CertificateChoice.choose(.encryption, from: inventory.certificates, config: config)
             let entries = inventory.certificates.map { installed in
                 CertificateReport(installed, defaults: [signing?.id == installed.id ? "signing" : nil,
                                                         encryption?.id == installed.id ? "encryption" : nil].compactMap { $0 })

@@ -33,9 +33,11 @@ struct DecryptCommand: ParsableCommand {
             if let key = installed.publicKey { return (installed, key.uri.replacingOccurrences(of: "type=public", with: "type=private"), key.publicKeyInfo) }
             return nil
         }
+        let envelope: EnvelopedMessage
         let recipients: [EnvelopedMessage.Recipient]
         do {
-            recipients = try EnvelopedMessage.recipients(message)
+            envelope = try EnvelopedMessage(message)
+            recipients = try envelope.recipients()
         } catch {
             throw CLIError(description: "This is not an S/MIME encrypted message (\(error)).", exitCode: Self.malformed).reported()
         }
@@ -48,7 +50,7 @@ struct DecryptCommand: ParsableCommand {
         let key = try AgentKey(client: client, uri: uri, subjectPublicKeyInfo: spki)
         let plaintext: [UInt8]
         do {
-            plaintext = try EnvelopedMessage.decrypt(message, certificate: installed.certificate, key: key)
+            plaintext = try envelope.decrypt(certificate: installed.certificate, key: key)
         } catch let error as AgentClientError where [.tokenAbsent, .noToken, .notUnlocked].contains(error.code) || error.code == nil {
             throw CLIError(description: error.description, exitCode: Agent.exitCode(error.code)).reported()
         } catch {

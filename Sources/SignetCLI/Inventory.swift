@@ -16,6 +16,8 @@ struct Inventory {
     struct Installed {
         var entry: ObjectEntry
         var certificate: Certificate
+        /// The certificate's SubjectPublicKeyInfo (encoded once).
+        var publicKeyInfo: [UInt8]
         /// The private key with the same public key, when the token shows one.
         var privateKey: ObjectEntry?
         /// A public key with the same public key (visible without unlocking).
@@ -41,13 +43,13 @@ struct Inventory {
                   let certificate = try? Certificate(der: der) else { continue }
             let spki = certificate.subjectPublicKeyInfo
             certificates.append(Installed(
-                entry: entry, certificate: certificate,
+                entry: entry, certificate: certificate, publicKeyInfo: spki,
                 privateKey: objects.first { $0.kind == .privateKey && $0.publicKeyInfo == spki },
                 publicKey: objects.first { $0.kind == .publicKey && $0.publicKeyInfo == spki }))
         }
         var keys: [Key] = []
         for entry in objects where entry.kind == .privateKey {
-            let linked = certificates.filter { $0.certificate.subjectPublicKeyInfo == entry.publicKeyInfo && !entry.publicKeyInfo.isEmpty }
+            let linked = certificates.filter { $0.publicKeyInfo == entry.publicKeyInfo && !entry.publicKeyInfo.isEmpty }
             keys.append(Key(entry: entry, certificates: linked.map(\.certificate)))
         }
         return Inventory(objects: objects, keys: keys, certificates: certificates)

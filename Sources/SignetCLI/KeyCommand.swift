@@ -149,12 +149,7 @@ struct CSRCommand: ParsableCommand {
         } catch {
             throw CLIError(description: "Could not make the request: \(error)").reported()
         }
-        let bytes = der ? request : Array(CertificateRequest.pem(request).utf8)
-        if let out {
-            guard FileIO.writeAtomically(out, bytes: bytes, mode: 0o644) else { throw CLIError(description: "Could not write \(out).").reported() }
-            Console.error("Wrote the request for \(name) to \(out). Send it to your CA; install what comes back with `signet cert import`.")
-        } else {
-            FileHandle.standardOutput.write(Data(bytes))
-        }
+        try writeOutput(der ? request : Array(CertificateRequest.pem(request).utf8), to: out)
+        if let out { Console.error("Wrote the request for \(name) to \(out). Send it to your CA; install what comes back with `signet cert import`.") }
     }
 }

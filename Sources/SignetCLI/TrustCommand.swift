@@ -49,7 +49,7 @@ struct TrustCommand: ParsableCommand {
             if entries.isEmpty { print("No CA certificates are trusted yet. Add your CA's root with `signet trust add ROOT.pem`.") }
             for entry in entries {
                 let mark = entry.validity == "valid" ? "" : "  \(entry.validity.uppercased())"
-                print("\(entry.id)  \(entry.root ? "root" : "intermediate")  \(entry.subject)  until \(Dates.day(Dates.parse(entry.notAfter)))\(mark)")
+                print("\(entry.id)  \(entry.root ? "root" : "intermediate")  \(entry.subject)  until \(entry.notAfter.prefix(10))\(mark)")
             }
         }
     }
@@ -84,8 +84,4 @@ struct TrustCommand: ParsableCommand {
             print("Trusted \(authority.isSelfSigned ? "root" : "intermediate") CA \(authority.subject) (id \(TrustStore.id(authority))).")
         }
     }
-}
-
-extension Dates {
-    static func parse(_ text: String) -> Date { ISO8601DateFormatter().date(from: text) ?? .distantPast }
 }

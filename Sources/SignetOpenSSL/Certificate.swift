@@ -195,7 +195,7 @@ public final class Certificate: @unchecked Sendable {
     public var isAuthority: Bool { X509_check_ca(x509) != 0 }
 
     /// Whether the certificate names itself as issuer and its signature checks with its own key.
-    public var isSelfSigned: Bool { X509_check_issued(x509, x509) == X509_V_OK && X509_self_signed(x509, 1) == 1 }
+    public var isSelfSigned: Bool { X509_self_signed(x509, 1) == 1 }
 
     /// Whether `issuer` issued this certificate (name, key identifiers and signature).
     public func isIssued(by issuer: Certificate) -> Bool {
@@ -271,7 +271,7 @@ public final class Certificate: @unchecked Sendable {
             var name = [CChar](repeating: 0, count: 64)
             if EVP_PKEY_get_utf8_string_param(key, "group", &name, 64, nil) == 1 {
                 let group = text(name)
-                return "EC-" + ["prime256v1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"][group, default: group]
+                return "EC-" + (Curve.byGroup[group]?.name ?? group)
             }
             return "EC-\(bits)"
         default: return "other-\(bits)"

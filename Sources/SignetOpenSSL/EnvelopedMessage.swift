@@ -8,7 +8,7 @@ import SignetCore
 ///
 /// This is the core the S/MIME issue builds `signet decrypt` on; enrollment
 /// uses it to prove an imported key works.
-public enum EnvelopedMessage {
+public final class EnvelopedMessage {
     /// Largest message read into memory here.
     public static let maximumSize = 64 << 20
 
@@ -31,11 +31,29 @@ public enum EnvelopedMessage {
         }
     }
 
-    /// Parses `message` as for `decrypt` and lists its recipients (key transport and key agreement).
-    /// - Throws: `OpenSSLError` when it is not enveloped CMS.
-    public static func recipients(_ message: [UInt8]) throws -> [Recipient] {
-        let cms = try parse(message)
-        defer { CMS_ContentInfo_free(cms) }
+    /// The parsed CMS structure (owned).
+    private let cms: OpaquePointer
+
+    /// Parses an S/MIME message (`application/pkcs7-mime` MIME text) or a DER/BER CMS structure, once.
+    /// - Throws: `OpenSSLError` when it is too large or not CMS.
+    public init(_ message: [UInt8]) throws {
+        guard message.count <= Self.maximumSize else { throw OpenSSLError("The message is larger than \(Self.maximumSize) bytes") }
+        OpenSSLError.drain()
+        let parsed: OpaquePointer? = try withMemoryBIO(message) { bio in
+            if let parsed = SMIME_read_CMS(bio, nil) { return parsed }
+            OpenSSLError.drain()
+            _ = BIO_ctrl(bio, BIO_CTRL_RESET, 0, nil)
+            return d2i_CMS_bio(bio, nil)
+        }
+        guard let parsed else { throw OpenSSLError("This is not an S/MIME or CMS message") }
+        cms = parsed
+    }
+
+    deinit { CMS_ContentInfo_free(cms) }
+
+    /// The recipients (key transport and key agreement).
+    /// - Throws: `OpenSSLError` when the message is not enveloped data.
+    public func recipients() throws -> [Recipient] {
         var found: [Recipient] = []
         var count: Int32 = 0
         guard let list = CSignetCrypto_recipients(cms, &count) else { throw OpenSSLError("The message has no recipients") }
@@ -59,27 +77,11 @@ public enum EnvelopedMessage {
         return found
     }
 
-    static func parse(_ message: [UInt8]) throws -> OpaquePointer {
-        guard message.count <= maximumSize else { throw OpenSSLError("The message is larger than \(maximumSize) bytes") }
-        OpenSSLError.drain()
-        let cms: OpaquePointer? = try withMemoryBIO(message) { bio in
-            if let parsed = SMIME_read_CMS(bio, nil) { return parsed }
-            OpenSSLError.drain()
-            _ = BIO_ctrl(bio, BIO_CTRL_RESET, 0, nil)
-            return d2i_CMS_bio(bio, nil)
-        }
-        guard let cms else { throw OpenSSLError("This is not an S/MIME or CMS message") }
-        return cms
-    }
-
-    /// Decrypts an S/MIME message (`application/pkcs7-mime` MIME text) or a DER/BER CMS structure
-    /// addressed to `certificate`, whose private key is `key`.
+    /// Decrypts the message for `certificate`, whose private key is `key`.
     /// - Returns: the plaintext MIME entity.
     /// - Throws: the agent's error when the token refused, else `OpenSSLError` (not addressed to this certificate, damaged).
-    public static func decrypt(_ message: [UInt8], certificate: Certificate, key: AgentKey) throws -> [UInt8] {
-        let cms = try parse(message)
-        defer { CMS_ContentInfo_free(cms) }
-        return try collectBIO { output in
+    public func decrypt(certificate: Certificate, key: AgentKey) throws -> [UInt8] {
+        try collectBIO { output in
             guard CMS_decrypt(cms, key.pkey, certificate.x509, nil, output, UInt32(CMS_BINARY)) == 1 else {
                 throw key.failure("Decrypting the message")
             }

@@ -130,10 +130,7 @@ public enum PKCS12File {
             var groupName = [CChar](repeating: 0, count: 64)
             guard EVP_PKEY_get_utf8_string_param(pkey, "group", &groupName, 64, nil) == 1 else { throw .unsupportedKey("its curve is unnamed") }
             let group = text(groupName)
-            let curves: [String: (oid: [UInt64], length: Int)] = [
-                "prime256v1": ([1, 2, 840, 10045, 3, 1, 7], 32), "secp384r1": ([1, 3, 132, 0, 34], 48), "secp521r1": ([1, 3, 132, 0, 35], 66),
-            ]
-            guard let curve = curves[group] else { throw .unsupportedKey("the curve \(group) is not P-256, P-384 or P-521") }
+            guard let curve = Curve.byGroup[group] else { throw .unsupportedKey("the curve \(group) is not P-256, P-384 or P-521") }
             var point = [UInt8](repeating: 0, count: 1 + 2 * curve.length)
             var pointLength = 0
             guard EVP_PKEY_get_octet_string_param(pkey, "encoded-pub-key", &point, point.count, &pointLength) == 1,
@@ -150,6 +147,21 @@ public enum PKCS12File {
             throw .unsupportedKey("only RSA and EC keys are supported")
         }
     }
+}
+
+/// The curves Signet puts on tokens, by OpenSSL group name.
+struct Curve {
+    /// The name people read ("P-256").
+    var name: String
+    var oid: [UInt64]
+    /// Bytes of one field element.
+    var length: Int
+
+    static let byGroup: [String: Curve] = [
+        "prime256v1": Curve(name: "P-256", oid: [1, 2, 840, 10045, 3, 1, 7], length: 32),
+        "secp384r1": Curve(name: "P-384", oid: [1, 3, 132, 0, 34], length: 48),
+        "secp521r1": Curve(name: "P-521", oid: [1, 3, 132, 0, 35], length: 66),
+    ]
 }
 
 /// OpenSSL 3's legacy provider (RC2, RC4, single DES, for old PKCS#12 files),

@@ -172,7 +172,7 @@ final class EnrollmentTests {
         let serial = try #require(uri.split(separator: ";").first { $0.hasPrefix("serial=") }).dropFirst(7)
         try run(["key", "generate", "--type", "rsa2048", "--label", "s", "--id", "5e"])
         try run(["key", "generate", "--type", "p384", "--label", "e", "--id", "5f"])
-        let module = try #require(SoftwareTokensPath.module)
+        let module = try #require(SoftwareTokens.installedModulePath())
         let env = agent.environment
         let listed = try Run.command("pkcs11-tool", ["--module", module, "--token-label", "Sensitive", "--login", "--pin", Self.code,
                                                     "--list-objects", "--type", "privkey"], environment: env)
@@ -220,8 +220,7 @@ final class EnrollmentTests {
         try run(["key", "generate", "--type", "rsa2048", "--label", "k", "--id", "0a0b"])
         try run(["csr", "--key", "0a0b", "--subject", "CN=Repair", "-o", peer.path("r.csr")])
         let issued = try issue(peer.path("r.csr"), ca: try makeCA(), name: "r")
-        let der = try #require(try CertificateFile.read(try peer.read("r.pem")).certificates.first).der
-        _ = issued
+        let der = try #require(try CertificateFile.read(Array(try Data(contentsOf: URL(fileURLWithPath: issued)))).certificates.first).der
         // What a broken enrolment tool leaves behind: the certificate under another id.
         _ = try agent.client().call(.storeCertificate(token: token, der: der, id: [0xEE], label: "Repair"))
         #expect(try certificates().first?["uri"] as? String ?? "" != "")
@@ -301,7 +300,7 @@ final class EnrollmentTests {
         }
         let (certificate, key) = try #require(chosen, "no certificate with a key for \(email)")
         let agentKey = try AgentKey(client: client, uri: key.uri, subjectPublicKeyInfo: key.publicKeyInfo)
-        let plaintext = try EnvelopedMessage.decrypt(Array(try Data(contentsOf: URL(fileURLWithPath: message))), certificate: certificate, key: agentKey)
+        let plaintext = try EnvelopedMessage(Array(try Data(contentsOf: URL(fileURLWithPath: message)))).decrypt(certificate: certificate, key: agentKey)
 
         try Run.checked("openssl", ["pkcs12", "-in", p12, "-passin", "pass:nss", "-nodes", "-nocerts", "-legacy", "-out", peer.path("oracle.key")])
         try Run.checked("openssl", ["pkcs12", "-in", p12, "-passin", "pass:nss", "-clcerts", "-nokeys", "-legacy", "-out", peer.path("oracle.crt")])
@@ -309,13 +308,5 @@ final class EnrollmentTests {
                                                  "-binary"])
         #expect(!plaintext.isEmpty)
         #expect(plaintext == Array(oracle.stdout), "the agent's plaintext differs from OpenSSL's")
-    }
-}
-
-/// SoftHSM2's module path for pkcs11-tool.
-enum SoftwareTokensPath {
-    static var module: String? {
-        ["/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so", "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so"]
-            .first { FileManager.default.fileExists(atPath: $0) }
     }
 }
