@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/err.h>
 #include <openssl/ec.h>
 #include <openssl/objects.h>
 #include <openssl/rsa.h>
@@ -377,4 +379,127 @@ CSignetCrypto_Recipient *CSignetCrypto_recipients(CMS_ContentInfo *cms, int *cou
         }
     }
     return list;
+}
+
+// MARK: S/MIME signing and verification.
+
+typedef struct {
+    CSignetCrypto_ReadCallback callback;
+    void *context;
+    int finished;
+} SourceState;
+
+static int sourceRead(BIO *bio, char *buffer, size_t capacity, size_t *read) {
+    SourceState *state = BIO_get_data(bio);
+    BIO_clear_retry_flags(bio);
+    *read = 0;
+    if (state == NULL || state->finished) return 0;
+    size_t got = 0;
+    if (!state->callback(state->context, (unsigned char *)buffer, capacity, &got) || got == 0) {
+        state->finished = 1;
+        return 0;
+    }
+    *read = got;
+    return 1;
+}
+
+static long sourceControl(BIO *bio, int command, long number, void *pointer) {
+    (void)number; (void)pointer;
+    SourceState *state = BIO_get_data(bio);
+    switch (command) {
+    case BIO_CTRL_EOF: return state == NULL || state->finished;
+    case BIO_CTRL_FLUSH: return 1;
+    default: return 0;
+    }
+}
+
+static int sourceCreate(BIO *bio) { BIO_set_init(bio, 1); return 1; }
+static int sourceDestroy(BIO *bio) {
+    free(BIO_get_data(bio));
+    BIO_set_data(bio, NULL);
+    return 1;
+}
+
+static BIO_METHOD *sourceMethod = NULL;
+static CRYPTO_ONCE sourceOnce = CRYPTO_ONCE_STATIC_INIT;
+
+static void makeSourceMethod(void) {
+    BIO_METHOD *method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "signet source");
+    if (method == NULL) return;
+    BIO_meth_set_read_ex(method, sourceRead);
+    BIO_meth_set_ctrl(method, sourceControl);
+    BIO_meth_set_create(method, sourceCreate);
+    BIO_meth_set_destroy(method, sourceDestroy);
+    sourceMethod = method;
+}
+
+BIO *CSignetCrypto_sourceBIO(CSignetCrypto_ReadCallback callback, void *context) {
+    if (!CRYPTO_THREAD_run_once(&sourceOnce, makeSourceMethod) || sourceMethod == NULL) return NULL;
+    SourceState *state = calloc(1, sizeof *state);
+    if (state == NULL) return NULL;
+    state->callback = callback;
+    state->context = context;
+    BIO *bio = BIO_new(sourceMethod);
+    if (bio == NULL) { free(state); return NULL; }
+    BIO_set_data(bio, state);
+    return bio;
+}
+
+int CSignetCrypto_signerCount(CMS_ContentInfo *cms) {
+    STACK_OF(CMS_SignerInfo) *signers = CMS_get0_SignerInfos(cms);
+    return signers == NULL ? 0 : sk_CMS_SignerInfo_num(signers);
+}
+
+CMS_SignerInfo *CSignetCrypto_signerAt(CMS_ContentInfo *cms, int index) {
+    STACK_OF(CMS_SignerInfo) *signers = CMS_get0_SignerInfos(cms);
+    return signers == NULL ? NULL : sk_CMS_SignerInfo_value(signers, index);
+}
+
+int CSignetCrypto_signingTime(CMS_SignerInfo *signer, long long *seconds) {
+    int index = CMS_signed_get_attr_by_NID(signer, NID_pkcs9_signingTime, -1);
+    if (index < 0) return 0;
+    X509_ATTRIBUTE *attribute = CMS_signed_get_attr(signer, index);
+    ASN1_TYPE *value = X509_ATTRIBUTE_get0_type(attribute, 0);
+    if (value == NULL || (value->type != V_ASN1_UTCTIME && value->type != V_ASN1_GENERALIZEDTIME)) return 0;
+    struct tm parts;
+    if (!ASN1_TIME_to_tm((const ASN1_TIME *)value->value.asn1_string, &parts)) return 0;
+    int days = 0, secs = 0;
+    ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
+    if (epoch == NULL) return 0;
+    int ok = ASN1_TIME_diff(&days, &secs, epoch, (const ASN1_TIME *)value->value.asn1_string);
+    ASN1_TIME_free(epoch);
+    if (!ok) return 0;
+    *seconds = (long long)days * 86400 + secs;
+    return 1;
+}
+
+static void algorithmName(const X509_ALGOR *algorithm, char *buffer, size_t capacity) {
+    if (capacity == 0) return;
+    buffer[0] = 0;
+    if (algorithm == NULL) return;
+    const ASN1_OBJECT *object = NULL;
+    X509_ALGOR_get0(&object, NULL, NULL, algorithm);
+    int nid = OBJ_obj2nid(object);
+    const char *name = nid == NID_undef ? NULL : OBJ_nid2sn(nid);
+    if (name != NULL) { snprintf(buffer, capacity, "%s", name); return; }
+    OBJ_obj2txt(buffer, (int)capacity, object, 1);
+}
+
+void CSignetCrypto_signerAlgorithms(CMS_SignerInfo *signer, char *digest, size_t digestCapacity, char *signature, size_t signatureCapacity) {
+    X509_ALGOR *digestAlgorithm = NULL, *signatureAlgorithm = NULL;
+    CMS_SignerInfo_get0_algs(signer, NULL, NULL, &digestAlgorithm, &signatureAlgorithm);
+    algorithmName(digestAlgorithm, digest, digestCapacity);
+    algorithmName(signatureAlgorithm, signature, signatureCapacity);
+}
+
+X509 *CSignetCrypto_signerCertificate(CMS_SignerInfo *signer) {
+    X509 *certificate = NULL;
+    CMS_SignerInfo_get0_algs(signer, NULL, &certificate, NULL, NULL);
+    return certificate;
+}
+
+int CSignetCrypto_firstErrorReason(int *library) {
+    unsigned long code = ERR_peek_error();
+    if (library != NULL) *library = ERR_GET_LIB(code);
+    return ERR_GET_REASON(code);
 }

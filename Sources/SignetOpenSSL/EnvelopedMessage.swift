@@ -88,3 +88,42 @@ public final class EnvelopedMessage {
         }
     }
 }
+
+extension EnvelopedMessage {
+    /// Content ciphers Signet names in reports, by DER object identifier body.
+    private static let contentCiphers: [(oid: [UInt8], name: String, legacy: Bool)] = [
+        ([0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x02], "AES-128-CBC", false),
+        ([0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x16], "AES-192-CBC", false),
+        ([0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2A], "AES-256-CBC", false),
+        ([0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x06], "AES-128-GCM", false),
+        ([0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x1A], "AES-192-GCM", false),
+        ([0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2E], "AES-256-GCM", false),
+        ([0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x03, 0x07], "3DES-CBC", true),
+        ([0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x03, 0x02], "RC2-CBC", true),
+        ([0x2B, 0x0E, 0x03, 0x02, 0x07], "DES-CBC", true),
+    ]
+
+    /// The content-encryption algorithm ("AES-256-GCM") and whether it is a legacy one (3DES, RC2, DES); nil when unknown.
+    public var contentCipher: (name: String, legacy: Bool)? {
+        guard let der = try? encodeDER(cms, { i2d_CMS_ContentInfo($0, $1) }) else { return nil }
+        var best: (Int, String, Bool)?
+        for cipher in Self.contentCiphers {
+            let pattern = [0x06, UInt8(cipher.oid.count)] + cipher.oid
+            var index = der.count - pattern.count
+            while index >= 0 {
+                if der[index] == 0x06, der[index..<(index + pattern.count)].elementsEqual(pattern) { break }
+                index -= 1
+            }
+            if index >= 0, index > (best?.0 ?? -1) { best = (index, cipher.name, cipher.legacy) }
+        }
+        return best.map { ($0.1, $0.2) }
+    }
+
+    /// Whether this is authenticated enveloped data (AES-GCM, RFC 5083).
+    public var isAuthenticated: Bool { OBJ_obj2nid(CMS_get0_type(cms)) == NID_id_smime_ct_authEnvelopedData }
+    /// Whether it is enveloped data of either kind.
+    public var isEnveloped: Bool {
+        let type = OBJ_obj2nid(CMS_get0_type(cms))
+        return type == NID_pkcs7_enveloped || type == NID_id_smime_ct_authEnvelopedData
+    }
+}

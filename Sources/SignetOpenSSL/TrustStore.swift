@@ -10,6 +10,12 @@ public struct TrustStore: Sendable {
 
     public init(paths: SignetPaths = .current) { directory = paths.data + "/trust" }
 
+    /// A folder of certificates kept the same way but not trusted: the certificates of
+    /// people who sent you signed mail (`$XDG_DATA_HOME/signet/people/`), to encrypt to them.
+    public static func correspondents(paths: SignetPaths = .current) -> TrustStore { TrustStore(directory: paths.data + "/people") }
+
+    private init(directory: String) { self.directory = directory }
+
     /// A trusted certificate and its short id (the first 16 hex digits of its SHA-256 fingerprint).
     public struct Entry {
         public var id: String

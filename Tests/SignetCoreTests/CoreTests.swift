@@ -128,3 +128,39 @@ struct ConfigTests {
         #expect(paths.softwareTokenConfig == "/d/signet/softhsm/softhsm2.conf")
     }
 }
+
+@Suite("MIME canonicalisation")
+struct MIMECanonicalizerTests {
+    func canonical(_ text: String) -> String { String(decoding: MIMECanonicalizer.canonicalize(Array(text.utf8)), as: UTF8.self) }
+
+    @Test("Bare LF gains a CR; CRLF, lone CR and a last line without newline are kept")
+    func text() {
+        #expect(canonical("Content-Type: text/plain\n\na\nb\r\nc\rd\ne") == "Content-Type: text/plain\r\n\r\na\r\nb\r\nc\rd\r\ne")
+    }
+
+    @Test("A binary part is copied byte for byte; the multipart structure around it is canonicalised")
+    func binaryPart() {
+        let input = "Content-Type: multipart/mixed; boundary=\"x y\"\n\n--x y\nContent-Transfer-Encoding: binary\n\n\u{1}\n\n\r\n--x y--\nafter\n"
+        #expect(canonical(input) == "Content-Type: multipart/mixed; boundary=\"x y\"\r\n\r\n--x y\r\nContent-Transfer-Encoding: binary\r\n\r\n\u{1}\n\n\r\n--x y--\r\nafter\r\n")
+    }
+
+    @Test("Feeding in pieces (down to single bytes) and very long lines give the same result as one piece")
+    func pieces() {
+        let long = String(repeating: "z", count: MIMECanonicalizer.maximumLine * 2 + 3)
+        let input = Array("Subject: x\n\nshort\n\(long)\r\nend\n".utf8)
+        let whole = MIMECanonicalizer.canonicalize(input)
+        #expect(whole == Array("Subject: x\r\n\r\nshort\r\n\(long)\r\nend\r\n".utf8))
+        for size in [1, 7, 4096, 65536] {
+            var canonicalizer = MIMECanonicalizer()
+            var output: [UInt8] = []
+            var start = 0
+            while start < input.count {
+                let end = min(input.count, start + size)
+                input[start..<end].withUnsafeBufferPointer { canonicalizer.feed($0, into: &output) }
+                start = end
+            }
+            canonicalizer.finish(into: &output)
+            #expect(output == whole, "piece size \(size)")
+        }
+    }
+}

@@ -88,6 +88,26 @@ CSignetCrypto_Recipient *CSignetCrypto_recipients(CMS_ContentInfo *cms, int *cou
 /// X509_NAME_print_ex flags: RFC 4514 escaping and separators, certificate order, UTF-8 kept.
 unsigned long CSignetCrypto_nameFlags(void);
 
+// MARK: S/MIME signing and verification.
+
+/// Reads up to `capacity` bytes into `buffer`, sets `*read`; returns 1 with `*read == 0` at the end, 0 on error.
+typedef int (*CSignetCrypto_ReadCallback)(void *context, unsigned char *buffer, size_t capacity, size_t *read);
+/// A source BIO whose bytes come from `callback(context, …)`, so OpenSSL can stream
+/// what Swift produces (canonicalised MIME) without a whole-message buffer. `context` must outlive it.
+BIO *CSignetCrypto_sourceBIO(CSignetCrypto_ReadCallback callback, void *context);
+
+/// The signer infos of signed CMS: count and element (NULL when not signed data).
+int CSignetCrypto_signerCount(CMS_ContentInfo *cms);
+CMS_SignerInfo *CSignetCrypto_signerAt(CMS_ContentInfo *cms, int index);
+/// The signingTime signed attribute as seconds since 1970; returns 1 when present.
+int CSignetCrypto_signingTime(CMS_SignerInfo *signer, long long *seconds);
+/// The digest and signature algorithm names ("SHA256", "RSASSA-PSS", "ecdsa-with-SHA384") of a signer into the buffers.
+void CSignetCrypto_signerAlgorithms(CMS_SignerInfo *signer, char *digest, size_t digestCapacity, char *signature, size_t signatureCapacity);
+/// The certificate a signer info names (set by CMS_verify or CMS_set1_signers_certs); not owned.
+X509 *CSignetCrypto_signerCertificate(CMS_SignerInfo *signer);
+/// The reason code of the oldest queued OpenSSL error, and its library (ERR_GET_REASON/ERR_GET_LIB are macros).
+int CSignetCrypto_firstErrorReason(int *library);
+
 /// OPENSSL_free (a macro).
 void CSignetCrypto_free(void *pointer);
 

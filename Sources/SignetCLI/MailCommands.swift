@@ -1,0 +1,267 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import SignetAgentClient
+import SignetAgentProtocol
+import SignetCore
+import SignetOpenSSL
+
+/// `signet sign`: signs a MIME entity with the key on the token (S/MIME, RFC 8551).
+struct SignCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sign",
+        abstract: "Sign a MIME entity with your certificate's key on the token (S/MIME).",
+        discussion: """
+        Reads the MIME entity (headers, empty line, body) from --in or standard input and writes multipart/signed \
+        (or, with --opaque, application/pkcs7-mime signed-data; with --signature-only, just the DER signature) to --out \
+        or standard output. The input is streamed: messages of any size sign in constant memory. Text is put into \
+        canonical form (CRLF line ends) before signing; parts sent with Content-Transfer-Encoding: binary are signed \
+        as they are. The certificate is --cert, or the configured/automatic signing certificate. \
+        Exit status: 0 signed, 5 token not presented, 6 token locked, 1 otherwise.
+        """
+    )
+    @Option(name: .long, help: "The MIME entity to sign (default: standard input).")
+    var `in`: String?
+    @Option(name: [.customShort("o"), .long], help: "Where to write the signed message (default: standard output).")
+    var out: String?
+    @Flag(name: .long, help: "Opaque signed-data (application/pkcs7-mime) instead of multipart/signed.")
+    var opaque = false
+    @Flag(name: .customLong("signature-only"), help: "Write only the detached signature, DER (for mutt's smime_sign_command).")
+    var signatureOnly = false
+    @Option(name: .long, help: "Digest: sha256 (default), sha384 or sha512.")
+    var digest: String = "sha256"
+    @Flag(name: .long, help: "RSA-PSS instead of PKCS#1 v1.5 (RSA keys).")
+    var pss = false
+    @Option(name: .long, help: "The certificate to sign with (id from `signet cert list`).")
+    var cert: String?
+    @Option(name: .long, help: "The sender's address: picks the signing certificate for it.")
+    var from: String?
+    @Flag(name: .long, help: "Sign the bytes as they are (no CRLF canonicalisation).")
+    var binary = false
+
+    func validate() throws {
+        if opaque && signatureOnly { throw ValidationError("--opaque and --signature-only exclude each other.") }
+        guard MessageDigest(rawValue: digest.lowercased().replacingOccurrences(of: "-", with: "")) != nil else {
+            throw ValidationError("--digest must be sha256, sha384 or sha512 (SHA-1 is not offered for new signatures).")
+        }
+    }
+
+    func run() throws {
+        let client = try Agent.connect()
+        let (certificate, uri, spki) = try MailSigning.signer(client: client, id: cert, email: from)
+        var options = MessageSigner.Options()
+        options.form = opaque ? .opaque : signatureOnly ? .signatureOnly : .detached
+        options.digest = MessageDigest(rawValue: digest.lowercased().replacingOccurrences(of: "-", with: ""))!
+        options.pss = pss
+        let chain = TrustStore().chain(for: certificate).filter { !$0.isSelfSigned }
+        let key = try AgentKey(client: client, uri: uri, subjectPublicKeyInfo: spki)
+        let input = try MailInput.open(`in`)
+        defer { if input != 0 { close(input) } }
+        let output = try MailOutput(out, mode: 0o644, spool: false)
+        do {
+            try MessageSigner.sign(MessageSource(fd: input, canonicalize: !binary), to: output.fd, certificate: certificate, key: key,
+                                   chain: chain, options: options)
+            try output.commit()
+        } catch let error as AgentClientError {
+            output.discard()
+            throw CLIError(description: error.description, exitCode: Agent.exitCode(error.code)).reported()
+        } catch let error as CLIError {
+            output.discard()
+            throw error.reported()
+        } catch {
+            output.discard()
+            throw CLIError(description: "Could not sign: \(error)").reported()
+        }
+        Console.error("Signed as \(certificate.subject) (\(options.digest.rawValue.uppercased())\(pss ? ", RSA-PSS" : "")).")
+    }
+}
+
+enum MailSigning {
+    /// The signing certificate and its key: from the tokens when they show it, else remembered from before
+    /// (the agent then asks for the token to be presented when the signature is made).
+    static func signer(client: AgentClient, id: String?, email: String?) throws -> (Certificate, String, [UInt8]) {
+        let inventory = try Inventory.load(client: client)
+        OwnCertificates.remember(inventory)
+        if let id {
+            if let found = inventory.certificates.first(where: { $0.entry.uri == id || $0.certificate.sha256.lowercased().hasPrefix(id.lowercased()) }),
+               let reference = found.keyReference {
+                return (found.certificate, reference.0, reference.1)
+            }
+            if id.count >= 8, let remembered = OwnCertificates.load().certificates.first(where: { $0.0.sha256.lowercased().hasPrefix(id.lowercased()) }) {
+                return remembered
+            }
+            _ = try inventory.certificate(id)  // throws the usual message
+            throw CLIError(description: "The certificate \(id) has no key on your tokens.").reported()
+        }
+        if let chosen = CertificateChoice.choose(.signing, from: inventory.certificates, email: email), let reference = chosen.keyReference {
+            return (chosen.certificate, reference.0, reference.1)
+        }
+        let remembered = OwnCertificates.load().certificates.filter {
+            CertificateChoice.fits($0.0, .signing) && (email == nil || $0.0.emails.contains(email!.lowercased()))
+        }
+        if let newest = remembered.max(by: { $0.0.notBefore < $1.0.notBefore }) { return newest }
+        throw CLIError(description: "No signing certificate\(email.map { " for \($0)" } ?? "") is on your tokens. Insert the token, "
+                       + "or see `signet cert list`; enrol one with `signet key generate` and `signet csr`.").reported()
+    }
+}
+
+/// `signet verify`: checks S/MIME signatures against the trust store.
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check the signatures of an S/MIME message (detached or opaque) and who made them.",
+        discussion: """
+        Reads the message from --in or standard input (or a detached signature with --signature and --content). \
+        Reports each signer: name, address, signing time, algorithms, the chain to a trusted root (checked at the \
+        signing time, or --at), and whether the From: address and Date: agree. Encrypted layers are decrypted \
+        with the key on your token. With --out the signed content is written when the signature matches. \
+        Exit status: 0 good and trusted, 13 bad signature, 14 signer not trusted/expired/revoked, 15 SHA-1 or \
+        unknown algorithm, 16 good but From:/Date: disagree, 10 not a signed S/MIME message, 1 otherwise.
+        """
+    )
+    @Option(name: .long, help: "The signed message (default: standard input).")
+    var `in`: String?
+    @Option(name: .long, help: "A detached signature file (DER, PEM or S/MIME), with --content.")
+    var signature: String?
+    @Option(name: .long, help: "The content the detached --signature signs.")
+    var content: String?
+    @Option(name: [.customShort("o"), .long], help: "Write the signed content here ('-' for standard output).")
+    var out: String?
+    @OptionGroup var trust: TrustOptions
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        if (signature == nil) != (content == nil) { throw ValidationError("--signature and --content go together.") }
+        if signature != nil && `in` != nil { throw ValidationError("Give either --in or --signature with --content.") }
+    }
+
+    func run() throws {
+        let limit = MessageOpener.maximumSize
+        var result: [UInt8]?
+        let opener: MessageOpener
+        if let signature, let content {
+            let signatureBytes = try MailInput.read(signature, limit: limit)
+            let contentBytes = try MailInput.read(content, limit: limit)
+            opener = try MessageOpener(options: trust, topLevel: contentBytes)
+            let message: SignedMessage
+            do { message = try SignedMessage(signature: signatureBytes, content: contentBytes) } catch {
+                throw CLIError(description: "\(signature) is not an S/MIME signature (\(error)).", exitCode: MailExit.malformed).reported()
+            }
+            result = opener.verify(message, depth: 1)
+        } else {
+            let message = try MailInput.read(`in`, limit: limit)
+            opener = try MessageOpener(options: trust, topLevel: message)
+            guard MessageOpener.kind(of: message) != .plain else {
+                throw CLIError(description: "This is not a signed S/MIME message (no multipart/signed or application/pkcs7-mime).",
+                               exitCode: MailExit.malformed).reported()
+            }
+            result = try opener.open(message)
+            if result != nil && opener.signedLayers == 0 {
+                throw CLIError(description: "The message is encrypted but not signed.", exitCode: MailExit.malformed).reported()
+            }
+        }
+        if output.json { try JSONOutput.print(opener.reports) }
+        if let result, let out, [0, MailExit.untrusted, MailExit.headerMismatch].contains(opener.status) {
+            if out == "-" { FileHandle.standardOutput.write(Data(result)) } else { try writeOutput(result, to: out) }
+        }
+        if opener.status != 0 { throw ExitCode(opener.status) }
+    }
+}
+
+/// `signet encrypt`: encrypts a MIME entity to recipients' certificates and to yourself.
+struct EncryptCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "encrypt",
+        abstract: "Encrypt a MIME entity to recipients' certificates and your own (S/MIME). Needs no token.",
+        discussion: """
+        Each --to is a certificate file (PEM or DER) or an email address found among the certificates of people \
+        whose signed mail you verified (`$XDG_DATA_HOME/signet/people/`) or on your tokens. The message is always \
+        also encrypted to your own encryption certificate so you can read what you sent; Signet refuses when you \
+        have none. AES-256-CBC by default (every S/MIME client reads it); --cipher aes256-gcm makes authEnveloped-data. \
+        RSA recipients get PKCS#1 v1.5 key transport (--oaep for RSAES-OAEP with SHA-256); EC recipients ECDH. \
+        The input is streamed in constant memory.
+        """
+    )
+    @Option(name: .long, help: "A recipient: certificate file or email address (repeatable).")
+    var to: [String] = []
+    @Option(name: .long, help: "The MIME entity to encrypt (default: standard input).")
+    var `in`: String?
+    @Option(name: [.customShort("o"), .long], help: "Where to write the encrypted message (default: standard output).")
+    var out: String?
+    @Option(name: .long, help: "aes256-cbc (default), aes128-cbc, aes256-gcm or aes128-gcm.")
+    var cipher: String = "aes256-cbc"
+    @Flag(name: .long, help: "RSAES-OAEP (SHA-256) key transport for RSA recipients.")
+    var oaep = false
+    @Option(name: .customLong("self"), help: "Your own certificate to encrypt to (default: your encryption certificate).")
+    var ownCertificate: String?
+
+    func validate() throws {
+        if to.isEmpty { throw ValidationError("Name at least one recipient with --to.") }
+        if MessageEncryptor.Cipher(rawValue: cipher.lowercased()) == nil {
+            throw ValidationError("--cipher must be one of \(MessageEncryptor.Cipher.allCases.map(\.rawValue).joined(separator: ", ")).")
+        }
+    }
+
+    func run() throws {
+        var recipients: [Certificate] = []
+        for name in to { recipients.append(try recipient(name)) }
+        let own = try ownEncryptionCertificate()
+        if !recipients.contains(where: { $0.sha256 == own.sha256 }) { recipients.append(own) }
+        for certificate in recipients where certificate.validity() != .valid {
+            throw CLIError(description: "The certificate of \(certificate.subject) is \(certificate.validity().rawValue) "
+                           + "(valid \(Dates.day(certificate.notBefore)) to \(Dates.day(certificate.notAfter))); ask for a current one.").reported()
+        }
+        var options = MessageEncryptor.Options()
+        options.cipher = MessageEncryptor.Cipher(rawValue: cipher.lowercased())!
+        options.oaep = oaep
+        let input = try MailInput.open(`in`)
+        defer { if input != 0 { close(input) } }
+        let output = try MailOutput(out, mode: 0o644, spool: false)
+        do {
+            try MessageEncryptor.encrypt(MessageSource(fd: input, canonicalize: true), to: output.fd, recipients: recipients, options: options)
+            try output.commit()
+        } catch {
+            output.discard()
+            throw CLIError(description: "Could not encrypt: \(error)").reported()
+        }
+        Console.error("Encrypted (\(options.cipher.rawValue.uppercased())) to \(recipients.map(\.label).joined(separator: ", ")).")
+    }
+
+    private func recipient(_ name: String) throws -> Certificate {
+        if FileManager.default.fileExists(atPath: name) {
+            let found = try readCertificateFile(name).certificates
+            // A person's certificate; a file with one self-signed certificate is taken as it is.
+            guard let certificate = found.first(where: { !$0.isAuthority }) ?? (found.count == 1 ? found.first : nil) else {
+                throw CLIError(description: "\(name) holds no person's certificate.").reported()
+            }
+            return certificate
+        }
+        guard name.contains("@") else { throw CLIError(description: "\(name) is neither a certificate file nor an email address.").reported() }
+        let address = name.lowercased()
+        let known = TrustStore.correspondents().entries().map(\.certificate) + OwnCertificates.load().certificates.map(\.0)
+        let fitting = known.filter { $0.emails.contains(address) && CertificateChoice.fits($0, .encryption) }
+        guard let newest = fitting.max(by: { $0.notBefore < $1.notBefore }) else {
+            throw CLIError(description: "No certificate for \(name) is known. Verify a signed message from them (`signet verify`), "
+                           + "which keeps their certificate, or give their certificate file with --to FILE.").reported()
+        }
+        return newest
+    }
+
+    private func ownEncryptionCertificate() throws -> Certificate {
+        if let ownCertificate {
+            guard let certificate = try readCertificateFile(ownCertificate).certificates.first else {
+                throw CLIError(description: "\(ownCertificate) holds no certificate.").reported()
+            }
+            return certificate
+        }
+        // The tokens when the agent can list them, else what was seen on them before: no token is needed.
+        if let client = try? AgentLauncher.connect(start: true), let inventory = try? Inventory.load(client: client) {
+            OwnCertificates.remember(inventory)
+            if let chosen = CertificateChoice.choose(.encryption, from: inventory.certificates) { return chosen.certificate }
+        }
+        let remembered = OwnCertificates.load().certificates.map(\.0).filter { CertificateChoice.fits($0, .encryption) }
+        if let newest = remembered.max(by: { $0.notBefore < $1.notBefore }) { return newest }
+        throw CLIError(description: "You have no encryption certificate, so you could not read this message yourself; nothing was encrypted. "
+                       + "Insert your token once so Signet sees your certificate, or give it with --self FILE.").reported()
+    }
+}

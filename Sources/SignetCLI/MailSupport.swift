@@ -1,0 +1,226 @@
+import Foundation
+import Glibc
+import SignetAgentClient
+import SignetAgentProtocol
+import SignetCore
+import SignetOpenSSL
+
+/// Exit statuses of the mail commands (`sign`, `verify`, `encrypt`, `decrypt`), one meaning each.
+enum MailExit {
+    /// Not an S/MIME or CMS message, or damaged beyond reading.
+    static let malformed: Int32 = 10
+    /// Encrypted, but to none of the certificates on your tokens.
+    static let notForYou: Int32 = 11
+    /// Addressed to you but could not be decrypted (damaged, or the token refused).
+    static let damaged: Int32 = 12
+    /// A signature does not match the content.
+    static let badSignature: Int32 = 13
+    /// The signature matches, but the signer is not trusted, expired, not yet valid or revoked.
+    static let untrusted: Int32 = 14
+    /// An algorithm Signet refuses (SHA-1 signatures) or does not know.
+    static let unsupported: Int32 = 15
+    /// The signature is good and trusted, but the message's From: or Date: disagrees with it.
+    static let headerMismatch: Int32 = 16
+
+    /// The more serious of two outcomes (0 is the least).
+    static func worse(_ a: Int32, _ b: Int32) -> Int32 {
+        let order: [Int32] = [0, headerMismatch, untrusted, unsupported, badSignature, damaged, notForYou, malformed]
+        return (order.firstIndex(of: a) ?? 99) >= (order.firstIndex(of: b) ?? 99) ? a : b
+    }
+}
+
+/// Where a mail command reads: `--in FILE` or standard input.
+enum MailInput {
+    /// Opens the input for streaming; the caller closes what is not 0.
+    static func open(_ path: String?) throws -> Int32 {
+        guard let path else { return 0 }
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw CLIError(description: "Cannot read \(path): \(String(cString: strerror(errno))).").reported() }
+        return fd
+    }
+
+    /// Reads the whole input, up to `limit` bytes (messages that are parsed in memory).
+    static func read(_ path: String?, limit: Int) throws -> [UInt8] {
+        if let path {
+            guard let bytes = FileIO.readBytes(path, limit: limit + 1) else { throw CLIError(description: "Cannot read \(path).").reported() }
+            guard bytes.count <= limit else { throw CLIError(description: "\(path) is larger than \(limit >> 20) MiB.", exitCode: MailExit.malformed).reported() }
+            return bytes
+        }
+        let data = FileHandle.standardInput.readData(ofLength: limit + 1)
+        guard data.count <= limit else { throw CLIError(description: "The message is larger than \(limit >> 20) MiB.", exitCode: MailExit.malformed).reported() }
+        return Array(data)
+    }
+}
+
+/// Where a mail command writes, so that a failure leaves nothing behind: `-o FILE` is
+/// written to a temporary file renamed into place at the end; with `spool`, standard
+/// output is first written to an unlinked file in `$XDG_RUNTIME_DIR` and copied out only on success.
+final class MailOutput {
+    let fd: Int32
+    private let temporary: String?
+    private let destination: String?
+    private let spooled: Bool
+    private var done = false
+
+    init(_ path: String?, mode: mode_t, spool: Bool) throws {
+        destination = path
+        if let path {
+            let temporary = path + ".signet-\(getpid()).tmp"
+            let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+            guard fd >= 0 else { throw CLIError(description: "Cannot write \(path): \(String(cString: strerror(errno))).").reported() }
+            self.fd = fd
+            self.temporary = temporary
+            spooled = false
+        } else if spool {
+            let directory = SignetPaths.current.runtime
+            FileIO.makeDirectories(directory)
+            var template = Array((directory + "/spool-XXXXXX").utf8CString)
+            let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+            guard fd >= 0 else { throw CLIError(description: "Cannot create a spool file in \(directory).").reported() }
+            unlink(template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
+            self.fd = fd
+            temporary = nil
+            spooled = true
+        } else {
+            fd = 1
+            temporary = nil
+            spooled = false
+        }
+    }
+
+    /// Makes the output visible: renames the file into place or copies the spool to standard output.
+    func commit() throws {
+        done = true
+        if let temporary, let destination {
+            guard fsync(fd) == 0, close(fd) == 0, rename(temporary, destination) == 0 else {
+                unlink(temporary)
+                throw CLIError(description: "Could not write \(destination).").reported()
+            }
+            FileIO.syncDirectory(of: destination)
+        } else if spooled {
+            defer { close(fd) }
+            guard lseek(fd, 0, SEEK_SET) == 0 else { throw CLIError(description: "Could not read back the spool file.").reported() }
+            var chunk = [UInt8](repeating: 0, count: 64 << 10)
+            while true {
+                let got = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+                if got < 0 && errno == EINTR { continue }
+                guard got >= 0 else { throw CLIError(description: "Could not read back the spool file.").reported() }
+                if got == 0 { break }
+                var sent = 0
+                while sent < got {
+                    let n = chunk.withUnsafeBytes { write(1, $0.baseAddress! + sent, got - sent) }
+                    if n < 0 && errno == EINTR { continue }
+                    guard n > 0 else { throw CLIError(description: "Could not write to standard output.").reported() }
+                    sent += n
+                }
+            }
+        }
+    }
+
+    /// Throws away what was written.
+    func discard() {
+        guard !done else { return }
+        done = true
+        if let temporary { close(fd); unlink(temporary) } else if spooled { close(fd) }
+    }
+
+    deinit { discard() }
+}
+
+/// Your own certificates as last seen on your tokens, with their keys' URIs, kept in
+/// `$XDG_DATA_HOME/signet/own.json` so that signing can start (and ask you to present
+/// the token) and encrypting to yourself works while the token is not inserted.
+struct OwnCertificates: Codable {
+    struct Entry: Codable {
+        var pem: String
+        var keyURI: String
+        var publicKeyInfo: [UInt8]
+    }
+    var entries: [Entry] = []
+
+    static var path: String { SignetPaths.current.data + "/own.json" }
+
+    static func load() -> OwnCertificates {
+        guard let bytes = FileIO.readBytes(path, limit: 4 << 20),
+              let decoded = try? JSONDecoder().decode(OwnCertificates.self, from: Data(bytes)) else { return OwnCertificates() }
+        return decoded
+    }
+
+    /// Remembers the certificates with keys in `inventory` (adding to what was known).
+    static func remember(_ inventory: Inventory) {
+        var own = load()
+        var changed = false
+        for installed in inventory.certificates {
+            guard let (uri, spki) = installed.keyReference, !own.entries.contains(where: { $0.pem == installed.certificate.pem }) else { continue }
+            own.entries.append(Entry(pem: installed.certificate.pem, keyURI: uri, publicKeyInfo: spki))
+            changed = true
+        }
+        guard changed, let data = try? JSONEncoder().encode(own) else { return }
+        FileIO.makeDirectories(SignetPaths.current.data)
+        FileIO.writeAtomically(path, bytes: Array(data), mode: 0o600)
+    }
+
+    /// The remembered certificates as installed entries (without a token).
+    var certificates: [(Certificate, String, [UInt8])] {
+        entries.compactMap { entry in
+            guard let certificate = try? CertificateFile.read(Array(entry.pem.utf8)).certificates.first else { return nil }
+            return (certificate, entry.keyURI, entry.publicKeyInfo)
+        }
+    }
+}
+
+extension Inventory.Installed {
+    /// The private key's URI and public key, when the token shows the key (a public key stands for it while locked).
+    var keyReference: (String, [UInt8])? {
+        if let key = privateKey { return (key.uri, key.publicKeyInfo) }
+        if let key = publicKey { return (key.uri.replacingOccurrences(of: "type=public", with: "type=private"), key.publicKeyInfo) }
+        return nil
+    }
+}
+
+/// Dates as mail commands take and show them.
+enum MailDates {
+    /// `2026-01-27`, `2026-01-27T10:00:00Z` or `2026-01-27 10:00:00` (UTC).
+    static func parse(_ text: String) -> Date? {
+        let iso = ISO8601DateFormatter()
+        if let date = iso.date(from: text) { return date }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        for format in ["yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd"] {
+            formatter.dateFormat = format
+            if let date = formatter.date(from: text) { return date }
+        }
+        return nil
+    }
+
+    /// An RFC 5322 Date: header.
+    static func parseHeader(_ text: String) -> Date? {
+        var value = text
+        if let comment = value.firstIndex(of: "(") { value = String(value[..<comment]) }
+        value = value.trimmingCharacters(in: .whitespaces)
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        for format in ["EEE, d MMM yyyy HH:mm:ss Z", "d MMM yyyy HH:mm:ss Z", "EEE, d MMM yyyy HH:mm Z", "d MMM yyyy HH:mm Z"] {
+            formatter.dateFormat = format
+            if let date = formatter.date(from: value) { return date }
+        }
+        return nil
+    }
+
+    static func show(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss 'UTC'"
+        return formatter.string(from: date)
+    }
+}
+
+/// The address in a From: header (`Alice <alice@example.com>` → `alice@example.com`).
+func mailAddress(_ header: String) -> String {
+    if let open = header.lastIndex(of: "<"), let close = header[open...].firstIndex(of: ">") {
+        return String(header[header.index(after: open)..<close]).trimmingCharacters(in: .whitespaces).lowercased()
+    }
+    return header.trimmingCharacters(in: .whitespaces).lowercased()
+}

@@ -1,0 +1,271 @@
+import ArgumentParser
+import Foundation
+import SignetAgentClient
+import SignetAgentProtocol
+import SignetCore
+import SignetOpenSSL
+
+/// Options that decide whether a signer is trusted (shared by `verify` and `decrypt`).
+struct TrustOptions: ParsableArguments {
+    @Option(name: .long, help: "Also trust the CA certificates in this file (repeatable).")
+    var trust: [String] = []
+    @Option(name: .long, help: "Check the signer at this time (2026-01-27 or 2026-01-27T10:00:00Z) instead of the message's signing time.")
+    var at: String?
+    @Option(name: .long, help: "Check the signer's certificate against this CRL file (PEM or DER; repeatable).")
+    var crl: [String] = []
+    @Flag(name: .customLong("fetch-crl"), help: "Fetch the CRLs named in the certificates' CRL distribution points (http://).")
+    var fetchCRL = false
+    @Flag(name: .customLong("allow-sha1"), help: "Accept signatures made with SHA-1 (refused by default: SHA-1 is broken).")
+    var allowSHA1 = false
+}
+
+/// Opens a message layer by layer, as a mail reader does: decrypts enveloped layers with
+/// the key on the token, checks signed layers against the trust store, and reports each layer.
+final class MessageOpener {
+    /// The largest message opened (parsed in memory).
+    static let maximumSize = 64 << 20
+    /// How far a signing time may be from the Date: header (Thunderbird flags a mismatch too).
+    static let dateTolerance: TimeInterval = 3600
+
+    let options: TrustOptions
+    /// A signature around an encrypted layer covers only ciphertext and says nothing about the
+    /// content (Thunderbird ignores it too): when true, a bad one is reported and passed over.
+    var lenientAroundEncryption = false
+    let headers: MIMEHeaders
+    private(set) var status: Int32 = 0
+    private(set) var encryptedLayers = 0
+    private(set) var signedLayers = 0
+    private(set) var reports: [[String: String]] = []
+    private var client: AgentClient?
+    private var inventory: Inventory?
+    private let anchors: [Certificate]
+    private let intermediates: [Certificate]
+    private let crls: [RevocationList]
+    private let at: Date?
+
+    init(options: TrustOptions, topLevel message: [UInt8]) throws {
+        self.options = options
+        headers = MIMEHeaders(message: message)
+        var anchors: [Certificate] = []
+        var intermediates: [Certificate] = []
+        for entry in TrustStore().entries() {
+            if entry.certificate.isSelfSigned { anchors.append(entry.certificate) } else { intermediates.append(entry.certificate) }
+        }
+        for file in options.trust { anchors += try readCertificateFile(file).certificates }
+        self.anchors = anchors
+        self.intermediates = intermediates
+        var crls: [RevocationList] = []
+        for file in options.crl {
+            guard let bytes = FileIO.readBytes(file, limit: RevocationList.maximumSize) else { throw CLIError(description: "Cannot read \(file).").reported() }
+            do { crls.append(try RevocationList(bytes: bytes)) } catch { throw CLIError(description: "\(file): \(error)").reported() }
+        }
+        self.crls = crls
+        if let text = options.at {
+            guard let date = MailDates.parse(text) else { throw CLIError(description: "--at \(text): give a date like 2026-01-27 or 2026-01-27T10:00:00Z.").reported() }
+            at = date
+        } else {
+            at = nil
+        }
+    }
+
+    enum Kind { case enveloped, signed, plain }
+
+    /// What the outermost layer of `bytes` is.
+    static func kind(of bytes: [UInt8]) -> Kind {
+        let headers = MIMEHeaders(message: bytes)
+        guard let type = headers.value("content-type") else {
+            // DER or BER CMS without MIME headers.
+            guard bytes.first == 0x30 else { return .plain }
+            if let message = try? SignedMessage(message: bytes) {
+                if message.isSignedData { return .signed }
+                if message.isEnvelopedData { return .enveloped }
+            }
+            return .plain
+        }
+        let main = MIMEHeaders.mainValue(type)
+        if main == "multipart/signed" { return .signed }
+        guard main == "application/pkcs7-mime" || main == "application/x-pkcs7-mime" else { return .plain }
+        switch MIMEHeaders.parameter(type, "smime-type")?.lowercased() {
+        case "enveloped-data", "authenveloped-data": return .enveloped
+        case "signed-data": return .signed
+        default:
+            guard let message = try? SignedMessage(message: bytes) else { return .plain }
+            return message.isSignedData ? .signed : message.isEnvelopedData ? .enveloped : .plain
+        }
+    }
+
+    /// Opens every layer; returns the innermost content, or nil when a layer failed (see `status`).
+    func open(_ message: [UInt8]) throws -> [UInt8]? {
+        var current = message
+        for depth in 1...8 {
+            switch Self.kind(of: current) {
+            case .plain:
+                return current
+            case .enveloped:
+                guard let plaintext = try decryptLayer(current, depth: depth) else { return nil }
+                current = plaintext
+            case .signed:
+                guard let content = verifyLayer(current, depth: depth) else { return nil }
+                current = content
+            }
+        }
+        report(["layer": "9", "result": "too deeply nested"], "More than 8 nested S/MIME layers; stopped.", status: MailExit.malformed)
+        return nil
+    }
+
+    private func report(_ fields: [String: String], _ line: String, status: Int32) {
+        reports.append(fields)
+        self.status = MailExit.worse(self.status, status)
+        Console.error(line)
+    }
+
+    // MARK: Encrypted layers
+
+    private func decryptLayer(_ bytes: [UInt8], depth: Int) throws -> [UInt8]? {
+        encryptedLayers += 1
+        let envelope: EnvelopedMessage
+        let recipients: [EnvelopedMessage.Recipient]
+        do {
+            envelope = try EnvelopedMessage(bytes)
+            recipients = try envelope.recipients()
+        } catch {
+            report(["layer": "\(depth)", "kind": "encrypted", "result": "malformed"],
+                   "Layer \(depth): not a readable S/MIME encrypted message (\(error)).", status: MailExit.malformed)
+            return nil
+        }
+        let cipher = envelope.contentCipher
+        if let cipher, cipher.legacy {
+            Console.error("Warning: layer \(depth) is encrypted with \(cipher.name), an obsolete cipher; ask the sender to use AES.")
+        }
+        let client = try connect()
+        if inventory == nil { inventory = try Inventory.load(client: client); OwnCertificates.remember(inventory!) }
+        let candidates = inventory!.certificates.compactMap { installed in installed.keyReference.map { (installed, $0.0, $0.1) } }
+        guard let (installed, uri, spki) = candidates.first(where: { candidate in recipients.contains { $0.matches(candidate.0.certificate) } }) else {
+            let names = recipients.map(\.description).joined(separator: "; ")
+            report(["layer": "\(depth)", "kind": "encrypted", "result": "not-for-you"],
+                   "Layer \(depth): the message is not addressed to any certificate on your tokens (it is for: \(names)). "
+                   + "If the token holding that certificate is not inserted, insert it; `signet cert list` shows yours.", status: MailExit.notForYou)
+            return nil
+        }
+        let key = try AgentKey(client: client, uri: uri, subjectPublicKeyInfo: spki)
+        do {
+            let plaintext = try envelope.decrypt(certificate: installed.certificate, key: key)
+            report(["layer": "\(depth)", "kind": "encrypted", "result": "decrypted", "recipient": installed.certificate.subject,
+                    "cipher": cipher?.name ?? "unknown"],
+                   "Layer \(depth): encrypted (\(cipher?.name ?? "unknown cipher")) to \(installed.certificate.subject); decrypted.", status: 0)
+            return plaintext
+        } catch let error as AgentClientError where [.tokenAbsent, .noToken, .notUnlocked].contains(error.code) || error.code == nil {
+            throw CLIError(description: error.description, exitCode: Agent.exitCode(error.code)).reported()
+        } catch {
+            report(["layer": "\(depth)", "kind": "encrypted", "result": "failed"],
+                   "Layer \(depth): could not decrypt the message for \(installed.certificate.subject): \(error). It may be damaged.",
+                   status: MailExit.damaged)
+            return nil
+        }
+    }
+
+    private func connect() throws -> AgentClient {
+        if let client { return client }
+        let made = try Agent.connect()
+        client = made
+        return made
+    }
+
+    // MARK: Signed layers
+
+    /// Checks a signed layer (the whole S/MIME message in `bytes`); returns the signed content when the signature matches.
+    func verifyLayer(_ bytes: [UInt8], depth: Int) -> [UInt8]? {
+        do { return verify(try SignedMessage(message: bytes), depth: depth) } catch {
+            report(["layer": "\(depth)", "kind": "signed", "result": "malformed"],
+                   "Layer \(depth): not a readable S/MIME signed message (\(error)).", status: MailExit.malformed)
+            return nil
+        }
+    }
+
+    /// Checks `message`'s signatures, signers, algorithms and headers; reports; returns the content when the signature matches.
+    func verify(_ message: SignedMessage, depth: Int) -> [UInt8]? {
+        signedLayers += 1
+        let carried = message.certificates
+        let content: [UInt8]
+        switch message.checkSignatures(extraCertificates: anchors + intermediates + knownSigners()) {
+        case .bad(let reason):
+            if lenientAroundEncryption, let content = message.uncheckedContent(), Self.kind(of: content) == .enveloped {
+                report(["layer": "\(depth)", "kind": "signed", "result": "bad-ignored"],
+                       "Layer \(depth): warning: the signature around the encrypted message does not match (\(reason)); "
+                       + "it covers only the encrypted form, so it is ignored.", status: 0)
+                return content
+            }
+            report(["layer": "\(depth)", "kind": "signed", "result": "bad"],
+                   "Layer \(depth): BAD signature: the content was changed after signing, or the signature is damaged (\(reason)).",
+                   status: MailExit.badSignature)
+            return nil
+        case .signerUnknown(let reason):
+            report(["layer": "\(depth)", "kind": "signed", "result": "signer-unknown"],
+                   "Layer \(depth): cannot check the signature: \(reason). Ask the sender to include their certificate.", status: MailExit.untrusted)
+            return nil
+        case .good(let bytes):
+            content = bytes
+        }
+        for signer in message.signers {
+            guard let certificate = signer.certificate else { continue }
+            var fields = ["layer": "\(depth)", "kind": "signed", "signer": certificate.subject, "digest": signer.digest,
+                          "signature": signer.signatureAlgorithm]
+            let email = certificate.emails.first.map { " <\($0)>" } ?? ""
+            var lines = ["Layer \(depth): signed by \(certificate.label)\(email)"]
+            var outcome: Int32 = 0
+            let checkTime = at ?? signer.signingTime ?? Date()
+            if let time = signer.signingTime { lines.append("  signed at:  \(MailDates.show(time))"); fields["signingTime"] = Dates.iso(time) }
+            lines.append("  algorithms: \(signer.digest) with \(signer.signatureAlgorithm)")
+            if signer.digest.uppercased() == "SHA1" && !options.allowSHA1 {
+                lines.append("  REFUSED:    signed with SHA-1, which is broken (--allow-sha1 accepts it).")
+                outcome = MailExit.worse(outcome, MailExit.unsupported)
+            }
+            var lists = crls
+            if options.fetchCRL {
+                for url in certificate.crlDistributionPoints {
+                    do { lists.append(try RevocationList(url: url)) } catch { lines.append("  CRL:        could not fetch \(url): \(error)") }
+                }
+            }
+            let (verdict, path) = ChainVerifier.verify(certificate, anchors: anchors, intermediates: intermediates + carried,
+                                                       at: checkTime, crls: lists)
+            let pathText = path.map(\.label).joined(separator: " → ")
+            switch verdict {
+            case .trusted:
+                lines.append("  signer:     trusted at \(MailDates.show(checkTime)) (\(pathText))")
+                fields["trust"] = "trusted"
+                _ = try? TrustStore.correspondents().add(certificate)
+            case .expired(let detail), .notYetValid(let detail), .revoked(let detail), .untrusted(let detail), .revocationUnknown(let detail):
+                lines.append("  NOT TRUSTED at \(MailDates.show(checkTime)): \(detail). "
+                             + "If you trust the sender's CA, add its root with `signet trust add ROOT.pem`.")
+                fields["trust"] = "untrusted: \(detail)"
+                outcome = MailExit.worse(outcome, MailExit.untrusted)
+            }
+            // The message's From: and Date: belong to the outermost signature (inner ones may be forwarded mail).
+            if signedLayers == 1, let from = headers.value("from") {
+                let address = mailAddress(from)
+                if certificate.emails.contains(address) {
+                    lines.append("  From:       \(address) matches the certificate")
+                } else {
+                    lines.append("  MISMATCH:   From: \(address) is not an address of this certificate (\(certificate.emails.joined(separator: ", ")))")
+                    outcome = MailExit.worse(outcome, MailExit.headerMismatch)
+                }
+            }
+            if signedLayers == 1, let dateText = headers.value("date"), let date = MailDates.parseHeader(dateText), let time = signer.signingTime,
+               abs(date.timeIntervalSince(time)) > Self.dateTolerance {
+                lines.append("  MISMATCH:   Date: \(MailDates.show(date)) is more than an hour from the signing time")
+                outcome = MailExit.worse(outcome, MailExit.headerMismatch)
+            }
+            let verdictWord = outcome == 0 ? "good signature" : "signature matches, but see below"
+            lines[0] += ": \(verdictWord)"
+            fields["result"] = outcome == 0 ? "good" : "\(outcome)"
+            // Around an encrypted layer the signature covers only ciphertext: reported, but it does not decide (decrypt).
+            let aroundEncryption = lenientAroundEncryption && Self.kind(of: content) == .enveloped
+            if aroundEncryption { lines.append("  (this signature covers only the encrypted form; it does not decide the result)") }
+            report(fields, lines.joined(separator: "\n"), status: aroundEncryption ? 0 : outcome)
+        }
+        return content
+    }
+
+    /// Certificates of people seen before, to check signatures that do not carry theirs.
+    private func knownSigners() -> [Certificate] { TrustStore.correspondents().entries().map(\.certificate) }
+}

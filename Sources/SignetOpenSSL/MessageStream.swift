@@ -1,0 +1,89 @@
+import COpenSSL
+import CSignetCrypto
+import Glibc
+import SignetCore
+
+/// A message read from a file descriptor as OpenSSL pulls it, optionally put
+/// into canonical MIME form on the way (`MIMECanonicalizer`). Nothing holds
+/// the whole message: memory stays flat however large it is.
+public final class MessageSource {
+    private let fd: Int32
+    private var canonicalizer: MIMECanonicalizer?
+    private var ready: [UInt8] = []
+    private var offset = 0
+    private var chunk = [UInt8](repeating: 0, count: 64 << 10)
+    private var finished = false
+    /// `errno` of a failed read, if any.
+    public private(set) var readError: Int32?
+    /// Bytes read from the descriptor so far.
+    public private(set) var bytesRead = 0
+
+    /// Reads `fd` (not closed here); canonicalises when `canonicalize`.
+    public init(fd: Int32, canonicalize: Bool) {
+        self.fd = fd
+        canonicalizer = canonicalize ? MIMECanonicalizer() : nil
+    }
+
+    /// Copies up to `capacity` bytes into `buffer`; 0 at the end.
+    func fill(_ buffer: UnsafeMutablePointer<UInt8>, capacity: Int) -> Int {
+        while offset == ready.count && !finished { refill() }
+        let count = min(capacity, ready.count - offset)
+        guard count > 0 else { return 0 }
+        ready.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress! + offset, count: count) }
+        offset += count
+        return count
+    }
+
+    private func refill() {
+        ready.removeAll(keepingCapacity: true)
+        offset = 0
+        let got = chunk.withUnsafeMutableBytes { raw -> Int in
+            while true {
+                let result = read(fd, raw.baseAddress, raw.count)
+                if result < 0 && errno == EINTR { continue }
+                return result
+            }
+        }
+        if got < 0 { readError = errno; finished = true; return }
+        if got == 0 {
+            finished = true
+            canonicalizer?.finish(into: &ready)
+            return
+        }
+        bytesRead += got
+        if canonicalizer == nil {
+            ready.append(contentsOf: chunk[..<got])
+        } else {
+            chunk.withUnsafeBufferPointer { canonicalizer!.feed(UnsafeBufferPointer(rebasing: $0[..<got]), into: &ready) }
+        }
+    }
+
+    /// A BIO reading from this source; valid while the source lives.
+    func makeBIO() throws -> OpaquePointer {
+        guard let bio = CSignetCrypto_sourceBIO(messageSourceTrampoline, Unmanaged.passUnretained(self).toOpaque()) else {
+            throw OpenSSLError("Creating the input stream")
+        }
+        return bio
+    }
+
+    /// Throws when reading failed part way.
+    func checkRead() throws {
+        if let readError { throw OpenSSLError("Reading the message failed: \(String(cString: strerror(readError)))") }
+    }
+}
+
+private let messageSourceTrampoline: CSignetCrypto_ReadCallback = { context, buffer, capacity, read in
+    guard let context, let buffer, let read else { return 0 }
+    let source = Unmanaged<MessageSource>.fromOpaque(context).takeUnretainedValue()
+    read.pointee = source.fill(buffer, capacity: capacity)
+    return source.readError == nil ? 1 : 0
+}
+
+/// A BIO writing to `fd` (not closed by it); freed after `body`.
+func withOutputBIO<R>(_ fd: Int32, _ body: (OpaquePointer) throws -> R) throws -> R {
+    guard let bio = BIO_new_fd(fd, BIO_NOCLOSE) else { throw OpenSSLError("Opening the output") }
+    defer { BIO_free_all(bio) }
+    let result = try body(bio)
+    guard BIO_ctrl(bio, BIO_CTRL_FLUSH, 0, nil) == 1 else { throw OpenSSLError("Writing the output failed") }
+    return result
+}

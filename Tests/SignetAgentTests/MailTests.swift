@@ -1,0 +1,338 @@
+import Foundation
+import SignetTestSupport
+import Testing
+
+/// `signet sign|verify|encrypt|decrypt` against the real agent and SoftHSM2, with OpenSSL,
+/// GnuPG's gpgsm and NSS's cmsutil as independent peers checking Signet's output and writing
+/// the messages Signet must open. Keys: Alice and Bob from Thunderbird's corpus (RSA-2048,
+/// imported with `signet import`) and a P-256 key generated on the token and certified by an OpenSSL CA.
+@Suite("S/MIME mail", .serialized)
+final class MailTests {
+    let agent: AgentFixture
+    let peer: OpenSSLPeer
+    static let code = "mail-1234"
+    static let smime = TestPaths.testData.appendingPathComponent("thunderbird-smime/smime")
+    static let testCA = smime.appendingPathComponent("TestCA.pem").path
+    /// Before the corpus certificates expire (2031-01-26); the corpus was signed on 2026-01-26.
+    static let pinned = "2026-02-01T00:00:00Z"
+    static let message = "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nHello Bob,\nthe r\u{e9}sum\u{e9} is attached.\n\n-- \nAlice\n"
+    /// The canonical form (CRLF) every peer must see as the signed content.
+    static var canonical: String { message.replacingOccurrences(of: "\n", with: "\r\n") }
+
+    var ca: (key: String, certificate: String) = ("", "")
+    var certificates: [String: String] = [:]  // name → Signet certificate id
+
+    init() throws {
+        agent = try AgentFixture()
+        peer = try OpenSSLPeer()
+        _ = try agent.makeToken("Mail", code: Self.code)
+        for name in ["Alice", "Bob"] {
+            try run(["import", Self.smime.appendingPathComponent("\(name).p12").path, "--password-fd", "0", "--code-fd", "0"], stdin: "nss\n\(Self.code)\n")
+        }
+        try run(["unlock", "--code-fd", "0"], stdin: "\(Self.code)\n")
+        // A P-256 key generated on the token, certified for mail by a CA made with OpenSSL.
+        ca = (peer.path("ca.key"), peer.path("ca.pem"))
+        try Run.checked("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca.key, "-out", ca.certificate,
+                                    "-subj", "/C=CA/O=Mail Test CA/CN=Root", "-days", "30"])
+        try run(["key", "generate", "--type", "p256", "--label", "p256-mail"])
+        try run(["csr", "--key", "p256-mail", "--subject", "C=CA,ST=ON,O=Mail Test,CN=P256 Person", "--email", "p256@example.org",
+                 "-o", peer.path("p256.csr")])
+        let extensions = try peer.file("ext.cnf", text: """
+            keyUsage=critical,digitalSignature,keyAgreement
+            extendedKeyUsage=emailProtection
+            subjectAltName=email:p256@example.org
+            """)
+        try Run.checked("openssl", ["x509", "-req", "-in", peer.path("p256.csr"), "-CA", ca.certificate, "-CAkey", ca.key, "-CAcreateserial",
+                                    "-days", "10", "-extfile", extensions, "-out", peer.path("p256.pem")])
+        try run(["cert", "import", peer.path("p256.pem"), "--trust-roots"])
+        try run(["trust", "add", ca.certificate])
+        try run(["trust", "add", Self.testCA])
+        let listed = try run(["cert", "list", "--json"])
+        for entry in try #require(try JSONSerialization.jsonObject(with: listed.stdout) as? [[String: Any]]) {
+            guard let subject = entry["subject"] as? String, let id = entry["id"] as? String else { continue }
+            for name in ["Alice", "Bob", "P256 Person"] where subject.hasSuffix("CN=\(name)") { certificates[name] = id }
+        }
+        guard certificates.count == 3 else { throw TestFailure("certificates not listed: \(certificates)") }
+        _ = try peer.file("message.txt", text: Self.message)
+        _ = try peer.file("canonical.txt", text: Self.canonical)
+        _ = try Run.checked("/bin/sh", ["-c", "cat '\(ca.certificate)' '\(Self.testCA)' > '\(peer.path("roots.pem"))'"])
+    }
+
+    deinit { _ = try? agent.signet(["agent", "stop"]) }
+
+    @discardableResult
+    func run(_ arguments: [String], stdin: String? = nil) throws -> Run.Result {
+        let result = try agent.signet(arguments, stdin: stdin)
+        guard result.status == 0 else { throw TestFailure("signet \(arguments.joined(separator: " ")) exited \(result.status): \(result.errors)") }
+        return result
+    }
+
+    // MARK: Peers
+
+    /// gpgsm with its own home, the two roots imported and marked trusted, CRL checks off (the test CAs publish none).
+    func gpgsm() throws -> (home: String, run: ([String]) throws -> Run.Result) {
+        let home = peer.path("gnupg")
+        if !FileManager.default.fileExists(atPath: home) {
+            try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try "disable-crl-checks\n".write(toFile: home + "/gpgsm.conf", atomically: true, encoding: .utf8)
+            var trustlist = ""
+            for root in [ca.certificate, Self.testCA] {
+                let fingerprint = try Run.checked("openssl", ["x509", "-in", root, "-noout", "-fingerprint", "-sha1"]).output
+                trustlist += (fingerprint.split(separator: "=").last ?? "").trimmingCharacters(in: .whitespacesAndNewlines) + " S relax\n"
+                try Run.checked("gpgsm", ["--batch", "--import", root], environment: ["GNUPGHOME": home])
+            }
+            try trustlist.write(toFile: home + "/trustlist.txt", atomically: true, encoding: .utf8)
+        }
+        return (home, { arguments in try Run.command("gpgsm", ["--batch"] + arguments, environment: ["GNUPGHOME": home]) })
+    }
+
+    /// An NSS certificate database with the two roots trusted for mail.
+    func nssDatabase() throws -> String {
+        let directory = peer.path("nss")
+        if !FileManager.default.fileExists(atPath: directory) {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try Run.checked("certutil", ["-N", "-d", "sql:\(directory)", "--empty-password"])
+            for (index, root) in [ca.certificate, Self.testCA].enumerated() {
+                try Run.checked("certutil", ["-A", "-d", "sql:\(directory)", "-n", "root\(index)", "-t", "C,C,C", "-i", root])
+            }
+        }
+        return "sql:\(directory)"
+    }
+
+    // MARK: Signing
+
+    @Test("Signed by Signet (RSA and P-256; detached and opaque; SHA-256/384/512; RSA-PSS): OpenSSL, gpgsm and NSS cmsutil verify, Signet verifies, RSA signatures are the modulus length")
+    func signMatrix() throws {
+        var cases: [(String, [String])] = []
+        for signer in ["Alice", "P256 Person"] {
+            for digest in ["sha256", "sha384", "sha512"] { cases.append((signer, ["--digest", digest])) }
+        }
+        cases.append(("Alice", ["--pss"]))
+        cases.append(("Alice", ["--pss", "--digest", "sha512"]))
+        let gpg = try gpgsm()
+        let nss = try nssDatabase()
+        for (signer, options) in cases {
+            let label = "\(signer) \(options.joined(separator: " "))"
+            let id = try #require(certificates[signer])
+            for opaque in [false, true] {
+                let out = peer.path("signed.eml")
+                try? FileManager.default.removeItem(atPath: out)
+                try run(["sign", "--cert", id, "--in", peer.path("message.txt"), "-o", out] + options + (opaque ? ["--opaque"] : []))
+                // OpenSSL: the MIME structure, the signature, the chain; the content is the canonical text.
+                // (-binary only for opaque: OpenSSL 3.0's multipart reader leaves a stray CR on the content in binary mode.)
+                let verified = try Run.command("openssl", ["cms", "-verify", "-in", out, "-CAfile", peer.path("roots.pem"), "-purpose", "smimesign",
+                                                           "-out", peer.path("content.out")] + (opaque ? ["-binary"] : []))
+                #expect(verified.status == 0, "openssl cms -verify, \(label), opaque \(opaque): \(verified.errors)")
+                #expect(try peer.read("content.out") == Array(Self.canonical.utf8), "\(label) opaque \(opaque)")
+                let header = String(decoding: try peer.read("signed.eml").prefix(300), as: UTF8.self)
+                #expect(header.contains(opaque ? "smime-type=signed-data" : "multipart/signed"))
+                let ours = try agent.signet(["verify", "--in", out, "--at", Dates.now])
+                #expect(ours.status == 0, "signet verify \(label): \(ours.errors)")
+                // The DER CMS for gpgsm and cmsutil.
+                let der = peer.path("signed.der")
+                if opaque {
+                    try Run.checked("openssl", ["cms", "-cmsout", "-in", out, "-outform", "DER", "-out", der])
+                } else {
+                    try run(["sign", "--cert", id, "--in", peer.path("message.txt"), "--signature-only", "-o", der] + options)
+                }
+                let contentArgument = opaque ? [] : [peer.path("canonical.txt")]
+                let gpgResult = try gpg.run(["--verify", der] + contentArgument)
+                #expect(gpgResult.status == 0 && gpgResult.errors.contains("Good signature"), "gpgsm \(label) opaque \(opaque): \(gpgResult.errors)")
+                let nssResult = try Run.command("cmsutil", ["-D", "-i", der, "-d", nss, "-u", "4", "-o", peer.path("nss.out")]
+                                                + (opaque ? [] : ["-c", peer.path("canonical.txt")]))
+                #expect(nssResult.status == 0 && !nssResult.output.contains("status ="), "cmsutil \(label) opaque \(opaque): \(nssResult.output) \(nssResult.errors)")
+                if opaque { #expect(try peer.read("nss.out") == Array(Self.canonical.utf8)) }
+                if signer == "Alice" {
+                    // The signature value: an OCTET STRING of exactly 256 bytes, the last element of the SignerInfo.
+                    let parsed = try Run.checked("openssl", ["asn1parse", "-inform", "DER", "-in", der]).output
+                    let last = parsed.split(separator: "\n").last(where: { $0.contains("OCTET STRING") }) ?? ""
+                    #expect(last.contains("l= 256"), "\(label): \(last)")
+                }
+            }
+        }
+    }
+
+    @Test("Binary parts are signed byte for byte; text is canonicalised; a message of several MB streams through")
+    func canonicalisation() throws {
+        var binary: [UInt8] = Array("Content-Type: multipart/mixed; boundary=\"b1\"\n\n--b1\nContent-Type: text/plain\n\nline\n--b1\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: binary\n\n".utf8)
+        binary += [0x00, 0x0A, 0x0D, 0x0A, 0xFF, 0x0A, 0x0A] + (0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        binary += Array("\n--b1--\n".utf8)
+        let input = try peer.file("binary.eml", binary)
+        let id = try #require(certificates["Alice"])
+        try run(["sign", "--cert", id, "--opaque", "--in", input, "-o", peer.path("binary.signed")])
+        try Run.checked("openssl", ["cms", "-verify", "-in", peer.path("binary.signed"), "-CAfile", Self.testCA, "-binary", "-out", peer.path("binary.out")])
+        let signed = try peer.read("binary.out")
+        // The binary body is unchanged; the text lines gained CRs.
+        let bodyStart = try #require(binary.firstRange(of: [0x00, 0x0A, 0x0D, 0x0A, 0xFF]))
+        let signedStart = try #require(signed.firstRange(of: [0x00, 0x0A, 0x0D, 0x0A, 0xFF]))
+        #expect(Array(signed[signedStart.lowerBound..<(signedStart.lowerBound + 3_000_007)]) == Array(binary[bodyStart.lowerBound..<(bodyStart.lowerBound + 3_000_007)]))
+        #expect(String(decoding: signed.prefix(80), as: UTF8.self).hasPrefix("Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n"))
+    }
+
+    // MARK: Verifying
+
+    @Test("Thunderbird's signed corpus at a pinned time: good ones verify, SHA-1 is refused unless allowed, tampered and mismatched ones are bad, a wrong Date: is flagged")
+    func corpus() throws {
+        let names = try FileManager.default.contentsOfDirectory(atPath: Self.smime.path).filter { $0.hasSuffix(".eml") }.sorted()
+        var checked = 0
+        for name in names where name.contains("sig") {
+            let path = Self.smime.appendingPathComponent(name).path
+            let result = try agent.signet(["verify", "--in", path, "--at", Self.pinned])
+            let expected: Int32
+            if name.contains(".bad.") || name.contains("mismatch-econtent") || name.hasPrefix("alice.env.dsig") {
+                expected = 13  // tampered, or (alice.env.dsig: NSS's generator signed other ciphertext; OpenSSL agrees it does not verify)
+            } else if name.contains("SHA1") {
+                expected = 15
+            } else if name.contains("future") {
+                expected = 16
+            } else {
+                expected = 0
+            }
+            #expect(result.status == expected, "\(name): \(result.errors)")
+            if expected == 15 {
+                let allowed = try agent.signet(["verify", "--in", path, "--at", Self.pinned, "--allow-sha1"])
+                #expect(allowed.status == 0, "\(name) with --allow-sha1: \(allowed.errors)")
+            }
+            if expected == 0 { #expect(result.errors.contains("good signature")) }
+            checked += 1
+        }
+        #expect(checked == 65)
+        // After the certificates expire, checking at that time says so.
+        let late = try agent.signet(["verify", "--in", Self.smime.appendingPathComponent("alice.sig.SHA256.opaque.eml").path, "--at", "2031-06-01"])
+        #expect(late.status == 14 && late.errors.contains("expired"), "\(late.errors)")
+        // Without the trust anchor, a good signature is untrusted.
+        _ = try agent.signet(["trust", "remove", "ce2f0804d61de9f1"])
+        let untrusted = try agent.signet(["verify", "--in", Self.smime.appendingPathComponent("alice.dsig.SHA256.multipart.eml").path, "--at", Self.pinned])
+        #expect(untrusted.status == 14, "\(untrusted.errors)")
+        let given = try agent.signet(["verify", "--in", Self.smime.appendingPathComponent("alice.dsig.SHA256.multipart.eml").path, "--at", Self.pinned,
+                                      "--trust", Self.testCA, "--json"])
+        #expect(given.status == 0, "\(given.errors)")
+        let report = try #require(try JSONSerialization.jsonObject(with: given.stdout) as? [[String: String]])
+        #expect(report.first?["digest"] == "SHA256" && report.first?["trust"] == "trusted")
+    }
+
+    @Test("Every enveloped message of Thunderbird's corpus decrypts to the same bytes as OpenSSL with Bob's key, nested layers reported")
+    func corpusDecrypt() throws {
+        try Run.checked("openssl", ["pkcs12", "-in", Self.smime.appendingPathComponent("Bob.p12").path, "-passin", "pass:nss", "-nodes", "-out", peer.path("bob.pem")])
+        let names = try FileManager.default.contentsOfDirectory(atPath: Self.smime.path).filter { $0.hasSuffix(".eml") && $0.contains("env") }.sorted()
+        for name in names {
+            let path = Self.smime.appendingPathComponent(name).path
+            let result = try agent.signet(["decrypt", "--in", path, "--at", Self.pinned, "--allow-sha1"])
+            #expect(result.status == 0, "\(name): \(result.errors)")
+            #expect(result.errors.contains("decrypted"))
+            // The innermost content: what Alice wrote.
+            #expect(result.output.contains("This is a test message from Alice to Bob.") || result.output.contains("<html"), "\(name): \(result.output.prefix(200))")
+        }
+        #expect(names.count == 29)
+        // The plain enveloped message: byte for byte what OpenSSL gets.
+        let path = Self.smime.appendingPathComponent("alice.env.eml").path
+        let expected = try Run.checked("openssl", ["cms", "-decrypt", "-in", path, "-inkey", peer.path("bob.pem"), "-binary"]).stdout
+        #expect(try agent.signet(["decrypt", "--in", path]).stdout == expected)
+        // A signed-then-encrypted message reports both layers.
+        let nested = try agent.signet(["decrypt", "--in", Self.smime.appendingPathComponent("alice.sig.SHA256.opaque.env.eml").path, "--at", Self.pinned])
+        #expect(nested.errors.contains("Layer 1: encrypted") && nested.errors.contains("Layer 2: signed by Alice"), "\(nested.errors)")
+    }
+
+    @Test("Bad input: garbage, plain text, truncated and oversized messages get exit 10 and a message, never a crash")
+    func badInput() throws {
+        #expect(try agent.signet(["verify", "--in", try peer.file("garbage", (0..<4000).map { _ in UInt8.random(in: 0...255) })]).status == 10)
+        #expect(try agent.signet(["verify", "--in", peer.path("message.txt")]).status == 10)
+        let whole = try Data(contentsOf: Self.smime.appendingPathComponent("alice.sig.SHA256.opaque.eml"))
+        for cut in [200, whole.count / 2, whole.count - 40] {
+            let truncated = try peer.file("truncated.eml", Array(whole.prefix(cut)))
+            let result = try agent.signet(["verify", "--in", truncated])
+            #expect([10, 13].contains(result.status), "cut at \(cut): \(result.status) \(result.errors)")
+            #expect(!result.errors.isEmpty)
+        }
+        let result = try agent.signet(["verify", "--signature", peer.path("message.txt"), "--content", peer.path("message.txt")])
+        #expect(result.status == 10)
+    }
+
+    // MARK: Encrypting and decrypting
+
+    @Test("Messages encrypted by OpenSSL (AES-CBC 128/192/256, AES-GCM, 3DES with a warning, OAEP, ECDH P-256), NSS cmsutil and gpgsm decrypt to the original bytes")
+    func peersEncrypt() throws {
+        let alice = peer.path("alice-cert.pem"), p256 = peer.path("p256.pem")
+        try run(["cert", "export", try #require(certificates["Alice"]), "-o", alice])
+        let plain = peer.path("canonical.txt")
+        var cases: [(String, [String], String)] = [
+            ("aes128", ["-aes128"], alice), ("aes192", ["-aes192"], alice), ("aes256", ["-aes256"], alice),
+            ("aes-256-gcm", ["-aes-256-gcm"], alice), ("des3", ["-des3"], alice),
+            ("oaep", ["-aes256", "-keyopt", "rsa_padding_mode:oaep"], alice),
+            ("oaep-sha256", ["-aes256", "-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256", "-keyopt", "rsa_mgf1_md:sha256"], alice),
+            ("ecdh-sha256", ["-aes128", "-keyopt", "ecdh_kdf_md:sha256"], p256),
+            ("ecdh-sha512", ["-aes256", "-keyopt", "ecdh_kdf_md:sha512"], p256),
+        ]
+        cases.append(("ecdh-gcm", ["-aes-256-gcm", "-keyopt", "ecdh_kdf_md:sha384"], p256))
+        for (name, options, recipient) in cases {
+            let out = peer.path("openssl-\(name).eml")
+            try Run.checked("openssl", ["cms", "-encrypt", "-in", plain, "-binary", "-out", out] + options.filter { !$0.hasPrefix("-keyopt") && !$0.contains(":") }
+                            + ["-recip", recipient] + options.filter { $0.hasPrefix("-keyopt") || $0.contains(":") })
+            let result = try agent.signet(["decrypt", "--in", out])
+            #expect(result.status == 0, "openssl \(name): \(result.errors)")
+            #expect(result.output == Self.canonical, "openssl \(name)")
+            if name == "des3" { #expect(result.errors.contains("3DES"), "\(result.errors)") }
+        }
+        // NSS: cmsutil -E to Alice's certificate, DER output.
+        let nss = try nssDatabase()
+        try Run.checked("certutil", ["-A", "-d", nss, "-n", "alice", "-t", ",,", "-i", alice])
+        try Run.checked("cmsutil", ["-E", "-r", "Alice@example.com", "-d", nss, "-i", plain, "-o", peer.path("nss.der")])
+        let fromNSS = try agent.signet(["decrypt", "--in", peer.path("nss.der")])
+        #expect(fromNSS.status == 0 && fromNSS.output == Self.canonical, "cmsutil: \(fromNSS.errors)")
+        // gpgsm --encrypt to Alice (gpgsm 2.2 in Debian 12 has no ECDH encryption; it came with GnuPG 2.3).
+        let gpg = try gpgsm()
+        for (name, certificate, address) in [("rsa", alice, "Alice@example.com")] {
+            _ = try gpg.run(["--import", certificate])
+            let encrypted = try gpg.run(["--encrypt", "-r", address, "--output", peer.path("gpgsm-\(name).der"), plain])
+            #expect(encrypted.status == 0, "gpgsm --encrypt \(name): \(encrypted.errors)")
+            let result = try agent.signet(["decrypt", "--in", peer.path("gpgsm-\(name).der")])
+            #expect(result.status == 0 && result.output == Self.canonical, "gpgsm \(name): \(result.errors)")
+        }
+    }
+
+    @Test("signet encrypt: to a recipient and to yourself; AES-256-CBC, AES-256-GCM, OAEP and EC recipients; OpenSSL decrypts with the recipient's key, Signet with yours")
+    func encrypt() throws {
+        try Run.checked("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", peer.path("carol.key"), "-out", peer.path("carol.pem"),
+                                    "-subj", "/CN=Carol", "-days", "2", "-addext", "keyUsage=keyEncipherment", "-addext", "subjectAltName=email:carol@example.net"])
+        try Run.checked("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", peer.path("erin.key"),
+                                    "-out", peer.path("erin.pem"), "-subj", "/CN=Erin", "-days", "2", "-addext", "keyUsage=keyAgreement"])
+        for (name, options, recipient) in [("default", [String](), "carol"), ("gcm", ["--cipher", "aes256-gcm"], "carol"), ("oaep", ["--oaep"], "carol"),
+                                           ("ec", [], "erin"), ("ec-gcm", ["--cipher", "aes128-gcm"], "erin")] {
+            let out = peer.path("encrypted-\(name).eml")
+            try run(["encrypt", "--to", peer.path("\(recipient).pem"), "--in", peer.path("message.txt"), "-o", out] + options)
+            let header = String(decoding: try peer.read("encrypted-\(name).eml").prefix(200), as: UTF8.self)
+            #expect(header.contains(name.contains("gcm") ? "authEnveloped-data" : "enveloped-data"), "\(name): \(header)")
+            let theirs = try Run.command("openssl", ["cms", "-decrypt", "-in", out, "-inkey", peer.path("\(recipient).key"), "-recip", peer.path("\(recipient).pem"), "-binary"])
+            #expect(theirs.status == 0 && theirs.output == Self.canonical, "openssl decrypt \(name): \(theirs.errors)")
+            let printed = try Run.checked("openssl", ["cms", "-cmsout", "-print", "-in", out]).output
+            if name == "default" { #expect(printed.contains("aes-256-cbc")) }
+            if name == "oaep" { #expect(printed.contains("rsaesOaep")) }
+            let ours = try agent.signet(["decrypt", "--in", out])
+            #expect(ours.status == 0 && ours.output == Self.canonical, "signet decrypt (sender's copy) \(name): \(ours.errors)")
+        }
+        // By address, once a signed message from that person was verified.
+        try run(["verify", "--in", Self.smime.appendingPathComponent("alice.plain.sig.SHA256.opaque.dave.sig.SHA256.opaque.eml").path, "--at", Self.pinned])
+        try run(["encrypt", "--to", "dave@example.com", "--in", peer.path("message.txt"), "-o", peer.path("to-dave.eml")])
+        try Run.checked("openssl", ["pkcs12", "-in", Self.smime.appendingPathComponent("Dave.p12").path, "-passin", "pass:nss", "-nodes", "-out", peer.path("dave.pem")])
+        let dave = try Run.command("openssl", ["cms", "-decrypt", "-in", peer.path("to-dave.eml"), "-inkey", peer.path("dave.pem"), "-binary"])
+        #expect(dave.status == 0 && dave.output == Self.canonical, "\(dave.errors)")
+        let unknown = try agent.signet(["encrypt", "--to", "nobody@example.com", "--in", peer.path("message.txt"), "-o", peer.path("nobody.eml")])
+        #expect(unknown.status == 1 && unknown.errors.contains("No certificate for nobody@example.com"))
+        #expect(!FileManager.default.fileExists(atPath: peer.path("nobody.eml")))
+    }
+
+    @Test("Encrypting when you have no certificate of your own is refused, and nothing is written")
+    func encryptWithoutOwnCertificate() throws {
+        let empty = try AgentFixture()
+        defer { _ = try? empty.signet(["agent", "stop"]) }
+        try Run.checked("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", peer.path("x.key"), "-out", peer.path("x.pem"),
+                                    "-subj", "/CN=X", "-days", "2"])
+        let result = try empty.signet(["encrypt", "--to", peer.path("x.pem"), "--in", peer.path("message.txt"), "-o", peer.path("x.eml")])
+        #expect(result.status == 1 && result.errors.contains("no encryption certificate"), "\(result.errors)")
+        #expect(!FileManager.default.fileExists(atPath: peer.path("x.eml")))
+    }
+}
+
+enum Dates {
+    static var now: String { ISO8601DateFormatter().string(from: Date()) }
+}
