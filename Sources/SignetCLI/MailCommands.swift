@@ -184,6 +184,10 @@ struct EncryptCommand: ParsableCommand {
     )
     @Option(name: .long, help: "A recipient: certificate file or email address (repeatable).")
     var to: [String] = []
+    @Argument(help: "More recipients, as --to (mutt's %c passes certificate files this way).")
+    var recipients: [String] = []
+    @Flag(name: .long, help: "Write the DER CMS structure instead of an S/MIME message (for mutt's smime_encrypt_command).")
+    var der = false
     @Option(name: .long, help: "The MIME entity to encrypt (default: standard input).")
     var `in`: String?
     @Option(name: [.customShort("o"), .long], help: "Where to write the encrypted message (default: standard output).")
@@ -196,35 +200,36 @@ struct EncryptCommand: ParsableCommand {
     var ownCertificate: String?
 
     func validate() throws {
-        if to.isEmpty { throw ValidationError("Name at least one recipient with --to.") }
+        if to.isEmpty && recipients.isEmpty { throw ValidationError("Name at least one recipient with --to.") }
         if MessageEncryptor.Cipher(rawValue: cipher.lowercased()) == nil {
             throw ValidationError("--cipher must be one of \(MessageEncryptor.Cipher.allCases.map(\.rawValue).joined(separator: ", ")).")
         }
     }
 
     func run() throws {
-        var recipients: [Certificate] = []
-        for name in to { recipients.append(try recipient(name)) }
+        var certificates: [Certificate] = []
+        for name in to + recipients { certificates.append(try recipient(name)) }
         let own = try ownEncryptionCertificate()
-        if !recipients.contains(where: { $0.sha256 == own.sha256 }) { recipients.append(own) }
-        for certificate in recipients where certificate.validity() != .valid {
+        if !certificates.contains(where: { $0.sha256 == own.sha256 }) { certificates.append(own) }
+        for certificate in certificates where certificate.validity() != .valid {
             throw CLIError(description: "The certificate of \(certificate.subject) is \(certificate.validity().rawValue) "
                            + "(valid \(Dates.day(certificate.notBefore)) to \(Dates.day(certificate.notAfter))); ask for a current one.").reported()
         }
         var options = MessageEncryptor.Options()
         options.cipher = MessageEncryptor.Cipher(rawValue: cipher.lowercased())!
         options.oaep = oaep
+        options.der = der
         let input = try MailInput.open(`in`)
         defer { if input != 0 { close(input) } }
         let output = try MailOutput(out, mode: 0o644, spool: false)
         do {
-            try MessageEncryptor.encrypt(MessageSource(fd: input, canonicalize: true), to: output.fd, recipients: recipients, options: options)
+            try MessageEncryptor.encrypt(MessageSource(fd: input, canonicalize: true), to: output.fd, recipients: certificates, options: options)
             try output.commit()
         } catch {
             output.discard()
             throw CLIError(description: "Could not encrypt: \(error)").reported()
         }
-        Console.error("Encrypted (\(options.cipher.rawValue.uppercased())) to \(recipients.map(\.label).joined(separator: ", ")).")
+        Console.error("Encrypted (\(options.cipher.rawValue.uppercased())) to \(certificates.map(\.label).joined(separator: ", ")).")
     }
 
     private func recipient(_ name: String) throws -> Certificate {

@@ -1,3 +1,5 @@
+import Glibc
+
 /// Puts a MIME entity into the canonical form S/MIME signs (RFC 5751 §3.1.1),
 /// as a stream: text lines end in CRLF (a bare LF gains its CR; nothing else
 /// changes), while the body of a part declared `Content-Transfer-Encoding:
@@ -26,11 +28,12 @@ public struct MIMECanonicalizer {
     public mutating func feed(_ input: UnsafeBufferPointer<UInt8>, into output: inout [UInt8]) {
         var start = 0
         while start < input.count {
-            guard let newline = input[start...].firstIndex(of: 0x0A) else {
+            guard let base = input.baseAddress, let found = memchr(base + start, 0x0A, input.count - start) else {
                 pending.append(contentsOf: input[start...])
                 if pending.count > Self.maximumLine { flushLongLine(into: &output) }
                 return
             }
+            let newline = base.distance(to: found.assumingMemoryBound(to: UInt8.self))
             if pending.isEmpty {
                 line(UnsafeBufferPointer(rebasing: input[start..<newline]), newline: true, into: &output)
             } else {

@@ -25,6 +25,8 @@ public enum MessageEncryptor {
         public var cipher: Cipher = .aes256cbc
         /// RSA recipients: RSAES-OAEP with SHA-256 instead of PKCS#1 v1.5.
         public var oaep = false
+        /// The DER CMS structure (streamed, indefinite lengths) instead of an S/MIME message.
+        public var der = false
         public init() {}
     }
 
@@ -54,7 +56,7 @@ public enum MessageEncryptor {
         let input = try source.makeBIO()
         defer { BIO_free(input) }
         try withOutputBIO(output) { out in
-            let written = SMIME_write_CMS(out, cms, input, flags) == 1
+            let written = options.der ? i2d_CMS_bio_stream(out, cms, input, flags) == 1 : SMIME_write_CMS(out, cms, input, flags) == 1
             try source.checkRead()
             guard written else { throw OpenSSLError("Encrypting the message") }
         }

@@ -321,6 +321,31 @@ final class MailTests {
         #expect(!FileManager.default.fileExists(atPath: peer.path("nobody.eml")))
     }
 
+    @Test("The command forms in docs/mail.md's mutt recipe: DER signature and encryption, detached and opaque DER verification, DER decryption")
+    func muttForms() throws {
+        let id = try #require(certificates["Alice"])
+        // smime_sign_command: signature only, DER, over the file mutt wrote.
+        try run(["sign", "--cert", id, "--in", peer.path("message.txt"), "--signature-only", "--digest", "sha256", "-o", peer.path("mutt.p7s")])
+        // smime_verify_command: signature %s, content %f (mutt hands over the canonical content).
+        let detached = try agent.signet(["verify", "--signature", peer.path("mutt.p7s"), "--content", peer.path("canonical.txt")])
+        #expect(detached.status == 0, "\(detached.errors)")
+        let wrong = try peer.file("wrong.txt", text: Self.canonical + "x")
+        #expect(try agent.signet(["verify", "--signature", peer.path("mutt.p7s"), "--content", wrong]).status == 13)
+        // smime_verify_opaque_command: DER in, content out.
+        try run(["sign", "--cert", id, "--in", peer.path("message.txt"), "--opaque", "-o", peer.path("opaque.eml")])
+        try Run.checked("openssl", ["cms", "-cmsout", "-in", peer.path("opaque.eml"), "-outform", "DER", "-out", peer.path("opaque.der")])
+        let opaque = try agent.signet(["verify", "--in", peer.path("opaque.der"), "--out", "-"])
+        #expect(opaque.status == 0 && opaque.output == Self.canonical, "\(opaque.errors)")
+        // smime_encrypt_command: DER out, recipients' certificate files as arguments (%c); smime_decrypt_command: DER in.
+        try Run.checked("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", peer.path("dan.key"), "-out", peer.path("dan.pem"),
+                                    "-subj", "/CN=Dan", "-days", "2", "-addext", "keyUsage=keyEncipherment"])
+        try run(["encrypt", "--der", "--in", peer.path("message.txt"), "-o", peer.path("mutt.p7m"), peer.path("dan.pem")])
+        let theirs = try Run.command("openssl", ["cms", "-decrypt", "-inform", "DER", "-in", peer.path("mutt.p7m"), "-inkey", peer.path("dan.key"), "-binary"])
+        #expect(theirs.status == 0 && theirs.output == Self.canonical, "\(theirs.errors)")
+        let ours = try agent.signet(["decrypt", "--in", peer.path("mutt.p7m")])
+        #expect(ours.status == 0 && ours.output == Self.canonical, "\(ours.errors)")
+    }
+
     @Test("Encrypting when you have no certificate of your own is refused, and nothing is written")
     func encryptWithoutOwnCertificate() throws {
         let empty = try AgentFixture()
