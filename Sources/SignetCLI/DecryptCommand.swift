@@ -39,7 +39,7 @@ struct DecryptCommand: ParsableCommand {
             throw CLIError(description: "The message is signed but not encrypted; `signet verify --out -` shows its content.",
                            exitCode: MailExit.malformed).reported()
         }
-        let output = try MailOutput(out, mode: 0o600, spool: false)
+        let output = try MailOutput(out, mode: 0o600)
         do {
             try content.withUnsafeBytes { raw in
                 var sent = 0

@@ -57,7 +57,7 @@ struct SignCommand: ParsableCommand {
         let key = try AgentKey(client: client, uri: uri, subjectPublicKeyInfo: spki)
         let input = try MailInput.open(`in`)
         defer { if input != 0 { close(input) } }
-        let output = try MailOutput(out, mode: 0o644, spool: false)
+        let output = try MailOutput(out, mode: 0o644)
         do {
             try MessageSigner.sign(MessageSource(fd: input, canonicalize: !binary), to: output.fd, certificate: certificate, key: key,
                                    chain: chain, options: options)
@@ -221,7 +221,7 @@ struct EncryptCommand: ParsableCommand {
         options.der = der
         let input = try MailInput.open(`in`)
         defer { if input != 0 { close(input) } }
-        let output = try MailOutput(out, mode: 0o644, spool: false)
+        let output = try MailOutput(out, mode: 0o644)
         do {
             try MessageEncryptor.encrypt(MessageSource(fd: input, canonicalize: true), to: output.fd, recipients: certificates, options: options)
             try output.commit()

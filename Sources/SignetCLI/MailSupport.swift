@@ -53,16 +53,14 @@ enum MailInput {
 }
 
 /// Where a mail command writes, so that a failure leaves nothing behind: `-o FILE` is
-/// written to a temporary file renamed into place at the end; with `spool`, standard
-/// output is first written to an unlinked file in `$XDG_RUNTIME_DIR` and copied out only on success.
+/// written to a temporary file renamed into place at the end; standard output is streamed.
 final class MailOutput {
     let fd: Int32
     private let temporary: String?
     private let destination: String?
-    private let spooled: Bool
     private var done = false
 
-    init(_ path: String?, mode: mode_t, spool: Bool) throws {
+    init(_ path: String?, mode: mode_t) throws {
         destination = path
         if let path {
             let temporary = path + ".signet-\(getpid()).tmp"
@@ -70,58 +68,28 @@ final class MailOutput {
             guard fd >= 0 else { throw CLIError(description: "Cannot write \(path): \(String(cString: strerror(errno))).").reported() }
             self.fd = fd
             self.temporary = temporary
-            spooled = false
-        } else if spool {
-            let directory = SignetPaths.current.runtime
-            FileIO.makeDirectories(directory)
-            var template = Array((directory + "/spool-XXXXXX").utf8CString)
-            let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-            guard fd >= 0 else { throw CLIError(description: "Cannot create a spool file in \(directory).").reported() }
-            unlink(template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
-            self.fd = fd
-            temporary = nil
-            spooled = true
         } else {
             fd = 1
             temporary = nil
-            spooled = false
         }
     }
 
-    /// Makes the output visible: renames the file into place or copies the spool to standard output.
+    /// Makes the output visible: renames the file into place.
     func commit() throws {
         done = true
-        if let temporary, let destination {
-            guard fsync(fd) == 0, close(fd) == 0, rename(temporary, destination) == 0 else {
-                unlink(temporary)
-                throw CLIError(description: "Could not write \(destination).").reported()
-            }
-            FileIO.syncDirectory(of: destination)
-        } else if spooled {
-            defer { close(fd) }
-            guard lseek(fd, 0, SEEK_SET) == 0 else { throw CLIError(description: "Could not read back the spool file.").reported() }
-            var chunk = [UInt8](repeating: 0, count: 64 << 10)
-            while true {
-                let got = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-                if got < 0 && errno == EINTR { continue }
-                guard got >= 0 else { throw CLIError(description: "Could not read back the spool file.").reported() }
-                if got == 0 { break }
-                var sent = 0
-                while sent < got {
-                    let n = chunk.withUnsafeBytes { write(1, $0.baseAddress! + sent, got - sent) }
-                    if n < 0 && errno == EINTR { continue }
-                    guard n > 0 else { throw CLIError(description: "Could not write to standard output.").reported() }
-                    sent += n
-                }
-            }
+        guard let temporary, let destination else { return }
+        guard fsync(fd) == 0, close(fd) == 0, rename(temporary, destination) == 0 else {
+            unlink(temporary)
+            throw CLIError(description: "Could not write \(destination).").reported()
         }
+        FileIO.syncDirectory(of: destination)
     }
 
-    /// Throws away what was written.
+    /// Throws away what was written to a file.
     func discard() {
         guard !done else { return }
         done = true
-        if let temporary { close(fd); unlink(temporary) } else if spooled { close(fd) }
+        if let temporary { close(fd); unlink(temporary) }
     }
 
     deinit { discard() }
