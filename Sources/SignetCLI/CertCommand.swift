@@ -344,10 +344,10 @@ func readCertificateFile(_ path: String) throws -> CertificateFile.Contents {
     }
 }
 
-/// Writes `bytes` to `path`, or to standard output when nil.
-func writeOutput(_ bytes: [UInt8], to path: String?) throws {
-    if let path {
-        guard FileIO.writeAtomically(path, bytes: bytes, mode: 0o644) else { throw CLIError(description: "Could not write \(path).").reported() }
+/// Writes `bytes` to `path` (atomically, with `mode`), or to standard output when nil or "-".
+func writeOutput(_ bytes: [UInt8], to path: String?, mode: mode_t = 0o644) throws {
+    if let path, path != "-" {
+        guard FileIO.writeAtomically(path, bytes: bytes, mode: mode) else { throw CLIError(description: "Could not write \(path).").reported() }
     } else {
         FileHandle.standardOutput.write(Data(bytes))
     }

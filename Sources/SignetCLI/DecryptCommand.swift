@@ -28,33 +28,18 @@ struct DecryptCommand: ParsableCommand {
         let message = try MailInput.read(`in`, limit: MessageOpener.maximumSize)
         let opener = try MessageOpener(options: trust, topLevel: message)
         opener.lenientAroundEncryption = true
-        guard MessageOpener.kind(of: message) != .plain else {
-            throw CLIError(description: "This is not an S/MIME encrypted message (no application/pkcs7-mime enveloped data).",
-                           exitCode: MailExit.malformed).reported()
-        }
         let content = try opener.open(message)
         guard let content, opener.status == 0 || opener.status == MailExit.headerMismatch || opener.status == MailExit.untrusted
                 || opener.status == MailExit.unsupported else { throw ExitCode(opener.status) }
+        guard opener.encryptedLayers + opener.signedLayers > 0 else {
+            throw CLIError(description: "This is not an S/MIME encrypted message (no application/pkcs7-mime enveloped data).",
+                           exitCode: MailExit.malformed).reported()
+        }
         guard opener.encryptedLayers > 0 else {
             throw CLIError(description: "The message is signed but not encrypted; `signet verify --out -` shows its content.",
                            exitCode: MailExit.malformed).reported()
         }
-        let output = try MailOutput(out, mode: 0o600)
-        do {
-            try content.withUnsafeBytes { raw in
-                var sent = 0
-                while sent < raw.count {
-                    let n = write(output.fd, raw.baseAddress! + sent, raw.count - sent)
-                    if n < 0 && errno == EINTR { continue }
-                    guard n > 0 else { throw CLIError(description: "Could not write the plaintext.") }
-                    sent += n
-                }
-            }
-            try output.commit()
-        } catch {
-            output.discard()
-            throw error
-        }
+        try writeOutput(content, to: out, mode: 0o600)
         if opener.status != 0 { throw ExitCode(opener.status) }
     }
 }

@@ -147,22 +147,22 @@ struct VerifyCommand: ParsableCommand {
             do { message = try SignedMessage(signature: signatureBytes, content: contentBytes) } catch {
                 throw CLIError(description: "\(signature) is not an S/MIME signature (\(error)).", exitCode: MailExit.malformed).reported()
             }
-            result = opener.verify(message, depth: 1)
+            result = opener.verify(message, depth: 1)?.0
         } else {
             let message = try MailInput.read(`in`, limit: limit)
             opener = try MessageOpener(options: trust, topLevel: message)
-            guard MessageOpener.kind(of: message) != .plain else {
+            result = try opener.open(message)
+            if opener.signedLayers + opener.encryptedLayers == 0 && opener.status == 0 {
                 throw CLIError(description: "This is not a signed S/MIME message (no multipart/signed or application/pkcs7-mime).",
                                exitCode: MailExit.malformed).reported()
             }
-            result = try opener.open(message)
             if result != nil && opener.signedLayers == 0 {
                 throw CLIError(description: "The message is encrypted but not signed.", exitCode: MailExit.malformed).reported()
             }
         }
         if output.json { try JSONOutput.print(opener.reports) }
         if let result, let out, [0, MailExit.untrusted, MailExit.headerMismatch].contains(opener.status) {
-            if out == "-" { FileHandle.standardOutput.write(Data(result)) } else { try writeOutput(result, to: out) }
+            try writeOutput(result, to: out)
         }
         if opener.status != 0 { throw ExitCode(opener.status) }
     }

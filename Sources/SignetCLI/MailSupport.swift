@@ -42,8 +42,11 @@ enum MailInput {
     /// Reads the whole input, up to `limit` bytes (messages that are parsed in memory).
     static func read(_ path: String?, limit: Int) throws -> [UInt8] {
         if let path {
-            guard let bytes = FileIO.readBytes(path, limit: limit + 1) else { throw CLIError(description: "Cannot read \(path).").reported() }
-            guard bytes.count <= limit else { throw CLIError(description: "\(path) is larger than \(limit >> 20) MiB.", exitCode: MailExit.malformed).reported() }
+            var info = stat()
+            if stat(path, &info) == 0, info.st_size > limit {
+                throw CLIError(description: "\(path) is larger than \(limit >> 20) MiB, more than Signet opens.", exitCode: MailExit.malformed).reported()
+            }
+            guard let bytes = FileIO.readBytes(path, limit: limit) else { throw CLIError(description: "Cannot read \(path).").reported() }
             return bytes
         }
         let data = FileHandle.standardInput.readData(ofLength: limit + 1)

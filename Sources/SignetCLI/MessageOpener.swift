@@ -23,7 +23,7 @@ struct TrustOptions: ParsableArguments {
 /// the key on the token, checks signed layers against the trust store, and reports each layer.
 final class MessageOpener {
     /// The largest message opened (parsed in memory).
-    static let maximumSize = 64 << 20
+    static let maximumSize = CMSMessage.maximumSize
     /// How far a signing time may be from the Date: header (Thunderbird flags a mismatch too).
     static let dateTolerance: TimeInterval = 3600
 
@@ -68,45 +68,58 @@ final class MessageOpener {
         }
     }
 
-    enum Kind { case enveloped, signed, plain }
+    /// One layer of a message, parsed once.
+    enum Layer {
+        case enveloped(EnvelopedMessage)
+        case signed(SignedMessage)
+        /// Not S/MIME: the content itself.
+        case plain
+        /// Declared S/MIME (or CMS) but unreadable, or CMS of a type mail does not use.
+        case unreadable(String)
 
-    /// What the outermost layer of `bytes` is.
-    static func kind(of bytes: [UInt8]) -> Kind {
-        let headers = MIMEHeaders(message: bytes)
-        guard let type = headers.value("content-type") else {
-            // DER or BER CMS without MIME headers.
-            guard bytes.first == 0x30 else { return .plain }
-            if let message = try? SignedMessage(message: bytes) {
-                if message.isSignedData { return .signed }
-                if message.isEnvelopedData { return .enveloped }
-            }
+        var isEnveloped: Bool { if case .enveloped = self { true } else { false } }
+    }
+
+    /// What the outermost layer of `bytes` is: MIME types decide whether to parse; DER without headers is tried as CMS.
+    static func layer(of bytes: [UInt8]) -> Layer {
+        if let type = MIMEHeaders(message: bytes).value("content-type") {
+            let main = MIMEHeaders.mainValue(type)
+            guard ["multipart/signed", "application/pkcs7-mime", "application/x-pkcs7-mime"].contains(main) else { return .plain }
+        } else if bytes.first != 0x30 {
             return .plain
         }
-        let main = MIMEHeaders.mainValue(type)
-        if main == "multipart/signed" { return .signed }
-        guard main == "application/pkcs7-mime" || main == "application/x-pkcs7-mime" else { return .plain }
-        switch MIMEHeaders.parameter(type, "smime-type")?.lowercased() {
-        case "enveloped-data", "authenveloped-data": return .enveloped
-        case "signed-data": return .signed
-        default:
-            guard let message = try? SignedMessage(message: bytes) else { return .plain }
-            return message.isSignedData ? .signed : message.isEnvelopedData ? .enveloped : .plain
+        do {
+            switch try CMSMessage.parse(bytes) {
+            case .signed(let message): return .signed(message)
+            case .enveloped(let message): return .enveloped(message)
+            case .other(let type): return .unreadable("CMS \(type) content, neither signed nor encrypted")
+            }
+        } catch {
+            return bytes.first == 0x30 && MIMEHeaders(message: bytes).value("content-type") == nil ? .plain : .unreadable("\(error)")
         }
     }
 
     /// Opens every layer; returns the innermost content, or nil when a layer failed (see `status`).
+    /// A message that is not S/MIME at all comes back as it is, with no layer counted.
     func open(_ message: [UInt8]) throws -> [UInt8]? {
         var current = message
+        var layer = Self.layer(of: message)
         for depth in 1...8 {
-            switch Self.kind(of: current) {
+            switch layer {
             case .plain:
                 return current
-            case .enveloped:
-                guard let plaintext = try decryptLayer(current, depth: depth) else { return nil }
+            case .unreadable(let reason):
+                report(["layer": "\(depth)", "result": "malformed"], "Layer \(depth): not a readable S/MIME message (\(reason)).",
+                       status: MailExit.malformed)
+                return nil
+            case .enveloped(let envelope):
+                guard let plaintext = try decrypt(envelope, depth: depth) else { return nil }
                 current = plaintext
-            case .signed:
-                guard let content = verifyLayer(current, depth: depth) else { return nil }
+                layer = Self.layer(of: plaintext)
+            case .signed(let message):
+                guard let (content, next) = verify(message, depth: depth) else { return nil }
                 current = content
+                layer = next
             }
         }
         report(["layer": "9", "result": "too deeply nested"], "More than 8 nested S/MIME layers; stopped.", status: MailExit.malformed)
@@ -121,14 +134,10 @@ final class MessageOpener {
 
     // MARK: Encrypted layers
 
-    private func decryptLayer(_ bytes: [UInt8], depth: Int) throws -> [UInt8]? {
+    private func decrypt(_ envelope: EnvelopedMessage, depth: Int) throws -> [UInt8]? {
         encryptedLayers += 1
-        let envelope: EnvelopedMessage
         let recipients: [EnvelopedMessage.Recipient]
-        do {
-            envelope = try EnvelopedMessage(bytes)
-            recipients = try envelope.recipients()
-        } catch {
+        do { recipients = try envelope.recipients() } catch {
             report(["layer": "\(depth)", "kind": "encrypted", "result": "malformed"],
                    "Layer \(depth): not a readable S/MIME encrypted message (\(error)).", status: MailExit.malformed)
             return nil
@@ -173,27 +182,22 @@ final class MessageOpener {
 
     // MARK: Signed layers
 
-    /// Checks a signed layer (the whole S/MIME message in `bytes`); returns the signed content when the signature matches.
-    func verifyLayer(_ bytes: [UInt8], depth: Int) -> [UInt8]? {
-        do { return verify(try SignedMessage(message: bytes), depth: depth) } catch {
-            report(["layer": "\(depth)", "kind": "signed", "result": "malformed"],
-                   "Layer \(depth): not a readable S/MIME signed message (\(error)).", status: MailExit.malformed)
-            return nil
-        }
-    }
-
-    /// Checks `message`'s signatures, signers, algorithms and headers; reports; returns the content when the signature matches.
-    func verify(_ message: SignedMessage, depth: Int) -> [UInt8]? {
+    /// Checks `message`'s signatures, signers, algorithms and headers and reports them; returns the content
+    /// when the signature matches, with the layer inside it (parsed here once).
+    func verify(_ message: SignedMessage, depth: Int) -> ([UInt8], Layer)? {
         signedLayers += 1
         let carried = message.certificates
         let content: [UInt8]
         switch message.checkSignatures(extraCertificates: anchors + intermediates + knownSigners()) {
         case .bad(let reason):
-            if lenientAroundEncryption, let content = message.uncheckedContent(), Self.kind(of: content) == .enveloped {
-                report(["layer": "\(depth)", "kind": "signed", "result": "bad-ignored"],
-                       "Layer \(depth): warning: the signature around the encrypted message does not match (\(reason)); "
-                       + "it covers only the encrypted form, so it is ignored.", status: 0)
-                return content
+            if lenientAroundEncryption, let content = message.uncheckedContent() {
+                let inner = Self.layer(of: content)
+                if inner.isEnveloped {
+                    report(["layer": "\(depth)", "kind": "signed", "result": "bad-ignored"],
+                           "Layer \(depth): warning: the signature around the encrypted message does not match (\(reason)); "
+                           + "it covers only the encrypted form, so it is ignored.", status: 0)
+                    return (content, inner)
+                }
             }
             report(["layer": "\(depth)", "kind": "signed", "result": "bad"],
                    "Layer \(depth): BAD signature: the content was changed after signing, or the signature is damaged (\(reason)).",
@@ -206,6 +210,9 @@ final class MessageOpener {
         case .good(let bytes):
             content = bytes
         }
+        let inner = Self.layer(of: content)
+        // Around an encrypted layer the signature covers only ciphertext: reported, but it does not decide (decrypt).
+        let aroundEncryption = lenientAroundEncryption && inner.isEnveloped
         for signer in message.signers {
             guard let certificate = signer.certificate else { continue }
             var fields = ["layer": "\(depth)", "kind": "signed", "signer": certificate.subject, "digest": signer.digest,
@@ -258,12 +265,10 @@ final class MessageOpener {
             let verdictWord = outcome == 0 ? "good signature" : "signature matches, but see below"
             lines[0] += ": \(verdictWord)"
             fields["result"] = outcome == 0 ? "good" : "\(outcome)"
-            // Around an encrypted layer the signature covers only ciphertext: reported, but it does not decide (decrypt).
-            let aroundEncryption = lenientAroundEncryption && Self.kind(of: content) == .enveloped
             if aroundEncryption { lines.append("  (this signature covers only the encrypted form; it does not decide the result)") }
             report(fields, lines.joined(separator: "\n"), status: aroundEncryption ? 0 : outcome)
         }
-        return content
+        return (content, inner)
     }
 
     /// Certificates of people seen before, to check signatures that do not carry theirs.

@@ -9,9 +9,6 @@ import SignetCore
 /// This is the core the S/MIME issue builds `signet decrypt` on; enrollment
 /// uses it to prove an imported key works.
 public final class EnvelopedMessage {
-    /// Largest message read into memory here.
-    public static let maximumSize = 64 << 20
-
     /// Who a message is addressed to: an issuer and serial number, or a subject key identifier.
     public struct Recipient: Sendable, CustomStringConvertible {
         public var issuerDER: [UInt8]?
@@ -36,18 +33,12 @@ public final class EnvelopedMessage {
 
     /// Parses an S/MIME message (`application/pkcs7-mime` MIME text) or a DER/BER CMS structure, once.
     /// - Throws: `OpenSSLError` when it is too large or not CMS.
-    public init(_ message: [UInt8]) throws {
-        guard message.count <= Self.maximumSize else { throw OpenSSLError("The message is larger than \(Self.maximumSize) bytes") }
-        OpenSSLError.drain()
-        let parsed: OpaquePointer? = try withMemoryBIO(message) { bio in
-            if let parsed = SMIME_read_CMS(bio, nil) { return parsed }
-            OpenSSLError.drain()
-            _ = BIO_ctrl(bio, BIO_CTRL_RESET, 0, nil)
-            return d2i_CMS_bio(bio, nil)
-        }
-        guard let parsed else { throw OpenSSLError("This is not an S/MIME or CMS message") }
-        cms = parsed
+    public convenience init(_ message: [UInt8]) throws {
+        self.init(owning: try readCMS(message).0)
     }
+
+    /// Takes ownership of a parsed CMS structure.
+    init(owning cms: OpaquePointer) { self.cms = cms }
 
     deinit { CMS_ContentInfo_free(cms) }
 
@@ -104,26 +95,15 @@ extension EnvelopedMessage {
     ]
 
     /// The content-encryption algorithm ("AES-256-GCM") and whether it is a legacy one (3DES, RC2, DES); nil when unknown.
+    /// OpenSSL has no getter for it, so the structure is encoded without its encrypted content (set aside for the
+    /// moment: a few hundred bytes, not the message) and the algorithm's identifier looked up there.
     public var contentCipher: (name: String, legacy: Bool)? {
-        guard let der = try? encodeDER(cms, { i2d_CMS_ContentInfo($0, $1) }) else { return nil }
-        var best: (Int, String, Bool)?
-        for cipher in Self.contentCiphers {
-            let pattern = [0x06, UInt8(cipher.oid.count)] + cipher.oid
-            var index = der.count - pattern.count
-            while index >= 0 {
-                if der[index] == 0x06, der[index..<(index + pattern.count)].elementsEqual(pattern) { break }
-                index -= 1
-            }
-            if index >= 0, index > (best?.0 ?? -1) { best = (index, cipher.name, cipher.legacy) }
-        }
-        return best.map { ($0.1, $0.2) }
-    }
-
-    /// Whether this is authenticated enveloped data (AES-GCM, RFC 5083).
-    public var isAuthenticated: Bool { OBJ_obj2nid(CMS_get0_type(cms)) == NID_id_smime_ct_authEnvelopedData }
-    /// Whether it is enveloped data of either kind.
-    public var isEnveloped: Bool {
-        let type = OBJ_obj2nid(CMS_get0_type(cms))
-        return type == NID_pkcs7_enveloped || type == NID_id_smime_ct_authEnvelopedData
+        guard let slot = CMS_get0_content(cms) else { return nil }
+        let encrypted = slot.pointee
+        slot.pointee = nil
+        defer { slot.pointee = encrypted }
+        guard let header = try? encodeDER(cms, { i2d_CMS_ContentInfo($0, $1) }) else { return nil }
+        // Only the content-encryption algorithm uses these identifiers (key wrap and OAEP parameters use others).
+        return Self.contentCiphers.first { header.firstRange(of: [0x06, UInt8($0.oid.count)] + $0.oid) != nil }.map { ($0.name, $0.legacy) }
     }
 }

@@ -76,8 +76,6 @@ public enum MessageSigner {
 /// A signed S/MIME message (detached multipart/signed, opaque signed-data,
 /// or a CMS signature with its content given apart) and what its signatures say.
 public final class SignedMessage {
-    public static let maximumSize = 64 << 20
-
     private let cms: OpaquePointer
     /// The signed content when it travels beside the signature (multipart/signed, or given apart).
     private let detachedContent: [UInt8]?
@@ -85,39 +83,21 @@ public final class SignedMessage {
     public var isDetached: Bool { detachedContent != nil }
 
     /// Parses an S/MIME message: multipart/signed or application/pkcs7-mime, or DER/BER CMS.
-    public init(message: [UInt8]) throws {
-        guard message.count <= Self.maximumSize else { throw OpenSSLError("The message is larger than \(Self.maximumSize >> 20) MiB") }
-        OpenSSLError.drain()
-        var content: [UInt8]?
-        let parsed: OpaquePointer? = try withMemoryBIO(message) { bio in
-            var contentBIO: OpaquePointer?
-            if let parsed = SMIME_read_CMS(bio, &contentBIO) {
-                if let contentBIO {
-                    content = try collectBIO { out in
-                        var chunk = [UInt8](repeating: 0, count: 64 << 10)
-                        while true {
-                            let got = chunk.withUnsafeMutableBytes { BIO_read(contentBIO, $0.baseAddress, Int32($0.count)) }
-                            if got <= 0 { break }
-                            _ = chunk.withUnsafeBytes { BIO_write(out, $0.baseAddress, got) }
-                        }
-                    }
-                    BIO_free(contentBIO)
-                }
-                return parsed
-            }
-            OpenSSLError.drain()
-            _ = BIO_ctrl(bio, BIO_CTRL_RESET, 0, nil)
-            return d2i_CMS_bio(bio, nil)
-        }
-        guard let parsed else { throw OpenSSLError("This is not an S/MIME or CMS message") }
-        cms = parsed
-        detachedContent = content
+    public convenience init(message: [UInt8]) throws {
+        let (cms, content) = try readCMS(message)
+        self.init(owning: cms, detachedContent: content)
+    }
+
+    /// Takes ownership of a parsed CMS structure.
+    init(owning cms: OpaquePointer, detachedContent: [UInt8]?) {
+        self.cms = cms
+        self.detachedContent = detachedContent
     }
 
     /// A detached signature (DER, PEM or S/MIME) over `content`.
     public init(signature: [UInt8], content: [UInt8]) throws {
-        guard signature.count <= Self.maximumSize, content.count <= Self.maximumSize else {
-            throw OpenSSLError("The signature or content is larger than \(Self.maximumSize >> 20) MiB")
+        guard signature.count <= CMSMessage.maximumSize, content.count <= CMSMessage.maximumSize else {
+            throw OpenSSLError("The signature or content is larger than \(CMSMessage.maximumSize >> 20) MiB")
         }
         OpenSSLError.drain()
         let parsed: OpaquePointer? = try withMemoryBIO(signature) { bio in
@@ -136,12 +116,6 @@ public final class SignedMessage {
 
     /// Whether the message is CMS signed-data at all.
     public var isSignedData: Bool { OBJ_obj2nid(CMS_get0_type(cms)) == NID_pkcs7_signed }
-    /// Whether the message is enveloped (encrypted) rather than signed.
-    public var isEnvelopedData: Bool {
-        let type = OBJ_obj2nid(CMS_get0_type(cms))
-        return type == NID_pkcs7_enveloped || type == NID_id_smime_ct_authEnvelopedData
-    }
-
     /// The certificates the message carries.
     public var certificates: [Certificate] {
         guard let stack = CMS_get1_certs(cms) else { return [] }
