@@ -461,8 +461,6 @@ int CSignetCrypto_signingTime(CMS_SignerInfo *signer, long long *seconds) {
     X509_ATTRIBUTE *attribute = CMS_signed_get_attr(signer, index);
     ASN1_TYPE *value = X509_ATTRIBUTE_get0_type(attribute, 0);
     if (value == NULL || (value->type != V_ASN1_UTCTIME && value->type != V_ASN1_GENERALIZEDTIME)) return 0;
-    struct tm parts;
-    if (!ASN1_TIME_to_tm((const ASN1_TIME *)value->value.asn1_string, &parts)) return 0;
     int days = 0, secs = 0;
     ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
     if (epoch == NULL) return 0;

@@ -57,10 +57,7 @@ struct Inventory {
 
     /// The certificate whose id or fingerprint starts with `id` (8+ hex digits), or whose URI is `id`.
     func certificate(_ id: String) throws -> Installed {
-        let prefix = id.lowercased().replacingOccurrences(of: ":", with: "")
-        let matches = certificates.filter {
-            $0.entry.uri == id || (prefix.count >= 8 && $0.certificate.sha256.lowercased().hasPrefix(prefix))
-        }
+        let matches = matching(id)
         guard let match = matches.first else {
             throw CLIError(description: "No certificate on the tokens has the id \(id). `signet cert list` shows the ids "
                            + "(unlock the token first if it is locked).").reported()
@@ -69,6 +66,12 @@ struct Inventory {
             throw CLIError(description: "\(id) matches \(matches.count) certificates; give more digits.").reported()
         }
         return match
+    }
+
+    /// The certificates whose id or fingerprint starts with `id` (8+ hex digits), or whose URI is `id`.
+    func matching(_ id: String) -> [Installed] {
+        let prefix = id.lowercased().replacingOccurrences(of: ":", with: "")
+        return certificates.filter { $0.entry.uri == id || (prefix.count >= 8 && $0.certificate.sha256.lowercased().hasPrefix(prefix)) }
     }
 
     /// The private key named by a URI, a hex CKA_ID or a label.

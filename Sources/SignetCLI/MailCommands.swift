@@ -83,11 +83,11 @@ enum MailSigning {
         let inventory = try Inventory.load(client: client)
         OwnCertificates.remember(inventory)
         if let id {
-            if let found = inventory.certificates.first(where: { $0.entry.uri == id || $0.certificate.sha256.lowercased().hasPrefix(id.lowercased()) }),
-               let reference = found.keyReference {
+            if let found = inventory.matching(id).first, let reference = found.keyReference {
                 return (found.certificate, reference.0, reference.1)
             }
-            if id.count >= 8, let remembered = OwnCertificates.load().certificates.first(where: { $0.0.sha256.lowercased().hasPrefix(id.lowercased()) }) {
+            let prefix = id.lowercased().replacingOccurrences(of: ":", with: "")
+            if prefix.count >= 8, let remembered = OwnCertificates.load().certificates.first(where: { $0.0.sha256.lowercased().hasPrefix(prefix) }) {
                 return remembered
             }
             _ = try inventory.certificate(id)  // throws the usual message

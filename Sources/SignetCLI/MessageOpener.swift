@@ -61,7 +61,7 @@ final class MessageOpener {
         }
         self.crls = crls
         if let text = options.at {
-            guard let date = MailDates.parse(text) else { throw CLIError(description: "--at \(text): give a date like 2026-01-27 or 2026-01-27T10:00:00Z.").reported() }
+            guard let date = Dates.parse(text) else { throw CLIError(description: "--at \(text): give a date like 2026-01-27 or 2026-01-27T10:00:00Z.").reported() }
             at = date
         } else {
             at = nil
@@ -221,7 +221,7 @@ final class MessageOpener {
             var lines = ["Layer \(depth): signed by \(certificate.label)\(email)"]
             var outcome: Int32 = 0
             let checkTime = at ?? signer.signingTime ?? Date()
-            if let time = signer.signingTime { lines.append("  signed at:  \(MailDates.show(time))"); fields["signingTime"] = Dates.iso(time) }
+            if let time = signer.signingTime { lines.append("  signed at:  \(Dates.show(time))"); fields["signingTime"] = Dates.iso(time) }
             lines.append("  algorithms: \(signer.digest) with \(signer.signatureAlgorithm)")
             if signer.digest.uppercased() == "SHA1" && !options.allowSHA1 {
                 lines.append("  REFUSED:    signed with SHA-1, which is broken (--allow-sha1 accepts it).")
@@ -238,11 +238,11 @@ final class MessageOpener {
             let pathText = path.map(\.label).joined(separator: " → ")
             switch verdict {
             case .trusted:
-                lines.append("  signer:     trusted at \(MailDates.show(checkTime)) (\(pathText))")
+                lines.append("  signer:     trusted at \(Dates.show(checkTime)) (\(pathText))")
                 fields["trust"] = "trusted"
                 _ = try? TrustStore.correspondents().add(certificate)
             case .expired(let detail), .notYetValid(let detail), .revoked(let detail), .untrusted(let detail), .revocationUnknown(let detail):
-                lines.append("  NOT TRUSTED at \(MailDates.show(checkTime)): \(detail). "
+                lines.append("  NOT TRUSTED at \(Dates.show(checkTime)): \(detail). "
                              + "If you trust the sender's CA, add its root with `signet trust add ROOT.pem`.")
                 fields["trust"] = "untrusted: \(detail)"
                 outcome = MailExit.worse(outcome, MailExit.untrusted)
@@ -257,9 +257,9 @@ final class MessageOpener {
                     outcome = MailExit.worse(outcome, MailExit.headerMismatch)
                 }
             }
-            if signedLayers == 1, let dateText = headers.value("date"), let date = MailDates.parseHeader(dateText), let time = signer.signingTime,
+            if signedLayers == 1, let dateText = headers.value("date"), let date = Dates.parseHeader(dateText), let time = signer.signingTime,
                abs(date.timeIntervalSince(time)) > Self.dateTolerance {
-                lines.append("  MISMATCH:   Date: \(MailDates.show(date)) is more than an hour from the signing time")
+                lines.append("  MISMATCH:   Date: \(Dates.show(date)) is more than an hour from the signing time")
                 outcome = MailExit.worse(outcome, MailExit.headerMismatch)
             }
             let verdictWord = outcome == 0 ? "good signature" : "signature matches, but see below"
