@@ -445,6 +445,30 @@ BIO *CSignetCrypto_sourceBIO(CSignetCrypto_ReadCallback callback, void *context)
     return bio;
 }
 
+int CSignetCrypto_decryptDetached(CMS_ContentInfo *cms, EVP_PKEY *key, X509 *certificate, BIO *content, BIO *out) {
+    if (!CMS_decrypt_set1_pkey(cms, key, certificate)) return -1;
+    BIO *chain = CMS_dataInit(cms, content);
+    if (chain == NULL) return -1;
+    unsigned char buffer[16384];
+    int ok = 0;
+    for (;;) {
+        int got = BIO_read(chain, buffer, sizeof buffer);
+        if (got <= 0) {
+            /* The end: padding (CBC) or the tag (GCM) is checked when the cipher finishes. */
+            if (BIO_method_type(chain) == BIO_TYPE_CIPHER && BIO_get_cipher_status(chain) <= 0) break;
+            ok = got == 0;
+            break;
+        }
+        if (BIO_write(out, buffer, got) != got) break;
+    }
+    while (chain != NULL && chain != content) {
+        BIO *next = BIO_pop(chain);
+        BIO_free(chain);
+        chain = next;
+    }
+    return ok;
+}
+
 int CSignetCrypto_signerCount(CMS_ContentInfo *cms) {
     STACK_OF(CMS_SignerInfo) *signers = CMS_get0_SignerInfos(cms);
     return signers == NULL ? 0 : sk_CMS_SignerInfo_num(signers);

@@ -25,12 +25,15 @@ struct DecryptCommand: ParsableCommand {
     @OptionGroup var trust: TrustOptions
 
     func run() throws {
-        let message = try MailInput.read(`in`, limit: MessageOpener.maximumSize)
+        let input = try MailInput.open(`in`)
+        defer { if input != 0 { close(input) } }
+        let probe = try EnvelopeProbe(fd: input)
+        if let reader = probe.reader { return try runStreamed(reader, headers: probe.prefix) }
+        let message = try MailInput.readRest(input, prefix: probe.prefix, limit: MessageOpener.maximumSize, name: `in`)
         let opener = try MessageOpener(options: trust, topLevel: message)
         opener.lenientAroundEncryption = true
         let content = try opener.open(message)
-        guard let content, opener.status == 0 || opener.status == MailExit.headerMismatch || opener.status == MailExit.untrusted
-                || opener.status == MailExit.unsupported else { throw ExitCode(opener.status) }
+        guard let content, Self.acceptable(opener.status) else { throw ExitCode(opener.status) }
         guard opener.encryptedLayers + opener.signedLayers > 0 else {
             throw CLIError(description: "This is not an S/MIME encrypted message (no application/pkcs7-mime enveloped data).",
                            exitCode: MailExit.malformed).reported()
@@ -41,5 +44,104 @@ struct DecryptCommand: ParsableCommand {
         }
         try writeOutput(content, to: out, mode: 0o600)
         if opener.status != 0 { throw ExitCode(opener.status) }
+    }
+
+    /// Outcomes that still give the content (the signer is reported, the content is readable).
+    private static func acceptable(_ status: Int32) -> Bool {
+        [0, MailExit.headerMismatch, MailExit.untrusted, MailExit.unsupported].contains(status)
+    }
+
+    /// The outer layer is enveloped data: it is decrypted as it streams in, into the output file (renamed into
+    /// place only on success) or, for standard output, a nameless temporary file copied out on success.
+    /// A layer inside (a signed message) is then opened in memory, as any message is.
+    private func runStreamed(_ reader: BERReader, headers: [UInt8]) throws {
+        let opener = try MessageOpener(options: trust, topLevel: headers)
+        opener.lenientAroundEncryption = true
+        let path = out == "-" ? nil : out
+        let output = try MailOutput(path, mode: 0o600)
+        let spool = path == nil ? try Spool(near: nil) : nil
+        let target = spool?.fd ?? output.fd
+        let stream: EnvelopeStream
+        do { stream = try EnvelopeStream(reader) } catch {
+            throw CLIError(description: "Layer 1: not a readable S/MIME encrypted message (\(error)).", exitCode: MailExit.malformed).reported()
+        }
+        guard try opener.decryptStreamed(stream, into: target) else { throw ExitCode(opener.status) }
+        let plaintext = FileView(fd: target)
+        if MessageOpener.mayBeLayer(plaintext.head(64 << 10)) && plaintext.size <= MessageOpener.maximumSize {
+            guard let content = try opener.open(plaintext.contents(), from: 2), Self.acceptable(opener.status) else { throw ExitCode(opener.status) }
+            if path != nil {
+                guard ftruncate(output.fd, 0) == 0, lseek(output.fd, 0, SEEK_SET) == 0 else {
+                    throw CLIError(description: "Could not write \(path!).").reported()
+                }
+            }
+            try content.withUnsafeBytes { try FileIO.writeAll(output.fd, $0) }
+        } else if let spool {
+            try spool.copy(to: output.fd)
+        }
+        try output.commit()
+        if opener.status != 0 { throw ExitCode(opener.status) }
+    }
+}
+
+/// The top of a message, read to decide whether its outer layer is enveloped data that can be decrypted as it
+/// streams in: DER/BER CMS, or `application/pkcs7-mime` in base64 (or binary).
+struct EnvelopeProbe {
+    /// What was read (headers and the start of the body); the rest is still in the descriptor.
+    let prefix: [UInt8]
+    /// A reader of the enveloped data's encoding (the prefix included), when the outer layer is one.
+    let reader: BERReader?
+
+    init(fd: Int32) throws {
+        var prefix: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        var bodyStart: Int?
+        while prefix.count < 1 << 20 {
+            if let start = bodyStart ?? Self.bodyStart(prefix) {
+                bodyStart = start
+                if prefix.count >= start + 512 { break }
+            }
+            let got = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if got < 0 && errno == EINTR { continue }
+            guard got >= 0 else { throw CLIError(description: "Reading the message failed: \(String(cString: strerror(errno))).").reported() }
+            if got == 0 { break }
+            prefix += chunk[..<got]
+        }
+        self.prefix = prefix
+        reader = Self.reader(prefix: prefix, bodyStart: bodyStart ?? Self.bodyStart(prefix), fd: fd)
+    }
+
+    /// Where the body starts: 0 for DER, after the first empty line for MIME.
+    private static func bodyStart(_ bytes: [UInt8]) -> Int? {
+        if bytes.first == 0x30 { return 0 }
+        var index = 0
+        while let newline = bytes[index...].firstIndex(of: 0x0A) {
+            let next = newline + 1
+            if next < bytes.count, bytes[next] == 0x0A { return next + 1 }
+            if next + 1 < bytes.count, bytes[next] == 0x0D, bytes[next + 1] == 0x0A { return next + 2 }
+            index = next
+        }
+        return nil
+    }
+
+    private static func reader(prefix: [UInt8], bodyStart: Int?, fd: Int32) -> BERReader? {
+        guard let bodyStart else { return nil }
+        if bodyStart == 0 {
+            return EnvelopeStream.recognises(prefix) ? BERReader(DescriptorSource(fd: fd, prefix: prefix)) : nil
+        }
+        let headers = MIMEHeaders(message: prefix)
+        guard let type = headers.value("content-type"),
+              ["application/pkcs7-mime", "application/x-pkcs7-mime"].contains(MIMEHeaders.mainValue(type)) else { return nil }
+        if let smimeType = MIMEHeaders.parameter(type, "smime-type")?.lowercased(),
+           !["enveloped-data", "authenveloped-data"].contains(smimeType) { return nil }
+        let body = DescriptorSource(fd: fd, prefix: Array(prefix[bodyStart...]))
+        let encoding = headers.value("content-transfer-encoding").map { MIMEHeaders.mainValue($0) }
+        if encoding == "base64" {
+            let sample = Base64DecodingSource(ArraySource(Array(prefix[bodyStart...].prefix(256))))
+            var decoded = [UInt8](repeating: 0, count: 192)
+            let got = (try? decoded.withUnsafeMutableBytes { try sample.read(into: $0) }) ?? 0
+            guard EnvelopeStream.recognises(Array(decoded.prefix(got))) else { return nil }
+            return BERReader(Base64DecodingSource(body))
+        }
+        return EnvelopeStream.recognises(Array(prefix[bodyStart...])) ? BERReader(body) : nil
     }
 }

@@ -39,6 +39,21 @@ enum MailInput {
         return fd
     }
 
+    /// The whole input when `prefix` has been read from `fd` already, up to `limit` bytes.
+    static func readRest(_ fd: Int32, prefix: [UInt8], limit: Int, name: String?) throws -> [UInt8] {
+        var bytes = prefix
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        while bytes.count <= limit {
+            let got = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if got < 0 && errno == EINTR { continue }
+            guard got >= 0 else { throw CLIError(description: "Reading the message failed: \(String(cString: strerror(errno))).").reported() }
+            if got == 0 { return bytes }
+            bytes += chunk[..<got]
+        }
+        throw CLIError(description: "\(name ?? "The message") is larger than \(limit >> 20) MiB, more than Signet opens.",
+                       exitCode: MailExit.malformed).reported()
+    }
+
     /// Reads the whole input, up to `limit` bytes (messages that are parsed in memory).
     static func read(_ path: String?, limit: Int) throws -> [UInt8] {
         if let path {
@@ -67,7 +82,7 @@ final class MailOutput {
         destination = path
         if let path {
             let temporary = path + ".signet-\(getpid()).tmp"
-            let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+            let fd = Glibc.open(temporary, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode)
             guard fd >= 0 else { throw CLIError(description: "Cannot write \(path): \(String(cString: strerror(errno))).").reported() }
             self.fd = fd
             self.temporary = temporary
@@ -155,4 +170,80 @@ func mailAddress(_ header: String) -> String {
         return String(header[header.index(after: open)..<close]).trimmingCharacters(in: .whitespaces).lowercased()
     }
     return header.trimmingCharacters(in: .whitespaces).lowercased()
+}
+
+/// A temporary file with no name (created 0600 and unlinked at once), for ciphertext set aside or
+/// plaintext held back until it is known good; it vanishes when closed or when the process ends.
+final class Spool {
+    let fd: Int32
+    private var readOffset: off_t = 0
+
+    /// Creates the file in `path`'s directory, or in `$TMPDIR` (default /tmp).
+    init(near path: String?) throws {
+        let directory: String
+        if let path, path != "-" {
+            directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        } else {
+            directory = ProcessEnvironment.value("TMPDIR").flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "/tmp"
+        }
+        var template = Array("\(directory.isEmpty ? "/" : directory)/.signet-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw CLIError(description: "Cannot create a temporary file in \(directory): \(String(cString: strerror(errno))).").reported() }
+        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+        fchmod(fd, 0o600)
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// Writes everything `pull` gives until it returns 0.
+    func fill(from pull: (UnsafeMutableRawBufferPointer) throws -> Int) throws {
+        var chunk = [UInt8](repeating: 0, count: 256 << 10)
+        while true {
+            let got = try chunk.withUnsafeMutableBytes { try pull($0) }
+            if got == 0 { break }
+            try chunk.withUnsafeBytes { try FileIO.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[..<got])) }
+        }
+    }
+
+    /// Reads the file from the start, piece by piece (0 at the end).
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let got = pread(fd, buffer.baseAddress, buffer.count, readOffset)
+        guard got >= 0 else { throw CLIError(description: "Reading a temporary file failed: \(String(cString: strerror(errno))).") }
+        readOffset += off_t(got)
+        return got
+    }
+
+    /// Copies the whole file to `output`.
+    func copy(to output: Int32) throws {
+        readOffset = 0
+        try fill(into: output)
+    }
+
+    private func fill(into output: Int32) throws {
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let got = try chunk.withUnsafeMutableBytes { try read(into: $0) }
+            if got == 0 { return }
+            try chunk.withUnsafeBytes { try FileIO.writeAll(output, UnsafeRawBufferPointer(rebasing: $0[..<got])) }
+        }
+    }
+}
+
+/// Reading an open file by position (what was just written to it).
+struct FileView {
+    let fd: Int32
+
+    var size: Int { Int(lseek(fd, 0, SEEK_END)) }
+
+    /// The first `count` bytes (fewer if the file is shorter).
+    func head(_ count: Int) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, 0) }
+        return Array(bytes.prefix(max(0, got)))
+    }
+
+    /// The whole file (callers check `size` first).
+    func contents() -> [UInt8] { head(size) }
 }

@@ -82,12 +82,7 @@ final class MessageOpener {
 
     /// What the outermost layer of `bytes` is: MIME types decide whether to parse; DER without headers is tried as CMS.
     static func layer(of bytes: [UInt8]) -> Layer {
-        if let type = MIMEHeaders(message: bytes).value("content-type") {
-            let main = MIMEHeaders.mainValue(type)
-            guard ["multipart/signed", "application/pkcs7-mime", "application/x-pkcs7-mime"].contains(main) else { return .plain }
-        } else if bytes.first != 0x30 {
-            return .plain
-        }
+        guard mayBeLayer(bytes) else { return .plain }
         do {
             switch try CMSMessage.parse(bytes) {
             case .signed(let message): return .signed(message)
@@ -99,12 +94,18 @@ final class MessageOpener {
         }
     }
 
+    /// Whether a message starting with `head` may be an S/MIME layer (its MIME type says so, or it is DER without headers).
+    static func mayBeLayer(_ head: [UInt8]) -> Bool {
+        guard let type = MIMEHeaders(message: head).value("content-type") else { return head.first == 0x30 }
+        return ["multipart/signed", "application/pkcs7-mime", "application/x-pkcs7-mime"].contains(MIMEHeaders.mainValue(type))
+    }
+
     /// Opens every layer; returns the innermost content, or nil when a layer failed (see `status`).
     /// A message that is not S/MIME at all comes back as it is, with no layer counted.
-    func open(_ message: [UInt8]) throws -> [UInt8]? {
+    func open(_ message: [UInt8], from firstDepth: Int = 1) throws -> [UInt8]? {
         var current = message
         var layer = Self.layer(of: message)
-        for depth in 1...8 {
+        for depth in firstDepth...8 {
             switch layer {
             case .plain:
                 return current
@@ -135,6 +136,41 @@ final class MessageOpener {
     // MARK: Encrypted layers
 
     private func decrypt(_ envelope: EnvelopedMessage, depth: Int) throws -> [UInt8]? {
+        try decrypt(envelope, depth: depth) { certificate, key in try envelope.decrypt(certificate: certificate, key: key) }
+    }
+
+    /// Decrypts the outer layer streamed by `stream` into `fd` (a file thrown away on failure): the ciphertext
+    /// passes through in pieces, so memory stays flat. authEnveloped data (GCM) has its tag after the content,
+    /// so its ciphertext is set aside in a temporary file first. Returns whether it decrypted.
+    func decryptStreamed(_ stream: EnvelopeStream, into fd: Int32) throws -> Bool {
+        let envelope: EnvelopedMessage
+        var spool: Spool?
+        do {
+            if stream.kind == .authEnveloped {
+                let made = try Spool(near: nil)
+                try made.fill(from: stream.readContent)
+                spool = made
+                try stream.finish()
+            }
+            envelope = try EnvelopedMessage(detachedHeader: stream.header())
+        } catch {
+            encryptedLayers += 1
+            report(["layer": "1", "kind": "encrypted", "result": "malformed"],
+                   "Layer 1: not a readable S/MIME encrypted message (\(error)).", status: MailExit.malformed)
+            return false
+        }
+        let decrypted: Void? = try decrypt(envelope, depth: 1) { certificate, key in
+            if let spool {
+                try envelope.decrypt(certificate: certificate, key: key, content: spool.read, to: fd)
+            } else {
+                try envelope.decrypt(certificate: certificate, key: key, content: stream.readContent, to: fd)
+                try stream.finish()
+            }
+        }
+        return decrypted != nil
+    }
+
+    private func decrypt<T>(_ envelope: EnvelopedMessage, depth: Int, perform: (Certificate, AgentKey) throws -> T) throws -> T? {
         encryptedLayers += 1
         let recipients: [EnvelopedMessage.Recipient]
         do { recipients = try envelope.recipients() } catch {
@@ -158,7 +194,7 @@ final class MessageOpener {
         }
         let key = try AgentKey(client: client, uri: uri, subjectPublicKeyInfo: spki)
         do {
-            let plaintext = try envelope.decrypt(certificate: installed.certificate, key: key)
+            let plaintext = try perform(installed.certificate, key)
             report(["layer": "\(depth)", "kind": "encrypted", "result": "decrypted", "recipient": installed.certificate.subject,
                     "cipher": cipher?.name ?? "unknown"],
                    "Layer \(depth): encrypted (\(cipher?.name ?? "unknown cipher")) to \(installed.certificate.subject); decrypted.", status: 0)

@@ -84,6 +84,19 @@ public enum FileIO {
         return out
     }
 
+    /// Writes all of `bytes` to a file or pipe.
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(StreamError) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StreamError.io("Writing failed: \(String(cString: strerror(errno)))")
+            }
+            offset += n
+        }
+    }
+
     /// Creates `path` and its parents with `mode` (like `mkdir -p`).
     /// - Returns: `false` when a component could not be created.
     @discardableResult

@@ -37,6 +37,13 @@ public final class EnvelopedMessage {
         self.init(owning: try readCMS(message).0)
     }
 
+    /// Parses a DER ContentInfo whose encrypted content is not included (`EnvelopeStream.header()`).
+    public convenience init(detachedHeader der: [UInt8]) throws {
+        OpenSSLError.drain()
+        guard let cms = try withMemoryBIO(der, { d2i_CMS_bio($0, nil) }) else { throw OpenSSLError("The message header is not readable CMS") }
+        self.init(owning: cms)
+    }
+
     /// Takes ownership of a parsed CMS structure.
     init(owning cms: OpaquePointer) { self.cms = cms }
 
@@ -75,6 +82,26 @@ public final class EnvelopedMessage {
         try collectBIO { output in
             guard CMS_decrypt(cms, key.pkey, certificate.x509, nil, output, UInt32(CMS_BINARY)) == 1 else {
                 throw key.failure("Decrypting the message")
+            }
+        }
+    }
+
+    /// Decrypts encrypted content supplied apart from the header (`init(detachedHeader:)`), pulled from `content`
+    /// piece by piece, and writes the plaintext to `fd` as it comes: memory stays flat. The plaintext is only
+    /// known good (padding, GCM tag) when this returns, so `fd` should be a file the caller can throw away.
+    public func decrypt(certificate: Certificate, key: AgentKey, content: @escaping (UnsafeMutableRawBufferPointer) throws -> Int,
+                        to fd: Int32) throws {
+        let source = PulledSource(content)
+        let input = try source.makeBIO()
+        defer { BIO_free(input) }
+        try withOutputBIO(fd) { output in
+            let result = CSignetCrypto_decryptDetached(cms, key.pkey, certificate.x509, input, output)
+            if let failure = source.failure { throw failure }
+            if result < 0 { throw key.failure("Recovering the message key") }
+            // The token's refusal comes first: OpenSSL goes on with a random key when the key transport fails
+            // (its defence against padding oracles), so the content then fails too.
+            guard result == 1 else {
+                throw key.failure("the content does not decrypt: it was changed or damaged on the way (its padding or authentication tag is wrong)")
             }
         }
     }

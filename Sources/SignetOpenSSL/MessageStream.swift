@@ -87,3 +87,35 @@ func withOutputBIO<R>(_ fd: Int32, _ body: (OpaquePointer) throws -> R) throws -
     guard BIO_ctrl(bio, BIO_CTRL_FLUSH, 0, nil) == 1 else { throw OpenSSLError("Writing the output failed") }
     return result
 }
+
+/// Bytes OpenSSL pulls from a Swift closure (streamed content such as detached ciphertext).
+final class PulledSource {
+    private let pull: (UnsafeMutableRawBufferPointer) throws -> Int
+    /// The first error the closure threw.
+    private(set) var failure: Error?
+
+    init(_ pull: @escaping (UnsafeMutableRawBufferPointer) throws -> Int) { self.pull = pull }
+
+    func fill(_ buffer: UnsafeMutablePointer<UInt8>, capacity: Int) -> Int {
+        guard failure == nil else { return 0 }
+        do { return try pull(UnsafeMutableRawBufferPointer(start: buffer, count: capacity)) } catch {
+            failure = error
+            return 0
+        }
+    }
+
+    /// A BIO reading from this source; valid while the source lives.
+    func makeBIO() throws -> OpaquePointer {
+        guard let bio = CSignetCrypto_sourceBIO(pulledSourceTrampoline, Unmanaged.passUnretained(self).toOpaque()) else {
+            throw OpenSSLError("Creating the input stream")
+        }
+        return bio
+    }
+}
+
+private let pulledSourceTrampoline: CSignetCrypto_ReadCallback = { context, buffer, capacity, read in
+    guard let context, let buffer, let read else { return 0 }
+    let source = Unmanaged<PulledSource>.fromOpaque(context).takeUnretainedValue()
+    read.pointee = source.fill(buffer, capacity: capacity)
+    return source.failure == nil ? 1 : 0
+}

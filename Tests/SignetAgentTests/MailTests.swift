@@ -290,6 +290,52 @@ final class MailTests {
         }
     }
 
+    @Test("A 70 MB message, larger than any message held in memory, decrypts as it streams (AES-CBC in MIME, AES-GCM in DER) with flat memory; a changed GCM message and a truncated one leave no plaintext")
+    func streamedDecrypt() throws {
+        let bob = peer.path("bob-cert.pem")
+        try run(["cert", "export", try #require(certificates["Bob"]), "-o", bob])
+        let big = peer.path("big.txt")
+        let line = Array("Streaming test line: the quick brown fox jumps over the lazy dog 0123456789.\r\n".utf8)
+        let block = Data((0..<(1 << 20) / line.count).flatMap { _ in line })
+        _ = FileManager.default.createFile(atPath: big, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: big))
+        for _ in 0..<70 { try handle.write(contentsOf: block) }
+        try handle.close()
+        for (name, options) in [("cbc.eml", ["-aes256"]), ("gcm.der", ["-aes-256-gcm", "-outform", "DER"])] {
+            let encrypted = peer.path(name), out = peer.path(name + ".out")
+            try Run.checked("openssl", ["cms", "-encrypt", "-binary", "-stream", "-in", big, "-out", encrypted] + options + ["-recip", bob])
+            // GNU time reports the peak memory of signet alone (a child spawned from this test process would
+            // inherit the test's own high-water mark in ru_maxrss).
+            let peak = peer.path(name + ".peak")
+            let result = try agent.signet(["decrypt", "--in", encrypted, "-o", out], measuringPeakMemoryTo: peak)
+            #expect(result.status == 0, "\(name): \(result.errors)")
+            #expect(try Run.command("cmp", [big, out]).status == 0, "\(name): the plaintext differs")
+            // The Swift runtime alone is about 30 MiB; holding the message would take several times 70 MB.
+            let kib = Int(try String(contentsOfFile: peak, encoding: .utf8).split(separator: "\n").last ?? "") ?? .max
+            #expect(kib < 40 << 10, "\(name): peak memory \(kib) KiB")
+        }
+        // One changed byte in the middle of the GCM ciphertext: the tag does not match, nothing is written.
+        let tampered = peer.path("tampered.der")
+        try FileManager.default.copyItem(atPath: peer.path("gcm.der"), toPath: tampered)
+        let file = try FileHandle(forUpdating: URL(fileURLWithPath: tampered))
+        let size = try file.seekToEnd()
+        try file.seek(toOffset: size / 2)
+        let byte = try #require(try file.read(upToCount: 1)).first ?? 0
+        try file.seek(toOffset: size / 2)
+        try file.write(contentsOf: [byte ^ 0x01])
+        try file.close()
+        let changed = try agent.signet(["decrypt", "--in", tampered, "-o", peer.path("tampered.out")])
+        #expect(changed.status == 12 && changed.errors.contains("changed or damaged"), "\(changed.status): \(changed.errors)")
+        #expect(!FileManager.default.fileExists(atPath: peer.path("tampered.out")))
+        let toStdout = try agent.signet(["decrypt", "--in", tampered])
+        #expect(toStdout.status == 12 && toStdout.stdout.isEmpty, "\(toStdout.status), \(toStdout.stdout.count) bytes out")
+        // Cut off part way: reported as damaged, nothing written.
+        let truncated = try peer.file("truncated.eml", Array(try Data(contentsOf: URL(fileURLWithPath: peer.path("cbc.eml"))).prefix(5 << 20)))
+        let cut = try agent.signet(["decrypt", "--in", truncated, "-o", peer.path("truncated.out")])
+        #expect(cut.status == 12 && cut.errors.contains("truncated"), "\(cut.status): \(cut.errors)")
+        #expect(!FileManager.default.fileExists(atPath: peer.path("truncated.out")))
+    }
+
     @Test("signet encrypt: to a recipient and to yourself; AES-256-CBC, AES-256-GCM, OAEP and EC recipients; OpenSSL decrypts with the recipient's key, Signet with yours")
     func encrypt() throws {
         try Run.checked("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", peer.path("carol.key"), "-out", peer.path("carol.pem"),

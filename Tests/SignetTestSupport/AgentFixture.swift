@@ -135,6 +135,11 @@ public final class AgentFixture: @unchecked Sendable {
         try Run.command(AgentFixture.signet, arguments, stdin: stdin.map { Data($0.utf8) }, environment: environment, timeout: timeout)
     }
 
+    /// Runs `signet` under GNU time, which writes its peak resident memory (KiB) as the last line of `peakFile`.
+    public func signet(_ arguments: [String], measuringPeakMemoryTo peakFile: String) throws -> Run.Result {
+        try Run.command("/usr/bin/time", ["-f", "%M", "-o", peakFile, AgentFixture.signet] + arguments, environment: environment)
+    }
+
     /// Creates a software token through the agent; returns its URI.
     @discardableResult
     public func makeToken(_ label: String, code: String = "123456", soCode: String = "so-code-12") throws -> String {

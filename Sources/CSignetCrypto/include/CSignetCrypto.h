@@ -96,6 +96,13 @@ typedef int (*CSignetCrypto_ReadCallback)(void *context, unsigned char *buffer, 
 /// what Swift produces (canonicalised MIME) without a whole-message buffer. `context` must outlive it.
 BIO *CSignetCrypto_sourceBIO(CSignetCrypto_ReadCallback callback, void *context);
 
+/// Decrypts enveloped or authEnveloped data whose encrypted content is read from `content` (detached),
+/// writing the plaintext to `out` as it comes. Unlike CMS_decrypt, AES-GCM plaintext is not held in
+/// memory until the tag is checked: the caller must write to a file it throws away when this returns 0
+/// (bad padding or tag, or any other failure). Returns 1 on success, -1 when the content key could not be
+/// recovered (the token refused, or the message is not for `certificate`), 0 when the content failed.
+int CSignetCrypto_decryptDetached(CMS_ContentInfo *cms, EVP_PKEY *key, X509 *certificate, BIO *content, BIO *out);
+
 /// The signer infos of signed CMS: count and element (NULL when not signed data).
 int CSignetCrypto_signerCount(CMS_ContentInfo *cms);
 CMS_SignerInfo *CSignetCrypto_signerAt(CMS_ContentInfo *cms, int index);
