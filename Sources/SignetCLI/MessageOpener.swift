@@ -270,14 +270,23 @@ final class MessageOpener {
                 }
             }
             let (verdict, path) = ChainVerifier.verify(certificate, anchors: anchors, intermediates: intermediates + carried,
-                                                       at: checkTime, crls: lists)
+                                                       at: checkTime, crls: lists, checkRevocation: options.fetchCRL)
             let pathText = path.map(\.label).joined(separator: " → ")
             switch verdict {
             case .trusted:
                 lines.append("  signer:     trusted at \(Dates.show(checkTime)) (\(pathText))")
                 fields["trust"] = "trusted"
                 _ = try? TrustStore.correspondents().add(certificate)
-            case .expired(let detail), .notYetValid(let detail), .revoked(let detail), .untrusted(let detail), .revocationUnknown(let detail):
+            case .revoked(let detail):
+                lines.append("  REVOKED:    \(detail). The sender's CA withdrew this certificate: do not rely on this message.")
+                fields["trust"] = "revoked: \(detail)"
+                outcome = MailExit.worse(outcome, MailExit.untrusted)
+            case .revocationUnknown(let detail):
+                lines.append("  NOT TRUSTED: revocation could not be checked: \(detail). "
+                             + "Give the CA's current CRL with --crl FILE, or check the network for --fetch-crl.")
+                fields["trust"] = "revocation unknown: \(detail)"
+                outcome = MailExit.worse(outcome, MailExit.untrusted)
+            case .expired(let detail), .notYetValid(let detail), .untrusted(let detail):
                 lines.append("  NOT TRUSTED at \(Dates.show(checkTime)): \(detail). "
                              + "If you trust the sender's CA, add its root with `signet trust add ROOT.pem`.")
                 fields["trust"] = "untrusted: \(detail)"

@@ -50,14 +50,27 @@ public enum ChainVerifier {
 
     /// Verifies `certificate` for S/MIME signing (or `purpose`) at `date`.
     /// Only `anchors` are trusted; `intermediates` only help build the path.
-    /// With `crls`, every certificate in the path below the anchor is checked against them.
+    /// With `crls`, every certificate in the path below the anchor is then checked against them as they stand
+    /// now (`now`): a CRL is issued after the message was signed, so at the signing time it would not yet be valid.
+    /// `checkRevocation` requires that check even with no CRLs (then revocation is unknown).
     public static func verify(_ certificate: Certificate, anchors: [Certificate], intermediates: [Certificate],
-                              at date: Date, crls: [RevocationList] = [], purpose: Int32 = X509_PURPOSE_SMIME_SIGN) -> (Outcome, [Certificate]) {
+                              at date: Date, crls: [RevocationList] = [], checkRevocation: Bool = false, now: Date = Date(),
+                              purpose: Int32 = X509_PURPOSE_SMIME_SIGN) -> (Outcome, [Certificate]) {
+        let (outcome, path) = check(certificate, anchors: anchors, intermediates: intermediates, at: date, crls: nil, purpose: purpose)
+        guard outcome == .trusted, checkRevocation || !crls.isEmpty else { return (outcome, path) }
+        let (revocation, _) = check(certificate, anchors: anchors, intermediates: intermediates, at: now, crls: crls, purpose: purpose)
+        return (revocation, path)
+    }
+
+    /// One X509_verify_cert run; with `crls` (even none), revocation is checked and validity periods are not
+    /// (they were, at the signing time).
+    private static func check(_ certificate: Certificate, anchors: [Certificate], intermediates: [Certificate],
+                              at date: Date, crls: [RevocationList]?, purpose: Int32) -> (Outcome, [Certificate]) {
         OpenSSLError.drain()
         guard let store = X509_STORE_new() else { return (.untrusted("OpenSSL could not create a store"), []) }
         defer { X509_STORE_free(store) }
         for anchor in anchors { _ = X509_STORE_add_cert(store, anchor.x509) }
-        for list in crls { _ = X509_STORE_add_crl(store, list.crl) }
+        for list in crls ?? [] { _ = X509_STORE_add_crl(store, list.crl) }
         let untrusted = CSignetCrypto_newCertificates()
         defer { CSignetCrypto_freeCertificates(untrusted) }
         for extra in intermediates { _ = CSignetCrypto_pushCertificate(untrusted, extra.retainedPointer()) }
@@ -66,7 +79,10 @@ public enum ChainVerifier {
         guard X509_STORE_CTX_init(context, store, certificate.x509, untrusted) == 1 else { return (.untrusted(OpenSSLError("init").description), []) }
         let parameters = X509_STORE_CTX_get0_param(context)
         X509_VERIFY_PARAM_set_time(parameters, time_t(date.timeIntervalSince1970))
-        if !crls.isEmpty { X509_VERIFY_PARAM_set_flags(parameters, UInt(X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL)) }
+        if crls != nil {
+            X509_VERIFY_PARAM_set_flags(parameters, UInt(X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL))
+            CSignetCrypto_ignoreCertificateExpiry(context)
+        }
         _ = X509_STORE_CTX_set_purpose(context, purpose)
         let ok = X509_verify_cert(context) == 1
         var path: [Certificate] = []

@@ -233,6 +233,54 @@ final class MailTests {
         #expect(nested.errors.contains("Layer 1: encrypted") && nested.errors.contains("Layer 2: signed by Alice"), "\(nested.errors)")
     }
 
+    @Test("Revocation: --crl with the CA's CRL (empty: good; listing the signer: revoked), --fetch-crl from the certificate's distribution point over HTTP, a CRL that cannot be fetched leaves the signer unchecked (14)")
+    func revocation() throws {
+        let served = peer.path("crl")
+        try FileManager.default.createDirectory(atPath: served, withIntermediateDirectories: true)
+        let server = try LocalHTTPServer(directory: served)
+        defer { server.stop() }
+        // A second certificate for the token's P-256 key that names a CRL distribution point on the local server.
+        let extensions = try peer.file("cdp.cnf", text: """
+            keyUsage=critical,digitalSignature,keyAgreement
+            extendedKeyUsage=emailProtection
+            subjectAltName=email:p256@example.org
+            crlDistributionPoints=URI:\(server.url("root.crl"))
+            """)
+        let leaf = peer.path("p256-cdp.pem")
+        try Run.checked("openssl", ["x509", "-req", "-in", peer.path("p256.csr"), "-CA", ca.certificate, "-CAkey", ca.key, "-set_serial", "4242",
+                                    "-days", "10", "-extfile", extensions, "-out", leaf])
+        try run(["cert", "import", leaf, "--replace"])
+        let listed = try #require(try JSONSerialization.jsonObject(with: try run(["cert", "list", "--json"]).stdout) as? [[String: Any]])
+        let id = try #require(listed.first { $0["serial"] as? String == "1092" }?["id"] as? String)
+        let signed = peer.path("revocation.eml")
+        try run(["sign", "--cert", id, "--in", peer.path("message.txt"), "-o", signed])
+        // The CA's database and CRLs, made with `openssl ca`.
+        let config = try peer.file("ca.cnf", text: "[ca]\ndefault_ca=d\n[d]\ndatabase=\(peer.path("index.txt"))\ncrlnumber=\(peer.path("crlnumber"))\ndefault_md=sha256\ndefault_crl_days=30\n")
+        _ = try peer.file("index.txt", text: "")
+        _ = try peer.file("crlnumber", text: "01\n")
+        let ca = ["-config", config, "-keyfile", self.ca.key, "-cert", self.ca.certificate]
+        try Run.checked("openssl", ["ca", "-gencrl", "-out", peer.path("empty.crl")] + ca)
+        try Run.checked("openssl", ["ca", "-revoke", leaf] + ca)
+        try Run.checked("openssl", ["ca", "-gencrl", "-out", peer.path("revoked.crl")] + ca)
+
+        #expect(try agent.signet(["verify", "--in", signed, "--crl", peer.path("empty.crl")]).status == 0)
+        let revoked = try agent.signet(["verify", "--in", signed, "--crl", peer.path("revoked.crl")])
+        #expect(revoked.status == 14 && revoked.errors.contains("revoked"), "\(revoked.status): \(revoked.errors)")
+
+        try Run.checked("openssl", ["crl", "-in", peer.path("revoked.crl"), "-outform", "DER", "-out", served + "/root.crl"])
+        let fetched = try agent.signet(["verify", "--in", signed, "--fetch-crl"])
+        #expect(fetched.status == 14 && fetched.errors.contains("revoked"), "\(fetched.status): \(fetched.errors)")
+        #expect(server.requested.contains("/root.crl"))
+        try FileManager.default.removeItem(atPath: served + "/root.crl")
+        try Run.checked("openssl", ["crl", "-in", peer.path("empty.crl"), "-outform", "DER", "-out", served + "/root.crl"])
+        let current = try agent.signet(["verify", "--in", signed, "--fetch-crl"])
+        #expect(current.status == 0, "\(current.errors)")
+        // The CA's server answers 404: revocation cannot be checked, so the signer is not trusted (as gpgsm does).
+        try FileManager.default.removeItem(atPath: served + "/root.crl")
+        let unreachable = try agent.signet(["verify", "--in", signed, "--fetch-crl"])
+        #expect(unreachable.status == 14 && unreachable.errors.contains("could not fetch"), "\(unreachable.status): \(unreachable.errors) \(unreachable.output)")
+    }
+
     @Test("Bad input: garbage, plain text, truncated and oversized messages get exit 10 and a message, never a crash")
     func badInput() throws {
         #expect(try agent.signet(["verify", "--in", try peer.file("garbage", (0..<4000).map { _ in UInt8.random(in: 0...255) })]).status == 10)

@@ -96,6 +96,9 @@ typedef int (*CSignetCrypto_ReadCallback)(void *context, unsigned char *buffer, 
 /// what Swift produces (canonicalised MIME) without a whole-message buffer. `context` must outlive it.
 BIO *CSignetCrypto_sourceBIO(CSignetCrypto_ReadCallback callback, void *context);
 
+/// Makes `context` accept certificates outside their validity period (checked separately, at another time).
+void CSignetCrypto_ignoreCertificateExpiry(X509_STORE_CTX *context);
+
 /// Decrypts enveloped or authEnveloped data whose encrypted content is read from `content` (detached),
 /// writing the plaintext to `out` as it comes. Unlike CMS_decrypt, AES-GCM plaintext is not held in
 /// memory until the tag is checked: the caller must write to a file it throws away when this returns 0
