@@ -209,7 +209,7 @@ struct EncryptCommand: ParsableCommand {
     func run() throws {
         var certificates: [Certificate] = []
         for name in to + recipients { certificates.append(try recipient(name)) }
-        let own = try ownEncryptionCertificate()
+        let own = try ownEncryptionCertificate(rsaRecipients: certificates.allSatisfy { $0.keyDescription.hasPrefix("RSA") })
         if !certificates.contains(where: { $0.sha256 == own.sha256 }) { certificates.append(own) }
         for certificate in certificates where certificate.validity() != .valid {
             throw CLIError(description: "The certificate of \(certificate.subject) is \(certificate.validity().rawValue) "
@@ -252,7 +252,10 @@ struct EncryptCommand: ParsableCommand {
         return newest
     }
 
-    private func ownEncryptionCertificate() throws -> Certificate {
+    /// Your encryption certificate: --self, else the configured or newest one. When every recipient is RSA, an RSA
+    /// certificate of yours is preferred: NSS 3.87 (Debian 12's, which its Thunderbird uses) cannot read a message
+    /// that has any ECDH recipient in it, even when its own recipient entry is RSA.
+    private func ownEncryptionCertificate(rsaRecipients: Bool) throws -> Certificate {
         if let ownCertificate {
             guard let certificate = try readCertificateFile(ownCertificate).certificates.first else {
                 throw CLIError(description: "\(ownCertificate) holds no certificate.").reported()
@@ -262,10 +265,13 @@ struct EncryptCommand: ParsableCommand {
         // The tokens when the agent can list them, else what was seen on them before: no token is needed.
         if let client = try? AgentLauncher.connect(start: true), let inventory = try? Inventory.load(client: client) {
             OwnCertificates.remember(inventory)
-            if let chosen = CertificateChoice.choose(.encryption, from: inventory.certificates) { return chosen.certificate }
+            let rsa = inventory.certificates.filter { $0.certificate.keyDescription.hasPrefix("RSA") }
+            if let chosen = (rsaRecipients ? CertificateChoice.choose(.encryption, from: rsa) : nil)
+                ?? CertificateChoice.choose(.encryption, from: inventory.certificates) { return chosen.certificate }
         }
         let remembered = OwnCertificates.load().certificates.map(\.0).filter { CertificateChoice.fits($0, .encryption) }
-        if let newest = remembered.max(by: { $0.notBefore < $1.notBefore }) { return newest }
+        let preferred = rsaRecipients ? remembered.filter { $0.keyDescription.hasPrefix("RSA") } : []
+        if let newest = (preferred.isEmpty ? remembered : preferred).max(by: { $0.notBefore < $1.notBefore }) { return newest }
         throw CLIError(description: "You have no encryption certificate, so you could not read this message yourself; nothing was encrypted. "
                        + "Insert your token once so Signet sees your certificate, or give it with --self FILE.").reported()
     }

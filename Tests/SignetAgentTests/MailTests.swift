@@ -58,7 +58,13 @@ final class MailTests {
         _ = try Run.checked("/bin/sh", ["-c", "cat '\(ca.certificate)' '\(Self.testCA)' > '\(peer.path("roots.pem"))'"])
     }
 
-    deinit { _ = try? agent.signet(["agent", "stop"]) }
+    deinit {
+        _ = try? agent.signet(["agent", "stop"])
+        // gpgsm starts a gpg-agent for its home; it would outlive the test.
+        if FileManager.default.fileExists(atPath: peer.path("gnupg")) {
+            _ = try? Run.command("gpgconf", ["--kill", "gpg-agent"], environment: ["GNUPGHOME": peer.path("gnupg")])
+        }
+    }
 
     @discardableResult
     func run(_ arguments: [String], stdin: String? = nil) throws -> Run.Result {
@@ -413,6 +419,36 @@ final class MailTests {
         let unknown = try agent.signet(["encrypt", "--to", "nobody@example.com", "--in", peer.path("message.txt"), "-o", peer.path("nobody.eml")])
         #expect(unknown.status == 1 && unknown.errors.contains("No certificate for nobody@example.com"))
         #expect(!FileManager.default.fileExists(atPath: peer.path("nobody.eml")))
+    }
+
+    @Test("What signet encrypt writes, NSS cmsutil and gpgsm decrypt with Alice's key (RSA PKCS#1 v1.5; AES-256-CBC and AES-128-CBC)")
+    func peersDecrypt() throws {
+        let alice = peer.path("alice-cert.pem")
+        try run(["cert", "export", try #require(certificates["Alice"]), "-o", alice])
+        let plain = peer.path("canonical.txt")
+        // NSS: Alice's key from her PKCS#12 file in a fresh database.
+        let nss = try nssDatabase()
+        try Run.checked("pk12util", ["-i", Self.smime.appendingPathComponent("Alice.p12").path, "-d", nss, "-W", "nss", "-K", ""])
+        // gpgsm 2.2 reads only PKCS#12 files protected the old way (3DES): re-wrap Alice's with OpenSSL.
+        let gpg = try gpgsm()
+        try "allow-loopback-pinentry\n".write(toFile: gpg.home + "/gpg-agent.conf", atomically: true, encoding: .utf8)
+        let pem = peer.path("alice-all.pem"), legacy = peer.path("alice-legacy.p12")
+        try Run.checked("openssl", ["pkcs12", "-in", Self.smime.appendingPathComponent("Alice.p12").path, "-passin", "pass:nss", "-nodes", "-out", pem])
+        try Run.checked("openssl", ["pkcs12", "-export", "-in", pem, "-passout", "pass:nss", "-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES",
+                                    "-macalg", "sha1", "-out", legacy])
+        let loopback = ["--pinentry-mode", "loopback", "--passphrase-fd", "0"]
+        let imported = try Run.command("gpgsm", ["--batch"] + loopback + ["--import", legacy], stdin: Data("nss\n".utf8),
+                                       environment: ["GNUPGHOME": gpg.home])
+        #expect(imported.status == 0, "gpgsm --import: \(imported.errors)")
+        for (name, options) in [("aes256-cbc", [String]()), ("aes128-cbc", ["--cipher", "aes128-cbc"])] {
+            let out = peer.path("signet-\(name).der")
+            try run(["encrypt", "--der", "--to", alice, "--in", plain, "-o", out] + options)
+            let fromNSS = try Run.command("cmsutil", ["-D", "-i", out, "-d", nss, "-p", ""])
+            #expect(fromNSS.status == 0 && fromNSS.output == Self.canonical, "cmsutil \(name): \(fromNSS.errors)")
+            let fromGPG = try Run.command("gpgsm", ["--batch"] + loopback + ["--decrypt", out], stdin: Data("nss\n".utf8),
+                                          environment: ["GNUPGHOME": gpg.home])
+            #expect(fromGPG.status == 0 && fromGPG.output == Self.canonical, "gpgsm \(name): \(fromGPG.errors)")
+        }
     }
 
     @Test("The command forms in docs/mail.md's mutt recipe: DER signature and encryption, detached and opaque DER verification, DER decryption")
