@@ -67,7 +67,16 @@ struct DecryptCommand: ParsableCommand {
         }
         guard try opener.decryptStreamed(stream, into: target) else { throw ExitCode(opener.status) }
         let plaintext = FileView(fd: target)
-        if MessageOpener.mayBeLayer(plaintext.head(64 << 10)) && plaintext.size <= MessageOpener.maximumSize {
+        let nested = MessageOpener.mayBeLayer(plaintext.head(64 << 10))
+        if nested && plaintext.size > MessageOpener.maximumSize {
+            // Signatures are checked in memory: a layer this large inside is passed on unchecked, and said so.
+            Console.error("Layer 2: an S/MIME layer of \(plaintext.size >> 20) MiB, larger than the \(MessageOpener.maximumSize >> 20) MiB "
+                          + "Signet checks; its signature was NOT checked. It is written as it is.")
+            if let spool { try spool.copy(to: output.fd) }
+            try output.commit()
+            throw ExitCode(MailExit.untrusted)
+        }
+        if nested {
             guard let content = try opener.open(plaintext.contents(), from: 2), Self.acceptable(opener.status) else { throw ExitCode(opener.status) }
             if path != nil {
                 guard ftruncate(output.fd, 0) == 0, lseek(output.fd, 0, SEEK_SET) == 0 else {
