@@ -58,25 +58,20 @@ public final class MessageSource {
         }
     }
 
-    /// A BIO reading from this source; valid while the source lives.
-    func makeBIO() throws -> OpaquePointer {
-        guard let bio = CSignetCrypto_sourceBIO(messageSourceTrampoline, Unmanaged.passUnretained(self).toOpaque()) else {
-            throw OpenSSLError("Creating the input stream")
-        }
-        return bio
+    /// The same bytes through `PulledSource`, which makes OpenSSL's BIO.
+    private lazy var pulled = PulledSource { [unowned self] buffer in
+        let count = fill(buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), capacity: buffer.count)
+        try checkRead()
+        return count
     }
+
+    /// A BIO reading from this source; valid while the source lives.
+    func makeBIO() throws -> OpaquePointer { try pulled.makeBIO() }
 
     /// Throws when reading failed part way.
     func checkRead() throws {
         if let readError { throw OpenSSLError("Reading the message failed: \(String(cString: strerror(readError)))") }
     }
-}
-
-private let messageSourceTrampoline: CSignetCrypto_ReadCallback = { context, buffer, capacity, read in
-    guard let context, let buffer, let read else { return 0 }
-    let source = Unmanaged<MessageSource>.fromOpaque(context).takeUnretainedValue()
-    read.pointee = source.fill(buffer, capacity: capacity)
-    return source.readError == nil ? 1 : 0
 }
 
 /// A BIO writing to `fd` (not closed by it); freed after `body`.
