@@ -59,7 +59,7 @@ struct DecryptCommand: ParsableCommand {
         opener.lenientAroundEncryption = true
         let path = out == "-" ? nil : out
         let output = try MailOutput(path, mode: 0o600)
-        let spool = path == nil ? try Spool(near: nil) : nil
+        let spool = path == nil ? try Spool() : nil
         let target = spool?.fd ?? output.fd
         let stream: EnvelopeStream
         do { stream = try EnvelopeStream(reader) } catch {

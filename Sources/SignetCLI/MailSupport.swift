@@ -41,6 +41,10 @@ enum MailInput {
 
     /// The whole input when `prefix` has been read from `fd` already, up to `limit` bytes.
     static func readRest(_ fd: Int32, prefix: [UInt8], limit: Int, name: String?) throws -> [UInt8] {
+        let tooLarge = CLIError(description: "\(name ?? "The message") is larger than \(limit >> 20) MiB, more than Signet opens.",
+                                exitCode: MailExit.malformed)
+        var info = stat()
+        if fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_size > limit { throw tooLarge.reported() }
         var bytes = prefix
         var chunk = [UInt8](repeating: 0, count: 1 << 20)
         while bytes.count <= limit {
@@ -50,23 +54,14 @@ enum MailInput {
             if got == 0 { return bytes }
             bytes += chunk[..<got]
         }
-        throw CLIError(description: "\(name ?? "The message") is larger than \(limit >> 20) MiB, more than Signet opens.",
-                       exitCode: MailExit.malformed).reported()
+        throw tooLarge.reported()
     }
 
     /// Reads the whole input, up to `limit` bytes (messages that are parsed in memory).
     static func read(_ path: String?, limit: Int) throws -> [UInt8] {
-        if let path {
-            var info = stat()
-            if stat(path, &info) == 0, info.st_size > limit {
-                throw CLIError(description: "\(path) is larger than \(limit >> 20) MiB, more than Signet opens.", exitCode: MailExit.malformed).reported()
-            }
-            guard let bytes = FileIO.readBytes(path, limit: limit) else { throw CLIError(description: "Cannot read \(path).").reported() }
-            return bytes
-        }
-        let data = FileHandle.standardInput.readData(ofLength: limit + 1)
-        guard data.count <= limit else { throw CLIError(description: "The message is larger than \(limit >> 20) MiB.", exitCode: MailExit.malformed).reported() }
-        return Array(data)
+        let fd = try open(path)
+        defer { if fd != 0 { close(fd) } }
+        return try readRest(fd, prefix: [], limit: limit, name: path)
     }
 }
 
@@ -178,15 +173,10 @@ final class Spool {
     let fd: Int32
     private var readOffset: off_t = 0
 
-    /// Creates the file in `path`'s directory, or in `$TMPDIR` (default /tmp).
-    init(near path: String?) throws {
-        let directory: String
-        if let path, path != "-" {
-            directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
-        } else {
-            directory = ProcessEnvironment.value("TMPDIR").flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "/tmp"
-        }
-        var template = Array("\(directory.isEmpty ? "/" : directory)/.signet-XXXXXX".utf8CString)
+    /// Creates the file in `$TMPDIR` (default /tmp).
+    init() throws {
+        let directory = ProcessEnvironment.value("TMPDIR").flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "/tmp"
+        var template = Array("\(directory)/.signet-XXXXXX".utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw CLIError(description: "Cannot create a temporary file in \(directory): \(String(cString: strerror(errno))).").reported() }
         template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
@@ -218,10 +208,6 @@ final class Spool {
     /// Copies the whole file to `output`.
     func copy(to output: Int32) throws {
         readOffset = 0
-        try fill(into: output)
-    }
-
-    private func fill(into output: Int32) throws {
         var chunk = [UInt8](repeating: 0, count: 1 << 20)
         while true {
             let got = try chunk.withUnsafeMutableBytes { try read(into: $0) }

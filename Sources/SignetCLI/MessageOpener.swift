@@ -147,7 +147,7 @@ final class MessageOpener {
         var spool: Spool?
         do {
             if stream.kind == .authEnveloped {
-                let made = try Spool(near: nil)
+                let made = try Spool()
                 try made.fill(from: stream.readContent)
                 spool = made
                 try stream.finish()
