@@ -78,7 +78,7 @@ let package = Package(
         .executableTarget(name: "signet-agent", dependencies: ["SignetAgentCore"]),
 
         // MARK: Test tooling: a virtual smart card for vpcd (no physical card on a build machine).
-        .target(name: "SignetVirtualCard", dependencies: ["SignetCore"]),
+        .target(name: "SignetVirtualCard", dependencies: ["SignetCore", "COpenSSL"]),
         .executableTarget(name: "signet-vcard", dependencies: ["SignetVirtualCard", "SignetCore"]),
 
         // MARK: Benchmarks (not tests): the direct C loop is the baseline.
@@ -110,7 +110,7 @@ let package = Package(
         .testTarget(name: "SignetPKCS11Tests", dependencies: ["SignetPKCS11", "SignetTestSupport"]),
         .testTarget(
             name: "SignetPCSCTests",
-            dependencies: ["SignetPCSC", "SignetVirtualCard", "SignetTestSupport", "SignetAccessCode"]
+            dependencies: ["SignetPCSC", "SignetVirtualCard", "SignetTestSupport", "SignetAccessCode", "SignetAgentClient", "SignetAgentProtocol"]
         ),
         .testTarget(name: "SignetCLITests", dependencies: ["SignetCLI", "SignetTestSupport"]),
         .testTarget(name: "UdevRulesTests", dependencies: ["SignetTestSupport"]),

@@ -14,6 +14,8 @@
 #include <openssl/x509v3.h>
 #include <openssl/cms.h>
 #include <openssl/core_names.h>
+#include <openssl/rsa.h>
+#include <openssl/ec.h>
 
 /// `OPENSSL_free` is a macro that passes the caller's file and line.
 static inline void COpenSSL_free(void *p) { OPENSSL_free(p); }
