@@ -82,6 +82,10 @@ public enum AgentMain {
         let registry = TokenRegistry(context: context)
         handler.install(registry)
         Housekeeping(handler: handler, logger: logger).start()
+        Watchdog(handler: handler, socketPath: socket.path) { message in
+            logger.critical("\(message)")
+            Console.error("signet-agent: \(message)")
+        }.start()
 
         audit.record(AuditEvent(action: AuditAction.agentStart.rawValue, result: "ok",
                                 detail: "version \(version), pid \(getpid()), \(registry.presentWorkers.count) token(s)"))

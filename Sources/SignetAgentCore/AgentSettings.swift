@@ -21,6 +21,10 @@ public struct AgentSettings: Sendable {
     public var connectionIdle: Double
     /// A frame must arrive whole within this time once begun (`request-seconds`, default 10).
     public var requestTimeout: Double
+    /// A token module call running longer than this means the module hangs; the agent then stops
+    /// so that a fresh one can start (`module-timeout-seconds`, default 180 — on-card RSA key
+    /// generation takes a minute or more on slow cards; 0: never).
+    public var moduleTimeout: Double
 
     public static func load(paths: SignetPaths = .current, systemDirectory: String = "/etc/signet") -> AgentSettings {
         let config = SignetConfig.load(paths: paths, systemDirectory: systemDirectory)
@@ -38,7 +42,8 @@ public struct AgentSettings: Sendable {
             allowedUIDs: allowed,
             maximumConnections: Int(number("max-connections", 512, minimum: 1)),
             connectionIdle: number("connection-idle-seconds", 600, minimum: 1),
-            requestTimeout: number("request-seconds", 10, minimum: 0.1)
+            requestTimeout: number("request-seconds", 10, minimum: 0.1),
+            moduleTimeout: number("module-timeout-seconds", 180)
         )
     }
 

@@ -93,6 +93,21 @@ static CK_RV wrap_CreateObject(CK_SESSION_HANDLE session, CK_ATTRIBUTE_PTR templ
     return real.C_CreateObject(session, template, count, object);
 }
 
+/// With a file named `hang-sign` in SIGNET_WRAPPER_FLAGS_DIR, C_Sign does not return for ten
+/// minutes: a module that hangs for good, as OpenSC 0.23 can after a card vanishes.
+static CK_RV wrap_Sign(CK_SESSION_HANDLE session, CK_BYTE_PTR data, CK_ULONG length, CK_BYTE_PTR signature, CK_ULONG_PTR signatureLength) {
+    const char *dir = getenv("SIGNET_WRAPPER_FLAGS_DIR");
+    if (dir && signature) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/hang-sign", dir);
+        if (access(path, F_OK) == 0) {
+            record("C_Sign hangs", session);
+            sleep(600);
+        }
+    }
+    return real.C_Sign(session, data, length, signature, signatureLength);
+}
+
 static void load(void) {
     const char *path = getenv("SIGNET_WRAPPED_MODULE");
     if (!path) return;
@@ -110,6 +125,7 @@ static void load(void) {
     wrapped.C_InitPIN = wrap_InitPIN;
     wrapped.C_GetTokenInfo = wrap_GetTokenInfo;
     wrapped.C_CreateObject = wrap_CreateObject;
+    wrapped.C_Sign = wrap_Sign;
     loaded = 1;
 }
 

@@ -26,8 +26,8 @@ struct UnlockedToken {
     let rsa: (privateKey: String, publicPEM: String)
     let ec: (privateKey: String, publicPEM: String)
 
-    init(_ label: String, config: String = "") throws {
-        agent = try AgentFixture(config: config)
+    init(_ label: String, config: String = "", countingCodes: Bool = false, extraEnvironment: [String: String] = [:]) throws {
+        agent = try AgentFixture(config: config, countingCodes: countingCodes, extraEnvironment: extraEnvironment)
         try agent.start()
         token = try agent.makeToken(label)
         client = try agent.client()

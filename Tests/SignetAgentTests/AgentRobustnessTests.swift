@@ -201,6 +201,32 @@ struct AgentRobustnessTests {
         #expect((stop["detail"] as? String ?? "").contains("1 token(s) logged out"))
     }
 
+    @Test("A token module that stops answering: the agent stops after module-timeout-seconds and says why; the next command starts a fresh agent")
+    func stuckModule() throws {
+        let flags = try TestPaths.temporaryDirectory("signet-flags")
+        let setup = try UnlockedToken("Stuck", config: "module-timeout-seconds = 2", countingCodes: true,
+                                      extraEnvironment: ["SIGNET_WRAPPER_FLAGS_DIR": flags.path])
+        let hang = flags.appendingPathComponent("hang-sign").path
+        #expect(FileManager.default.createFile(atPath: hang, contents: nil))
+        let started = Date()
+        let sign = AgentRequest.sign(key: setup.rsa.privateKey, mechanism: WireMechanism(type: CKM.sha256RSAPKCS), data: [1, 2, 3])
+        let error = #expect(throws: AgentClientError.self) { try setup.client.call(sign, timeout: 30) }
+        #expect(error != nil)
+        #expect(Date().timeIntervalSince(started) < 10, "the watchdog acts within a few seconds of the limit")
+        #expect(eventually { !setup.agent.isRunning })
+        #expect(!FileManager.default.fileExists(atPath: setup.agent.socketPath))
+        let stop = try #require(setup.agent.auditEntries.last)
+        #expect(stop["action"] as? String == "agent-stop")
+        #expect(stop["result"] as? String == "error:module-stuck")
+        #expect((stop["detail"] as? String ?? "").contains("Stuck: a request"))
+
+        // The next command starts a fresh agent, which serves the token again.
+        try FileManager.default.removeItem(atPath: hang)
+        let status = try setup.agent.signet(["status"])
+        #expect(status.status == 0, "\(status.errors)")
+        #expect(status.output.contains("Stuck"))
+    }
+
     @Test("Socket activation: the agent serves a listening socket systemd passes as fd 3")
     func socketActivation() throws {
         let agent = try AgentFixture()

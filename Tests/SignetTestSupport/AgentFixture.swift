@@ -85,11 +85,16 @@ public final class AgentFixture: @unchecked Sendable {
         throw TestFailure("signet-agent did not answer within 20 s: \(agentLog)")
     }
 
-    /// Stops the agent with SIGTERM and waits for it.
+    /// Stops the agent with SIGTERM and waits for it; an agent that the CLI started in its
+    /// place (after this one exited) is asked to shut down through the socket.
     public func stop() {
-        guard pid > 0 else { return }
-        kill(pid, SIGTERM)
-        wait(timeout: 10)
+        if pid > 0 {
+            kill(pid, SIGTERM)
+            wait(timeout: 10)
+        }
+        if FileManager.default.fileExists(atPath: socketPath), let client = try? AgentClient(socketPath: socketPath, clientName: "test") {
+            _ = try? client.call(.shutdown, timeout: 10)
+        }
     }
 
     /// Kills the agent with SIGKILL (no clean-up), as a crash would.
@@ -130,9 +135,12 @@ public final class AgentFixture: @unchecked Sendable {
     public func client() throws -> AgentClient { try AgentClient(socketPath: socketPath, clientName: "test") }
 
     /// Runs the `signet` CLI in this fixture's environment.
+    /// - Parameter onStandardError: called with everything written to standard error so far, as it grows.
     @discardableResult
-    public func signet(_ arguments: [String], stdin: String? = nil, timeout: TimeInterval = 120) throws -> Run.Result {
-        try Run.command(AgentFixture.signet, arguments, stdin: stdin.map { Data($0.utf8) }, environment: environment, timeout: timeout)
+    public func signet(_ arguments: [String], stdin: String? = nil, timeout: TimeInterval = 120,
+                       onStandardError: ((Data) -> Void)? = nil) throws -> Run.Result {
+        try Run.command(AgentFixture.signet, arguments, stdin: stdin.map { Data($0.utf8) }, environment: environment, timeout: timeout,
+                        onStandardError: onStandardError)
     }
 
     /// Runs `signet` under GNU time, which writes its peak resident memory (KiB) as the last line of `peakFile`.
