@@ -70,7 +70,9 @@ final class RequestHandler: Sendable {
         case .listTokens:
             return .tokens(tokenEntries())
         case .listObjects(let token):
-            let workers = try token.map { (text) throws(AgentFailure) in [try registry.resolve(try parse(text))] } ?? registry.presentWorkers
+            // With no token known yet, one just inserted may be binding: rescan now rather than answer "none".
+            let workers = try token.map { (text) throws(AgentFailure) in [try registry.resolve(try parse(text))] }
+                ?? (registry.presentWorkers.isEmpty ? registry.refresh() : registry.presentWorkers)
             var objects: [ObjectEntry] = []
             for worker in workers { objects += try worker.run { (state) throws(PKCS11Error) in try ObjectListing.list(&state) } }
             return .objects(objects)

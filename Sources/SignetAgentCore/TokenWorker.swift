@@ -13,6 +13,10 @@ struct AgentFailure: Error, Sendable {
     var message: String
     init(_ code: AgentErrorCode, _ message: String) { self.code = code; self.message = message }
 
+    static func removed(label: String) -> AgentFailure {
+        AgentFailure(.tokenRemoved, "\(label) was removed during the operation. Present it again, then unlock it with `signet unlock`.")
+    }
+
     /// Sorts a token error into what a client can act on.
     static func token(_ error: PKCS11Error, label: String) -> AgentFailure {
         switch error {
@@ -27,7 +31,7 @@ struct AgentFailure: Error, Sendable {
         guard let code = error.code else { return AgentFailure(.tokenFailure, "\(label): \(error)") }
         switch code {
         case .tokenNotPresent, .deviceRemoved, .sessionHandleInvalid, .sessionClosed:
-            return AgentFailure(.tokenRemoved, "\(label) was removed during the operation. Present it again, then unlock it with `signet unlock`.")
+            return removed(label: label)
         case .userNotLoggedIn:
             return AgentFailure(.notUnlocked, "\(label) is locked. Unlock it with `signet unlock`.")
         case .mechanismInvalid, .mechanismParamInvalid:
@@ -129,11 +133,16 @@ final class TokenWorker: Sendable {
                 return .failure(AgentFailure(.tokenRemoved, "\(state.token.info.label) is not present. Present it, then unlock it with `signet unlock`."))
             }
             do throws(PKCS11Error) {
-                let result = try body(&state)
+                let result = try ModuleWatch.shared.watching("\(state.token.info.label): a request") { () throws(PKCS11Error) in try body(&state) }
                 state.lastUsed = MonotonicClock.seconds()
                 return .success(result)
             } catch {
-                let failure = AgentFailure.token(error, label: state.token.info.label)
+                var failure = AgentFailure.token(error, label: state.token.info.label)
+                if failure.code == .tokenFailure && state.token.slot.flags.contains(.removableDevice) && TokenWorker.wentAway(state.token) {
+                    // Card modules report a card pulled mid-operation as whatever failed first
+                    // (OpenSC: CKR_GENERAL_ERROR); the slot says what happened.
+                    failure = AgentFailure.removed(label: state.token.info.label)
+                }
                 if failure.code == .tokenRemoved { state.dropSession() }
                 if failure.code == .notUnlocked { state.unlocked = false }
                 return .failure(failure)
@@ -145,6 +154,17 @@ final class TokenWorker: Sendable {
             queue.submit { state in box.result = escapable(&state) }
             return box.result!
         }.get()
+    }
+
+    /// Whether a removable token's slot is empty now, or becomes so within a second
+    /// (pcscd notices a pulled card at its next poll, a few hundred milliseconds later).
+    static func wentAway(_ token: Token) -> Bool {
+        let deadline = MonotonicClock.seconds() + 1
+        repeat {
+            if !token.isStillPresent { return true }
+            usleep(100_000)
+        } while MonotonicClock.seconds() < deadline
+        return false
     }
 
     /// Runs `body` only if nothing else holds the token (for housekeeping).
@@ -159,9 +179,10 @@ final class TokenWorker: Sendable {
                 if !state.present || token.slotID != state.token.slotID {
                     state.dropSession()
                 }
+                let changed = token.info != state.token.info || !state.present
                 state.token = token
                 state.present = true
-                if token.info != state.token.info || !state.present { snapshot.withLock { $0 = (token, token.uri.description) } }
+                if changed { snapshot.withLock { $0 = (token, token.uri.description) } }
             } else if state.present {
                 state.present = false
                 state.dropSession()

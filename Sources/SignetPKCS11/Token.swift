@@ -115,6 +115,11 @@ public struct Token: Sendable {
         return !slot.flags.contains(.hardwareSlot) && !slot.flags.contains(.removableDevice)
     }
 
+    /// Whether the slot still holds a token, asked of the module now (`C_GetSlotInfo`).
+    public var isStillPresent: Bool {
+        (try? module.slotInfo(slotID))?.flags.contains(.tokenPresent) ?? false
+    }
+
     /// Opens a session with this token.
     /// - Throws: `PKCS11Error.call` (`CKR_TOKEN_NOT_PRESENT`, `CKR_SESSION_COUNT`, …).
     public func openSession(readWrite: Bool = false) throws(PKCS11Error) -> Session {
