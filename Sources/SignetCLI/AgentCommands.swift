@@ -10,10 +10,11 @@ import SignetCore
 /// The CLI's way to the agent: connect (starting it when needed) and turn
 /// failures into messages and exit statuses.
 enum Agent {
-    /// Exit status for an agent error: 5 when the token was not presented, 6 when it is locked, 1 otherwise.
+    /// Exit status for an agent error: 5 when the token was not presented (or was removed during the
+    /// operation), 6 when it is locked, 1 otherwise.
     static func exitCode(_ code: AgentErrorCode?) -> Int32 {
         switch code {
-        case .tokenAbsent?, .noToken?: 5
+        case .tokenAbsent?, .noToken?, .tokenRemoved?: 5
         case .notUnlocked?: 6
         default: 1
         }
@@ -48,6 +49,44 @@ enum Agent {
         case .locked: throw CLIError(description: outcome.message, exitCode: 3).reported()
         case .cardFinalTry, .cardBlocked: throw CLIError(description: outcome.message, exitCode: 4).reported()
         default: throw CLIError(description: outcome.message, exitCode: 1).reported()
+        }
+    }
+}
+
+/// `--code-fd` for the commands that use a key (sign, decrypt, verify): the access code is asked
+/// for only when the token turns out to be locked, as gpg-agent asks for a card's PIN.
+struct UnlockOptions: ParsableArguments {
+    @Option(name: .customLong("code-fd"), help: "If the token is locked, read its access code (one line) from this descriptor instead of the terminal.")
+    var codeFD: Int32?
+}
+
+extension Agent {
+    /// For `AgentKey`'s `onLocked`: asks for the access code (on the terminal, or from
+    /// `codeFD`) and unlocks the token holding `keyURI`. Messages go to standard error
+    /// (standard output may carry the message). False when there is no way to ask, or
+    /// the token did not unlock (the reason is printed).
+    static func unlocker(client: AgentClient, keyURI: String, codeFD: Int32?) -> () -> Bool {
+        return {
+            Console.error("The token holding the key is locked.")
+            let code: SharedSecret
+            do {
+                code = SharedSecret(try AccessCodeInput.obtain(fd: codeFD, prompt: "Access code: "))
+            } catch {
+                Console.error("Cannot unlock it: \(error).")
+                return false
+            }
+            do throws(AgentClientError) {
+                guard case .access(let outcome) = try client.call(.unlock(token: keyURI, code: code, finalTry: false)) else { return false }
+                guard outcome.kind == .unlocked || outcome.kind == .alreadyUnlocked else {
+                    Console.error(outcome.message)
+                    return false
+                }
+                Console.error("Unlocked.")
+                return true
+            } catch {
+                Console.error(error.description)
+                return false
+            }
         }
     }
 }

@@ -12,8 +12,9 @@ struct DecryptCommand: ParsableCommand {
         Reads the message (application/pkcs7-mime, or DER/BER CMS) from --in or standard input and writes \
         the decrypted MIME entity to --out or standard output; nothing is written unless every layer opens. \
         Nested layers are unwrapped and each is reported: signatures inside (or around) the encryption are checked \
-        as `signet verify` does. \
-        Exit status: 0 decrypted, 5 token not presented, 6 token locked, 10 not an S/MIME or CMS message, \
+        as `signet verify` does. When the token is locked, its access code is asked for on the terminal \
+        (or read from --code-fd). \
+        Exit status: 0 decrypted, 5 token not presented or removed, 6 token locked, 10 not an S/MIME or CMS message, \
         11 not addressed to any certificate on your tokens, 12 the message is damaged or could not be decrypted, \
         13 a signature inside is bad, 14 its signer is not trusted, 15 SHA-1 signature, 16 From:/Date: mismatch, 1 otherwise.
         """
@@ -23,6 +24,7 @@ struct DecryptCommand: ParsableCommand {
     @Option(name: [.customShort("o"), .long], help: "Where to write the plaintext (default: standard output).")
     var out: String?
     @OptionGroup var trust: TrustOptions
+    @OptionGroup var unlock: UnlockOptions
 
     func run() throws {
         let input = try MailInput.open(`in`)
@@ -31,6 +33,7 @@ struct DecryptCommand: ParsableCommand {
         if let reader = probe.reader { return try runStreamed(reader, headers: probe.prefix) }
         let message = try MailInput.readRest(input, prefix: probe.prefix, limit: MessageOpener.maximumSize, name: `in`)
         let opener = try MessageOpener(options: trust, topLevel: message)
+        opener.codeFD = unlock.codeFD
         opener.lenientAroundEncryption = true
         let content = try opener.open(message)
         guard let content, Self.acceptable(opener.status) else { throw ExitCode(opener.status) }
@@ -56,6 +59,7 @@ struct DecryptCommand: ParsableCommand {
     /// A layer inside (a signed message) is then opened in memory, as any message is.
     private func runStreamed(_ reader: BERReader, headers: [UInt8]) throws {
         let opener = try MessageOpener(options: trust, topLevel: headers)
+        opener.codeFD = unlock.codeFD
         opener.lenientAroundEncryption = true
         let path = out == "-" ? nil : out
         let output = try MailOutput(path, mode: 0o600)

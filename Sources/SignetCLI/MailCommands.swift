@@ -17,7 +17,9 @@ struct SignCommand: ParsableCommand {
         or standard output. The input is streamed: messages of any size sign in constant memory. Text is put into \
         canonical form (CRLF line ends) before signing; parts sent with Content-Transfer-Encoding: binary are signed \
         as they are. The certificate is --cert, or the configured/automatic signing certificate. \
-        Exit status: 0 signed, 5 token not presented, 6 token locked, 1 otherwise.
+        When the token is absent the agent asks for it to be presented and waits; when it is locked the \
+        access code is asked for on the terminal (or read from --code-fd). \
+        Exit status: 0 signed, 5 token not presented or removed, 6 token locked, 1 otherwise.
         """
     )
     @Option(name: .long, help: "The MIME entity to sign (default: standard input).")
@@ -38,6 +40,7 @@ struct SignCommand: ParsableCommand {
     var from: String?
     @Flag(name: .long, help: "Sign the bytes as they are (no CRLF canonicalisation).")
     var binary = false
+    @OptionGroup var unlock: UnlockOptions
 
     func validate() throws {
         if opaque && signatureOnly { throw ValidationError("--opaque and --signature-only exclude each other.") }
@@ -54,7 +57,8 @@ struct SignCommand: ParsableCommand {
         options.digest = MessageDigest(rawValue: digest.lowercased().replacingOccurrences(of: "-", with: ""))!
         options.pss = pss
         let chain = TrustStore().chain(for: certificate).filter { !$0.isSelfSigned }
-        let key = try AgentKey(client: client, uri: uri, subjectPublicKeyInfo: spki)
+        let key = try AgentKey(client: client, uri: uri, subjectPublicKeyInfo: spki,
+                               onLocked: Agent.unlocker(client: client, keyURI: uri, codeFD: unlock.codeFD))
         let input = try MailInput.open(`in`)
         defer { if input != 0 { close(input) } }
         let output = try MailOutput(out, mode: 0o644)
@@ -129,6 +133,7 @@ struct VerifyCommand: ParsableCommand {
     var out: String?
     @OptionGroup var trust: TrustOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var unlock: UnlockOptions
 
     func validate() throws {
         if (signature == nil) != (content == nil) { throw ValidationError("--signature and --content go together.") }
@@ -151,6 +156,7 @@ struct VerifyCommand: ParsableCommand {
         } else {
             let message = try MailInput.read(`in`, limit: limit)
             opener = try MessageOpener(options: trust, topLevel: message)
+            opener.codeFD = unlock.codeFD
             result = try opener.open(message)
             if opener.signedLayers + opener.encryptedLayers == 0 && opener.status == 0 {
                 throw CLIError(description: "This is not a signed S/MIME message (no multipart/signed or application/pkcs7-mime).",

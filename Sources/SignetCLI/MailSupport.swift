@@ -154,8 +154,22 @@ extension Inventory.Installed {
     /// The private key's URI and public key, when the token shows the key (a public key stands for it while locked).
     var keyReference: (String, [UInt8])? {
         if let key = privateKey { return (key.uri, key.publicKeyInfo) }
-        if let key = publicKey { return (key.uri.replacingOccurrences(of: "type=public", with: "type=private"), key.publicKeyInfo) }
+        if let key = publicKey { return (Self.privateKeyURI(standingFor: key.uri), key.publicKeyInfo) }
         return nil
+    }
+
+    /// The URI of the private key paired with the public key at `uri`: the same token and id, type=private.
+    /// The label is dropped when there is an id (cards label the halves differently: OpenSC's PIV
+    /// driver calls them "PIV AUTH pubkey" and "PIV AUTH key").
+    static func privateKeyURI(standingFor uri: String) -> String {
+        guard uri.hasPrefix("pkcs11:") else { return uri }
+        let attributes = uri.dropFirst("pkcs11:".count).split(separator: ";").map(String.init)
+        let hasID = attributes.contains { $0.hasPrefix("id=") }
+        let kept = attributes.compactMap { attribute -> String? in
+            if attribute == "type=public" { return "type=private" }
+            return hasID && attribute.hasPrefix("object=") ? nil : attribute
+        }
+        return "pkcs11:" + kept.joined(separator: ";")
     }
 }
 

@@ -31,6 +31,8 @@ final class MessageOpener {
     /// A signature around an encrypted layer covers only ciphertext and says nothing about the
     /// content (Thunderbird ignores it too): when true, a bad one is reported and passed over.
     var lenientAroundEncryption = false
+    /// Where the access code comes from when a token turns out to be locked (nil: the terminal).
+    var codeFD: Int32?
     let headers: MIMEHeaders
     private(set) var status: Int32 = 0
     private(set) var encryptedLayers = 0
@@ -192,7 +194,8 @@ final class MessageOpener {
                    + "If the token holding that certificate is not inserted, insert it; `signet cert list` shows yours.", status: MailExit.notForYou)
             return nil
         }
-        let key = try AgentKey(client: client, uri: uri, subjectPublicKeyInfo: spki)
+        let key = try AgentKey(client: client, uri: uri, subjectPublicKeyInfo: spki,
+                               onLocked: Agent.unlocker(client: client, keyURI: uri, codeFD: codeFD))
         do {
             let plaintext = try perform(installed.certificate, key)
             report(["layer": "\(depth)", "kind": "encrypted", "result": "decrypted", "recipient": installed.certificate.subject,

@@ -20,12 +20,17 @@ public final class AgentKey {
     public var lastFailure: AgentClientError? { delegate.failure }
 
     /// Wraps the key at `uri` whose public key is `subjectPublicKeyInfo`.
-    /// - Parameter onNotice: called with "present your token" and similar messages while a request waits.
+    /// - Parameters:
+    ///   - onNotice: called with "present your token" and similar messages while a request waits.
+    ///   - onLocked: called when the agent answers that the token is locked (a card just
+    ///     presented is); returns whether it unlocked the token, and then the operation is
+    ///     tried once more. Nil: the "locked" answer is the result.
     /// - Throws: `OpenSSLError` when the public key is not an RSA or EC SubjectPublicKeyInfo.
-    public init(client: AgentClient, uri: String, subjectPublicKeyInfo: [UInt8], onNotice: @escaping (String) -> Void = { Console.error($0) }) throws {
+    public init(client: AgentClient, uri: String, subjectPublicKeyInfo: [UInt8], onNotice: @escaping (String) -> Void = { Console.error($0) },
+                onLocked: (() -> Bool)? = nil) throws {
         self.uri = uri
         self.subjectPublicKeyInfo = subjectPublicKeyInfo
-        let delegate = Delegate(client: client, uri: uri, onNotice: onNotice)
+        let delegate = Delegate(client: client, uri: uri, onNotice: onNotice, onLocked: onLocked)
         self.delegate = delegate
         let context = Unmanaged.passUnretained(delegate).toOpaque()
         guard let key = subjectPublicKeyInfo.withUnsafeBufferPointer({
@@ -49,10 +54,11 @@ public final class AgentKey {
         let client: AgentClient
         let uri: String
         let onNotice: (String) -> Void
+        let onLocked: (() -> Bool)?
         var failure: AgentClientError?
 
-        init(client: AgentClient, uri: String, onNotice: @escaping (String) -> Void) {
-            self.client = client; self.uri = uri; self.onNotice = onNotice
+        init(client: AgentClient, uri: String, onNotice: @escaping (String) -> Void, onLocked: (() -> Bool)?) {
+            self.client = client; self.uri = uri; self.onNotice = onNotice; self.onLocked = onLocked
         }
 
         // CKM_* numbers (PKCS#11 v2.40): the protocol speaks them; this layer knows no token internals.
@@ -69,17 +75,26 @@ public final class AgentKey {
             case CSignetCrypto_ecdhDerive: request = .derive(key: uri, kdf: Self.kdfNull, sharedData: [], peerPoint: input)
             default: return nil
             }
-            do throws(AgentClientError) {
-                switch try client.call(request, onNotice: { [onNotice] _, message in onNotice(message) }) {
-                case .signature(let bytes), .plaintext(let bytes), .derived(let bytes):
-                    failure = nil
-                    return bytes
-                default:
-                    failure = .protocolViolation("no signature, plaintext or secret in the answer")
-                    return nil
+            var mayUnlock = onLocked != nil
+            while true {
+                do throws(AgentClientError) {
+                    return try call(request)
+                } catch {
+                    failure = error
+                    guard error.code == .notUnlocked, mayUnlock, let onLocked else { return nil }
+                    mayUnlock = false
+                    guard onLocked() else { return nil }
                 }
-            } catch {
-                failure = error
+            }
+        }
+
+        private func call(_ request: AgentRequest) throws(AgentClientError) -> [UInt8]? {
+            switch try client.call(request, onNotice: { [onNotice] _, message in onNotice(message) }) {
+            case .signature(let bytes), .plaintext(let bytes), .derived(let bytes):
+                failure = nil
+                return bytes
+            default:
+                failure = .protocolViolation("no signature, plaintext or secret in the answer")
                 return nil
             }
         }
