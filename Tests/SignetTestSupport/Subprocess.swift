@@ -17,7 +17,8 @@ public enum Run {
     @discardableResult
     public static func command(
         _ executable: String, _ arguments: [String], stdin: Data? = nil,
-        environment: [String: String]? = nil, timeout: TimeInterval = 120
+        environment: [String: String]? = nil, timeout: TimeInterval = 120,
+        onStandardError: ((Data) -> Void)? = nil
     ) throws -> Result {
         var inPipe: [Int32] = [0, 0], outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
         guard pipe(&inPipe) == 0, pipe(&outPipe) == 0, pipe(&errPipe) == 0 else { throw TestFailure("pipe failed") }
@@ -72,7 +73,12 @@ public enum Run {
             for index in fds.indices where fds[index].fd >= 0 && fds[index].revents != 0 {
                 let n = read(fds[index].fd, &buffer, buffer.count)
                 if n > 0 {
-                    if index == 0 { out.append(contentsOf: buffer[0..<n]) } else { err.append(contentsOf: buffer[0..<n]) }
+                    if index == 0 {
+                        out.append(contentsOf: buffer[0..<n])
+                    } else {
+                        err.append(contentsOf: buffer[0..<n])
+                        onStandardError?(err)
+                    }
                 } else if n == 0 || errno != EINTR {
                     close(fds[index].fd)
                     fds[index].fd = -1
