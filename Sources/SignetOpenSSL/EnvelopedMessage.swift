@@ -83,6 +83,9 @@ public final class EnvelopedMessage {
             guard CMS_decrypt(cms, key.pkey, certificate.x509, nil, output, UInt32(CMS_BINARY)) == 1 else {
                 throw key.failure("Decrypting the message")
             }
+            // OpenSSL goes on with a random content key when the key transport fails (its defence against
+            // padding oracles); one time in 256 that random key even "decrypts". The token's refusal decides.
+            if let refused = key.lastFailure { throw refused }
         }
     }
 
@@ -103,6 +106,8 @@ public final class EnvelopedMessage {
             guard result == 1 else {
                 throw key.failure("the content does not decrypt: it was changed or damaged on the way (its padding or authentication tag is wrong)")
             }
+            // The random key may pass the padding check (one time in 256): a refused key transport still decides.
+            if let refused = key.lastFailure { throw refused }
         }
     }
 }

@@ -1,4 +1,6 @@
 import Foundation
+import SignetAgentProtocol
+import SignetOpenSSL
 import SignetTestSupport
 import Testing
 
@@ -84,5 +86,30 @@ final class DecryptTests {
 
         _ = try agent.signet(["lock"])
         #expect(try decrypt(Self.smime.appendingPathComponent("smime/alice.env.eml").path) == 6)
+    }
+
+    @Test("A refused key transport decides even when OpenSSL's random stand-in key passes the padding check (1 in 256; 2000 tries)")
+    func refusedKeyNeverDecrypts() throws {
+        _ = try agent.signet(["lock"])
+        let client = try agent.client()
+        guard case .objects(let objects) = try client.call(.listObjects(token: nil)) else { throw TestFailure("no listing") }
+        var bob: (Certificate, String, [UInt8])?
+        for entry in objects where entry.kind == .certificate {
+            guard case .certificate(let der) = try client.call(.getCertificate(object: entry.uri)) else { continue }
+            let certificate = try Certificate(der: der)
+            guard certificate.subject.contains("CN=Bob"),
+                  let publicKey = objects.first(where: { $0.kind == .publicKey && $0.publicKeyInfo == certificate.subjectPublicKeyInfo }) else { continue }
+            bob = (certificate, publicKey.uri.replacingOccurrences(of: "type=public", with: "type=private"), publicKey.publicKeyInfo)
+        }
+        let (certificate, keyURI, spki) = try #require(bob)
+        let key = try AgentKey(client: client, uri: keyURI, subjectPublicKeyInfo: spki, onNotice: { _ in })
+        let message = Array(try Data(contentsOf: Self.smime.appendingPathComponent("smime/alice.env.eml")))
+        var opened = 0
+        for _ in 0..<2000 {
+            // Parsed afresh each time: OpenSSL keeps the content key it used in the structure.
+            if (try? EnvelopedMessage(message).decrypt(certificate: certificate, key: key)) != nil { opened += 1 }
+        }
+        #expect(opened == 0, "garbage passed off as the message \(opened) times")
+        #expect(key.lastFailure?.code == .notUnlocked)
     }
 }
