@@ -79,7 +79,7 @@ let package = Package(
 
         // MARK: Test tooling: a virtual smart card for vpcd (no physical card on a build machine).
         .target(name: "SignetVirtualCard", dependencies: ["SignetCore", "COpenSSL"]),
-        .executableTarget(name: "signet-vcard", dependencies: ["SignetVirtualCard", "SignetCore"]),
+        .executableTarget(name: "signet-vcard", dependencies: ["SignetVirtualCard", "SignetCore", "SignetOpenSSL"]),
 
         // MARK: Benchmarks (not tests): the direct C loop is the baseline.
         .target(name: "CBenchPKCS11", dependencies: ["CP11Kit"], path: "Benchmarks/CBenchPKCS11"),
@@ -110,7 +110,10 @@ let package = Package(
         .testTarget(name: "SignetPKCS11Tests", dependencies: ["SignetPKCS11", "SignetTestSupport"]),
         .testTarget(
             name: "SignetPCSCTests",
-            dependencies: ["SignetPCSC", "SignetVirtualCard", "SignetTestSupport", "SignetAccessCode", "SignetAgentClient", "SignetAgentProtocol"]
+            dependencies: [
+                "SignetPCSC", "SignetVirtualCard", "SignetTestSupport", "SignetAccessCode", "SignetAgentClient", "SignetAgentProtocol",
+                "SignetOpenSSL", "SignetPKCS11",
+            ]
         ),
         .testTarget(name: "SignetCLITests", dependencies: ["SignetCLI", "SignetTestSupport"]),
         .testTarget(name: "UdevRulesTests", dependencies: ["SignetTestSupport"]),

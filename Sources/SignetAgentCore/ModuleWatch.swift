@@ -14,17 +14,31 @@ import SignetCore
 final class ModuleWatch: Sendable {
     static let shared = ModuleWatch()
 
+    /// What a module is doing: a request's work on one token, or a scan of every module's slots.
+    enum Activity: Sendable, CustomStringConvertible {
+        case request(token: String)
+        case scan
+
+        var description: String {
+            switch self {
+            case .request(let token): "\(token): a request"
+            case .scan: "scanning the token modules' slots"
+            }
+        }
+    }
+
     private struct Call {
-        let what: String
+        let activity: Activity
         let since: Double
     }
     private let calls = Mutex<(next: UInt64, open: [UInt64: Call])>((0, [:]))
 
-    /// Runs `body`, recorded as `what` while it runs.
-    func watching<R, E: Error>(_ what: @autoclosure () -> String, _ body: () throws(E) -> R) throws(E) -> R {
+    /// Runs `body`, recorded as `activity` while it runs.
+    func watching<R, E: Error>(_ activity: Activity, _ body: () throws(E) -> R) throws(E) -> R {
+        let since = MonotonicClock.seconds()
         let id = calls.withLock { state -> UInt64 in
             state.next += 1
-            state.open[state.next] = Call(what: what(), since: MonotonicClock.seconds())
+            state.open[state.next] = Call(activity: activity, since: since)
             return state.next
         }
         defer { _ = calls.withLock { $0.open.removeValue(forKey: id) } }
@@ -32,9 +46,9 @@ final class ModuleWatch: Sendable {
     }
 
     /// The call under way the longest, and for how many seconds.
-    func oldest(now: Double = MonotonicClock.seconds()) -> (what: String, seconds: Double)? {
+    func oldest(now: Double = MonotonicClock.seconds()) -> (activity: Activity, seconds: Double)? {
         calls.withLock { state in
-            state.open.values.min { $0.since < $1.since }.map { ($0.what, now - $0.since) }
+            state.open.values.min { $0.since < $1.since }.map { ($0.activity, now - $0.since) }
         }
     }
 }

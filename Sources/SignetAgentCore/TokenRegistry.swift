@@ -20,7 +20,7 @@ final class TokenRegistry: Sendable {
     @discardableResult
     func refresh() -> [TokenWorker] {
         scanLock.withLock { _ in
-            let present = ModuleWatch.shared.watching("scanning the token modules' slots") { context.tokens() }
+            let present = ModuleWatch.shared.watching(.scan) { context.tokens() }
             var byIdentity: [String: Token] = [:]
             for token in present { byIdentity[token.identity] = token }
             let known = workers.withLock { current in

@@ -133,7 +133,7 @@ final class TokenWorker: Sendable {
                 return .failure(AgentFailure(.tokenRemoved, "\(state.token.info.label) is not present. Present it, then unlock it with `signet unlock`."))
             }
             do throws(PKCS11Error) {
-                let result = try ModuleWatch.shared.watching("\(state.token.info.label): a request") { () throws(PKCS11Error) in try body(&state) }
+                let result = try ModuleWatch.shared.watching(.request(token: state.token.info.label)) { () throws(PKCS11Error) in try body(&state) }
                 state.lastUsed = MonotonicClock.seconds()
                 return .success(result)
             } catch {

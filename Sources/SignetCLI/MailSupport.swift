@@ -4,6 +4,7 @@ import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
 import SignetOpenSSL
+import SignetPKCS11
 
 /// Exit statuses of the mail commands (`sign`, `verify`, `encrypt`, `decrypt`), one meaning each.
 enum MailExit {
@@ -158,18 +159,13 @@ extension Inventory.Installed {
         return nil
     }
 
-    /// The URI of the private key paired with the public key at `uri`: the same token and id, type=private.
+    /// The URI of the private key paired with the public key at `text`: the same token and id, type=private.
     /// The label is dropped when there is an id (cards label the halves differently: OpenSC's PIV
     /// driver calls them "PIV AUTH pubkey" and "PIV AUTH key").
-    static func privateKeyURI(standingFor uri: String) -> String {
-        guard uri.hasPrefix("pkcs11:") else { return uri }
-        let attributes = uri.dropFirst("pkcs11:".count).split(separator: ";").map(String.init)
-        let hasID = attributes.contains { $0.hasPrefix("id=") }
-        let kept = attributes.compactMap { attribute -> String? in
-            if attribute == "type=public" { return "type=private" }
-            return hasID && attribute.hasPrefix("object=") ? nil : attribute
-        }
-        return "pkcs11:" + kept.joined(separator: ";")
+    static func privateKeyURI(standingFor text: String) -> String {
+        guard var uri = try? PKCS11URI(parsing: text) else { return text }
+        if uri.value("id") != nil { uri = uri.removing("object") }
+        return uri.setting("type", Array("private".utf8)).description
     }
 }
 

@@ -21,7 +21,12 @@ public enum DER {
 
     /// Tag, length and `contents` as one DER value.
     public static func tlv(_ tag: UInt8, _ contents: [UInt8]) -> [UInt8] {
-        [tag] + length(contents.count) + contents
+        tlv(tag: [tag], contents)
+    }
+
+    /// The same with a tag of several bytes (BER-TLV as smart cards use it: `5F 2F`, `5F C1 02`).
+    public static func tlv(tag: [UInt8], _ contents: [UInt8]) -> [UInt8] {
+        tag + length(contents.count) + contents
     }
 
     /// A SEQUENCE of already-encoded values.

@@ -76,6 +76,13 @@ public struct PKCS11URI: Sendable, Equatable, CustomStringConvertible {
         return copy
     }
 
+    /// A copy without the attribute `name`.
+    public func removing(_ name: String) -> PKCS11URI {
+        var copy = self
+        copy.path.removeAll { $0.name == name }
+        return copy
+    }
+
     /// Whether this URI selects `token`: every token, library and slot
     /// attribute present must equal the token's. Object attributes are ignored here.
     public func matches(_ token: Token) -> Bool {

@@ -1,4 +1,5 @@
 import COpenSSL
+import SignetCore
 
 /// A private key held by the virtual card, used only through the operations a
 /// PIV card offers: the raw RSA private operation (the host pads), ECDSA over a
@@ -87,16 +88,9 @@ public final class CardKey: @unchecked Sendable {
 
     /// The peer's point as a key on this key's curve (SubjectPublicKeyInfo built around it).
     private func peerKey(_ point: [UInt8]) -> OpaquePointer? {
-        // AlgorithmIdentifier { id-ecPublicKey, namedCurve } for P-256 and P-384.
-        let curve: [UInt8] = algorithm == 0x11
-            ? [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07]
-            : [0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22]
-        let identifier: [UInt8] = [0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01] + curve
-        let algorithmID = [0x30, UInt8(identifier.count)] + identifier
-        let bitString = [0x03, UInt8(point.count + 1), 0x00] + point
-        let body = algorithmID + bitString
-        guard point.count < 120 else { return nil }
-        let spki = [0x30, UInt8(body.count)] + body
+        let curve: [UInt64] = algorithm == 0x11 ? [1, 2, 840, 10045, 3, 1, 7] : [1, 3, 132, 0, 34]  // P-256, P-384
+        let algorithmID = DER.sequence([DER.objectIdentifier([1, 2, 840, 10045, 2, 1]), DER.objectIdentifier(curve)])  // id-ecPublicKey
+        let spki = DER.sequence([algorithmID, DER.bitString(point)])
         return spki.withUnsafeBufferPointer { buffer in
             var cursor: UnsafePointer<UInt8>? = buffer.baseAddress
             return d2i_PUBKEY(nil, &cursor, buffer.count)
@@ -104,23 +98,3 @@ public final class CardKey: @unchecked Sendable {
     }
 }
 
-extension CardKey {
-    /// A certificate file's DER bytes (the file may be PEM or DER); nil when it is neither.
-    public static func certificateDER(_ file: [UInt8]) -> [UInt8]? {
-        let certificate: OpaquePointer? = file.withUnsafeBytes { bytes in
-            guard let bio = BIO_new_mem_buf(bytes.baseAddress, Int32(bytes.count)) else { return nil }
-            defer { BIO_free(bio) }
-            return PEM_read_bio_X509(bio, nil, nil, nil)
-        } ?? file.withUnsafeBufferPointer { buffer in
-            var cursor: UnsafePointer<UInt8>? = buffer.baseAddress
-            return d2i_X509(nil, &cursor, buffer.count)
-        }
-        guard let certificate else { return nil }
-        defer { X509_free(certificate) }
-        var out: UnsafeMutablePointer<UInt8>? = nil
-        let length = i2d_X509(certificate, &out)
-        guard length > 0, let out else { return nil }
-        defer { COpenSSL_free(out) }
-        return Array(UnsafeBufferPointer(start: out, count: Int(length)))
-    }
-}

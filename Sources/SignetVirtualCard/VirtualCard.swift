@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Synchronization
+import SignetCore
 
 /// A PIV card (NIST SP 800-73-4) for tests, as far as OpenSC's PIV driver and
 /// Signet use one: SELECT of the PIV application, GET DATA of the discovery
@@ -268,15 +269,9 @@ enum TLV {
     }
 
     static func encode(_ tag: UInt32, _ value: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = []
-        if tag > 0xFFFF { out += [UInt8(tag >> 16), UInt8((tag >> 8) & 0xff), UInt8(tag & 0xff)] }
-        else if tag > 0xFF { out += [UInt8(tag >> 8), UInt8(tag & 0xff)] }
-        else { out.append(UInt8(tag)) }
-        let n = value.count
-        if n < 0x80 { out.append(UInt8(n)) }
-        else if n <= 0xFF { out += [0x81, UInt8(n)] }
-        else { out += [0x82, UInt8(n >> 8), UInt8(n & 0xff)] }
-        return out + value
+        let tagBytes = tag > 0xFFFF ? [UInt8(tag >> 16), UInt8((tag >> 8) & 0xff), UInt8(tag & 0xff)]
+            : tag > 0xFF ? [UInt8(tag >> 8), UInt8(tag & 0xff)] : [UInt8(tag)]
+        return DER.tlv(tag: tagBytes, value)
     }
 
     /// The elements in `bytes`, stopping at the first malformed one. A request's

@@ -7,6 +7,7 @@
 import Glibc
 #endif
 import SignetCore
+import SignetOpenSSL
 import SignetVirtualCard
 
 func fail(_ message: String) -> Never {
@@ -44,7 +45,9 @@ while let argument = arguments.popFirst() {
         do { key = try CardKey(pem: readFile(arguments.popFirst() ?? "")) } catch { fail("\(error)") }
     case "--cert":
         guard let key else { fail("give --key before --cert") }
-        guard let der = CardKey.certificateDER(readFile(arguments.popFirst() ?? "")) else { fail("the --cert file is not a certificate") }
+        guard let der = (try? CertificateFile.read(readFile(arguments.popFirst() ?? "")))?.certificates.first?.der else {
+            fail("the --cert file is not a certificate")
+        }
         slots.append(VirtualCard.Slot(reference: reference, key: key, certificate: der))
     default:
         print("usage: signet-vcard [--port N] [--pin CODE] [--seconds N] [--serial HEXBYTE] [--slot 9a|9c|9d|9e --key KEY.pem --cert CERT.pem]...")

@@ -3,6 +3,8 @@ import Synchronization
 import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
+import SignetOpenSSL
+import SignetPKCS11
 import SignetTestSupport
 import SignetVirtualCard
 import Testing
@@ -19,8 +21,8 @@ extension PCSCServiceTests {
             .first { FileManager.default.fileExists(atPath: $0) }
     }
 
-    /// CKM_SHA256_RSA_PKCS (PKCS#11 v2.40): OpenSC hashes and pads, the card does the raw RSA operation.
-    static let sha256RSAPKCS: UInt64 = 0x40
+    /// CKM_SHA256_RSA_PKCS: OpenSC hashes and pads, the card does the raw RSA operation.
+    static let sha256RSAPKCS = UInt64(MechanismType.sha256RSAPKCS.rawValue)
 
     /// Test keys and certificates for the card's slots, made by OpenSSL: RSA-2048 in 9A
     /// (PIV authentication: signing and key transport) and P-256 in 9D (key management: ECDH).
@@ -45,7 +47,7 @@ extension PCSCServiceTests {
 
         func card(pin: String = "123456") throws -> VirtualCard {
             func slot(_ reference: UInt8, _ key: String, _ certificate: String) throws -> VirtualCard.Slot {
-                let der = try #require(CardKey.certificateDER(Array(try Data(contentsOf: URL(fileURLWithPath: certificate)))))
+                let der = try #require(try CertificateFile.read(Array(try Data(contentsOf: URL(fileURLWithPath: certificate)))).certificates.first?.der)
                 return VirtualCard.Slot(reference: reference, key: try CardKey(pem: Array(try Data(contentsOf: URL(fileURLWithPath: key)))),
                                         certificate: der)
             }
