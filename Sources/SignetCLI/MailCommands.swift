@@ -40,6 +40,8 @@ struct SignCommand: ParsableCommand {
     var from: String?
     @Flag(name: .long, help: "Sign the bytes as they are (no CRLF canonicalisation).")
     var binary = false
+    @Flag(name: [.customShort("q"), .long], help: "Say nothing on success (mutt shows anything written to standard error and waits for a key).")
+    var quiet = false
     @OptionGroup var unlock: UnlockOptions
 
     func validate() throws {
@@ -76,7 +78,7 @@ struct SignCommand: ParsableCommand {
             output.discard()
             throw CLIError(description: "Could not sign: \(error)").reported()
         }
-        Console.error("Signed as \(certificate.subject) (\(options.digest.rawValue.uppercased())\(pss ? ", RSA-PSS" : "")).")
+        if !quiet { Console.error("Signed as \(certificate.subject) (\(options.digest.rawValue.uppercased())\(pss ? ", RSA-PSS" : "")).") }
     }
 }
 
@@ -204,6 +206,8 @@ struct EncryptCommand: ParsableCommand {
     var oaep = false
     @Option(name: .customLong("self"), help: "Your own certificate to encrypt to (default: your encryption certificate).")
     var ownCertificate: String?
+    @Flag(name: [.customShort("q"), .long], help: "Say nothing on success (mutt shows anything written to standard error and waits for a key).")
+    var quiet = false
 
     func validate() throws {
         if to.isEmpty && recipients.isEmpty { throw ValidationError("Name at least one recipient with --to.") }
@@ -235,7 +239,7 @@ struct EncryptCommand: ParsableCommand {
             output.discard()
             throw CLIError(description: "Could not encrypt: \(error)").reported()
         }
-        Console.error("Encrypted (\(options.cipher.rawValue.uppercased())) to \(certificates.map(\.label).joined(separator: ", ")).")
+        if !quiet { Console.error("Encrypted (\(options.cipher.rawValue.uppercased())) to \(certificates.map(\.label).joined(separator: ", ")).") }
     }
 
     private func recipient(_ name: String) throws -> Certificate {

@@ -483,6 +483,70 @@ final class MailTests {
         #expect(ours.status == 0 && ours.output == Self.canonical, "\(ours.errors)")
     }
 
+    /// The settings block of docs/mail.md's "mutt and neomutt" section, as a user would copy it.
+    static func muttRecipe() throws -> String {
+        let doc = try String(contentsOf: TestPaths.repository.appendingPathComponent("docs/mail.md"), encoding: .utf8)
+        guard let section = doc.range(of: "## mutt and neomutt"),
+              let open = doc.range(of: "```\n", range: section.upperBound..<doc.endIndex),
+              let close = doc.range(of: "```", range: open.upperBound..<doc.endIndex) else {
+            throw TestFailure("docs/mail.md has no settings block under \"## mutt and neomutt\"")
+        }
+        return String(doc[open.upperBound..<close.lowerBound])
+    }
+
+    @Test("Debian's neomutt, driven in a terminal (tmux) with docs/mail.md's settings, sends mail signed on the token; OpenSSL and Signet verify it")
+    func neomutt() throws {
+        let id = try #require(certificates["Alice"])
+        let directory = peer.path("neomutt")
+        for folder in [directory + "/mail", agent.home.path + "/.local/share/signet/mutt"] {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        }
+        // Alice has several certificates on the token: pin hers for signing, as the recipe says.
+        let config = try FileHandle(forWritingTo: URL(fileURLWithPath: agent.paths.config + "/config"))
+        try config.seekToEnd()
+        try config.write(contentsOf: Data("signing-certificate = \(id)\n".utf8))
+        try config.close()
+        // neomutt hands the finished message to its sendmail: here, a script that keeps it.
+        let sendmail = try peer.file("neomutt/sendmail", text: "#!/bin/sh\ncat > '\(directory)/sent.eml'\n")
+        chmod(sendmail, 0o755)
+        let muttrc = try peer.file("neomutt/muttrc", text: try Self.muttRecipe() + """
+            set folder = \(directory)/mail
+            set spoolfile = \(directory)/mail/inbox
+            set record = ""
+            set postpone = no
+            set sendmail = "\(sendmail)"
+            set from = "Alice <alice@example.com>"
+            set use_from = yes
+            set editor = "true"
+            set crypt_autosign = yes
+
+            """)
+        let draft = try peer.file("neomutt/draft.eml", text: "To: bob@example.com\nSubject: Signed by neomutt\n\nHello Bob,\nthis was signed on the token.\n")
+        var environment = agent.environment
+        environment["PATH"] = TestPaths.binaries.path + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
+        let terminal = try TerminalSession("neomutt -n -F '\(muttrc)' -H '\(draft)'", socketDirectory: directory, environment: environment)
+        // neomutt offers the draft's To: and Subject: for editing, then its compose menu; "y" sends.
+        try terminal.waitFor("To: bob@example.com")
+        try terminal.send("Enter")
+        try terminal.waitFor("Subject: Signed by neomutt")
+        try terminal.send("Enter")
+        let compose = try terminal.waitFor("NeoMutt: Compose")
+        #expect(compose.contains("Sign (S/MIME)"), "\(compose)")
+        try terminal.send("y")
+        // mutt asks for the passphrase it would give OpenSSL; Signet needs none (the token is unlocked).
+        try terminal.waitFor("S/MIME passphrase")
+        try terminal.send("Enter")
+        let sent = directory + "/sent.eml"
+        let delivered = eventually(timeout: .seconds(30)) { FileManager.default.fileExists(atPath: sent) && !terminal.screen.contains("Compose") }
+        #expect(delivered, "neomutt did not send; the terminal shows:\n\(terminal.screen)")
+        let message = try String(contentsOfFile: sent, encoding: .utf8)
+        #expect(message.contains("Content-Type: multipart/signed") && message.contains("micalg=sha-256"), "\(message)")
+        let verified = try Run.command("openssl", ["cms", "-verify", "-in", sent, "-CAfile", Self.testCA])
+        #expect(verified.status == 0 && verified.output.contains("this was signed on the token."), "\(verified.errors)")
+        let ours = try agent.signet(["verify", "--in", sent])
+        #expect(ours.status == 0 && ours.errors.contains("signed by Alice") && ours.errors.contains("matches the certificate"), "\(ours.errors)")
+    }
+
     @Test("Encrypting when you have no certificate of your own is refused, and nothing is written")
     func encryptWithoutOwnCertificate() throws {
         let empty = try AgentFixture()
