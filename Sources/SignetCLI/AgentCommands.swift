@@ -266,7 +266,7 @@ struct AgentCommand: ParsableCommand {
     )
 
     struct Start: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Start the agent if it is not running.")
+        static let configuration = CommandConfiguration(commandName: "start", abstract: "Start the agent if it is not running.")
         func run() throws {
             let client = try Agent.connect()
             print("signet-agent \(client.agentVersion) is running (pid \(client.agentPID)).")
@@ -274,7 +274,7 @@ struct AgentCommand: ParsableCommand {
     }
 
     struct Stop: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Stop the agent; every token is logged out.")
+        static let configuration = CommandConfiguration(commandName: "stop", abstract: "Stop the agent; every token is logged out.")
         func run() throws {
             guard let client = try? AgentLauncher.connect(start: false) else {
                 print("signet-agent is not running.")

@@ -14,7 +14,7 @@ struct CertCommand: ParsableCommand {
     )
 
     struct Import: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "import",
             abstract: "Install the certificate your CA issued next to its key on the token.",
             discussion: """
             Reads PEM (one or many certificates), DER, or a PKCS#7 bundle (.p7b/.p7c, DER or PEM, \
@@ -91,7 +91,7 @@ struct CertCommand: ParsableCommand {
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "list",
             abstract: "List certificates on the tokens: subject, issuer, validity, usages, whether the key is present.",
             discussion: "Marks the default certificates for signing and for encryption (pin them with signing-certificate = ID and encryption-certificate = ID in the configuration)."
         )
@@ -116,7 +116,7 @@ struct CertCommand: ParsableCommand {
     }
 
     struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "show",
             abstract: "Show one certificate in full: fingerprints, alternative names, CRL distribution points, Active Directory mapping."
         )
         @Argument(help: "The certificate's id from `signet cert list` (8 or more hex digits of its SHA-256 fingerprint).")
@@ -135,7 +135,7 @@ struct CertCommand: ParsableCommand {
     }
 
     struct Export: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Write a public certificate to share with correspondents.")
+        static let configuration = CommandConfiguration(commandName: "export", abstract: "Write a public certificate to share with correspondents.")
         @Argument(help: "The certificate's id from `signet cert list`.")
         var id: String
         @Flag(name: .long, help: "Add the issuing CA certificates from the trust store (PEM only).")
@@ -162,7 +162,7 @@ struct CertCommand: ParsableCommand {
     }
 
     struct Repair: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "repair",
             abstract: "Re-link certificates to their keys (by public key) where the ids disagree; reports what changed.",
             discussion: "Fixes \"private key missing\" where the key is on the token but the certificate carries another id. The token must be unlocked."
         )
@@ -195,7 +195,7 @@ struct CertCommand: ParsableCommand {
     }
 
     struct Delete: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Delete a certificate from its token (the key stays).")
+        static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete a certificate from its token (the key stays).")
         @Argument(help: "The certificate's id from `signet cert list`.")
         var id: String
         @Flag(name: .long, help: "Do not ask for confirmation.")

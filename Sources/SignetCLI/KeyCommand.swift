@@ -13,7 +13,7 @@ struct KeyCommand: ParsableCommand {
     )
 
     struct Generate: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "generate",
             abstract: "Generate a key pair on the token; the private key is sensitive and can never be exported.",
             discussion: "The token must be unlocked (`signet unlock`). RSA below 2048 bits is refused."
         )
@@ -60,7 +60,7 @@ struct KeyCommand: ParsableCommand {
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "list",
             abstract: "List private keys: URI, type, size, id, label and the certificate that belongs to each.",
             discussion: "Private keys are visible once the token is unlocked."
         )

@@ -46,7 +46,7 @@ struct PinCommand: ParsableCommand {
     }
 
     struct Status: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show tries left, any lock, and the token's own counter.")
+        static let configuration = CommandConfiguration(commandName: "status", abstract: "Show tries left, any lock, and the token's own counter.")
         @OptionGroup var selection: TokenOption
         @OptionGroup var output: OutputOptions
 
@@ -82,7 +82,7 @@ struct PinCommand: ParsableCommand {
     }
 
     struct Change: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Change the access code (the new one is asked twice).")
+        static let configuration = CommandConfiguration(commandName: "change", abstract: "Change the access code (the new one is asked twice).")
         @OptionGroup var selection: TokenOption
         @Option(name: .customLong("code-fd"), help: "Read the current code from this file descriptor.")
         var codeFD: Int32?
@@ -106,7 +106,7 @@ struct PinCommand: ParsableCommand {
     }
 
     struct Unblock: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Unblock with the administrator (SO) code or PUK and set a new access code.")
+        static let configuration = CommandConfiguration(commandName: "unblock", abstract: "Unblock with the administrator (SO) code or PUK and set a new access code.")
         @OptionGroup var selection: TokenOption
         @Option(name: .customLong("so-code-fd"), help: "Read the administrator code from this file descriptor.")
         var soCodeFD: Int32?

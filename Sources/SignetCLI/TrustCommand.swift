@@ -12,7 +12,7 @@ struct TrustCommand: ParsableCommand {
     )
 
     struct Add: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Trust the CA certificates in a file (PEM bundle, DER or PKCS#7).")
+        static let configuration = CommandConfiguration(commandName: "add", abstract: "Trust the CA certificates in a file (PEM bundle, DER or PKCS#7).")
         @Argument(help: "The file with the CA certificates.")
         var file: String
 
@@ -28,7 +28,7 @@ struct TrustCommand: ParsableCommand {
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the trusted CA certificates.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List the trusted CA certificates.")
         @OptionGroup var output: OutputOptions
 
         struct Entry: Codable {
@@ -55,7 +55,7 @@ struct TrustCommand: ParsableCommand {
     }
 
     struct Remove: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Stop trusting a CA certificate.")
+        static let configuration = CommandConfiguration(commandName: "remove", abstract: "Stop trusting a CA certificate.")
         @Argument(help: "Its id from `signet trust list` (8 or more hex digits of the SHA-256 fingerprint).")
         var id: String
 
