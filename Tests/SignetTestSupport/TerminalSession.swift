@@ -6,15 +6,32 @@ import Foundation
 public final class TerminalSession {
     private let socket: String
     private let environment: [String: String]
+    private let directory: String
+    /// The tmux server and the program in the pane, killed at the end: a program stuck at a prompt
+    /// ignores the SIGHUP that `kill-server` sends, and the server waits for it.
+    private var processes: [pid_t] = []
 
-    /// Starts `command` (a shell command line) in a 100×40 terminal with `environment`.
+    /// Starts `command` (a shell command line that names a file in `socketDirectory`) in a 100×40
+    /// terminal with `environment`.
     public init(_ command: String, socketDirectory: String, environment: [String: String]) throws {
         socket = socketDirectory + "/tmux.sock"
+        directory = socketDirectory
         self.environment = environment
         try tmux(["new-session", "-d", "-s", "test", "-x", "100", "-y", "40", command])
+        let ids = try Run.command("tmux", ["-S", socket, "display-message", "-p", "-t", "test", "#{pane_pid} #{pid}"],
+                                  environment: environment, timeout: 10).output
+        processes = ids.split(whereSeparator: \.isWhitespace).compactMap { pid_t($0) }
     }
 
-    deinit { _ = try? Run.command("tmux", ["-S", socket, "kill-server"], environment: environment, timeout: 10) }
+    deinit {
+        // Only while they are still ours: both command lines name the session's directory (a pid may be reused).
+        for pid in processes {
+            guard let arguments = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")),
+                  String(decoding: arguments, as: UTF8.self).contains(directory) else { continue }
+            kill(pid, SIGKILL)
+        }
+        unlink(socket)
+    }
 
     /// The text on the screen now (empty once the program has ended).
     public var screen: String {
