@@ -462,7 +462,9 @@ final class MailTests {
     func muttForms() throws {
         let id = try #require(certificates["Alice"])
         // smime_sign_command: signature only, DER, over the file mutt wrote.
-        try run(["sign", "--cert", id, "--in", peer.path("message.txt"), "--signature-only", "--digest", "sha256", "-o", peer.path("mutt.p7s")])
+        let signed = try run(["sign", "--quiet", "--cert", id, "--in", peer.path("message.txt"), "--signature-only", "--digest", "sha256",
+                              "-o", peer.path("mutt.p7s")])
+        #expect(signed.errors.isEmpty, "--quiet printed: \(signed.errors)")
         // smime_verify_command: signature %s, content %f (mutt hands over the canonical content).
         let detached = try agent.signet(["verify", "--signature", peer.path("mutt.p7s"), "--content", peer.path("canonical.txt")])
         #expect(detached.status == 0, "\(detached.errors)")
@@ -476,7 +478,8 @@ final class MailTests {
         // smime_encrypt_command: DER out, recipients' certificate files as arguments (%c); smime_decrypt_command: DER in.
         try Run.checked("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", peer.path("dan.key"), "-out", peer.path("dan.pem"),
                                     "-subj", "/CN=Dan", "-days", "2", "-addext", "keyUsage=keyEncipherment"])
-        try run(["encrypt", "--der", "--in", peer.path("message.txt"), "-o", peer.path("mutt.p7m"), peer.path("dan.pem")])
+        let encrypted = try run(["encrypt", "--quiet", "--der", "--in", peer.path("message.txt"), "-o", peer.path("mutt.p7m"), peer.path("dan.pem")])
+        #expect(encrypted.errors.isEmpty, "--quiet printed: \(encrypted.errors)")
         let theirs = try Run.command("openssl", ["cms", "-decrypt", "-inform", "DER", "-in", peer.path("mutt.p7m"), "-inkey", peer.path("dan.key"), "-binary"])
         #expect(theirs.status == 0 && theirs.output == Self.canonical, "\(theirs.errors)")
         let ours = try agent.signet(["decrypt", "--in", peer.path("mutt.p7m")])
