@@ -1,4 +1,5 @@
 import Foundation
+import SignetPKCS11
 import SignetTestSupport
 import Testing
 
@@ -20,6 +21,13 @@ final class CLITests {
         env["SOFTHSM2_CONF"] = nil
         env["SIGNET_AGENT"] = TestPaths.binaries.appendingPathComponent("signet-agent").path
         environment = env
+        // Only SoftHSM2, not every module registered with p11-kit: OpenSC would also list (and open) the
+        // virtual PIV card that the PC/SC suite inserts into vpcd while these tests run alongside it.
+        // Seen in CI: this suite counted the card as a second token.
+        guard let softhsm = SoftwareTokens.installedModulePath() else { throw TestFailure("SoftHSM2 is not installed") }
+        let config = home.appendingPathComponent("config/signet")
+        try FileManager.default.createDirectory(at: config, withIntermediateDirectories: true)
+        try "p11-kit-modules = no\npkcs11-module = \(softhsm)\n".write(to: config.appendingPathComponent("config"), atomically: true, encoding: .utf8)
     }
 
     /// Commands start an agent for this home; stop it when the test ends.
