@@ -8,6 +8,8 @@ import Testing
 final class CLITests {
     let home: URL
     let environment: [String: String]
+    /// SoftHSM2's module, the only one these tests load.
+    let softhsm: String
     var signet: String { TestPaths.binaries.appendingPathComponent("signet").path }
 
     init() throws {
@@ -24,7 +26,8 @@ final class CLITests {
         // Only SoftHSM2, not every module registered with p11-kit: OpenSC would also list (and open) the
         // virtual PIV card that the PC/SC suite inserts into vpcd while these tests run alongside it.
         // Seen in CI: this suite counted the card as a second token.
-        guard let softhsm = SoftwareTokens.installedModulePath() else { throw TestFailure("SoftHSM2 is not installed") }
+        guard let module = SoftwareTokens.installedModulePath() else { throw TestFailure("SoftHSM2 is not installed") }
+        softhsm = module
         let config = home.appendingPathComponent("config/signet")
         try FileManager.default.createDirectory(at: config, withIntermediateDirectories: true)
         try "p11-kit-modules = no\npkcs11-module = \(softhsm)\n".write(to: config.appendingPathComponent("config"), atomically: true, encoding: .utf8)
@@ -73,7 +76,7 @@ final class CLITests {
                         stdin: Data("Ab Cd 12\nso-code-99\n".utf8), environment: environment)
         var env = environment
         env["SOFTHSM2_CONF"] = home.appendingPathComponent("data/signet/softhsm/softhsm2.conf").path
-        let module = "/usr/lib/softhsm/libsofthsm2.so"
+        let module = softhsm
         // pkcs11-tool takes the code in argv; acceptable for a throw-away test token only.
         let good = try Run.command("pkcs11-tool", ["--module", module, "--token-label", "Exact", "--login", "--pin", "Ab Cd 12", "--list-objects"], environment: env)
         #expect(good.status == 0, "\(good.errors)")
