@@ -65,7 +65,11 @@ public enum PKCS12File {
         var description = [CChar](repeating: 0, count: 256)
         let legacy = CSignetCrypto_pkcs12Describe(file, &description, description.count) == 1
         let encryption = text(description)
-        if legacy { LegacyProvider.load() }
+        return legacy ? try LegacyProvider.whileCurrent { () throws(Failure) in try open(file, password: password, encryption: encryption, legacy: true) }
+            : try open(file, password: password, encryption: encryption, legacy: false)
+    }
+
+    private static func open(_ file: OpaquePointer, password: borrowing SecretBytes, encryption: String, legacy: Bool) throws(Failure) -> Contents {
 
         // A NUL-terminated copy of the password for OpenSSL, wiped after use.
         let passwordLength = password.count
@@ -164,16 +168,29 @@ struct Curve {
     ]
 }
 
-/// OpenSSL 3's legacy provider (RC2, RC4, single DES, for old PKCS#12 files),
-/// loaded next to the default provider the first time it is needed.
+/// OpenSSL 3's legacy provider (RC2, RC4, single DES, for old PKCS#12 files), in a library
+/// context of its own next to a default provider, made the first time it is needed.
+///
+/// Loading a provider into OpenSSL's global context while another thread fetches an algorithm
+/// there can make that fetch fail (openssl/openssl#17633, OpenSSL 3.0): the test run saw a
+/// modern `.p12` opened in parallel report a wrong password. So the global context is never
+/// changed; a legacy file is opened with this context as the thread's default.
 enum LegacyProvider {
-    private static let loaded: Bool = {
-        let legacy = OSSL_PROVIDER_load(nil, "legacy")
-        let standard = OSSL_PROVIDER_load(nil, "default")
-        return legacy != nil && standard != nil
+    nonisolated(unsafe) private static let context: OpaquePointer? = {
+        guard let context = OSSL_LIB_CTX_new() else { return nil }
+        guard OSSL_PROVIDER_load(context, "legacy") != nil, OSSL_PROVIDER_load(context, "default") != nil else {
+            OSSL_LIB_CTX_free(context)
+            return nil
+        }
+        return context
     }()
 
-    /// Loads the providers; returns whether the legacy one is available.
-    @discardableResult
-    static func load() -> Bool { loaded }
+    /// Runs `body` with the legacy context as this thread's default OpenSSL context (as it is,
+    /// when the legacy provider is not installed: OpenSSL then reports the algorithm unsupported).
+    static func whileCurrent<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        guard let context else { return try body() }
+        let previous = OSSL_LIB_CTX_set0_default(context)
+        defer { OSSL_LIB_CTX_set0_default(previous) }
+        return try body()
+    }
 }

@@ -1,3 +1,4 @@
+import COpenSSL
 import Foundation
 import SignetAgentProtocol
 import SignetCore
@@ -36,6 +37,9 @@ struct PKCS12FileTests {
         #expect(ec.key.components.map(\.0) == [.ecParameters, .ecPrivateValue, .ecPoint])
         #expect(ec.key.components[1].1.count == 48)
         #expect(ec.key.components[2].1.count == 97)
+        // The legacy provider went into a context of its own: loading it into OpenSSL's global one races
+        // with other threads' algorithm fetches (openssl/openssl#17633; seen here as a modern file's "wrong password").
+        #expect(OSSL_PROVIDER_available(nil, "legacy") == 0)
     }
 
     @Test("A wrong password, garbage and truncation are refused with a reason")
