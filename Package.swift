@@ -100,7 +100,7 @@ let package = Package(
             dependencies: ["SignetCore", "SignetPKCS11", "SignetVirtualCard", "SignetAccessCode", "SignetAgentClient", "SignetAgentProtocol"],
             path: "Tests/SignetTestSupport"
         ),
-        .testTarget(name: "SignetCoreTests", dependencies: ["SignetCore"]),
+        .testTarget(name: "SignetCoreTests", dependencies: ["SignetCore", "SignetTestSupport"]),
         .testTarget(name: "SignetAgentProtocolTests", dependencies: ["SignetAgentProtocol"]),
         .testTarget(name: "SignetOpenSSLTests", dependencies: ["SignetOpenSSL", "SignetTestSupport"]),
         .testTarget(

@@ -113,14 +113,7 @@ public final class AuditLog: Sendable {
     public static func timestamp(_ wall: Double? = nil) -> String {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
-        let seconds = wall ?? (Double(now.tv_sec) + Double(now.tv_nsec) / 1e9)
-        var time = time_t(seconds.rounded(.down))
-        var parts = tm()
-        gmtime_r(&time, &parts)
-        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        let millis = Int((seconds - seconds.rounded(.down)) * 1000)
-        let millisText = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(millisText)Z"
+        return UTCTime.format(wall ?? (Double(now.tv_sec) + Double(now.tv_nsec) / 1e9), milliseconds: true)
     }
 }
 
