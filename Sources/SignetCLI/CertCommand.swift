@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
@@ -307,64 +308,40 @@ struct CertificateReport: Codable {
     }
 }
 
-/// Dates as people read them.
+/// Dates as people read them (UTC).
 enum Dates {
-    static func iso(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: date)
-    }
+    /// `2026-01-27T10:00:00Z`.
+    static func iso(_ date: Date) -> String { UTCTime.format(date.timeIntervalSince1970) }
 
     static func day(_ date: Date) -> String { String(iso(date).prefix(10)) }
 
-    /// `2026-01-27`, `2026-01-27T10:00:00Z` or `2026-01-27 10:00:00` (UTC).
-    static func parse(_ text: String) -> Date? {
-        let iso = ISO8601DateFormatter()
-        if let date = iso.date(from: text) { return date }
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        for format in ["yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd"] {
-            formatter.dateFormat = format
-            if let date = formatter.date(from: text) { return date }
-        }
-        return nil
-    }
+    /// `2026-01-27`, `2026-01-27T10:00:00Z`, `2026-01-27T10:00:00+01:00` or `2026-01-27 10:00:00` (UTC).
+    static func parse(_ text: String) -> Date? { UTCTime.parse(text).map(Date.init(timeIntervalSince1970:)) }
 
     /// An RFC 5322 Date: header.
-    static func parseHeader(_ text: String) -> Date? {
-        var value = text
-        if let comment = value.firstIndex(of: "(") { value = String(value[..<comment]) }
-        value = value.trimmingCharacters(in: .whitespaces)
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        for format in ["EEE, d MMM yyyy HH:mm:ss Z", "d MMM yyyy HH:mm:ss Z", "EEE, d MMM yyyy HH:mm Z", "d MMM yyyy HH:mm Z"] {
-            formatter.dateFormat = format
-            if let date = formatter.date(from: value) { return date }
-        }
-        return nil
-    }
+    static func parseHeader(_ text: String) -> Date? { UTCTime.parseMailDate(text).map(Date.init(timeIntervalSince1970:)) }
 
     /// "2026-01-27 10:00:00 UTC", as mail reports show times.
-    static func show(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss 'UTC'"
-        return formatter.string(from: date)
-    }
+    static func show(_ date: Date) -> String { UTCTime.format(date.timeIntervalSince1970, separator: " ", suffix: " UTC") }
 }
 
 /// Yes/no questions on the terminal.
 enum Confirm {
     /// Asks `question` on /dev/tty; nil when there is no terminal.
     static func ask(_ question: String) -> Bool? {
-        guard let tty = FileHandle(forUpdatingAtPath: "/dev/tty") else { return nil }
-        defer { try? tty.close() }
-        tty.write(Data(question.utf8))
+        let tty = open("/dev/tty", O_RDWR | O_CLOEXEC)
+        guard tty >= 0 else { return nil }
+        defer { close(tty) }
+        _ = Array(question.utf8).withUnsafeBytes { try? FileIO.writeAll(tty, $0) }
         var line: [UInt8] = []
-        while let byte = try? tty.read(upToCount: 1), let first = byte.first, first != 0x0A, line.count < 64 { line.append(first) }
-        let answer = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespaces).lowercased()
+        var byte: UInt8 = 0
+        while line.count < 64 {
+            let n = read(tty, &byte, 1)
+            if n < 0 && errno == EINTR { continue }
+            guard n == 1, byte != 0x0A else { break }
+            line.append(byte)
+        }
+        let answer = String(decoding: line, as: UTF8.self).trimmingSpaces().lowercased()
         return answer == "y" || answer == "yes"
     }
 }
@@ -386,6 +363,10 @@ func writeOutput(_ bytes: [UInt8], to path: String?, mode: mode_t = 0o644) throw
     if let path, path != "-" {
         guard FileIO.writeAtomically(path, bytes: bytes, mode: mode) else { throw CLIError(description: "Could not write \(path).").reported() }
     } else {
-        FileHandle.standardOutput.write(Data(bytes))
+        do {
+            try bytes.withUnsafeBytes { try FileIO.writeAll(1, $0) }
+        } catch {
+            throw CLIError(description: "Could not write to standard output: \(error).").reported()
+        }
     }
 }

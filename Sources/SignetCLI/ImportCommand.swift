@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
@@ -73,7 +73,7 @@ struct ImportCommand: ParsableCommand {
                 var cleaned = true
                 if let importedKey {
                     cleaned = (try? client.call(.deleteObject(object: importedKey))) != nil
-                    let publicURI = importedKey.replacingOccurrences(of: "type=private", with: "type=public")
+                    let publicURI = importedKey.replacing("type=private", with: "type=public")
                     cleaned = (try? client.call(.deleteObject(object: publicURI))) != nil && cleaned
                 }
                 throw CLIError(description: "Could not store the certificate: \(error.description). "

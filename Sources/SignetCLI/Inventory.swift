@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
@@ -70,7 +70,7 @@ struct Inventory {
 
     /// The certificates whose id or fingerprint starts with `id` (8+ hex digits), or whose URI is `id`.
     func matching(_ id: String) -> [Installed] {
-        let prefix = id.lowercased().replacingOccurrences(of: ":", with: "")
+        let prefix = id.lowercased().filter { $0 != ":" }
         return certificates.filter { $0.entry.uri == id || (prefix.count >= 8 && $0.certificate.sha256.lowercased().hasPrefix(prefix)) }
     }
 

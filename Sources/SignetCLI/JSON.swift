@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Stable, readable JSON for `--json` output (sorted keys, pretty-printed).
 enum JSONOutput {

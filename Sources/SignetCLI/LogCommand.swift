@@ -3,11 +3,12 @@ import Glibc
 #endif
 import ArgumentParser
 import COpenSSL
-import Foundation
+import FoundationEssentials
 import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
 import SignetPCSC
+import SignetPKCS11
 
 /// The audit log's files, oldest first: `audit.log.N` … `audit.log.1`, `audit.log`.
 enum AuditFiles {
@@ -40,16 +41,30 @@ struct LogCommand: ParsableCommand {
     @Flag(name: .long, help: "Print the JSON lines as stored.")
     var json = false
 
+    /// One audit line's fields (see `AuditLog.line`).
+    struct Entry: Decodable {
+        var time: String?
+        var action: String?
+        var result: String?
+        var token: String?
+        var key: String?
+        var uid: Int?
+        var pid: Int?
+        var exe: String?
+        var duration_ms: Double?
+        var detail: String?
+    }
+
     func run() throws {
         let cutoff = try since.map(LogCommand.parseSince)
-        var selected: [(line: String, fields: [String: Any])] = []
+        var selected: [(line: String, entry: Entry)] = []
+        let decoder = JSONDecoder()
         for line in AuditFiles.lines() {
-            guard let data = line.data(using: .utf8),
-                  let fields = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { continue }
-            let time = fields["time"] as? String ?? ""
+            guard let entry = try? decoder.decode(Entry.self, from: Data(line.utf8)) else { continue }
+            let time = entry.time ?? ""
             if let cutoff, time < cutoff { continue }
-            if !action.isEmpty, !action.contains(fields["action"] as? String ?? "") { continue }
-            selected.append((line, fields))
+            if !action.isEmpty, !action.contains(entry.action ?? "") { continue }
+            selected.append((line, entry))
         }
         if let limit, selected.count > limit { selected = Array(selected.suffix(limit)) }
         if json {
@@ -57,28 +72,31 @@ struct LogCommand: ParsableCommand {
             return
         }
         if selected.isEmpty { print("No audit entries\(since.map { " since \($0)" } ?? "")."); return }
-        for (_, fields) in selected {
+        for (_, entry) in selected {
             var parts: [String] = []
-            let time = (fields["time"] as? String ?? "").replacingOccurrences(of: "T", with: " ").replacingOccurrences(of: "Z", with: " UTC")
-            parts.append(time)
-            let name = fields["action"] as? String ?? "?"
+            parts.append(String((entry.time ?? "").map { $0 == "T" ? " " : $0 }).replacing("Z", with: " UTC"))
+            let name = entry.action ?? "?"
             parts.append(name + String(repeating: " ", count: max(0, 22 - name.count)))
-            parts.append(fields["result"] as? String ?? "?")
-            if let token = fields["token"] as? String { parts.append("token=\(LogCommand.shortToken(token))") }
-            if let key = fields["key"] as? String { parts.append("key=\(key)") }
-            if let pid = fields["pid"] { parts.append("by pid \(pid) \(fields["exe"] as? String ?? "") uid \(fields["uid"] ?? "?")") }
-            if let duration = fields["duration_ms"] as? Double { parts.append(String(format: "%.1f ms", duration)) }
-            if let detail = fields["detail"] as? String { parts.append("(\(detail))") }
+            parts.append(entry.result ?? "?")
+            if let token = entry.token { parts.append("token=\(LogCommand.shortToken(token))") }
+            if let key = entry.key { parts.append("key=\(key)") }
+            if let pid = entry.pid { parts.append("by pid \(pid) \(entry.exe ?? "") uid \(entry.uid.map(String.init) ?? "?")") }
+            if let duration = entry.duration_ms { parts.append("\(LogCommand.oneDecimal(duration)) ms") }
+            if let detail = entry.detail { parts.append("(\(detail))") }
             print(parts.joined(separator: "  "))
         }
     }
 
+    /// `12.345` → `12.3` (what `%.1f` prints, for non-negative values).
+    static func oneDecimal(_ value: Double) -> String {
+        let tenths = Int((max(0, value) * 10).rounded())
+        return "\(tenths / 10).\(tenths % 10)"
+    }
+
     /// The label of a token URI, or the URI.
     static func shortToken(_ uri: String) -> String {
-        for part in uri.dropFirst("pkcs11:".count).split(separator: ";") where part.hasPrefix("token=") {
-            return String(part.dropFirst(6)).removingPercentEncoding ?? String(part.dropFirst(6))
-        }
-        return uri
+        guard let label = (try? PKCS11URI(parsing: uri))?.value("token") else { return uri }
+        return String(decoding: label, as: UTF8.self)
     }
 
     /// "30m", "2h", "7d", "45s" become a UTC timestamp that far back; an ISO time is taken as UTC.
@@ -87,19 +105,14 @@ struct LogCommand: ParsableCommand {
         if let unit = text.last, let scale = units[unit], let value = Double(text.dropLast()), value >= 0 {
             return LogCommand.timestamp(Date().timeIntervalSince1970 - value * scale)
         }
-        let pattern = text.replacingOccurrences(of: " ", with: "T")
+        let pattern = String(text.map { $0 == " " ? "T" : $0 })
         guard pattern.count >= 10, pattern.prefix(4).allSatisfy(\.isNumber) else {
             throw ValidationError("--since takes 30m, 2h, 7d or a time such as 2026-11-22T10:00 (UTC).")
         }
         return pattern
     }
 
-    static func timestamp(_ seconds: Double) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: Date(timeIntervalSince1970: seconds))
-    }
+    static func timestamp(_ seconds: Double) -> String { UTCTime.format(seconds, milliseconds: true) }
 }
 
 /// `signet report`: one archive a helpdesk can read.
@@ -114,7 +127,7 @@ struct ReportCommand: ParsableCommand {
 
     func run() throws {
         let paths = SignetPaths.current
-        let stamp = LogCommand.timestamp(Date().timeIntervalSince1970).prefix(19).replacingOccurrences(of: ":", with: "")
+        let stamp = LogCommand.timestamp(Date().timeIntervalSince1970).prefix(19).filter { $0 != ":" }
         let destination = output ?? "signet-report-\(stamp).tar.gz"
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("signet-report-\(getpid())")
         let folder = work.appendingPathComponent("signet-report")

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Glibc
 import SignetAgentClient
 import SignetAgentProtocol
@@ -44,9 +44,12 @@ struct SignCommand: ParsableCommand {
     var quiet = false
     @OptionGroup var unlock: UnlockOptions
 
+    /// `--digest` as named (`sha256`, `SHA-256`, ...); nil when not offered.
+    private var digestChoice: MessageDigest? { MessageDigest(rawValue: digest.lowercased().filter { $0 != "-" }) }
+
     func validate() throws {
         if opaque && signatureOnly { throw ValidationError("--opaque and --signature-only exclude each other.") }
-        guard MessageDigest(rawValue: digest.lowercased().replacingOccurrences(of: "-", with: "")) != nil else {
+        guard digestChoice != nil else {
             throw ValidationError("--digest must be sha256, sha384 or sha512 (SHA-1 is not offered for new signatures).")
         }
     }
@@ -56,7 +59,7 @@ struct SignCommand: ParsableCommand {
         let (certificate, uri, spki) = try MailSigning.signer(client: client, id: cert, email: from)
         var options = MessageSigner.Options()
         options.form = opaque ? .opaque : signatureOnly ? .signatureOnly : .detached
-        options.digest = MessageDigest(rawValue: digest.lowercased().replacingOccurrences(of: "-", with: ""))!
+        options.digest = digestChoice!
         options.pss = pss
         let chain = TrustStore().chain(for: certificate).filter { !$0.isSelfSigned }
         let key = try AgentKey(client: client, uri: uri, subjectPublicKeyInfo: spki,
@@ -92,7 +95,7 @@ enum MailSigning {
             if let found = inventory.matching(id).first, let reference = found.keyReference {
                 return (found.certificate, reference.0, reference.1)
             }
-            let prefix = id.lowercased().replacingOccurrences(of: ":", with: "")
+            let prefix = id.lowercased().filter { $0 != ":" }
             if prefix.count >= 8, let remembered = OwnCertificates.load().certificates.first(where: { $0.0.sha256.lowercased().hasPrefix(prefix) }) {
                 return remembered
             }

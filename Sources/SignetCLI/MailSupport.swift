@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 import SignetAgentClient
 import SignetAgentProtocol
@@ -172,9 +172,9 @@ extension Inventory.Installed {
 /// The address in a From: header (`Alice <alice@example.com>` → `alice@example.com`).
 func mailAddress(_ header: String) -> String {
     if let open = header.lastIndex(of: "<"), let close = header[open...].firstIndex(of: ">") {
-        return String(header[header.index(after: open)..<close]).trimmingCharacters(in: .whitespaces).lowercased()
+        return String(header[header.index(after: open)..<close]).trimmingSpaces().lowercased()
     }
-    return header.trimmingCharacters(in: .whitespaces).lowercased()
+    return header.trimmingSpaces().lowercased()
 }
 
 /// A temporary file with no name (created 0600 and unlinked at once), for ciphertext set aside or

@@ -51,7 +51,7 @@ public struct SignetConfig: Sendable, Equatable {
 
 extension StringProtocol {
     /// The text without leading and trailing spaces, tabs and carriage returns.
-    func trimmingSpaces() -> SubSequence {
+    public func trimmingSpaces() -> SubSequence {
         let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" }
         guard let start = firstIndex(where: { !isSpace($0) }) else { return self[endIndex...] }
         let end = lastIndex(where: { !isSpace($0) })!

@@ -1,6 +1,6 @@
 import COpenSSL
 import CSignetCrypto
-import Foundation
+import FoundationEssentials
 import SignetCore
 
 /// An X.509 certificate, parsed by OpenSSL. Only public data.

@@ -1,6 +1,6 @@
 import COpenSSL
 import CSignetCrypto
-import Foundation
+import FoundationEssentials
 import SignetCore
 
 /// Reads the certificate files CAs hand out: PEM (one or many), DER, and
@@ -116,7 +116,7 @@ public enum PEMBlocks {
         var label: String?
         var body = ""
         for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }) {
-            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            let line = rawLine.trimmingSpaces()
             if line.hasPrefix("-----BEGIN "), line.hasSuffix("-----") {
                 label = String(line.dropFirst(11).dropLast(5))
                 body = ""

@@ -1,6 +1,6 @@
 import COpenSSL
 import CSignetCrypto
-import Foundation
+import FoundationEssentials
 import SignetCore
 
 /// A certificate revocation list, from a file or the certificate's distribution point.

@@ -1,6 +1,6 @@
 import COpenSSL
 import CSignetCrypto
-import Foundation
+import FoundationEssentials
 import SignetCore
 
 /// Digests Signet signs with (SHA-1 is refused for new signatures).

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import SignetCore
 
 /// The CA certificates Signet trusts: one PEM file per certificate under
@@ -48,11 +48,8 @@ public struct TrustStore: Sendable {
     public func add(_ certificate: Certificate) throws -> Bool {
         if contains(certificate) { return false }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let temporary = directory + "/.tmp-\(getpid())"
-        try Data(certificate.pem.utf8).write(to: URL(fileURLWithPath: temporary))
-        guard rename(temporary, path(certificate)) == 0 else {
-            unlink(temporary)
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path(certificate)])
+        guard FileIO.writeAtomically(path(certificate), text: certificate.pem, mode: 0o644) else {
+            throw CocoaError(.fileWriteUnknown, userInfo: ["NSFilePath": path(certificate)])
         }
         return true
     }
@@ -69,7 +66,7 @@ public struct TrustStore: Sendable {
 
     /// Entries whose id or SHA-256 fingerprint starts with `id`.
     public func matching(_ id: String) -> [Entry] {
-        let prefix = id.lowercased().replacingOccurrences(of: ":", with: "")
+        let prefix = id.lowercased().filter { $0 != ":" }
         guard prefix.count >= 8 else { return [] }
         return entries().filter { $0.certificate.sha256.lowercased().hasPrefix(prefix) }
     }
