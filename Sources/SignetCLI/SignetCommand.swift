@@ -22,6 +22,13 @@ public struct SignetCommand: ParsableCommand {
     )
 
     public init() {}
+
+    /// The program: the mail commands in their plain forms start without ArgumentParser (see
+    /// `QuickArguments`), everything else goes through it.
+    public static func start() {
+        if QuickArguments.run(Array(CommandLine.arguments.dropFirst())) { return }
+        main()
+    }
 }
 
 /// `signet version`: the versions a helpdesk asks for.

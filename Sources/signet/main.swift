@@ -1,3 +1,3 @@
 import SignetCLI
 
-SignetCommand.main()
+SignetCommand.start()
