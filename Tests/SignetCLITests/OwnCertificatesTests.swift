@@ -1,5 +1,10 @@
-import FoundationEssentials
+import Foundation
+import Glibc
 @testable import SignetCLI
+import SignetAgentProtocol
+import SignetCore
+import SignetOpenSSL
+import SignetTestSupport
 import Testing
 
 @Suite("The remembered own certificates (own.json)")
@@ -21,5 +26,36 @@ struct OwnCertificatesTests {
 
         let broken = #"{"entries":[{"pem":"P","keyURI":"u","publicKeyInfo":"not base64!"}]}"#
         #expect(throws: DecodingError.self) { try JSONDecoder().decode(OwnCertificates.self, from: Data(broken.utf8)) }
+    }
+}
+
+@Suite("Remembering own certificates")
+struct OwnCertificatesRememberTests {
+    @Test("A certificate is remembered once; own.index lets later runs skip own.json, and without it own.json is read again")
+    func rememberAndIndex() throws {
+        let directory = "/tmp/signet-own-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { _ = try? FileManager.default.removeItem(atPath: directory) }
+        let pem = try String(contentsOfFile: TestPaths.testData.appendingPathComponent("thunderbird-smime/smime/TestCA.pem").path, encoding: .utf8)
+        let bob = try #require(try CertificateFile.read(Array(pem.utf8)).certificates.first)
+        let spki = bob.subjectPublicKeyInfo
+        let key = ObjectEntry(uri: "pkcs11:token=T;id=%01;type=private", kind: .privateKey, label: "Bob", id: [1], keyType: nil, bits: 2048,
+                              usages: [.sign, .decrypt], publicKeyInfo: spki)
+        let certificateEntry = ObjectEntry(uri: "pkcs11:token=T;id=%01;type=cert", kind: .certificate, label: "Bob", id: [1], keyType: nil, bits: 0, usages: [])
+        let inventory = Inventory(objects: [key, certificateEntry], keys: [],
+                                  certificates: [.init(entry: certificateEntry, certificate: bob, publicKeyInfo: spki, privateKey: key, publicKey: nil)])
+
+        OwnCertificates.remember(inventory, in: directory)
+        #expect(OwnCertificates.load(from: directory).entries.map(\.keyURI) == ["pkcs11:token=T;id=%01;type=private"])
+        #expect(FileIO.readText(directory + "/own.index", limit: 4096) == bob.sha256 + "\n")
+
+        // With the index naming Bob, own.json is not read again (its emptied contents stay empty) ...
+        #expect(FileIO.writeAtomically(directory + "/own.json", text: #"{"entries":[]}"#))
+        OwnCertificates.remember(inventory, in: directory)
+        #expect(OwnCertificates.load(from: directory).entries.isEmpty)
+        // ... and without the index it is, and Bob is added back.
+        unlink(directory + "/own.index")
+        OwnCertificates.remember(inventory, in: directory)
+        #expect(OwnCertificates.load(from: directory).entries.count == 1)
+        #expect(FileIO.exists(directory + "/own.index"))
     }
 }
