@@ -34,7 +34,13 @@ public struct SignetPaths: Sendable, Equatable {
     }
 
     /// Paths for this process's environment.
-    public static var current: SignetPaths { SignetPaths(environment: ProcessEnvironment.all()) }
+    public static var current: SignetPaths {
+        var environment: [String: String] = [:]
+        for name in ["HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_RUNTIME_DIR"] {
+            if let value = getenv(name) { environment[name] = String(cString: value) }
+        }
+        return SignetPaths(environment: environment)
+    }
 
     /// Directory of the SoftHSM2 software tokens Signet creates.
     public var softwareTokenDirectory: String { data + "/softhsm/tokens" }
