@@ -145,13 +145,7 @@ final class LedgerStore: Sendable {
     }
 
     private func ledgerFilesExist() -> Bool {
-        guard let dir = opendir(directory) else { return false }
-        defer { closedir(dir) }
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            if name.hasSuffix(".ledger") { return true }
-        }
-        return false
+        FileIO.names(in: directory).contains { $0.hasSuffix(".ledger") }
     }
 
     /// Replaces every ledger with records that start a full lock now: the way

@@ -136,6 +136,17 @@ extension EnvelopedMessage {
         defer { slot.pointee = encrypted }
         guard let header = try? encodeDER(cms, { i2d_CMS_ContentInfo($0, $1) }) else { return nil }
         // Only the content-encryption algorithm uses these identifiers (key wrap and OAEP parameters use others).
-        return Self.contentCiphers.first { header.firstRange(of: [0x06, UInt8($0.oid.count)] + $0.oid) != nil }.map { ($0.name, $0.legacy) }
+        return Self.contentCiphers.first { Self.occurs([0x06, UInt8($0.oid.count)] + $0.oid, in: header) }.map { ($0.name, $0.legacy) }
+    }
+
+    /// Whether `needle` occurs in `haystack` (a plain loop: the generic search Foundation offers took 0.1 ms to set up).
+    private static func occurs(_ needle: [UInt8], in haystack: [UInt8]) -> Bool {
+        guard !needle.isEmpty, haystack.count >= needle.count else { return needle.isEmpty }
+        for start in 0...(haystack.count - needle.count) where haystack[start] == needle[0] {
+            var index = 1
+            while index < needle.count, haystack[start + index] == needle[index] { index += 1 }
+            if index == needle.count { return true }
+        }
+        return false
     }
 }

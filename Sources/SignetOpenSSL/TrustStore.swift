@@ -27,17 +27,16 @@ public struct TrustStore: Sendable {
 
     /// Every trusted certificate; unreadable files are skipped.
     public func entries() -> [Entry] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return names.filter { $0.hasSuffix(".pem") }.sorted().compactMap { name in
-            guard let data = FileManager.default.contents(atPath: directory + "/" + name),
-                  let contents = try? CertificateFile.read(Array(data)), let certificate = contents.certificates.first else { return nil }
+        FileIO.names(in: directory).filter { $0.hasSuffix(".pem") }.sorted().compactMap { name in
+            guard let bytes = FileIO.readBytes(directory + "/" + name, limit: CertificateFile.maximumSize),
+                  let contents = try? CertificateFile.read(bytes), let certificate = contents.certificates.first else { return nil }
             return Entry(id: TrustStore.id(certificate), certificate: certificate)
         }
     }
 
     /// Whether `certificate` is in the store.
     public func contains(_ certificate: Certificate) -> Bool {
-        FileManager.default.fileExists(atPath: path(certificate))
+        FileIO.exists(path(certificate))
     }
 
     private func path(_ certificate: Certificate) -> String { directory + "/" + certificate.sha256.lowercased() + ".pem" }
