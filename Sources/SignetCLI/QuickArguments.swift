@@ -37,18 +37,19 @@ enum QuickArguments {
         return true
     }
 
-    /// The arguments read against one command's options.
+    /// The arguments read against one command's options. (Plain arrays: each generic type a
+    /// program uses for the first time costs it some microseconds to set up.)
     struct Parsed {
-        private(set) var values: [String: [String]] = [:]
-        private(set) var flags: Set<String> = []
+        private(set) var values: [(name: String, value: String)] = []
+        private(set) var flags: [String] = []
         private(set) var positionals: [String] = []
 
         /// - Parameters:
         ///   - options: long names that take a value; `repeatable` ones may come more than once.
-        ///   - shorts: one-letter names and the long name each stands for.
+        ///   - shorts: `-x` forms and the long name each stands for.
         ///   - positionals: whether bare arguments are accepted.
-        init?(_ arguments: ArraySlice<String>, options: Set<String>, repeatable: Set<String> = [], flags flagNames: Set<String>,
-              shorts: [Character: String] = [:], positionals allowPositionals: Bool = false) {
+        init?(_ arguments: ArraySlice<String>, options: [String], repeatable: [String] = [], flags flagNames: [String],
+              shorts: [(String, String)] = [], positionals allowPositionals: Bool = false) {
             var index = arguments.startIndex
             while index < arguments.endIndex {
                 let argument = arguments[index]
@@ -64,7 +65,7 @@ enum QuickArguments {
                         name = String(body)
                     }
                 } else if argument.hasPrefix("-"), argument != "-" {
-                    guard argument.count == 2, let long = shorts[argument.last!] else { return nil }
+                    guard let long = shorts.first(where: { $0.0 == argument })?.1 else { return nil }
                     name = long
                 } else {
                     guard allowPositionals else { return nil }
@@ -72,9 +73,10 @@ enum QuickArguments {
                     continue
                 }
                 if flagNames.contains(name) {
-                    guard inlineValue == nil, flags.insert(name).inserted else { return nil }
+                    guard inlineValue == nil, !flags.contains(name) else { return nil }
+                    flags.append(name)
                 } else if options.contains(name) {
-                    guard values[name] == nil || repeatable.contains(name) else { return nil }
+                    guard value(name) == nil || repeatable.contains(name) else { return nil }
                     let value: String
                     if let inlineValue {
                         value = inlineValue
@@ -84,15 +86,15 @@ enum QuickArguments {
                         index += 1
                     }
                     guard value == "-" || !value.hasPrefix("-") else { return nil }
-                    values[name, default: []].append(value)
+                    values.append((name, value))
                 } else {
                     return nil
                 }
             }
         }
 
-        func value(_ name: String) -> String? { values[name]?.last }
-        func all(_ name: String) -> [String] { values[name] ?? [] }
+        func value(_ name: String) -> String? { values.last { $0.name == name }?.value }
+        func all(_ name: String) -> [String] { values.filter { $0.name == name }.map(\.value) }
         func flag(_ name: String) -> Bool { flags.contains(name) }
 
         /// The `--code-fd` options; nil (not quick) when the number does not parse.
@@ -106,9 +108,9 @@ enum QuickArguments {
             return unlock
         }
 
-        static let unlockNames: Set<String> = ["code-fd"]
-        static let trustOptionNames: Set<String> = ["trust", "at", "crl"]
-        static let trustFlagNames: Set<String> = ["fetch-crl", "allow-sha1"]
+        static let unlockNames = ["code-fd"]
+        static let trustOptionNames = ["trust", "at", "crl"]
+        static let trustFlagNames = ["fetch-crl", "allow-sha1"]
 
         func trustOptions() -> TrustOptions {
             var trust = TrustOptions()
@@ -124,8 +126,8 @@ enum QuickArguments {
 
 extension SignCommand {
     static func quick(_ arguments: ArraySlice<String>) -> SignCommand? {
-        guard let parsed = QuickArguments.Parsed(arguments, options: Set(["in", "out", "digest", "cert", "from"]).union(QuickArguments.Parsed.unlockNames),
-                                                 flags: ["opaque", "signature-only", "pss", "binary", "quiet"], shorts: ["o": "out", "q": "quiet"]),
+        guard let parsed = QuickArguments.Parsed(arguments, options: ["in", "out", "digest", "cert", "from"] + QuickArguments.Parsed.unlockNames,
+                                                 flags: ["opaque", "signature-only", "pss", "binary", "quiet"], shorts: [("-o", "out"), ("-q", "quiet")]),
               let unlock = parsed.unlockOptions() else { return nil }
         var command = SignCommand()
         command.in = parsed.value("in")
@@ -146,8 +148,8 @@ extension SignCommand {
 extension VerifyCommand {
     static func quick(_ arguments: ArraySlice<String>) -> VerifyCommand? {
         typealias P = QuickArguments.Parsed
-        guard let parsed = P(arguments, options: Set(["in", "signature", "content", "out"]).union(P.trustOptionNames).union(P.unlockNames),
-                             repeatable: ["trust", "crl"], flags: P.trustFlagNames.union(["json"]), shorts: ["o": "out"]),
+        guard let parsed = P(arguments, options: ["in", "signature", "content", "out"] + P.trustOptionNames + P.unlockNames,
+                             repeatable: ["trust", "crl"], flags: P.trustFlagNames + ["json"], shorts: [("-o", "out")]),
               let unlock = parsed.unlockOptions() else { return nil }
         var command = VerifyCommand()
         command.in = parsed.value("in")
@@ -166,7 +168,7 @@ extension VerifyCommand {
 extension EncryptCommand {
     static func quick(_ arguments: ArraySlice<String>) -> EncryptCommand? {
         guard let parsed = QuickArguments.Parsed(arguments, options: ["to", "in", "out", "cipher", "self"], repeatable: ["to"],
-                                                 flags: ["der", "oaep", "quiet"], shorts: ["o": "out", "q": "quiet"], positionals: true)
+                                                 flags: ["der", "oaep", "quiet"], shorts: [("-o", "out"), ("-q", "quiet")], positionals: true)
         else { return nil }
         var command = EncryptCommand()
         command.to = parsed.all("to")
@@ -185,8 +187,8 @@ extension EncryptCommand {
 extension DecryptCommand {
     static func quick(_ arguments: ArraySlice<String>) -> DecryptCommand? {
         typealias P = QuickArguments.Parsed
-        guard let parsed = P(arguments, options: Set(["in", "out"]).union(P.trustOptionNames).union(P.unlockNames), repeatable: ["trust", "crl"],
-                             flags: P.trustFlagNames, shorts: ["o": "out"]),
+        guard let parsed = P(arguments, options: ["in", "out"] + P.trustOptionNames + P.unlockNames, repeatable: ["trust", "crl"],
+                             flags: P.trustFlagNames, shorts: [("-o", "out")]),
               let unlock = parsed.unlockOptions() else { return nil }
         var command = DecryptCommand()
         command.in = parsed.value("in")
