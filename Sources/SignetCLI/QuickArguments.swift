@@ -11,25 +11,28 @@ import ArgumentParser
 /// nil and goes through ArgumentParser, which then also gives its usual messages.
 /// `QuickArgumentsTests` checks that both ways make the same command for each form.
 enum QuickArguments {
-    /// The command for `arguments` (without the program name), or nil to leave it to ArgumentParser.
+    /// The validated command for `arguments` (without the program name), or nil to leave it to
+    /// ArgumentParser (which also reports a command that does not validate, with its usage line).
     static func command(_ arguments: [String]) -> ParsableCommand? {
         guard let name = arguments.first else { return nil }
         let rest = arguments.dropFirst()
+        let command: ParsableCommand?
         switch name {
-        case "sign": return SignCommand.quick(rest)
-        case "verify": return VerifyCommand.quick(rest)
-        case "encrypt": return EncryptCommand.quick(rest)
-        case "decrypt": return DecryptCommand.quick(rest)
-        default: return nil
+        case "sign": command = SignCommand.quick(rest)
+        case "verify": command = VerifyCommand.quick(rest)
+        case "encrypt": command = EncryptCommand.quick(rest)
+        case "decrypt": command = DecryptCommand.quick(rest)
+        default: command = nil
         }
+        guard var command, (try? command.validate()) != nil else { return nil }
+        return command
     }
 
-    /// Runs the command as `ParsableCommand.main` does (validate, run, exit with the error's status);
+    /// Runs the command as `ParsableCommand.main` does (run, then exit with the error's status);
     /// false when the arguments are not in a quick form.
     static func run(_ arguments: [String]) -> Bool {
         guard var command = command(arguments) else { return false }
         do {
-            try command.validate()
             try command.run()
         } catch {
             SignetCommand.exit(withError: error)

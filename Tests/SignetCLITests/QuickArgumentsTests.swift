@@ -48,6 +48,9 @@ struct QuickArgumentsTests {
         ["sign", "stray"],                              // sign takes no bare arguments
         ["sign", "--unknown"],
         ["sign", "--opaque=yes"],
+        ["sign", "--digest", "sha1"],                   // does not validate: ArgumentParser reports it with the usage line
+        ["verify", "--signature", "s.p7s"],
+        ["encrypt", "--in", "f"],
         ["encrypt", "--", "-odd.pem"],
         ["verify", "--version"],
         ["status"],
