@@ -20,7 +20,8 @@ final class TokenRegistry: Sendable {
     @discardableResult
     func refresh() -> [TokenWorker] {
         scanLock.withLock { _ in
-            let present = ModuleWatch.shared.watching(.scan) { context.tokens() }
+            let scan = ModuleWatch.shared.watching(.scan) { context.scanTokens() }
+            let present = scan.tokens
             var byIdentity: [String: Token] = [:]
             for token in present { byIdentity[token.identity] = token }
             let known = workers.withLock { current in
@@ -29,7 +30,15 @@ final class TokenRegistry: Sendable {
                 }
                 return Array(current.values)
             }
-            for worker in known { worker.update(present: byIdentity[worker.identity]) }
+            for worker in known {
+                if let token = byIdentity[worker.identity] {
+                    worker.update(present: token)
+                } else if !scan.isUncertain(worker.token) {
+                    // Gone only when its module said so: an error that says nothing about the token
+                    // must not log it out (that lost a software token's unlock in a benchmark run).
+                    worker.update(present: nil)
+                }
+            }
             return present.compactMap { token in workers.withLock { $0[token.identity] } }
         }
     }

@@ -229,18 +229,35 @@ public final class PKCS11Context: @unchecked Sendable {
     /// SoftHSM2's spare slot (an uninitialised software token) is left out
     /// unless `includeUninitializedSoftware` is set.
     public func tokens(includeUninitializedSoftware: Bool = false) -> [Token] {
-        var result: [Token] = []
+        scanTokens(includeUninitializedSoftware: includeUninitializedSoftware).tokens
+    }
+
+    /// `tokens()`, and where a module's answer was an error that does not say a token is gone.
+    public func scanTokens(includeUninitializedSoftware: Bool = false) -> TokenScan {
+        var scan = TokenScan()
         for module in modules {
-            guard let slots = try? module.slotIDs(tokenPresent: true) else { continue }
+            let slots: [CK_SLOT_ID]
+            do throws(PKCS11Error) {
+                slots = try module.slotIDs(tokenPresent: true)
+            } catch {
+                scan.uncertain.append((module.path, nil))
+                continue
+            }
             for slot in slots {
-                guard let slotInfo = try? module.slotInfo(slot),
-                      let tokenInfo = try? module.tokenInfo(slot) else { continue }
+                let slotInfo: SlotInfo, tokenInfo: TokenInfo
+                do throws(PKCS11Error) {
+                    slotInfo = try module.slotInfo(slot)
+                    tokenInfo = try module.tokenInfo(slot)
+                } catch {
+                    if !TokenScan.meansGone(error) { scan.uncertain.append((module.path, slot)) }
+                    continue
+                }
                 let token = Token(module: module, slotID: slot, slot: slotInfo, info: tokenInfo)
                 if token.isSoftware, !tokenInfo.flags.contains(.tokenInitialized), !includeUninitializedSoftware { continue }
-                result.append(token)
+                scan.tokens.append(token)
             }
         }
-        return result
+        return scan
     }
 
     /// The single token that `uri` selects.
@@ -252,6 +269,27 @@ public final class PKCS11Context: @unchecked Sendable {
             throw .ambiguousToken(uri: uri.description, matches: matches.map { "\($0.info.label) serial \($0.info.serialNumber)" })
         }
         return first
+    }
+}
+
+/// One look at every module's slots.
+public struct TokenScan: Sendable {
+    /// The tokens present.
+    public var tokens: [Token] = []
+    /// Modules (slot nil: the whole slot list) whose answer was an error that does not say the token
+    /// is gone: a busy or briefly failing module (SoftHSM2 reading a token file another process is
+    /// writing, a card another program holds). Whether their tokens are still there is unknown.
+    public var uncertain: [(module: String, slot: CK_SLOT_ID?)] = []
+
+    /// Whether this scan could not tell if `token` is still there.
+    public func isUncertain(_ token: Token) -> Bool {
+        uncertain.contains { $0.module == token.module.path && ($0.slot == nil || $0.slot == token.slotID) }
+    }
+
+    /// Errors that do say the token is gone.
+    static func meansGone(_ error: PKCS11Error) -> Bool {
+        guard let code = error.code else { return false }
+        return [CKReturn.tokenNotPresent, .deviceRemoved, .slotIDInvalid, .tokenNotRecognized].contains(code)
     }
 }
 

@@ -64,11 +64,20 @@ static CK_RV wrap_InitPIN(CK_SESSION_HANDLE session, CK_UTF8CHAR_PTR pin, CK_ULO
     return real.C_InitPIN(session, pin, length);
 }
 
+/// With a file named `fail-token-info` in SIGNET_WRAPPER_FLAGS_DIR, C_GetTokenInfo answers
+/// CKR_DEVICE_ERROR: a module failing for a moment without the token being gone.
 static CK_RV wrap_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
-    CK_RV rv = real.C_GetTokenInfo(slot, info);
     const char *dir = getenv("SIGNET_WRAPPER_FLAGS_DIR");
-    if (rv != CKR_OK || !dir) return rv;
     char path[512];
+    if (dir) {
+        snprintf(path, sizeof path, "%s/fail-token-info", dir);
+        if (access(path, F_OK) == 0) {
+            record("C_GetTokenInfo fails", CK_INVALID_HANDLE);
+            return CKR_DEVICE_ERROR;
+        }
+    }
+    CK_RV rv = real.C_GetTokenInfo(slot, info);
+    if (rv != CKR_OK || !dir) return rv;
     snprintf(path, sizeof path, "%s/%lu", dir, (unsigned long)slot);
     FILE *file = fopen(path, "re");
     if (!file) return rv;

@@ -227,6 +227,27 @@ struct AgentRobustnessTests {
         #expect(status.output.contains("Stuck"))
     }
 
+    @Test("A module that fails for a moment (C_GetTokenInfo: CKR_DEVICE_ERROR) does not log its token out; only an answer that the token is gone does")
+    func briefModuleError() throws {
+        let flags = try TestPaths.temporaryDirectory("signet-flags")
+        let setup = try UnlockedToken("Blip", countingCodes: true, extraEnvironment: ["SIGNET_WRAPPER_FLAGS_DIR": flags.path])
+        let fail = flags.appendingPathComponent("fail-token-info").path
+        #expect(FileManager.default.createFile(atPath: fail, contents: nil))
+        // The agent rescans every second; wait until a scan has met the error, then once more.
+        let failed = eventually(timeout: .seconds(10)) {
+            ((try? String(contentsOfFile: setup.agent.wrapperLog, encoding: .utf8)) ?? "").contains("C_GetTokenInfo fails")
+        }
+        #expect(failed, "no scan met the error")
+        Thread.sleep(forTimeInterval: 1.5)
+        try FileManager.default.removeItem(atPath: fail)
+
+        let sign = AgentRequest.sign(key: setup.rsa.privateKey, mechanism: WireMechanism(type: CKM.sha256RSAPKCS), data: [1, 2, 3])
+        let answer = try setup.client.call(sign, timeout: 30)
+        guard case .signature(let signature) = answer else { Issue.record("sign answered \(answer)"); return }
+        #expect(signature.count == 256)
+        #expect(!setup.agent.auditLog.contains("error:not-unlocked"))
+    }
+
     @Test("Socket activation: the agent serves a listening socket systemd passes as fd 3")
     func socketActivation() throws {
         let agent = try AgentFixture()
