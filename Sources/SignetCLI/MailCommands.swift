@@ -153,6 +153,8 @@ struct VerifyCommand: ParsableCommand {
             let signatureBytes = try MailInput.read(signature, limit: limit)
             let contentBytes = try MailInput.read(content, limit: limit)
             opener = try MessageOpener(options: trust, topLevel: contentBytes)
+            opener.holdReport = true
+            defer { opener.finishReport() }
             let message: SignedMessage
             do { message = try SignedMessage(signature: signatureBytes, content: contentBytes) } catch {
                 throw CLIError(description: "\(signature) is not an S/MIME signature (\(error)).", exitCode: MailExit.malformed).reported()
@@ -162,6 +164,8 @@ struct VerifyCommand: ParsableCommand {
             let message = try MailInput.read(`in`, limit: limit)
             opener = try MessageOpener(options: trust, topLevel: message)
             opener.codeFD = unlock.codeFD
+            opener.holdReport = true
+            defer { opener.finishReport() }
             result = try opener.open(message)
             if opener.signedLayers + opener.encryptedLayers == 0 && opener.status == 0 {
                 throw CLIError(description: "This is not a signed S/MIME message (no multipart/signed or application/pkcs7-mime).",

@@ -38,6 +38,9 @@ final class MessageOpener {
     private(set) var encryptedLayers = 0
     private(set) var signedLayers = 0
     private(set) var reports: [[String: String]] = []
+    /// When true, report lines are kept until `finishReport()` instead of printed as they come.
+    var holdReport = false
+    private var heldLines: [String] = []
     private var client: AgentClient?
     private var inventory: Inventory?
     private let anchors: [Certificate]
@@ -132,7 +135,16 @@ final class MessageOpener {
     private func report(_ fields: [String: String], _ line: String, status: Int32) {
         reports.append(fields)
         self.status = MailExit.worse(self.status, status)
-        Console.error(line)
+        if holdReport { heldLines.append(line) } else { Console.error(line) }
+    }
+
+    /// Prints the held report. When every signature is good and trusted it starts with the line
+    /// "Verification successful", as OpenSSL's does: mutt and neomutt call a signature good only
+    /// when the verify command exits 0 and that is the first line of its standard error.
+    func finishReport() {
+        if status == 0 && signedLayers > 0 { Console.error("Verification successful") }
+        for line in heldLines { Console.error(line) }
+        heldLines = []
     }
 
     // MARK: Encrypted layers

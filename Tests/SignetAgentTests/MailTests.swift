@@ -468,13 +468,17 @@ final class MailTests {
         // smime_verify_command: signature %s, content %f (mutt hands over the canonical content).
         let detached = try agent.signet(["verify", "--signature", peer.path("mutt.p7s"), "--content", peer.path("canonical.txt")])
         #expect(detached.status == 0, "\(detached.errors)")
+        // mutt and neomutt call a signature good only when this is the first line of standard error (OpenSSL's convention).
+        #expect(detached.errors.hasPrefix("Verification successful\n"), "\(detached.errors)")
         let wrong = try peer.file("wrong.txt", text: Self.canonical + "x")
-        #expect(try agent.signet(["verify", "--signature", peer.path("mutt.p7s"), "--content", wrong]).status == 13)
+        let bad = try agent.signet(["verify", "--signature", peer.path("mutt.p7s"), "--content", wrong])
+        #expect(bad.status == 13 && !bad.errors.contains("Verification successful"), "\(bad.errors)")
         // smime_verify_opaque_command: DER in, content out.
         try run(["sign", "--cert", id, "--in", peer.path("message.txt"), "--opaque", "-o", peer.path("opaque.eml")])
         try Run.checked("openssl", ["cms", "-cmsout", "-in", peer.path("opaque.eml"), "-outform", "DER", "-out", peer.path("opaque.der")])
         let opaque = try agent.signet(["verify", "--in", peer.path("opaque.der"), "--out", "-"])
         #expect(opaque.status == 0 && opaque.output == Self.canonical, "\(opaque.errors)")
+        #expect(opaque.errors.hasPrefix("Verification successful\n"), "\(opaque.errors)")
         // smime_encrypt_command: DER out, recipients' certificate files as arguments (%c); smime_decrypt_command: DER in.
         try Run.checked("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", peer.path("dan.key"), "-out", peer.path("dan.pem"),
                                     "-subj", "/CN=Dan", "-days", "2", "-addext", "keyUsage=keyEncipherment"])
@@ -548,6 +552,21 @@ final class MailTests {
         #expect(verified.status == 0 && verified.output.contains("this was signed on the token."), "\(verified.errors)")
         let ours = try agent.signet(["verify", "--in", sent])
         #expect(ours.status == 0 && ours.errors.contains("signed by Alice") && ours.errors.contains("matches the certificate"), "\(ours.errors)")
+
+        // Reading it back: neomutt runs smime_verify_command on the signature, then checks the signer's
+        // address against From: with the two OpenSSL commands of the recipe, and says so on its status line.
+        let maildir = directory + "/read"
+        for folder in ["cur", "new", "tmp"] {
+            try FileManager.default.createDirectory(atPath: maildir + "/" + folder, withIntermediateDirectories: true)
+        }
+        try message.write(toFile: maildir + "/new/1.signet:2,", atomically: true, encoding: .utf8)
+        let readerDirectory = directory + "/reader"
+        try FileManager.default.createDirectory(atPath: readerDirectory, withIntermediateDirectories: true)
+        let reader = try TerminalSession("neomutt -n -F '\(muttrc)' -f '\(maildir)'", socketDirectory: readerDirectory, environment: environment)
+        try reader.waitFor("Signed by neomutt")
+        try reader.send("Enter")
+        let shown = try reader.waitFor("S/MIME signature successfully verified", timeout: .seconds(30))
+        #expect(shown.contains("this was signed on the token."), "\(shown)")
     }
 
     @Test("Encrypting when you have no certificate of your own is refused, and nothing is written")
