@@ -501,7 +501,7 @@ final class MailTests {
         return String(doc[open.upperBound..<close.lowerBound])
     }
 
-    @Test("Debian's neomutt, driven in a terminal (tmux) with docs/mail.md's settings, sends mail signed on the token; OpenSSL and Signet verify it")
+    @Test("Debian's neomutt, driven in a terminal (tmux) with docs/mail.md's settings: sends mail signed on the token (OpenSSL and Signet verify it), shows it as verified, and opens mail encrypted to the token")
     func neomutt() throws {
         let id = try #require(certificates["Alice"])
         let directory = peer.path("neomutt")
@@ -567,6 +567,28 @@ final class MailTests {
         try reader.send("Enter")
         let shown = try reader.waitFor("S/MIME signature successfully verified", timeout: .seconds(30))
         #expect(shown.contains("this was signed on the token."), "\(shown)")
+
+        // Mail OpenSSL encrypted to Alice: neomutt runs smime_decrypt_command and shows the plaintext.
+        let alice = peer.path("neomutt/alice.pem")
+        try run(["cert", "export", id, "-o", alice])
+        let secret = try peer.file("neomutt/secret.txt", text: "Content-Type: text/plain\r\n\r\nOnly Alice can read this.\r\n")
+        let encrypted = peer.path("neomutt/encrypted.eml")
+        try Run.checked("openssl", ["cms", "-encrypt", "-aes256", "-in", secret, "-out", encrypted, "-from", "Bob <bob@example.com>",
+                                    "-to", "Alice <alice@example.com>", "-subject", "Encrypted for Alice", alice])
+        let encryptedDir = directory + "/encrypted"
+        for folder in ["cur", "new", "tmp"] {
+            try FileManager.default.createDirectory(atPath: encryptedDir + "/" + folder, withIntermediateDirectories: true)
+        }
+        try FileManager.default.copyItem(atPath: encrypted, toPath: encryptedDir + "/new/1.signet:2,")
+        let decryptorDirectory = directory + "/decryptor"
+        try FileManager.default.createDirectory(atPath: decryptorDirectory, withIntermediateDirectories: true)
+        let decryptor = try TerminalSession("neomutt -n -F '\(muttrc)' -f '\(encryptedDir)'", socketDirectory: decryptorDirectory, environment: environment)
+        try decryptor.waitFor("Encrypted for Alice")
+        try decryptor.send("Enter")
+        try decryptor.waitFor("S/MIME passphrase")  // as when signing: Signet needs none
+        try decryptor.send("Enter")
+        let opened = try decryptor.waitFor("Only Alice can read this.", timeout: .seconds(30))
+        #expect(opened.contains("S/MIME encrypted"), "\(opened)")
     }
 
     @Test("Encrypting when you have no certificate of your own is refused, and nothing is written")
