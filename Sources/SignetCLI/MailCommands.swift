@@ -165,8 +165,9 @@ struct VerifyCommand: ParsableCommand {
             opener = try MessageOpener(options: trust, topLevel: message)
             opener.codeFD = unlock.codeFD
             opener.holdReport = true
-            defer { opener.finishReport() }
+            defer { opener.finishReport() }  // also when opening throws
             result = try opener.open(message)
+            opener.finishReport()  // the report before any verdict below
             if opener.signedLayers + opener.encryptedLayers == 0 && opener.status == 0 {
                 throw CLIError(description: "This is not a signed S/MIME message (no multipart/signed or application/pkcs7-mime).",
                                exitCode: MailExit.malformed).reported()

@@ -141,7 +141,10 @@ final class MessageOpener {
     /// Prints the held report. When every signature is good and trusted it starts with the line
     /// "Verification successful", as OpenSSL's does: mutt and neomutt call a signature good only
     /// when the verify command exits 0 and that is the first line of its standard error.
+    /// Later report lines are printed as they come; a second call does nothing.
     func finishReport() {
+        guard holdReport else { return }
+        holdReport = false
         if status == 0 && signedLayers > 0 { Console.error("Verification successful") }
         for line in heldLines { Console.error(line) }
         heldLines = []
