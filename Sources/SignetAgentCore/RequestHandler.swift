@@ -80,9 +80,10 @@ final class RequestHandler: Sendable {
             let uri = try parse(object)
             let worker = try registry.resolve(uri)
             let der = try worker.run { (state) throws(PKCS11Error) -> [UInt8] in
-                let handle = try TokenWorker.find(uri, defaultType: "cert", in: &state)
-                guard let value = try state.openSession().attributes(handle, [.value])[.value] else { throw .objectNotFound(object) }
-                return value
+                try TokenWorker.withObject(uri, defaultType: "cert", in: &state) { (handle, state) throws(PKCS11Error) -> [UInt8] in
+                    guard let value = try state.openSession().attributes(handle, [.value])[.value] else { throw .objectNotFound(object) }
+                    return value
+                }
             }
             return .certificate(der: der)
         case .unlock(let token, let code, let finalTry):
@@ -108,10 +109,11 @@ final class RequestHandler: Sendable {
             let worker = try awaitToken(uri, notify: notify)
             let signature = try worker.run { (state) throws(PKCS11Error) -> [UInt8] in
                 try requireUnlocked(&state)
-                let handle = try TokenWorker.find(uri, defaultType: "private", in: &state)
-                let length = try signatureLength(handle, in: &state)
-                let raw = try state.openSession().sign(try mechanism.pkcs11(), key: handle, data: data, expectedLength: length ?? 512)
-                return length.map { RSASignatures.exactLength(raw, modulusBytes: $0) } ?? raw
+                return try TokenWorker.withObject(uri, defaultType: "private", in: &state) { (handle, state) throws(PKCS11Error) -> [UInt8] in
+                    let length = try signatureLength(handle, in: &state)
+                    let raw = try state.openSession().sign(try mechanism.pkcs11(), key: handle, data: data, expectedLength: length ?? 512)
+                    return length.map { RSASignatures.exactLength(raw, modulusBytes: $0) } ?? raw
+                }
             }
             record(.sign, result: "ok", peer: peer, start: start, token: worker.uriText, key: key)
             return .signature(signature)
@@ -120,8 +122,9 @@ final class RequestHandler: Sendable {
             let worker = try awaitToken(uri, notify: notify)
             let plaintext = try worker.run { (state) throws(PKCS11Error) -> [UInt8] in
                 try requireUnlocked(&state)
-                let handle = try TokenWorker.find(uri, defaultType: "private", in: &state)
-                return try state.openSession().decrypt(try mechanism.pkcs11(), key: handle, ciphertext: ciphertext)
+                return try TokenWorker.withObject(uri, defaultType: "private", in: &state) { (handle, state) throws(PKCS11Error) -> [UInt8] in
+                    try state.openSession().decrypt(try mechanism.pkcs11(), key: handle, ciphertext: ciphertext)
+                }
             }
             record(.decrypt, result: "ok", peer: peer, start: start, token: worker.uriText, key: key)
             return .plaintext(plaintext)
@@ -130,8 +133,9 @@ final class RequestHandler: Sendable {
             let worker = try awaitToken(uri, notify: notify)
             let secret = try worker.run { (state) throws(PKCS11Error) -> [UInt8] in
                 try requireUnlocked(&state)
-                let handle = try TokenWorker.find(uri, defaultType: "private", in: &state)
-                return try state.openSession().deriveECDH(key: handle, peerPoint: peerPoint, kdf: ECKDF(rawValue: UInt(kdf)), sharedData: sharedData)
+                return try TokenWorker.withObject(uri, defaultType: "private", in: &state) { (handle, state) throws(PKCS11Error) -> [UInt8] in
+                    try state.openSession().deriveECDH(key: handle, peerPoint: peerPoint, kdf: ECKDF(rawValue: UInt(kdf)), sharedData: sharedData)
+                }
             }
             record(.derive, result: "ok", peer: peer, start: start, token: worker.uriText, key: key)
             return .derived(secret)
@@ -158,6 +162,7 @@ final class RequestHandler: Sendable {
                     throw .call(operation: "generate: an object with this id already exists", code: .templateInconsistent)
                 }
                 let (publicKey, _) = try session.generateKeyPair(spec, id: id, label: label)
+                state.objectsChanged()
                 let spki = try session.publicKey(publicKey).subjectPublicKeyInfoDER
                 let base = state.token.uri.setting("id", id).setting("object", Array(label.utf8))
                 return (base.setting("type", Array("public".utf8)).description, base.setting("type", Array("private".utf8)).description, spki)
@@ -176,6 +181,7 @@ final class RequestHandler: Sendable {
                     Attribute(.subject, bytes: names.subject), Attribute(.issuer, bytes: names.issuer),
                     Attribute(.serialNumber, bytes: names.serialNumber),
                 ])
+                state.objectsChanged()
                 return state.token.uri.setting("id", id).setting("object", Array(label.utf8)).setting("type", Array("cert".utf8)).description
             }
             record(.certificateStored, result: "ok", peer: peer, start: start, token: worker.uriText, key: uri)
@@ -188,10 +194,10 @@ final class RequestHandler: Sendable {
             let worker = try registry.resolve(uri)
             try worker.run { (state) throws(PKCS11Error) in
                 try requireUnlocked(&state)
-                let handle = try TokenWorker.find(uri, defaultType: "cert", in: &state)
-                try state.openSession().destroyObject(handle)
-                state.keyCache = [:]
-                state.signatureLengths = [:]
+                try TokenWorker.withObject(uri, defaultType: "cert", in: &state) { (handle, state) throws(PKCS11Error) in
+                    try state.openSession().destroyObject(handle)
+                }
+                state.objectsChanged()
             }
             record(.objectDeleted, result: "ok", peer: peer, start: start, token: worker.uriText, key: object)
             return .ok(message: "Deleted.")
@@ -204,6 +210,7 @@ final class RequestHandler: Sendable {
                     throw .call(operation: "import: an object with this id already exists", code: .templateInconsistent)
                 }
                 try KeyImport.create(key, id: id, label: label, session: session)
+                state.objectsChanged()
                 return state.token.uri.setting("id", id).setting("object", Array(label.utf8)).setting("type", Array("private".utf8)).description
             }
             record(.keyImported, result: "ok", peer: peer, start: start, token: worker.uriText, key: uri)
@@ -283,10 +290,10 @@ final class RequestHandler: Sendable {
 
     /// The RSA modulus length in bytes for `handle` (cached), or nil for EC keys.
     private func signatureLength(_ handle: ObjectHandle, in state: inout TokenState) throws(PKCS11Error) -> Int? {
-        if let cached = state.signatureLengths[handle] { return cached }
+        if let cached = state.objects.signatureLength(handle) { return cached }
         let values = try state.openSession().attributes(handle, [.keyType, .modulus])
         let length = values[.keyType]?.ckULong == KeyType.rsa.rawValue ? values[.modulus].map { $0.count } : nil
-        state.signatureLengths[handle] = length
+        state.remember(signatureLength: length, for: handle)
         return length
     }
 

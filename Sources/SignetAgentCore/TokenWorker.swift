@@ -53,16 +53,52 @@ extension PKCS11URI {
     }
 }
 
+/// What the agent has read from a token and keeps to avoid reading it again:
+/// object handles by URI and RSA signature lengths by handle. All of it belongs
+/// to the session and login state it was read under (PKCS#11 handles of private
+/// objects die at `C_Logout`, every handle dies with its session, and an object
+/// created or destroyed changes what a URI names), so `TokenState` clears it
+/// whenever that state changes; nothing else may keep a handle.
+struct ObjectCache {
+    private var handles: [String: ObjectHandle] = [:]
+    private var lengths: [ObjectHandle: Int?] = [:]
+    /// Bounds the cache for a client naming many distinct objects.
+    private static let limit = 256
+
+    func handle(_ key: String) -> ObjectHandle? { handles[key] }
+    mutating func remember(_ handle: ObjectHandle, for key: String) {
+        if handles.count >= ObjectCache.limit { handles.removeAll() }
+        handles[key] = handle
+    }
+
+    /// The cached RSA modulus length for `handle`: nil when not read yet, `.some(nil)` for non-RSA keys.
+    func signatureLength(_ handle: ObjectHandle) -> Int?? { lengths[handle] }
+    mutating func remember(signatureLength: Int?, for handle: ObjectHandle) {
+        if lengths.count >= ObjectCache.limit { lengths.removeAll() }
+        lengths[handle] = signatureLength
+    }
+
+    var isEmpty: Bool { handles.isEmpty && lengths.isEmpty }
+    mutating func clear() {
+        handles.removeAll()
+        lengths.removeAll()
+    }
+}
+
 /// Everything the agent holds for one token. Only `TokenWorker` touches it, under its lock.
 struct TokenState: @unchecked Sendable {
     var token: Token
-    var session: Session?
-    var unlocked = false
+    /// Changing the session (opened, dropped) forgets every handle read through the old one.
+    var session: Session? { didSet { if session !== oldValue { objects.clear() } } }
+    /// Logging in or out forgets every handle: private objects' handles die at `C_Logout`,
+    /// and a lookup made while logged out never saw them.
+    var unlocked = false { didSet { if unlocked != oldValue { objects.clear() } } }
     var present = true
     var lastUsed = MonotonicClock.seconds()
-    var keyCache: [String: ObjectHandle] = [:]
-    /// RSA modulus bytes per private key (nil: not RSA), so signatures come back at exactly that length.
-    var signatureLengths: [ObjectHandle: Int?] = [:]
+    /// Handles and lengths valid for the current session and login state only.
+    private(set) var objects = ObjectCache()
+
+    init(token: Token) { self.token = token }
 
     /// The session, opened (read-write) on first use.
     mutating func openSession() throws(PKCS11Error) -> Session {
@@ -85,9 +121,13 @@ struct TokenState: @unchecked Sendable {
     mutating func dropSession() {
         session = nil
         unlocked = false
-        keyCache = [:]
-        signatureLengths = [:]
     }
+
+    /// Objects were created or destroyed on the token: what a URI names may have changed.
+    mutating func objectsChanged() { objects.clear() }
+
+    mutating func remember(_ handle: ObjectHandle, for key: String) { objects.remember(handle, for: key) }
+    mutating func remember(signatureLength: Int?, for handle: ObjectHandle) { objects.remember(signatureLength: signatureLength, for: handle) }
 }
 
 /// One token's serial worker: every call that reaches this token runs under
@@ -180,6 +220,8 @@ final class TokenWorker: Sendable {
                     state.dropSession()
                 }
                 let changed = token.info != state.token.info || !state.present
+                // A token re-initialised in place (new label, objects gone) keeps its slot: forget what was read.
+                if token.info.label != state.token.info.label { state.objectsChanged() }
                 state.token = token
                 state.present = true
                 if changed { snapshot.withLock { $0 = (token, token.uri.description) } }
@@ -205,10 +247,32 @@ final class TokenWorker: Sendable {
         }
     }
 
-    /// The private key, certificate or public key that `uri` names on this token.
+    /// Runs `body` with the handle of the object `uri` names. A handle taken from the
+    /// cache that the token no longer knows (`CKR_OBJECT_HANDLE_INVALID`,
+    /// `CKR_KEY_HANDLE_INVALID`: a session or login change the agent did not see) is
+    /// looked up once more, and the operation retried once; the user never sees it.
+    static func withObject<R>(_ uri: PKCS11URI, defaultType: String, in state: inout TokenState,
+                              _ body: (ObjectHandle, inout TokenState) throws(PKCS11Error) -> R) throws(PKCS11Error) -> R {
+        let key = cacheKey(uri, defaultType)
+        let cached = state.objects.handle(key)
+        let handle: ObjectHandle
+        if let cached { handle = cached } else { handle = try find(uri, defaultType: defaultType, in: &state) }
+        do throws(PKCS11Error) {
+            return try body(handle, &state)
+        } catch {
+            guard cached != nil, error.code == .objectHandleInvalid || error.code == .keyHandleInvalid else { throw error }
+            state.objectsChanged()
+            let fresh = try find(uri, defaultType: defaultType, in: &state)
+            return try body(fresh, &state)
+        }
+    }
+
+    private static func cacheKey(_ uri: PKCS11URI, _ defaultType: String) -> String { uri.cacheKey + "|" + defaultType }
+
+    /// The private key, certificate or public key that `uri` names on this token (from the cache when known).
     static func find(_ uri: PKCS11URI, defaultType: String, in state: inout TokenState) throws(PKCS11Error) -> ObjectHandle {
-        let key = uri.cacheKey + "|" + defaultType
-        if let cached = state.keyCache[key] { return cached }
+        let key = cacheKey(uri, defaultType)
+        if let cached = state.objects.handle(key) { return cached }
         let session = try state.openSession()
         let type = uri.text("type") ?? defaultType
         var template: [Attribute] = []
@@ -225,7 +289,7 @@ final class TokenWorker: Sendable {
         guard found.count == 1 else {
             throw .ambiguousObject(uri.description)
         }
-        state.keyCache[key] = first
+        state.remember(first, for: key)
         return first
     }
 }

@@ -64,11 +64,81 @@ static CK_RV wrap_InitPIN(CK_SESSION_HANDLE session, CK_UTF8CHAR_PTR pin, CK_ULO
     return real.C_InitPIN(session, pin, length);
 }
 
+/// Whether a file named `name` is in SIGNET_WRAPPER_FLAGS_DIR.
+static int flag(const char *name) {
+    const char *dir = getenv("SIGNET_WRAPPER_FLAGS_DIR");
+    if (!dir) return 0;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+/// A double for pulling a card, which SoftHSM2 cannot do (it never reports a token
+/// gone): with a file named `absent` in SIGNET_WRAPPER_FLAGS_DIR, every initialised
+/// token is gone. Its slots leave the present-token list, their slot info loses
+/// CKF_TOKEN_PRESENT, token info and new sessions answer CKR_TOKEN_NOT_PRESENT, and
+/// the sessions opened before are closed (their handles die, the user is logged out),
+/// as when a reader loses its card. Removing the file returns the same tokens.
+static pthread_mutex_t absence_lock = PTHREAD_MUTEX_INITIALIZER;
+static int was_absent;
+
+static int initialised(CK_SLOT_ID slot) {
+    CK_TOKEN_INFO info;
+    return real.C_GetTokenInfo(slot, &info) == CKR_OK && (info.flags & CKF_TOKEN_INITIALIZED);
+}
+
+static int absent(void) {
+    int now = flag("absent");
+    pthread_mutex_lock(&absence_lock);
+    if (now && !was_absent) {
+        CK_SLOT_ID slots[64];
+        CK_ULONG count = 64;
+        if (real.C_GetSlotList(CK_TRUE, slots, &count) == CKR_OK) {
+            for (CK_ULONG i = 0; i < count; i++) {
+                if (initialised(slots[i])) real.C_CloseAllSessions(slots[i]);
+            }
+        }
+        record("token pulled", CK_INVALID_HANDLE);
+    }
+    was_absent = now;
+    pthread_mutex_unlock(&absence_lock);
+    return now;
+}
+
+static CK_RV wrap_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR list, CK_ULONG_PTR count) {
+    if (!tokenPresent || !absent()) return real.C_GetSlotList(tokenPresent, list, count);
+    CK_SLOT_ID slots[64];
+    CK_ULONG all = 64, kept = 0;
+    CK_RV rv = real.C_GetSlotList(CK_TRUE, slots, &all);
+    if (rv != CKR_OK) return rv;
+    for (CK_ULONG i = 0; i < all; i++) {
+        if (!initialised(slots[i])) slots[kept++] = slots[i];
+    }
+    if (list) {
+        if (*count < kept) { *count = kept; return CKR_BUFFER_TOO_SMALL; }
+        memcpy(list, slots, kept * sizeof(CK_SLOT_ID));
+    }
+    *count = kept;
+    return CKR_OK;
+}
+
+static CK_RV wrap_GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO_PTR info) {
+    CK_RV rv = real.C_GetSlotInfo(slot, info);
+    if (rv == CKR_OK && absent() && initialised(slot)) info->flags &= ~(CK_FLAGS)CKF_TOKEN_PRESENT;
+    return rv;
+}
+
+static CK_RV wrap_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR application, CK_NOTIFY notify, CK_SESSION_HANDLE_PTR session) {
+    if (absent() && initialised(slot)) return CKR_TOKEN_NOT_PRESENT;
+    return real.C_OpenSession(slot, flags, application, notify, session);
+}
+
 /// With a file named `fail-token-info` in SIGNET_WRAPPER_FLAGS_DIR, C_GetTokenInfo answers
 /// CKR_DEVICE_ERROR: a module failing for a moment without the token being gone.
 static CK_RV wrap_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
     const char *dir = getenv("SIGNET_WRAPPER_FLAGS_DIR");
     char path[512];
+    if (absent() && initialised(slot)) return CKR_TOKEN_NOT_PRESENT;
     if (dir) {
         snprintf(path, sizeof path, "%s/fail-token-info", dir);
         if (access(path, F_OK) == 0) {
@@ -133,6 +203,9 @@ static void load(void) {
     wrapped.C_SetPIN = wrap_SetPIN;
     wrapped.C_InitPIN = wrap_InitPIN;
     wrapped.C_GetTokenInfo = wrap_GetTokenInfo;
+    wrapped.C_GetSlotList = wrap_GetSlotList;
+    wrapped.C_GetSlotInfo = wrap_GetSlotInfo;
+    wrapped.C_OpenSession = wrap_OpenSession;
     wrapped.C_CreateObject = wrap_CreateObject;
     wrapped.C_Sign = wrap_Sign;
     loaded = 1;
