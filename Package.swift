@@ -1,7 +1,7 @@
 // swift-tools-version: 6.0
 // Signet: a smart-card-backed key store and signing agent for Linux.
 //
-// One target per layer (see ../shared/ARCHITECTURE.md): thin C shims for the
+// One target per layer (see docs/architecture.md): thin C shims for the
 // system libraries, the PKCS#11 and PC/SC token layers, the command line and
 // the agent. Executables stay thin; their logic lives in library targets.
 import PackageDescription
