@@ -11,11 +11,12 @@ import SignetCore
 /// failures into messages and exit statuses.
 enum Agent {
     /// Exit status for an agent error: 5 when the token was not presented (or was removed during the
-    /// operation), 6 when it is locked, 1 otherwise.
+    /// operation), 6 when it is locked, 7 when the token failed or refused the operation, 1 otherwise.
     static func exitCode(_ code: AgentErrorCode?) -> Int32 {
         switch code {
         case .tokenAbsent?, .noToken?, .tokenRemoved?: 5
         case .notUnlocked?: 6
+        case .tokenFailure?, .keyUsageNotPermitted?, .mechanismInvalid?: 7
         default: 1
         }
     }

@@ -15,8 +15,9 @@ struct DecryptCommand: ParsableCommand {
         Nested layers are unwrapped and each is reported: signatures inside (or around) the encryption are checked \
         as `signet verify` does. When the token is locked, its access code is asked for on the terminal \
         (or read from --code-fd). \
-        Exit status: 0 decrypted, 5 token not presented or removed, 6 token locked, 10 not an S/MIME or CMS message, \
-        11 not addressed to any certificate on your tokens, 12 the message is damaged or could not be decrypted, \
+        Exit status: 0 decrypted, 5 token not presented or removed, 6 token locked, 7 the token failed or refused \
+        (not the message's fault), 10 not an S/MIME or CMS message, 11 not addressed to any certificate on your tokens, \
+        12 the message is damaged, \
         13 a signature inside is bad, 14 its signer is not trusted, 15 SHA-1 signature, 16 From:/Date: mismatch, 1 otherwise.
         """
     )

@@ -12,7 +12,7 @@ enum MailExit {
     static let malformed: Int32 = 10
     /// Encrypted, but to none of the certificates on your tokens.
     static let notForYou: Int32 = 11
-    /// Addressed to you but could not be decrypted (damaged, or the token refused).
+    /// Addressed to you, but the message is damaged (a token failure is not: that exits 5, 6 or 7).
     static let damaged: Int32 = 12
     /// A signature does not match the content.
     static let badSignature: Int32 = 13

@@ -217,14 +217,35 @@ final class MessageOpener {
                     "cipher": cipher?.name ?? "unknown"],
                    "Layer \(depth): encrypted (\(cipher?.name ?? "unknown cipher")) to \(installed.certificate.subject); decrypted.", status: 0)
             return plaintext
-        } catch let error as AgentClientError where [.tokenAbsent, .noToken, .notUnlocked].contains(error.code) || error.code == nil {
-            throw CLIError(description: error.description, exitCode: Agent.exitCode(error.code)).reported()
+        } catch let error as AgentClientError where !Self.mayBeTheMessage(error) || !key.tokenDecryptsProbe() {
+            // The token (or the agent) failed, not the message: absent, locked, removed, refused, broken.
+            // Only the token saying the encrypted key itself is invalid speaks of the message.
+            let next = switch error.code {
+            case .mechanismInvalid?: " The message is not at fault: ask the sender to encrypt with RSA PKCS#1 v1.5 or OAEP (SHA-1), which tokens support."
+            case .tokenFailure?, .keyUsageNotPermitted?:
+                " The message is not at fault: try again; if it fails again, remove and re-insert the token, and run `signet report` for your helpdesk."
+            default: ""
+            }
+            throw CLIError(description: "Layer \(depth): the token could not decrypt for \(installed.certificate.subject): \(error.description)\(next)",
+                           exitCode: Agent.exitCode(error.code)).reported()
+        } catch let error as AgentClientError {
+            report(["layer": "\(depth)", "kind": "encrypted", "result": "failed"],
+                   "Layer \(depth): the message's encrypted key for \(installed.certificate.subject) is damaged: the token refused it "
+                   + "(\(error.description)) but decrypts a test value with the same key. Ask the sender to send the message again.",
+                   status: MailExit.damaged)
+            return nil
         } catch {
             report(["layer": "\(depth)", "kind": "encrypted", "result": "failed"],
                    "Layer \(depth): could not decrypt the message for \(installed.certificate.subject): \(error). It may be damaged.",
                    status: MailExit.damaged)
             return nil
         }
+    }
+
+    /// Token answers that a damaged encrypted key also gives (SoftHSM2 answers bad PKCS#1 padding with
+    /// CKR_GENERAL_ERROR): a probe with the same key then tells the message's fault from the token's.
+    static func mayBeTheMessage(_ error: AgentClientError) -> Bool {
+        [.dataInvalid, .tokenFailure].contains(error.code)
     }
 
     private func connect() throws -> AgentClient {

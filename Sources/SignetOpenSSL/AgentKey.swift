@@ -50,6 +50,60 @@ public final class AgentKey {
         return OpenSSLError(operation)
     }
 
+    /// Whether the token still performs this key's private operation, on a value made here
+    /// with the public key: after a failed decryption, it tells a damaged message (the token
+    /// decrypts the probe) from a failing token (it does not). One token operation; the probe
+    /// value is random and wiped.
+    public func tokenDecryptsProbe() -> Bool {
+        guard let publicKey = subjectPublicKeyInfo.withUnsafeBufferPointer({ buffer -> OpaquePointer? in
+            var pointer = buffer.baseAddress
+            return d2i_PUBKEY(nil, &pointer, buffer.count)
+        }) else { return false }
+        defer { EVP_PKEY_free(publicKey) }
+        return isRSA ? rsaProbe(publicKey) : ecdhProbe(publicKey)
+    }
+
+    private func rsaProbe(_ publicKey: OpaquePointer) -> Bool {
+        var value = [UInt8](repeating: 0, count: 32)
+        defer { value.withUnsafeMutableBytes { SecretBytes.wipe($0) } }
+        guard RAND_bytes(&value, Int32(value.count)) == 1, let context = EVP_PKEY_CTX_new(publicKey, nil) else { return false }
+        defer { EVP_PKEY_CTX_free(context) }
+        guard EVP_PKEY_encrypt_init(context) == 1, EVP_PKEY_CTX_set_rsa_padding(context, RSA_PKCS1_PADDING) == 1 else { return false }
+        var length = 0
+        guard EVP_PKEY_encrypt(context, nil, &length, value, value.count) == 1 else { return false }
+        var ciphertext = [UInt8](repeating: 0, count: length)
+        guard EVP_PKEY_encrypt(context, &ciphertext, &length, value, value.count) == 1 else { return false }
+        let request = AgentRequest.decrypt(key: uri, mechanism: WireMechanism(type: Delegate.rsaPKCS), ciphertext: Array(ciphertext.prefix(length)))
+        guard case .plaintext(var plaintext)? = try? delegate.client.call(request) else { return false }
+        defer { plaintext.withUnsafeMutableBytes { SecretBytes.wipe($0) } }
+        return plaintext == value
+    }
+
+    private func ecdhProbe(_ publicKey: OpaquePointer) -> Bool {
+        guard let generator = EVP_PKEY_CTX_new(publicKey, nil) else { return false }
+        defer { EVP_PKEY_CTX_free(generator) }
+        var ephemeral: OpaquePointer?
+        guard EVP_PKEY_keygen_init(generator) == 1, EVP_PKEY_keygen(generator, &ephemeral) == 1, let ephemeral else { return false }
+        defer { EVP_PKEY_free(ephemeral) }
+        var point: UnsafeMutablePointer<UInt8>?
+        let pointLength = EVP_PKEY_get1_encoded_public_key(ephemeral, &point)
+        guard pointLength > 0, let point else { return false }
+        let peerPoint = Array(UnsafeBufferPointer(start: point, count: pointLength))
+        COpenSSL_free(point)
+        guard let deriver = EVP_PKEY_CTX_new(ephemeral, nil) else { return false }
+        defer { EVP_PKEY_CTX_free(deriver) }
+        var length = 0
+        guard EVP_PKEY_derive_init(deriver) == 1, EVP_PKEY_derive_set_peer(deriver, publicKey) == 1,
+              EVP_PKEY_derive(deriver, nil, &length) == 1 else { return false }
+        var expected = [UInt8](repeating: 0, count: length)
+        defer { expected.withUnsafeMutableBytes { SecretBytes.wipe($0) } }
+        guard EVP_PKEY_derive(deriver, &expected, &length) == 1 else { return false }
+        let request = AgentRequest.derive(key: uri, kdf: Delegate.kdfNull, sharedData: [], peerPoint: peerPoint)
+        guard case .derived(var secret)? = try? delegate.client.call(request) else { return false }
+        defer { secret.withUnsafeMutableBytes { SecretBytes.wipe($0) } }
+        return secret == Array(expected.prefix(length))
+    }
+
     final class Delegate {
         let client: AgentClient
         let uri: String

@@ -49,7 +49,10 @@ static CK_RV wrap_Finalize(void *reserved) {
     return CKR_OK;  // leave the shared module initialised for its other users
 }
 
+static int absent(void);
+
 static CK_RV wrap_Login(CK_SESSION_HANDLE session, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG length) {
+    absent();
     record(user == CKU_SO ? "C_Login SO" : "C_Login USER", session);
     return real.C_Login(session, user, pin, length);
 }
@@ -133,6 +136,28 @@ static CK_RV wrap_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR appli
     return real.C_OpenSession(slot, flags, application, notify, session);
 }
 
+/// Operations on a session notice a pull at once, as a card's would: the sessions are closed first.
+static CK_RV wrap_SignInit(CK_SESSION_HANDLE session, CK_MECHANISM_PTR mechanism, CK_OBJECT_HANDLE key) {
+    absent();
+    return real.C_SignInit(session, mechanism, key);
+}
+
+static CK_RV wrap_DecryptInit(CK_SESSION_HANDLE session, CK_MECHANISM_PTR mechanism, CK_OBJECT_HANDLE key) {
+    absent();
+    return real.C_DecryptInit(session, mechanism, key);
+}
+
+static CK_RV wrap_FindObjectsInit(CK_SESSION_HANDLE session, CK_ATTRIBUTE_PTR template, CK_ULONG count) {
+    absent();
+    return real.C_FindObjectsInit(session, template, count);
+}
+
+static CK_RV wrap_DeriveKey(CK_SESSION_HANDLE session, CK_MECHANISM_PTR mechanism, CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR template,
+                            CK_ULONG count, CK_OBJECT_HANDLE_PTR key) {
+    absent();
+    return real.C_DeriveKey(session, mechanism, base, template, count, key);
+}
+
 /// With a file named `fail-token-info` in SIGNET_WRAPPER_FLAGS_DIR, C_GetTokenInfo answers
 /// CKR_DEVICE_ERROR: a module failing for a moment without the token being gone.
 static CK_RV wrap_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
@@ -187,6 +212,19 @@ static CK_RV wrap_Sign(CK_SESSION_HANDLE session, CK_BYTE_PTR data, CK_ULONG len
     return real.C_Sign(session, data, length, signature, signatureLength);
 }
 
+/// With a file named `fail-decrypt` in SIGNET_WRAPPER_FLAGS_DIR, C_Decrypt answers
+/// CKR_DEVICE_ERROR: a token that fails during decryption, whatever the message.
+static CK_RV wrap_Decrypt(CK_SESSION_HANDLE session, CK_BYTE_PTR data, CK_ULONG length, CK_BYTE_PTR out, CK_ULONG_PTR outLength) {
+    if (flag("fail-decrypt")) {
+        record("C_Decrypt fails", session);
+        CK_BYTE scratch[1024];
+        CK_ULONG scratchLength = sizeof scratch;
+        real.C_Decrypt(session, data, length, scratch, &scratchLength);  // ends the operation
+        return CKR_DEVICE_ERROR;
+    }
+    return real.C_Decrypt(session, data, length, out, outLength);
+}
+
 static void load(void) {
     const char *path = getenv("SIGNET_WRAPPED_MODULE");
     if (!path) return;
@@ -208,6 +246,11 @@ static void load(void) {
     wrapped.C_OpenSession = wrap_OpenSession;
     wrapped.C_CreateObject = wrap_CreateObject;
     wrapped.C_Sign = wrap_Sign;
+    wrapped.C_Decrypt = wrap_Decrypt;
+    wrapped.C_SignInit = wrap_SignInit;
+    wrapped.C_DecryptInit = wrap_DecryptInit;
+    wrapped.C_FindObjectsInit = wrap_FindObjectsInit;
+    wrapped.C_DeriveKey = wrap_DeriveKey;
     loaded = 1;
 }
 

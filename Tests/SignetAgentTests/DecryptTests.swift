@@ -113,3 +113,55 @@ final class DecryptTests {
         #expect(key.lastFailure?.code == .notUnlocked)
     }
 }
+
+/// A token that fails while decrypting is the token's problem, with its own exit status;
+/// only a damaged message is called damaged. The test wrapper module makes SoftHSM2 fail
+/// (`fail-decrypt`) and stands in for pulling it (`absent`), which SoftHSM2 cannot do.
+@Suite("signet decrypt: token failures", .serialized)
+final class DecryptTokenFailureTests {
+    static let code = "decrypt-1234"
+    let agent: AgentFixture
+    let flags: String
+    let message = DecryptTests.smime.appendingPathComponent("smime/alice.env.eml").path
+
+    init() throws {
+        flags = try TestPaths.temporaryDirectory("signet-decrypt-flags").path
+        agent = try AgentFixture(config: "presence-wait-seconds = 0.5", countingCodes: true, extraEnvironment: ["SIGNET_WRAPPER_FLAGS_DIR": flags])
+        _ = try agent.makeToken("Mail", code: Self.code)
+        let imported = try agent.signet(["import", DecryptTests.smime.appendingPathComponent("smime/Bob.p12").path, "--password-fd", "0", "--code-fd", "0"],
+                                        stdin: "nss\n\(Self.code)\n")
+        guard imported.status == 0 else { throw TestFailure("import: \(imported.errors)") }
+    }
+
+    deinit { _ = try? agent.signet(["agent", "stop"]) }
+
+    @Test("A failing token exits 7 and a pulled one 5, both blaming the token, never \"damaged\" (12); then it decrypts again")
+    func tokenFailuresBlameTheToken() throws {
+        #expect(try agent.signet(["decrypt", "--in", message, "--code-fd", "0"], stdin: "\(Self.code)\n").status == 0)
+
+        _ = FileManager.default.createFile(atPath: flags + "/fail-decrypt", contents: Data())
+        let failing = try agent.signet(["decrypt", "--in", message])
+        #expect(failing.status == 7, "\(failing.errors)")
+        #expect(failing.errors.contains("the token could not decrypt"), "\(failing.errors)")
+        #expect(failing.errors.contains("The message is not at fault"), "\(failing.errors)")
+        #expect(!failing.errors.lowercased().contains("damaged"), "\(failing.errors)")
+        #expect(failing.stdout.isEmpty)
+        try FileManager.default.removeItem(atPath: flags + "/fail-decrypt")
+
+        _ = FileManager.default.createFile(atPath: flags + "/absent", contents: Data())
+        let pulled = try agent.signet(["decrypt", "--in", message])
+        #expect(pulled.status == 5, "\(pulled.errors)")
+        #expect(pulled.errors.contains("not presented") || pulled.errors.contains("removed"), "\(pulled.errors)")
+        #expect(!pulled.errors.lowercased().contains("damaged"), "\(pulled.errors)")
+        try FileManager.default.removeItem(atPath: flags + "/absent")
+
+        // Back, it must be unlocked again (a returned card always is locked), then it decrypts.
+        var back = try agent.signet(["decrypt", "--in", message, "--code-fd", "0"], stdin: "\(Self.code)\n")
+        for _ in 0..<20 where back.status == 5 {
+            usleep(200_000)
+            back = try agent.signet(["decrypt", "--in", message, "--code-fd", "0"], stdin: "\(Self.code)\n")
+        }
+        #expect(back.status == 0, "\(back.errors)")
+        #expect(back.errors.contains("Unlocked."), "the returned token had to be unlocked again: \(back.errors)")
+    }
+}
