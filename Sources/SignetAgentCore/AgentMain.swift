@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Logging
+import Synchronization
 import SignetAccessCode
 import SignetCore
 import SignetPKCS11
@@ -87,6 +88,22 @@ public enum AgentMain {
             Console.error("signet-agent: \(message)")
         }.start()
 
+        // Like gpg-agent: an agent whose socket file was removed or replaced can never be reached
+        // again (ten such orphans were found on one machine), so it logs the tokens out and stops.
+        let socketLost = Atomic<Bool>(false)
+        if !socket.fromSystemd {
+            DetachedThread.start { [socket] in
+                while !handler.stopping.load(ordering: .relaxed) {
+                    usleep(UInt32(min(handler.currentSettings.socketCheck, 3600) * 1_000_000))
+                    if !socket.isStillOurs {
+                        socketLost.store(true, ordering: .sequentiallyConsistent)
+                        kill(getpid(), SIGTERM)
+                        return
+                    }
+                }
+            }
+        }
+
         audit.record(AuditEvent(action: AuditAction.agentStart.rawValue, result: "ok",
                                 detail: "version \(version), pid \(getpid()), \(registry.presentWorkers.count) token(s)"))
         logger.info("signet-agent \(version) listening", metadata: [
@@ -105,7 +122,12 @@ public enum AgentMain {
                 ])
                 continue
             }
-            logger.info("signal \(received) received: stopping")
+            let lost = socketLost.load(ordering: .sequentiallyConsistent)
+            if lost {
+                logger.warning("the socket \(socket.path) was removed or replaced: no client can reach this agent; stopping")
+            } else {
+                logger.info("signal \(received) received: stopping")
+            }
             handler.stopping.store(true, ordering: .sequentiallyConsistent)
             server.stop()
             socket.remove()
@@ -114,7 +136,8 @@ public enum AgentMain {
                 let wasUnlocked = (try? worker.run { (state) throws(PKCS11Error) -> Bool in state.logOut() }) ?? false
                 if wasUnlocked { locked += 1 }
             }
-            audit.record(AuditEvent(action: AuditAction.agentStop.rawValue, result: "ok", detail: "signal \(received); \(locked) token(s) logged out"))
+            let reason = lost ? "socket \(socket.path) removed or replaced" : "signal \(received)"
+            audit.record(AuditEvent(action: AuditAction.agentStop.rawValue, result: "ok", detail: "\(reason); \(locked) token(s) logged out"))
             logger.info("signet-agent stopped")
             return 0
         }

@@ -25,6 +25,9 @@ public struct AgentSettings: Sendable {
     /// so that a fresh one can start (`module-timeout-seconds`, default 180 — on-card RSA key
     /// generation takes a minute or more on slow cards; 0: never).
     public var moduleTimeout: Double
+    /// How often the agent checks that its socket file is still its own (`socket-check-seconds`,
+    /// default 10); an agent whose socket was removed or replaced cannot be reached, so it stops.
+    public var socketCheck: Double
 
     public static func load(paths: SignetPaths = .current, systemDirectory: String = "/etc/signet") -> AgentSettings {
         let config = SignetConfig.load(paths: paths, systemDirectory: systemDirectory)
@@ -43,7 +46,8 @@ public struct AgentSettings: Sendable {
             maximumConnections: Int(number("max-connections", 512, minimum: 1)),
             connectionIdle: number("connection-idle-seconds", 600, minimum: 1),
             requestTimeout: number("request-seconds", 10, minimum: 0.1),
-            moduleTimeout: number("module-timeout-seconds", 180)
+            moduleTimeout: number("module-timeout-seconds", 180),
+            socketCheck: number("socket-check-seconds", 10, minimum: 0.1)
         )
     }
 

@@ -18,6 +18,8 @@ struct AgentSocket {
     let pidPath: String
     let fromSystemd: Bool
     private let lockFD: Int32
+    /// The socket file's device and inode when bound (nil for systemd's socket).
+    private var identity: (dev: UInt64, ino: UInt64)?
 
     /// systemd passes listening sockets from fd 3 when `LISTEN_PID` is this process.
     static let firstSystemdFD: Int32 = 3
@@ -32,7 +34,8 @@ struct AgentSocket {
                 throw AgentSocketError(description: "systemd passed fd \(firstSystemdFD), which is not a stream socket")
             }
             _ = fcntl(firstSystemdFD, F_SETFD, FD_CLOEXEC)
-            return AgentSocket(fd: firstSystemdFD, path: settings.socketPath, pidPath: settings.paths.agentPIDFile, fromSystemd: true, lockFD: -1)
+            return AgentSocket(fd: firstSystemdFD, path: settings.socketPath, pidPath: settings.paths.agentPIDFile, fromSystemd: true, lockFD: -1,
+                               identity: nil)
         }
 
         let directory = settings.paths.runtime
@@ -63,18 +66,36 @@ struct AgentSocket {
         unlink(path)
         do throws(SocketError) {
             let fd = try UnixSocket.listen(path, mode: 0o600)
-            return AgentSocket(fd: fd, path: path, pidPath: settings.paths.agentPIDFile, fromSystemd: false, lockFD: lockFD)
+            return AgentSocket(fd: fd, path: path, pidPath: settings.paths.agentPIDFile, fromSystemd: false, lockFD: lockFD,
+                               identity: AgentSocket.fileIdentity(path))
         } catch {
             close(lockFD)
             throw AgentSocketError(description: "cannot listen on \(path): \(error)")
         }
     }
 
-    /// Removes the socket file (not systemd's, which systemd owns) and releases the lock.
+    private static func fileIdentity(_ path: String) -> (dev: UInt64, ino: UInt64)? {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return nil }
+        return (UInt64(info.st_dev), UInt64(info.st_ino))
+    }
+
+    /// Whether the socket file at `path` is still the one this agent bound: false once it was
+    /// removed or replaced (clients can then no longer reach this agent). Always true for systemd's.
+    var isStillOurs: Bool {
+        guard let identity else { return true }
+        guard let now = AgentSocket.fileIdentity(path) else { return false }
+        return now == identity
+    }
+
+    /// Removes the socket file (not systemd's, which systemd owns, and not one that another
+    /// agent made in its place) and releases the lock.
     func remove() {
         guard !fromSystemd else { return }
-        unlink(path)
-        unlink(pidPath)
+        if isStillOurs {
+            unlink(path)
+            if FileIO.readText(pidPath, limit: 32)?.split(separator: "\n").first == "\(getpid())"[...] { unlink(pidPath) }
+        }
         close(lockFD)
     }
 }

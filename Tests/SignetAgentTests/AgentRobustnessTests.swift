@@ -201,6 +201,27 @@ struct AgentRobustnessTests {
         #expect((stop["detail"] as? String ?? "").contains("1 token(s) logged out"))
     }
 
+    @Test("An agent whose socket file is removed logs its tokens out and exits; one whose socket is replaced leaves the new one alone")
+    func orphanedAgentExits() throws {
+        let setup = try UnlockedToken("Orphan", config: "socket-check-seconds = 0.2")
+        try FileManager.default.removeItem(atPath: setup.agent.socketPath)
+        #expect(eventually { !setup.agent.isRunning }, "the agent kept running without its socket")
+        let stop = try #require(setup.agent.auditEntries.last)
+        #expect(stop["action"] as? String == "agent-stop")
+        #expect((stop["detail"] as? String ?? "").contains("removed or replaced"), "\(stop)")
+        #expect((stop["detail"] as? String ?? "").contains("1 token(s) logged out"), "\(stop)")
+        #expect(setup.agent.agentLog.contains("was removed or replaced"))
+
+        // Replaced: another socket now lives at the path. The old agent stops and must not remove it.
+        try setup.agent.start()
+        let path = setup.agent.socketPath
+        try FileManager.default.moveItem(atPath: path, toPath: path + ".old")
+        let replacement = try UnixSocket.listen(path)
+        defer { close(replacement) }
+        #expect(eventually { !setup.agent.isRunning }, "the agent kept running with its socket replaced")
+        #expect(FileManager.default.fileExists(atPath: path), "the exiting agent removed the socket that replaced its own")
+    }
+
     @Test("A token module that stops answering: the agent stops after module-timeout-seconds and says why; the next command starts a fresh agent")
     func stuckModule() throws {
         let flags = try TestPaths.temporaryDirectory("signet-flags")
