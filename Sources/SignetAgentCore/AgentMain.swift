@@ -80,7 +80,7 @@ public enum AgentMain {
             return 1
         }
         for failure in context.failures { logger.warning("module \(failure.path) not loaded: \(failure.reason)") }
-        let registry = TokenRegistry(context: context)
+        let registry = TokenRegistry(context: context, stateDirectory: paths.state)
         handler.install(registry)
         Housekeeping(handler: handler, logger: logger).start()
         Watchdog(handler: handler, socketPath: socket.path) { message in

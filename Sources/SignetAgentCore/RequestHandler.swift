@@ -269,6 +269,12 @@ final class RequestHandler: Sendable {
         do throws(AgentFailure) {
             return try registry.resolve(uri)
         } catch where error.code == .noToken {
+            if let uri, !registry.mayAppear(uri) {
+                let names = registry.known.names
+                throw AgentFailure(.noToken, "No token you have used matches \(uri). "
+                    + (names.isEmpty ? "No token has been seen yet: insert yours and run `signet tokens`."
+                                     : "Known tokens: \(names.prefix(8).joined(separator: ", ")). Check the URI with `signet tokens`, or insert the token and try again."))
+            }
             let wait = currentSettings.presenceWait
             let what = uri.map { $0.text("token").map { "\"\($0)\"" } ?? $0.description } ?? "your token"
             notify(.notice(.presentToken, message: "Present \(what): insert it or tap it on the reader (waiting \(Int(wait)) s)."))
@@ -301,8 +307,20 @@ final class RequestHandler: Sendable {
         let manager = self.manager
         // The housekeeping thread rescans slots every second: listing does not wait for a
         // rescan (a module probing an unknown card can take seconds).
+        var gone = false
+        defer { if gone { registry.refresh() } }  // a token found gone: the next request must know it at once
         return registry.presentWorkers.compactMap { worker in
-            try? worker.run { (state) throws(PKCS11Error) -> TokenEntry in
+            do throws(AgentFailure) {
+                return try entry(worker, manager)
+            } catch {
+                if error.code == .tokenRemoved { gone = true }
+                return nil
+            }
+        }
+    }
+
+    private func entry(_ worker: TokenWorker, _ manager: AccessCodeManager) throws(AgentFailure) -> TokenEntry {
+        try worker.run { (state) throws(PKCS11Error) -> TokenEntry in
                 let target = PKCS11CodeTarget(token: state.token, session: try state.openSession())
                 let status = manager.status(target)
                 return TokenEntry(
@@ -311,7 +329,6 @@ final class RequestHandler: Sendable {
                     unlocked: state.unlocked, failures: UInt32(status.failures), triesLeft: UInt32(status.triesLeft),
                     lockedSeconds: status.lockedRemaining.map { UInt32($0.seconds.rounded(.up)) },
                     tokenCounter: status.card.words, ledgerDamage: status.damaged)
-            }
         }
     }
 

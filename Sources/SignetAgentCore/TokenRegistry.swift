@@ -8,11 +8,14 @@ import SignetPKCS11
 /// unlocked state, and gets them back only after it is presented and unlocked again.
 final class TokenRegistry: Sendable {
     let context: PKCS11Context
+    /// Tokens seen by this user's agents, before this one too.
+    let known: KnownTokens
     private let workers = Mutex<[String: TokenWorker]>([:])
     private let scanLock = Mutex(())
 
-    init(context: PKCS11Context) {
+    init(context: PKCS11Context, stateDirectory: String) {
         self.context = context
+        known = KnownTokens(directory: stateDirectory)
         refresh()
     }
 
@@ -24,12 +27,15 @@ final class TokenRegistry: Sendable {
             let present = scan.tokens
             var byIdentity: [String: Token] = [:]
             for token in present { byIdentity[token.identity] = token }
+            var new: [Token] = []
             let known = workers.withLock { current in
                 for token in present where current[token.identity] == nil {
                     current[token.identity] = TokenWorker(token: token)
+                    new.append(token)
                 }
                 return Array(current.values)
             }
+            for token in new { self.known.note(token) }
             for worker in known {
                 if let token = byIdentity[worker.identity] {
                     worker.update(present: token)
@@ -41,6 +47,13 @@ final class TokenRegistry: Sendable {
             }
             return present.compactMap { token in workers.withLock { $0[token.identity] } }
         }
+    }
+
+    /// Whether a request for `uri` may wait for the token to be presented: it names a token this
+    /// agent has seen (present or not) or one the user's agents have seen before.
+    func mayAppear(_ uri: PKCS11URI) -> Bool {
+        if workers.withLock({ $0.values.contains { uri.matches($0.token) } }) { return true }
+        return !known.matching(uri).isEmpty
     }
 
     /// Workers of tokens present at the last scan.

@@ -111,32 +111,43 @@ struct AgentAccessTests {
         #expect(presented == 3, "codes that reached the token: \(presented)")
     }
 
-    @Test("A request for an absent token asks the client to present it, waits, and completes when it appears")
-    func presenceWait() throws {
-        let agent = try AgentFixture(config: "presence-wait-seconds = 20")
+    /// An agent whose one token is known and then pulled (the test wrapper's `absent` flag stands in
+    /// for the pull, which SoftHSM2 cannot do); returns the fixture, its token URI and the flag's path.
+    func pulledToken(_ label: String, wait: Int) throws -> (AgentFixture, String, String) {
+        let flags = try TestPaths.temporaryDirectory("signet-presence").path
+        let agent = try AgentFixture(config: "presence-wait-seconds = \(wait)", countingCodes: true, extraEnvironment: ["SIGNET_WRAPPER_FLAGS_DIR": flags])
         try agent.start()
+        let uri = try agent.makeToken(label)
+        let flag = flags + "/absent"
+        #expect(FileManager.default.createFile(atPath: flag, contents: nil))
+        let client = try agent.client()
+        #expect(try eventually { if case .tokens(let tokens) = try client.call(.listTokens) { tokens.isEmpty } else { false } })
+        return (agent, uri, flag)
+    }
+
+    @Test("A request for a known token that is absent asks the client to present it, waits, and completes when it returns")
+    func presenceWait() throws {
+        let (agent, _, flag) = try pulledToken("Arrives", wait: 20)
         let waiting = try agent.client()
         let id = try waiting.send(.unlock(token: "pkcs11:token=Arrives", code: SharedSecret(SecretBytes(copying: Array("123456".utf8))), finalTry: false))
         let (noticeID, notice) = try waiting.receive(timeout: 10)
         #expect(noticeID == id)
         guard case .notice(.presentToken, let message) = notice else { Issue.record("no notice: \(notice)"); return }
         #expect(message.contains("Present \"Arrives\""))
-        // The token appears while the request waits (a software token stands in for a card being inserted).
-        try agent.makeToken("Arrives")
+        try FileManager.default.removeItem(atPath: flag)  // the token is presented again
         let (answerID, answer) = try waiting.receive(timeout: 20)
         #expect(answerID == id)
         guard case .access(let outcome) = answer else { Issue.record("no answer: \(answer)"); return }
         #expect(outcome.kind == .unlocked)
     }
 
-    @Test("A request for a token that never appears fails cleanly after the wait")
+    @Test("A request for a known token that never returns fails cleanly after the wait")
     func presenceTimeout() throws {
-        let agent = try AgentFixture(config: "presence-wait-seconds = 1")
-        try agent.start()
+        let (agent, uri, _) = try pulledToken("Away", wait: 1)
         let client = try agent.client()
         let started = Date()
         do {
-            _ = try client.call(.sign(key: "pkcs11:token=Never;id=%01", mechanism: WireMechanism(type: CKM.ecdsa), data: Array(repeating: 0, count: 32)), onNotice: { _, _ in })
+            _ = try client.call(.sign(key: uri + ";id=%01", mechanism: WireMechanism(type: CKM.ecdsa), data: Array(repeating: 0, count: 32)), onNotice: { _, _ in })
             Issue.record("signed without a token")
         } catch {
             #expect(error.code == .tokenAbsent)
@@ -144,6 +155,31 @@ struct AgentAccessTests {
         }
         #expect(Date().timeIntervalSince(started) < 5)
         guard case .status = try client.call(.status) else { Issue.record("the connection did not survive"); return }
+    }
+
+    @Test("A URI that matches no token this user has used fails at once, naming the known tokens; known ones are remembered across restarts")
+    func unknownTokenFailsAtOnce() throws {
+        let agent = try AgentFixture(config: "presence-wait-seconds = 20")
+        try agent.start()
+        let client = try agent.client()
+        let started = Date()
+        do {
+            _ = try client.call(.sign(key: "pkcs11:token=Never;id=%01", mechanism: WireMechanism(type: CKM.ecdsa), data: Array(repeating: 0, count: 32)),
+                                onNotice: { _, message in Issue.record("asked to present a token never used: \(message)") })
+            Issue.record("signed without a token")
+        } catch {
+            #expect(error.code == .noToken)
+            #expect(error.description.contains("No token has been seen yet"), "\(error.description)")
+        }
+        try agent.makeToken("Mine")
+        agent.stop()
+        try agent.start()
+        let unlock = try agent.signet(["unlock", "--token", "pkcs11:token=Typo", "--code-fd", "0"], stdin: "123456\n")
+        #expect(unlock.status == 5, "\(unlock.errors)")
+        #expect(unlock.errors.contains("No token you have used matches pkcs11:token=Typo"), "\(unlock.errors)")
+        #expect(unlock.errors.contains("Known tokens: \"Mine\""), "\(unlock.errors)")
+        #expect(!unlock.errors.contains("Present"), "\(unlock.errors)")
+        #expect(Date().timeIntervalSince(started) < 15, "it failed at once")
     }
 
     @Test("signet report writes one archive with versions, tokens and the log, and no code")
