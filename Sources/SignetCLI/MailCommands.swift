@@ -30,7 +30,7 @@ struct SignCommand: ParsableCommand {
     var opaque = false
     @Flag(name: .customLong("signature-only"), help: "Write only the detached signature, DER (for mutt's smime_sign_command).")
     var signatureOnly = false
-    @Option(name: .long, help: "Digest: sha256 (default), sha384 or sha512.")
+    @Option(name: .long, help: "Digest: sha256, sha384 or sha512.")
     var digest: String = "sha256"
     @Flag(name: .long, help: "RSA-PSS instead of PKCS#1 v1.5 (RSA keys).")
     var pss = false
@@ -208,7 +208,7 @@ struct EncryptCommand: ParsableCommand {
     var `in`: String?
     @Option(name: [.customShort("o"), .long], help: "Where to write the encrypted message (default: standard output).")
     var out: String?
-    @Option(name: .long, help: "aes256-cbc (default), aes128-cbc, aes256-gcm or aes128-gcm.")
+    @Option(name: .long, help: "aes256-cbc, aes128-cbc, aes256-gcm or aes128-gcm.")
     var cipher: String = "aes256-cbc"
     @Flag(name: .long, help: "RSAES-OAEP (SHA-256) key transport for RSA recipients.")
     var oaep = false
