@@ -30,4 +30,20 @@ struct FirstUseTests {
             }
         }
     }
+
+    @Test("A mistyped command gets the nearest command suggested and a non-zero exit")
+    func typo() throws {
+        let sing = try run(["sing"])
+        #expect(sing.status != 0)
+        #expect(sing.errors.contains("Unknown command 'sing'. Did you mean 'sign'?"), "\(sing.errors)")
+        let nested = try run(["cert", "lst"])
+        #expect(nested.status != 0)
+        #expect(nested.errors.contains("Did you mean 'cert list'?"), "\(nested.errors)")
+        let nothingNear = try run(["xyzzy"])
+        #expect(nothingNear.status != 0)
+        #expect(nothingNear.errors.contains("Unknown command 'xyzzy'.") && !nothingNear.errors.contains("Did you mean"))
+        // Real commands and help still work.
+        #expect(try run(["help", "sign"]).status == 0)
+        #expect(try run(["version"]).status == 0)
+    }
 }
