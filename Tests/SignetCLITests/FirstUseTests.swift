@@ -46,4 +46,11 @@ struct FirstUseTests {
         #expect(try run(["help", "sign"]).status == 0)
         #expect(try run(["version"]).status == 0)
     }
+
+    @Test("`signet status` with no token suggests making a software token, as `signet tokens` does")
+    func statusWithoutToken() throws {
+        let status = try run(["status"])
+        #expect(status.status == 0, "\(status.errors)")
+        #expect(status.output.contains("signet token init --software --label NAME"), "\(status.output)")
+    }
 }
