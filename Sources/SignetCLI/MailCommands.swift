@@ -259,7 +259,12 @@ struct EncryptCommand: ParsableCommand {
             }
             return certificate
         }
-        guard name.contains("@") else { throw CLIError(description: "\(name) is neither a certificate file nor an email address.").reported() }
+        // Not a file: an address, unless it looks like a path (bob.pem, ./bob, ~/certs/bob.der).
+        let fileLike = name.contains("/") || [".pem", ".crt", ".cer", ".der", ".p7b", ".p7c"].contains { name.lowercased().hasSuffix($0) }
+        guard name.contains("@"), !fileLike else {
+            throw CLIError(description: "The certificate file \(name) does not exist. Give the path of the recipient's certificate "
+                           + "(PEM or DER), or their email address when you have verified signed mail from them.").reported()
+        }
         let address = name.lowercased()
         let known = TrustStore.correspondents().entries().map(\.certificate) + OwnCertificates.load().certificates.map(\.0)
         let fitting = known.filter { $0.emails.contains(address) && CertificateChoice.fits($0, .encryption) }
