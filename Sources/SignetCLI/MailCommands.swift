@@ -193,12 +193,12 @@ struct EncryptCommand: ParsableCommand {
         Each --to is a certificate file (PEM or DER) or an email address found among the certificates of people \
         whose signed mail you verified (`$XDG_DATA_HOME/signet/people/`) or on your tokens. The message is always \
         also encrypted to your own encryption certificate so you can read what you sent; Signet refuses when you \
-        have none. AES-256-CBC by default (every S/MIME client reads it); --cipher aes256-gcm makes authEnveloped-data. \
+        have none. Without --to, the message is encrypted to your own certificate alone. AES-256-CBC by default (every S/MIME client reads it); --cipher aes256-gcm makes authEnveloped-data. \
         RSA recipients get PKCS#1 v1.5 key transport (--oaep for RSAES-OAEP with SHA-256); EC recipients ECDH. \
         The input is streamed in constant memory.
         """
     )
-    @Option(name: .long, help: "A recipient: certificate file or email address (repeatable).")
+    @Option(name: .long, help: "A recipient: certificate file or email address (repeatable; with none, the message is for you alone).")
     var to: [String] = []
     @Argument(help: "More recipients, as --to (mutt's %c passes certificate files this way).")
     var recipients: [String] = []
@@ -218,7 +218,6 @@ struct EncryptCommand: ParsableCommand {
     var quiet = false
 
     func validate() throws {
-        if to.isEmpty && recipients.isEmpty { throw ValidationError("Name at least one recipient with --to.") }
         if MessageEncryptor.Cipher(rawValue: cipher.lowercased()) == nil {
             throw ValidationError("--cipher must be one of \(MessageEncryptor.Cipher.allCases.map(\.rawValue).joined(separator: ", ")).")
         }
@@ -227,7 +226,8 @@ struct EncryptCommand: ParsableCommand {
     func run() throws {
         var certificates: [Certificate] = []
         for name in to + recipients { certificates.append(try recipient(name)) }
-        let own = try ownEncryptionCertificate(rsaRecipients: certificates.allSatisfy { $0.keyDescription.hasPrefix("RSA") })
+        let own = try ownEncryptionCertificate(rsaRecipients: certificates.allSatisfy { $0.keyDescription.hasPrefix("RSA") },
+                                               alone: certificates.isEmpty)
         if !certificates.contains(where: { $0.sha256 == own.sha256 }) { certificates.append(own) }
         for certificate in certificates where certificate.validity() != .valid {
             throw CLIError(description: "The certificate of \(certificate.subject) is \(certificate.validity().rawValue) "
@@ -278,7 +278,8 @@ struct EncryptCommand: ParsableCommand {
     /// Your encryption certificate: --self, else the configured or newest one. When every recipient is RSA, an RSA
     /// certificate of yours is preferred: NSS 3.87 (Debian 12's, which its Thunderbird uses) cannot read a message
     /// that has any ECDH recipient in it, even when its own recipient entry is RSA.
-    private func ownEncryptionCertificate(rsaRecipients: Bool) throws -> Certificate {
+    /// `alone`: no --to was given, so the message is for yourself only.
+    private func ownEncryptionCertificate(rsaRecipients: Bool, alone: Bool) throws -> Certificate {
         if let ownCertificate {
             guard let certificate = try readCertificateFile(ownCertificate).certificates.first else {
                 throw CLIError(description: "\(ownCertificate) holds no certificate.").reported()
@@ -295,6 +296,11 @@ struct EncryptCommand: ParsableCommand {
         let remembered = OwnCertificates.load().certificates.map(\.0).filter { CertificateChoice.fits($0, .encryption) }
         let preferred = rsaRecipients ? remembered.filter { $0.keyDescription.hasPrefix("RSA") } : []
         if let newest = (preferred.isEmpty ? remembered : preferred).max(by: { $0.notBefore < $1.notBefore }) { return newest }
+        if alone {
+            throw CLIError(description: "No recipient was named and you have no encryption certificate of your own; nothing was encrypted. "
+                           + "Name recipients with --to FILE or --to ADDRESS; to encrypt to yourself, insert your token once so Signet "
+                           + "sees your certificate, or give it with --self FILE.").reported()
+        }
         throw CLIError(description: "You have no encryption certificate, so you could not read this message yourself; nothing was encrypted. "
                        + "Insert your token once so Signet sees your certificate, or give it with --self FILE.").reported()
     }

@@ -49,4 +49,20 @@ final class FirstUseTokenTests {
         let address = try agent.signet(["encrypt", "--to", "carol@example.org", "--in", peer.path("message.txt")])
         #expect(address.errors.contains("No certificate for carol@example.org is known."), "\(address.errors)")
     }
+
+    @Test("encrypt without --to encrypts to your own certificate alone (and you can decrypt it); with no certificate of your own it refuses and says what to do")
+    func encryptToSelf() throws {
+        let refused = try agent.signet(["encrypt", "--in", peer.path("message.txt")])
+        #expect(refused.status == 1)
+        #expect(refused.errors.contains("No recipient was named and you have no encryption certificate of your own"), "\(refused.errors)")
+        #expect(refused.errors.contains("--to"))
+
+        try tokenWithBob()
+        let out = peer.path("self.eml")
+        let encrypted = try agent.signet(["encrypt", "--in", peer.path("message.txt"), "-o", out])
+        #expect(encrypted.status == 0, "\(encrypted.errors)")
+        #expect(encrypted.errors.contains("to Bob"), "\(encrypted.errors)")
+        let decrypted = try run(["decrypt", "--in", out])
+        #expect(decrypted.output.contains("Note to self."))
+    }
 }
