@@ -59,8 +59,8 @@ struct Inventory {
     func certificate(_ id: String) throws -> Installed {
         let matches = matching(id)
         guard let match = matches.first else {
-            throw CLIError(description: "No certificate on the tokens has the id \(id). `signet cert list` shows the ids "
-                           + "(unlock the token first if it is locked).").reported()
+            throw CLIError(description: "No certificate on the tokens has the id \(id) (neither as the start of its fingerprint nor as "
+                           + "its key's PKCS#11 id). `signet cert list` shows the ids (unlock the token first if it is locked).").reported()
         }
         guard matches.count == 1 || matches.allSatisfy({ $0.certificate.sha256 == match.certificate.sha256 }) else {
             throw CLIError(description: "\(id) matches \(matches.count) certificates; give more digits.").reported()
@@ -68,10 +68,18 @@ struct Inventory {
         return match
     }
 
-    /// The certificates whose id or fingerprint starts with `id` (8+ hex digits), or whose URI is `id`.
+    /// The certificates whose id or fingerprint starts with `id` (8+ hex digits), whose URI is `id`, or whose
+    /// PKCS#11 CKA_ID (the key id `signet keys` and other PKCS#11 tools show) is `id` or starts with it (8+ hex digits).
     func matching(_ id: String) -> [Installed] {
         let prefix = id.lowercased().filter { $0 != ":" }
-        return certificates.filter { $0.entry.uri == id || (prefix.count >= 8 && $0.certificate.sha256.lowercased().hasPrefix(prefix)) }
+        let byFingerprint = certificates.filter { $0.entry.uri == id || (prefix.count >= 8 && $0.certificate.sha256.lowercased().hasPrefix(prefix)) }
+        guard byFingerprint.isEmpty, !prefix.isEmpty, prefix.allSatisfy(\.isHexDigit) else { return byFingerprint }
+        return certificates.filter { installed in
+            [installed.entry.id, installed.keyID ?? []].contains { keyID in
+                let hex = Hex.encode(keyID)
+                return !keyID.isEmpty && (hex == prefix || (prefix.count >= 8 && hex.hasPrefix(prefix)))
+            }
+        }
     }
 
     /// The private key named by a URI, a hex CKA_ID or a label.

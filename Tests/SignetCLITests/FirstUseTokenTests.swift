@@ -65,4 +65,27 @@ final class FirstUseTokenTests {
         let decrypted = try run(["decrypt", "--in", out])
         #expect(decrypted.output.contains("Note to self."))
     }
+
+    @Test("`signet import` prints the id `cert list` shows; `cert show|export` accept it and the PKCS#11 key id (whole or 8+ digits)")
+    func oneID() throws {
+        let imported = try tokenWithBob()
+        let listed = try run(["cert", "list", "--json"])
+        let entries = try #require(try JSONSerialization.jsonObject(with: listed.stdout) as? [[String: Any]])
+        let id = try #require(entries.first?["id"] as? String)
+        #expect(imported.output.contains("(id \(id);"), "\(imported.output)")
+        let keys = try run(["keys", "--json"])
+        let objects = try #require(try JSONSerialization.jsonObject(with: keys.stdout) as? [[String: Any]])
+        let keyID = try #require(objects.first { $0["kind"] as? String == "certificate" }?["id"] as? String)
+        #expect(keyID != id)
+        for name in [id, String(id.prefix(8)), keyID, String(keyID.prefix(8)), keyID.uppercased()] {
+            let shown = try agent.signet(["cert", "show", name])
+            #expect(shown.status == 0, "cert show \(name): \(shown.errors)")
+            #expect(shown.output.contains("CN=Bob"))
+        }
+        let exported = try agent.signet(["cert", "export", String(keyID.prefix(8))])
+        #expect(exported.status == 0 && exported.output.hasPrefix("-----BEGIN CERTIFICATE-----"), "\(exported.errors)")
+        let unknown = try agent.signet(["cert", "show", "00000000"])
+        #expect(unknown.status == 1)
+        #expect(unknown.errors.contains("No certificate on the tokens has the id 00000000"))
+    }
 }
