@@ -53,4 +53,40 @@ struct FirstUseTests {
         #expect(status.status == 0, "\(status.errors)")
         #expect(status.output.contains("signet token init --software --label NAME"), "\(status.output)")
     }
+
+    @Test("token init refuses a code of the wrong length right after it is typed, before asking for it again, and says the lengths allowed")
+    func codeLengthAtOnce() throws {
+        // On descriptors: a 1-byte access code, then a 1-byte SO code.
+        let short = try run(["token", "init", "--software", "--label", "L", "--code-fd", "0", "--so-code-fd", "0"], stdin: "1\nso-code-99\n")
+        #expect(short.status == 1)
+        #expect(short.errors.contains("the access code must be 4 to 255 bytes long"), "\(short.errors)")
+        let shortSO = try run(["token", "init", "--software", "--label", "L", "--code-fd", "0", "--so-code-fd", "0"], stdin: "1234-abcd\nx\n")
+        #expect(shortSO.status == 1)
+        #expect(shortSO.errors.contains("the administrator (SO) code must be 4 to 255 bytes long"), "\(shortSO.errors)")
+        #expect(!(try base.tokens().contains { $0["label"] as? String == "L" }))
+
+        // On the terminal: refused after the first entry, not after the second.
+        let directory = base.home.path
+        let terminal = try TerminalSession("cd '\(directory)' && '\(signet)' token init --software --label T; echo \"exit=$?\"; sleep 60",
+                                           socketDirectory: directory, environment: base.environment)
+        try terminal.waitFor("New access code for T:")
+        try terminal.send("1", "Enter")
+        let screen = try terminal.waitFor("exit=1")
+        #expect(screen.contains("the access code must be 4 to 255 bytes long"), "\(screen)")
+        #expect(!screen.contains("Type it again"), "\(screen)")
+
+        let soDirectory = directory + "/so-terminal"
+        try FileManager.default.createDirectory(atPath: soDirectory, withIntermediateDirectories: true)
+        let so = try TerminalSession("cd '\(soDirectory)' && '\(signet)' token init --software --label T; echo \"exit=$?\"; sleep 60",
+                                     socketDirectory: soDirectory, environment: base.environment)
+        try so.waitFor("New access code for T:")
+        try so.send("1234-abcd", "Enter")
+        try so.waitFor("Type it again:")
+        try so.send("1234-abcd", "Enter")
+        try so.waitFor("New administrator (SO) code:")
+        try so.send("x", "Enter")
+        let soScreen = try so.waitFor("exit=1")
+        #expect(soScreen.contains("the administrator (SO) code must be 4 to 255 bytes long"), "\(soScreen)")
+        #expect(soScreen.components(separatedBy: "Type it again").count == 2, "asked again only for the access code: \(soScreen)")
+    }
 }
