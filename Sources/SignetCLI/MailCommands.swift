@@ -109,6 +109,9 @@ enum MailSigning {
             CertificateChoice.fits($0.0, .signing) && (email == nil || $0.0.emails.contains(email!.lowercased()))
         }
         if let newest = remembered.max(by: { $0.0.notBefore < $1.0.notBefore }) { return newest }
+        if let explanation = CertificateChoice.explanation(.signing, installed: inventory.certificates, email: email) {
+            throw CLIError(description: explanation).reported()
+        }
         throw CLIError(description: "No signing certificate\(email.map { " for \($0)" } ?? "") is on your tokens. Insert the token, "
                        + "or see `signet cert list`; enrol one with `signet key generate` and `signet csr`.").reported()
     }
@@ -287,7 +290,9 @@ struct EncryptCommand: ParsableCommand {
             return certificate
         }
         // The tokens when the agent can list them, else what was seen on them before: no token is needed.
+        var listed: Inventory?
         if let client = try? AgentLauncher.connect(start: true), let inventory = try? Inventory.load(client: client) {
+            listed = inventory
             OwnCertificates.remember(inventory)
             let rsa = inventory.certificates.filter { $0.certificate.keyDescription.hasPrefix("RSA") }
             if let chosen = (rsaRecipients ? CertificateChoice.choose(.encryption, from: rsa) : nil)
@@ -296,6 +301,10 @@ struct EncryptCommand: ParsableCommand {
         let remembered = OwnCertificates.load().certificates.map(\.0).filter { CertificateChoice.fits($0, .encryption) }
         let preferred = rsaRecipients ? remembered.filter { $0.keyDescription.hasPrefix("RSA") } : []
         if let newest = (preferred.isEmpty ? remembered : preferred).max(by: { $0.notBefore < $1.notBefore }) { return newest }
+        if let explanation = listed.flatMap({ CertificateChoice.explanation(.encryption, installed: $0.certificates) }) {
+            throw CLIError(description: explanation + (alone ? " Or name recipients with --to FILE or --to ADDRESS." : " Or give your certificate with --self FILE.")
+                           + " Nothing was encrypted.").reported()
+        }
         if alone {
             throw CLIError(description: "No recipient was named and you have no encryption certificate of your own; nothing was encrypted. "
                            + "Name recipients with --to FILE or --to ADDRESS; to encrypt to yourself, insert your token once so Signet "

@@ -88,4 +88,38 @@ final class FirstUseTokenTests {
         #expect(unknown.status == 1)
         #expect(unknown.errors.contains("No certificate on the tokens has the id 00000000"))
     }
+
+    /// A key and a self-signed certificate made by `openssl req -x509` (with `extensions`), imported as a .p12.
+    func importSelfSigned(_ name: String, key: [String], extensions: [String] = []) throws {
+        let keyFile = peer.path("\(name).key"), certificate = peer.path("\(name).pem"), p12 = peer.path("\(name).p12")
+        try Run.checked("openssl", ["req", "-x509", "-newkey"] + key + ["-nodes", "-keyout", keyFile, "-out", certificate,
+                                    "-subj", "/CN=\(name)", "-days", "30"] + extensions.flatMap { ["-addext", $0] })
+        try Run.checked("openssl", ["pkcs12", "-export", "-inkey", keyFile, "-in", certificate, "-out", p12, "-passout", "pass:pw"])
+        try run(["import", p12, "--password-fd", "0", "--code-fd", "0"], stdin: "pw\n\(Self.code)\n")
+    }
+
+    @Test("sign and encrypt with only unsuitable certificates say which certificates are present, why each does not qualify, and what to do")
+    func whyNoCertificate() throws {
+        try agent.makeToken("First", code: Self.code)
+        try run(["unlock", "--code-fd", "0"], stdin: "\(Self.code)\n")
+        try importSelfSigned("Self Made", key: ["rsa:2048"])
+        try importSelfSigned("Web Server", key: ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+                             extensions: ["basicConstraints=CA:FALSE", "keyUsage=keyAgreement", "extendedKeyUsage=serverAuth"])
+        let listed = try run(["cert", "list"])
+        #expect(listed.output.contains("CN=Self Made") && listed.output.contains("CN=Web Server"))
+
+        let sign = try agent.signet(["sign", "--in", peer.path("message.txt")])
+        #expect(sign.status == 1)
+        #expect(sign.errors.contains("No certificate on your tokens can sign mail. Present:"), "\(sign.errors)")
+        #expect(sign.errors.contains("CN=Self Made: it is a CA certificate"), "\(sign.errors)")
+        #expect(sign.errors.contains("CN=Web Server: no emailProtection extended key usage (it has serverAuth); no digitalSignature key usage (it has keyAgreement)"),
+                "\(sign.errors)")
+        #expect(sign.errors.contains("signet cert import FILE"))
+
+        let encrypt = try agent.signet(["encrypt", "--in", peer.path("message.txt")])
+        #expect(encrypt.status == 1)
+        #expect(encrypt.errors.contains("No certificate on your tokens can encrypt mail to you. Present:"), "\(encrypt.errors)")
+        #expect(encrypt.errors.contains("CN=Web Server: no emailProtection extended key usage (it has serverAuth)\n"), "\(encrypt.errors)")
+        #expect(encrypt.errors.contains("--to"))
+    }
 }
