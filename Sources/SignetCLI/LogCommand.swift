@@ -30,7 +30,7 @@ struct LogCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "log",
         abstract: "Show the audit log: unlocks, signatures, decryptions, lockouts, refused connections.",
-        discussion: "The log is $XDG_STATE_HOME/signet/audit.log (JSON lines, rotated at 1 MiB). It never holds an access code or message content."
+        discussion: "The log is $XDG_STATE_HOME/signet/audit.log (JSON lines, rotated at 1 MiB). It never holds an access code or message content. Lines name tokens and keys by label and programs by name; --wide or --json shows the full URIs and paths."
     )
     @Option(name: .long, help: "Only entries newer than this: 30m, 2h, 7d, or a time such as 2026-11-22T10:00.")
     var since: String?
@@ -38,7 +38,9 @@ struct LogCommand: ParsableCommand {
     var action: [String] = []
     @Option(name: .long, help: "Show at most this many of the newest entries.")
     var limit: Int?
-    @Flag(name: .long, help: "Print the JSON lines as stored.")
+    @Flag(name: .long, help: "Show the full token and key URIs and program paths (by default: labels and program names).")
+    var wide = false
+    @Flag(name: .long, help: "Print the JSON lines as stored (with the full URIs and paths).")
     var json = false
 
     /// One audit line's fields (see `AuditLog.line`).
@@ -78,9 +80,12 @@ struct LogCommand: ParsableCommand {
             let name = entry.action ?? "?"
             parts.append(name + String(repeating: " ", count: max(0, 22 - name.count)))
             parts.append(entry.result ?? "?")
-            if let token = entry.token { parts.append("token=\(LogCommand.shortToken(token))") }
-            if let key = entry.key { parts.append("key=\(key)") }
-            if let pid = entry.pid { parts.append("by pid \(pid) \(entry.exe ?? "") uid \(entry.uid.map(String.init) ?? "?")") }
+            if let token = entry.token { parts.append("token=\(wide ? token : LogCommand.shortToken(token))") }
+            if let key = entry.key { parts.append("key=\(wide ? key : LogCommand.shortKey(key))") }
+            if let pid = entry.pid {
+                let program = wide ? entry.exe ?? "" : LogCommand.programName(entry.exe ?? "")
+                parts.append("by pid \(pid) \(program) uid \(entry.uid.map(String.init) ?? "?")")
+            }
             if let duration = entry.duration_ms { parts.append("\(LogCommand.oneDecimal(duration)) ms") }
             if let detail = entry.detail { parts.append("(\(detail))") }
             print(parts.joined(separator: "  "))
@@ -97,6 +102,20 @@ struct LogCommand: ParsableCommand {
     static func shortToken(_ uri: String) -> String {
         guard let label = (try? PKCS11URI(parsing: uri))?.value("token") else { return uri }
         return String(decoding: label, as: UTF8.self)
+    }
+
+    /// A key URI as its label (`object=`), else its id in hex, else the URI.
+    static func shortKey(_ text: String) -> String {
+        guard let uri = try? PKCS11URI(parsing: text) else { return text }
+        if let label = uri.value("object"), !label.isEmpty { return String(decoding: label, as: UTF8.self) }
+        if let id = uri.value("id"), !id.isEmpty { return "id:" + Hex.encode(id) }
+        return text
+    }
+
+    /// The program's file name (`/usr/bin/signet` → `signet`); "?" when the agent could not read it.
+    static func programName(_ path: String) -> String {
+        guard let name = path.split(separator: "/").last else { return "?" }
+        return String(name)
     }
 
     /// "30m", "2h", "7d", "45s" become a UTC timestamp that far back; an ISO time is taken as UTC.

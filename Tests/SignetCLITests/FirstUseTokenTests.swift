@@ -122,4 +122,19 @@ final class FirstUseTokenTests {
         #expect(encrypt.errors.contains("CN=Web Server: no emailProtection extended key usage (it has serverAuth)\n"), "\(encrypt.errors)")
         #expect(encrypt.errors.contains("--to"))
     }
+
+    @Test("`signet log` names tokens and keys by label and programs by name; --wide and --json keep the full URIs and paths")
+    func shortLog() throws {
+        try tokenWithBob()
+        try run(["sign", "--in", peer.path("message.txt"), "-o", peer.path("signed.eml")])
+        let lines = try run(["log", "--action", "sign"]).output.split(separator: "\n")
+        let line = try #require(lines.last)
+        #expect(line.contains("token=First") && line.contains(" signet uid "), "\(line)")
+        #expect(!line.contains("pkcs11:") && !line.contains(AgentFixture.signet), "\(line)")
+        #expect(line.count < 160, "\(line.count) characters: \(line)")
+        let wide = try #require(try run(["log", "--action", "sign", "--wide"]).output.split(separator: "\n").last)
+        #expect(wide.contains("token=pkcs11:") && wide.contains("key=pkcs11:") && wide.contains(AgentFixture.signet), "\(wide)")
+        let json = try #require(try run(["log", "--action", "sign", "--json"]).output.split(separator: "\n").last)
+        #expect(json.contains("pkcs11:") && json.contains(AgentFixture.signet), "\(json)")
+    }
 }
