@@ -1,5 +1,4 @@
 import ArgumentParser
-import COpenSSL
 import SignetCore
 
 /// The `signet` command line. Each subcommand lives in its own file.
@@ -86,11 +85,10 @@ enum CommandSuggestion {
 
 /// `signet version`: the versions a helpdesk asks for.
 struct VersionCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "version", abstract: "Show Signet's version and the libraries it uses.")
+    static let configuration = CommandConfiguration(commandName: "version", abstract: "Show Signet's version, the libraries it uses, and the PKCS#11 modules it loads with their versions.")
 
     func run() throws {
-        print("signet \(SignetCommand.version)")
-        print("OpenSSL: \(String(cString: COpenSSL_versionText()))")
+        for line in Versions.lines() { print(line) }
     }
 }
 

@@ -137,4 +137,22 @@ final class FirstUseTokenTests {
         let json = try #require(try run(["log", "--action", "sign", "--json"]).output.split(separator: "\n").last)
         #expect(json.contains("pkcs11:") && json.contains(AgentFixture.signet), "\(json)")
     }
+
+    @Test("`signet version` names p11-kit, pcsc-lite and each loaded PKCS#11 module with its CK_INFO, quickly, even with a module that cannot load")
+    func versions() throws {
+        try agent.makeToken("First", code: Self.code)
+        var config = try String(contentsOfFile: agent.paths.config + "/config", encoding: .utf8)
+        config += "pkcs11-module = /nonexistent/libmissing.so\n"
+        try config.write(toFile: agent.paths.config + "/config", atomically: true, encoding: .utf8)
+        let started = Date()
+        let result = try run(["version"])
+        #expect(Date().timeIntervalSince(started) < 5)
+        let text = result.output
+        #expect(text.contains("OpenSSL: OpenSSL 3"), "\(text)")
+        #expect(text.range(of: #"p11-kit: .*libp11-kit\.so"#, options: .regularExpression) != nil, "\(text)")
+        #expect(text.range(of: #"pcsc-lite: .*libpcsclite\.so.*built with [0-9]"#, options: .regularExpression) != nil, "\(text)")
+        // SoftHSM2's CK_INFO: libraryDescription, libraryVersion, manufacturer.
+        #expect(text.range(of: #"libsofthsm2\.so\): Implementation of PKCS11 [0-9]+\.[0-9]+, by SoftHSM"#, options: .regularExpression) != nil, "\(text)")
+        #expect(text.contains("/nonexistent/libmissing.so: could not be loaded"), "\(text)")
+    }
 }
