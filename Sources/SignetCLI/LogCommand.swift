@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import ArgumentParser
-import COpenSSL
 import FoundationEssentials
 import SignetAgentClient
 import SignetAgentProtocol
@@ -74,22 +73,25 @@ struct LogCommand: ParsableCommand {
             return
         }
         if selected.isEmpty { print("No audit entries\(since.map { " since \($0)" } ?? "")."); return }
-        for (_, entry) in selected {
-            var parts: [String] = []
-            parts.append(String((entry.time ?? "").map { $0 == "T" ? " " : $0 }).replacing("Z", with: " UTC"))
-            let name = entry.action ?? "?"
-            parts.append(name + String(repeating: " ", count: max(0, 22 - name.count)))
-            parts.append(entry.result ?? "?")
-            if let token = entry.token { parts.append("token=\(wide ? token : LogCommand.shortToken(token))") }
-            if let key = entry.key { parts.append("key=\(wide ? key : LogCommand.shortKey(key))") }
-            if let pid = entry.pid {
-                let program = wide ? entry.exe ?? "" : LogCommand.programName(entry.exe ?? "")
-                parts.append("by pid \(pid) \(program) uid \(entry.uid.map(String.init) ?? "?")")
-            }
-            if let duration = entry.duration_ms { parts.append("\(LogCommand.oneDecimal(duration)) ms") }
-            if let detail = entry.detail { parts.append("(\(detail))") }
-            print(parts.joined(separator: "  "))
+        for (_, entry) in selected { print(LogCommand.text(entry, wide: wide)) }
+    }
+
+    /// One entry as a line: labels and program names, or with `wide` the full URIs and paths.
+    static func text(_ entry: Entry, wide: Bool) -> String {
+        var parts: [String] = []
+        parts.append(String((entry.time ?? "").map { $0 == "T" ? " " : $0 }).replacing("Z", with: " UTC"))
+        let name = entry.action ?? "?"
+        parts.append(name + String(repeating: " ", count: max(0, 22 - name.count)))
+        parts.append(entry.result ?? "?")
+        if let token = entry.token { parts.append("token=\(wide ? token : shortToken(token))") }
+        if let key = entry.key { parts.append("key=\(wide ? key : shortKey(key))") }
+        if let pid = entry.pid {
+            let program = wide ? entry.exe ?? "" : programName(entry.exe ?? "")
+            parts.append("by pid \(pid) \(program) uid \(entry.uid.map(String.init) ?? "?")")
         }
+        if let duration = entry.duration_ms { parts.append("\(oneDecimal(duration)) ms") }
+        if let detail = entry.detail { parts.append("(\(detail))") }
+        return parts.joined(separator: "  ")
     }
 
     /// `12.345` → `12.3` (what `%.1f` prints, for non-negative values).
@@ -138,7 +140,7 @@ struct LogCommand: ParsableCommand {
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
-        abstract: "Write a support bundle (versions, OS, readers, tokens, configuration without secrets, recent log) as one .tar.gz.",
+        abstract: "Write a support bundle (versions and PKCS#11 modules, OS, readers, tokens, configuration without secrets, recent log and errors) as one .tar.gz.",
         discussion: "Access codes and keys are never in it: Signet does not store codes, and configuration lines whose names mention a code, PIN, password or secret are blanked."
     )
     @Option(name: .shortAndLong, help: "Where to write the archive (default: ./signet-report-<time>.tar.gz).")
@@ -158,8 +160,7 @@ struct ReportCommand: ParsableCommand {
 
         let machine = (FileIO.readText("/proc/version", limit: 4096) ?? "unknown").split(separator: "\n").first.map(String.init) ?? ""
         try write("version.txt", """
-        signet \(SignetCommand.version)
-        OpenSSL: \(String(cString: COpenSSL_versionText()))
+        \(Versions.lines().joined(separator: "\n"))
         kernel: \(machine)
 
         \(FileIO.readText("/etc/os-release", limit: 1 << 16) ?? "no /etc/os-release")
@@ -196,14 +197,28 @@ struct ReportCommand: ParsableCommand {
         }
         try write("configuration.txt", configuration.isEmpty ? "no configuration files\n" : configuration)
 
-        let recent = AuditFiles.lines(paths).suffix(2000)
+        let lines = AuditFiles.lines(paths)
+        let recent = lines.suffix(2000)
         try write("audit-log.jsonl", recent.joined(separator: "\n") + (recent.isEmpty ? "" : "\n"))
+        let errors = ReportCommand.recentErrors(lines)
+        try write("errors.txt", errors.isEmpty ? "no errors in the audit log\n" : errors.joined(separator: "\n") + "\n")
         let agentLog = (FileIO.readText(paths.state + "/agent.log", limit: 1 << 22) ?? "").split(separator: "\n", omittingEmptySubsequences: false).suffix(500)
         try write("agent-log.txt", agentLog.joined(separator: "\n"))
 
         let status = try ReportCommand.tar(["-czf", destination, "-C", work.path, "signet-report"])
         guard status == 0 else { throw CLIError(description: "tar failed (exit \(status)) writing \(destination)").reported() }
-        print("Wrote \(destination). It holds versions, readers, tokens, configuration (codes and secrets blanked) and the last \(recent.count) audit entries.")
+        print("Wrote \(destination). It holds versions and PKCS#11 modules, readers, tokens, configuration (codes and secrets blanked), "
+              + "the last \(recent.count) audit entries and \(errors.count) recent error\(errors.count == 1 ? "" : "s") from them.")
+    }
+
+    /// The newest audit entries (up to `limit`) whose result is not "ok", as `signet log --wide` prints them.
+    static func recentErrors(_ lines: [String], limit: Int = 100) -> [String] {
+        let decoder = JSONDecoder()
+        let failed = lines.compactMap { line -> LogCommand.Entry? in
+            guard let entry = try? decoder.decode(LogCommand.Entry.self, from: Data(line.utf8)), entry.result != "ok" else { return nil }
+            return entry
+        }
+        return failed.suffix(limit).map { LogCommand.text($0, wide: true) }
     }
 
     /// Blanks the values of keys that name a code or a secret.

@@ -155,4 +155,20 @@ final class FirstUseTokenTests {
         #expect(text.range(of: #"libsofthsm2\.so\): Implementation of PKCS11 [0-9]+\.[0-9]+, by SoftHSM"#, options: .regularExpression) != nil, "\(text)")
         #expect(text.contains("/nonexistent/libmissing.so: could not be loaded"), "\(text)")
     }
+
+    @Test("`signet report` holds the PKCS#11 modules with their versions and the recent errors from the audit log")
+    func reportModulesAndErrors() throws {
+        try agent.makeToken("First", code: Self.code)
+        let wrong = try agent.signet(["unlock", "--code-fd", "0"], stdin: "not-the-code\n")
+        #expect(wrong.status == 2)
+        try run(["unlock", "--code-fd", "0"], stdin: "\(Self.code)\n")
+        let archive = peer.path("report.tar.gz")
+        try run(["report", "--output", archive])
+        let version = try Run.checked("tar", ["-xzOf", archive, "signet-report/version.txt"]).output
+        #expect(version.range(of: #"libsofthsm2\.so\): Implementation of PKCS11 [0-9]+\.[0-9]+"#, options: .regularExpression) != nil, "\(version)")
+        let errors = try Run.checked("tar", ["-xzOf", archive, "signet-report/errors.txt"]).output
+        let lines = errors.split(separator: "\n")
+        #expect(lines.count == 1, "\(errors)")
+        #expect(errors.contains("unlock") && errors.contains("wrong-code") && errors.contains("token=pkcs11:"), "\(errors)")
+    }
 }
