@@ -8,7 +8,8 @@ import SignetPKCS11
 
 /// The versions a helpdesk asks for, for `signet version` and `signet report`: Signet, OpenSSL,
 /// p11-kit, pcsc-lite, and the PKCS#11 modules Signet loads with what each says about itself (CK_INFO).
-/// Nothing here fails: what cannot be found is reported as such. pcscd is not contacted.
+/// Nothing here fails: what cannot be found is reported as such. This code does not contact pcscd (a module
+/// such as OpenSC may when it is initialised, as for `signet tokens`).
 enum Versions {
     /// The lines `signet version` prints.
     static func lines() -> [String] {
