@@ -14,6 +14,8 @@ enum AccessCodeInput {
         case badDescriptor(Int32)
         case empty
         case tooLong
+        /// A new code outside the lengths the token takes: what it is ("access code") and the range in bytes.
+        case length(String, ClosedRange<Int>)
         case mismatch
         case cancelled
 
@@ -24,6 +26,8 @@ enum AccessCodeInput {
             case .badDescriptor(let fd): "cannot read the access code from file descriptor \(fd): it is not open"
             case .empty: "the access code is empty; type it again"
             case .tooLong: "the access code is longer than \(SecretBytes.maximumCount) bytes"
+            case .length(let what, let range):
+                "the \(what) must be \(range.lowerBound) to \(range.upperBound) bytes long (letters and digits count one each); nothing was changed"
             case .mismatch: "the two codes you typed differ; nothing was changed — try again"
             case .cancelled: "cancelled"
             }
@@ -84,10 +88,14 @@ enum AccessCodeInput {
         }
     }
 
-    /// A new code: from `fd` once, or typed twice on the terminal and compared.
-    static func obtainNew(fd: Int32?, prompt message: String, again: String) throws(Failure) -> SecretBytes {
-        if let fd { return try read(fd: fd) }
-        let first = try prompt(message)
+    /// A new code: from `fd` once, or typed twice on the terminal and compared. With `lengths`, a code of
+    /// another length (in bytes) is refused as soon as it is read, before it is asked for again.
+    static func obtainNew(fd: Int32?, prompt message: String, again: String,
+                          lengths: (what: String, range: ClosedRange<Int>)? = nil) throws(Failure) -> SecretBytes {
+        let first: SecretBytes
+        if let fd { first = try read(fd: fd) } else { first = try prompt(message) }
+        if let lengths, !lengths.range.contains(first.count) { throw .length(lengths.what, lengths.range) }
+        if fd != nil { return first }
         let second = try prompt(again)
         guard first.constantTimeEquals(second) else { throw .mismatch }
         return first

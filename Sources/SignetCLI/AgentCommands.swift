@@ -196,7 +196,10 @@ struct StatusCommand: ParsableCommand {
             })
         if output.json { return try JSONOutput.print(report) }
         print("Agent: running (pid \(status.pid), version \(status.agentVersion), up \(Durations.words(Double(status.uptimeSeconds))), \(status.connections) connection\(status.connections == 1 ? "" : "s"))")
-        if status.tokens.isEmpty { print("No token is present. Insert your token or tap it on the reader.") }
+        if status.tokens.isEmpty {
+            print("No token is present. Insert your token or tap it on the reader; to try Signet without one, "
+                  + "run `signet token init --software --label NAME`.")
+        }
         for token in status.tokens {
             print("\(token.label)\(token.software ? "  [SOFTWARE TOKEN]" : "")")
             print("  URI:     \(token.uri)")

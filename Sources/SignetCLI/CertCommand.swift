@@ -58,7 +58,7 @@ struct CertCommand: ParsableCommand {
                 }
                 try store(certificate, key: key, replacing: others, client: client)
                 print("Installed \(certificate.subject) (serial \(certificate.serial), valid until \(Dates.day(certificate.notAfter))) "
-                      + "with key \"\(key.label)\" (id \(Hex.encode(key.id))).")
+                      + "with key \"\(key.label)\"; id \(TrustStore.id(certificate)) (PKCS#11 key id \(Hex.encode(key.id))).")
                 installed += 1
             }
             guard installed > 0 else {
@@ -120,7 +120,7 @@ struct CertCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "show",
             abstract: "Show one certificate in full: fingerprints, alternative names, CRL distribution points, Active Directory mapping."
         )
-        @Argument(help: "The certificate's id from `signet cert list` (8 or more hex digits of its SHA-256 fingerprint).")
+        @Argument(help: "The certificate's id from `signet cert list` (8 or more hex digits of its SHA-256 fingerprint), or its key's PKCS#11 id in hex.")
         var id: String
         @OptionGroup var output: OutputOptions
 
@@ -137,7 +137,7 @@ struct CertCommand: ParsableCommand {
 
     struct Export: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "export", abstract: "Write a public certificate to share with correspondents.")
-        @Argument(help: "The certificate's id from `signet cert list`.")
+        @Argument(help: "The certificate's id from `signet cert list`, or its key's PKCS#11 id in hex.")
         var id: String
         @Flag(name: .long, help: "Add the issuing CA certificates from the trust store (PEM only).")
         var chain = false
@@ -197,7 +197,7 @@ struct CertCommand: ParsableCommand {
 
     struct Delete: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete a certificate from its token (the key stays).")
-        @Argument(help: "The certificate's id from `signet cert list`.")
+        @Argument(help: "The certificate's id from `signet cert list`, or its key's PKCS#11 id in hex.")
         var id: String
         @Flag(name: .long, help: "Do not ask for confirmation.")
         var yes = false

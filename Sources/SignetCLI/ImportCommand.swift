@@ -83,7 +83,8 @@ struct ImportCommand: ParsableCommand {
         if importedKey == nil && certificateThere {
             print("Nothing changed: \(certificate.subject) and its key were already on the token.")
         } else {
-            print("Imported \(importedKey == nil ? "" : "\(certificate.keyDescription) key and ")certificate \(certificate.subject) (id \(Hex.encode(keyID)))"
+            print("Imported \(importedKey == nil ? "" : "\(certificate.keyDescription) key and ")certificate \(certificate.subject) "
+                  + "(id \(TrustStore.id(certificate)); PKCS#11 key id \(Hex.encode(keyID)))"
                   + (importedKey == nil ? "." : "; the key cannot be exported from the token."))
         }
         try TrustCommand.addAuthorities(contents.chain.filter(\.isAuthority), trustRoots: trustRoots)

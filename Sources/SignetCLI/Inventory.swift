@@ -59,8 +59,8 @@ struct Inventory {
     func certificate(_ id: String) throws -> Installed {
         let matches = matching(id)
         guard let match = matches.first else {
-            throw CLIError(description: "No certificate on the tokens has the id \(id). `signet cert list` shows the ids "
-                           + "(unlock the token first if it is locked).").reported()
+            throw CLIError(description: "No certificate on the tokens has the id \(id) (neither as the start of its fingerprint nor as "
+                           + "its key's PKCS#11 id). `signet cert list` shows the ids (unlock the token first if it is locked).").reported()
         }
         guard matches.count == 1 || matches.allSatisfy({ $0.certificate.sha256 == match.certificate.sha256 }) else {
             throw CLIError(description: "\(id) matches \(matches.count) certificates; give more digits.").reported()
@@ -68,10 +68,18 @@ struct Inventory {
         return match
     }
 
-    /// The certificates whose id or fingerprint starts with `id` (8+ hex digits), or whose URI is `id`.
+    /// The certificates whose id or fingerprint starts with `id` (8+ hex digits), whose URI is `id`, or whose
+    /// PKCS#11 CKA_ID (the key id `signet keys` and other PKCS#11 tools show) is `id` or starts with it (8+ hex digits).
     func matching(_ id: String) -> [Installed] {
         let prefix = id.lowercased().filter { $0 != ":" }
-        return certificates.filter { $0.entry.uri == id || (prefix.count >= 8 && $0.certificate.sha256.lowercased().hasPrefix(prefix)) }
+        let byFingerprint = certificates.filter { $0.entry.uri == id || (prefix.count >= 8 && $0.certificate.sha256.lowercased().hasPrefix(prefix)) }
+        guard byFingerprint.isEmpty, !prefix.isEmpty, prefix.allSatisfy(\.isHexDigit) else { return byFingerprint }
+        return certificates.filter { installed in
+            [installed.entry.id, installed.keyID ?? []].contains { keyID in
+                let hex = Hex.encode(keyID)
+                return !keyID.isEmpty && (hex == prefix || (prefix.count >= 8 && hex.hasPrefix(prefix)))
+            }
+        }
     }
 
     /// The private key named by a URI, a hex CKA_ID or a label.
@@ -97,13 +105,61 @@ enum CertificateChoice {
 
     /// Whether `certificate` may be used for `purpose` now.
     static func fits(_ certificate: Certificate, _ purpose: Purpose, at date: Date = Date()) -> Bool {
-        guard certificate.validity(at: date) == .valid, !certificate.isAuthority else { return false }
-        if let eku = certificate.extendedKeyUsage, !eku.contains("emailProtection"), !eku.contains("anyExtendedKeyUsage") { return false }
-        guard let usage = certificate.keyUsage else { return true }
-        switch purpose {
-        case .signing: return usage.contains(.digitalSignature) || usage.contains(.nonRepudiation)
-        case .encryption: return usage.contains(.keyEncipherment) || usage.contains(.keyAgreement)
+        reasons(certificate, purpose, at: date).isEmpty
+    }
+
+    /// Why `certificate` may not be used for `purpose` at `date`, in words (empty when it may).
+    static func reasons(_ certificate: Certificate, _ purpose: Purpose, at date: Date = Date()) -> [String] {
+        var reasons: [String] = []
+        switch certificate.validity(at: date) {
+        case .valid: break
+        case .expired: reasons.append("expired on \(Dates.day(certificate.notAfter))")
+        case .notYetValid: reasons.append("not valid until \(Dates.day(certificate.notBefore))")
         }
+        if certificate.isAuthority { reasons.append("it is a CA certificate (basicConstraints CA:TRUE), as `openssl req -x509` makes by default") }
+        if let eku = certificate.extendedKeyUsage, !eku.contains("emailProtection"), !eku.contains("anyExtendedKeyUsage") {
+            reasons.append("no emailProtection extended key usage (it has \(eku.isEmpty ? "none" : eku.joined(separator: ", ")))")
+        }
+        if let usage = certificate.keyUsage {
+            let names = usage.names.isEmpty ? "none" : usage.names.joined(separator: ", ")
+            switch purpose {
+            case .signing where !usage.contains(.digitalSignature) && !usage.contains(.nonRepudiation):
+                reasons.append("no digitalSignature key usage (it has \(names))")
+            case .encryption where !usage.contains(.keyEncipherment) && !usage.contains(.keyAgreement):
+                reasons.append("no keyEncipherment or keyAgreement key usage (it has \(names))")
+            default: break
+            }
+        }
+        return reasons
+    }
+
+    /// Why no certificate among `installed` is chosen for `purpose` (as `choose` decides): the certificates
+    /// present, why each does not qualify, and what to do. Nil when there are none to explain.
+    static func explanation(_ purpose: Purpose, installed: [Inventory.Installed], email: String? = nil,
+                            config: SignetConfig = .load(), at date: Date = Date()) -> String? {
+        guard !installed.isEmpty else { return nil }
+        let task = purpose == .signing ? "sign mail" : "encrypt mail to you"
+        var lines = ["No certificate on your tokens can \(task)\(email.map { " as \($0)" } ?? ""). Present:"]
+        let pinned = config.value(configKey(purpose))
+        for entry in installed {
+            var why = reasons(entry.certificate, purpose, at: date)
+            if entry.privateKey == nil && entry.publicKey == nil {
+                why.append("its key is not on the token (unlock the token with `signet unlock`, or see `signet cert repair`)")
+            }
+            if let email, !entry.certificate.emails.contains(email.lowercased()) {
+                let names = entry.certificate.emails
+                why.append("it is not for \(email) (\(names.isEmpty ? "it names no address" : "it is for \(names.joined(separator: ", "))"))")
+            }
+            if let pinned, !entry.certificate.sha256.lowercased().hasPrefix(pinned.lowercased()), entry.entry.uri != pinned {
+                why.append("the configuration pins \(configKey(purpose)) = \(pinned), another certificate")
+            }
+            lines.append("  \(entry.id)  \(entry.certificate.subject): \(why.isEmpty ? "usable, but not chosen" : why.joined(separator: "; "))")
+        }
+        let usages = purpose == .signing ? "key usage digitalSignature" : "key usage keyEncipherment (RSA) or keyAgreement (EC)"
+        lines.append("A mail certificate must be current, not a CA certificate, and carry extended key usage emailProtection and \(usages) "
+                     + "(or leave those extensions out). Ask your CA for one and install it with `signet cert import FILE` "
+                     + "(request it with `signet key generate` and `signet csr`), or import a .p12 with `signet import FILE`.")
+        return lines.joined(separator: "\n")
     }
 
     /// The default certificate for `purpose` among those whose key is present:

@@ -124,7 +124,7 @@ struct CSRCommand: ParsableCommand {
     var upn: [String] = []
     @Option(name: .long, help: "A DNS name for the subject alternative name (repeatable).")
     var dns: [String] = []
-    @Option(name: .long, help: "sha256 (default), sha384 or sha512.")
+    @Option(name: .long, help: "sha256, sha384 or sha512.")
     var digest = "sha256"
     @Option(name: [.customShort("o"), .long], help: "Write the request to this file (default: standard output).")
     var out: String?

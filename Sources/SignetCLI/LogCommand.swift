@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import ArgumentParser
-import COpenSSL
 import FoundationEssentials
 import SignetAgentClient
 import SignetAgentProtocol
@@ -30,7 +29,7 @@ struct LogCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "log",
         abstract: "Show the audit log: unlocks, signatures, decryptions, lockouts, refused connections.",
-        discussion: "The log is $XDG_STATE_HOME/signet/audit.log (JSON lines, rotated at 1 MiB). It never holds an access code or message content."
+        discussion: "The log is $XDG_STATE_HOME/signet/audit.log (JSON lines, rotated at 1 MiB). It never holds an access code or message content. Lines name tokens and keys by label and programs by name; --wide or --json shows the full URIs and paths."
     )
     @Option(name: .long, help: "Only entries newer than this: 30m, 2h, 7d, or a time such as 2026-11-22T10:00.")
     var since: String?
@@ -38,7 +37,9 @@ struct LogCommand: ParsableCommand {
     var action: [String] = []
     @Option(name: .long, help: "Show at most this many of the newest entries.")
     var limit: Int?
-    @Flag(name: .long, help: "Print the JSON lines as stored.")
+    @Flag(name: .long, help: "Show the full token and key URIs and program paths (by default: labels and program names).")
+    var wide = false
+    @Flag(name: .long, help: "Print the JSON lines as stored (with the full URIs and paths).")
     var json = false
 
     /// One audit line's fields (see `AuditLog.line`).
@@ -72,19 +73,25 @@ struct LogCommand: ParsableCommand {
             return
         }
         if selected.isEmpty { print("No audit entries\(since.map { " since \($0)" } ?? "")."); return }
-        for (_, entry) in selected {
-            var parts: [String] = []
-            parts.append(String((entry.time ?? "").map { $0 == "T" ? " " : $0 }).replacing("Z", with: " UTC"))
-            let name = entry.action ?? "?"
-            parts.append(name + String(repeating: " ", count: max(0, 22 - name.count)))
-            parts.append(entry.result ?? "?")
-            if let token = entry.token { parts.append("token=\(LogCommand.shortToken(token))") }
-            if let key = entry.key { parts.append("key=\(key)") }
-            if let pid = entry.pid { parts.append("by pid \(pid) \(entry.exe ?? "") uid \(entry.uid.map(String.init) ?? "?")") }
-            if let duration = entry.duration_ms { parts.append("\(LogCommand.oneDecimal(duration)) ms") }
-            if let detail = entry.detail { parts.append("(\(detail))") }
-            print(parts.joined(separator: "  "))
+        for (_, entry) in selected { print(LogCommand.text(entry, wide: wide)) }
+    }
+
+    /// One entry as a line: labels and program names, or with `wide` the full URIs and paths.
+    static func text(_ entry: Entry, wide: Bool) -> String {
+        var parts: [String] = []
+        parts.append(String((entry.time ?? "").map { $0 == "T" ? " " : $0 }).replacing("Z", with: " UTC"))
+        let name = entry.action ?? "?"
+        parts.append(name + String(repeating: " ", count: max(0, 22 - name.count)))
+        parts.append(entry.result ?? "?")
+        if let token = entry.token { parts.append("token=\(wide ? token : shortToken(token))") }
+        if let key = entry.key { parts.append("key=\(wide ? key : shortKey(key))") }
+        if let pid = entry.pid {
+            let program = wide ? entry.exe ?? "" : programName(entry.exe ?? "")
+            parts.append("by pid \(pid) \(program) uid \(entry.uid.map(String.init) ?? "?")")
         }
+        if let duration = entry.duration_ms { parts.append("\(oneDecimal(duration)) ms") }
+        if let detail = entry.detail { parts.append("(\(detail))") }
+        return parts.joined(separator: "  ")
     }
 
     /// `12.345` → `12.3` (what `%.1f` prints, for non-negative values).
@@ -97,6 +104,20 @@ struct LogCommand: ParsableCommand {
     static func shortToken(_ uri: String) -> String {
         guard let label = (try? PKCS11URI(parsing: uri))?.value("token") else { return uri }
         return String(decoding: label, as: UTF8.self)
+    }
+
+    /// A key URI as its label (`object=`), else its id in hex, else the URI.
+    static func shortKey(_ text: String) -> String {
+        guard let uri = try? PKCS11URI(parsing: text) else { return text }
+        if let label = uri.value("object"), !label.isEmpty { return String(decoding: label, as: UTF8.self) }
+        if let id = uri.value("id"), !id.isEmpty { return "id:" + Hex.encode(id) }
+        return text
+    }
+
+    /// The program's file name (`/usr/bin/signet` → `signet`); "?" when the agent could not read it.
+    static func programName(_ path: String) -> String {
+        guard let name = path.split(separator: "/").last else { return "?" }
+        return String(name)
     }
 
     /// "30m", "2h", "7d", "45s" become a UTC timestamp that far back; an ISO time is taken as UTC.
@@ -119,7 +140,7 @@ struct LogCommand: ParsableCommand {
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
-        abstract: "Write a support bundle (versions, OS, readers, tokens, configuration without secrets, recent log) as one .tar.gz.",
+        abstract: "Write a support bundle (versions and PKCS#11 modules, OS, readers, tokens, configuration without secrets, recent log and errors) as one .tar.gz.",
         discussion: "Access codes and keys are never in it: Signet does not store codes, and configuration lines whose names mention a code, PIN, password or secret are blanked."
     )
     @Option(name: .shortAndLong, help: "Where to write the archive (default: ./signet-report-<time>.tar.gz).")
@@ -139,8 +160,7 @@ struct ReportCommand: ParsableCommand {
 
         let machine = (FileIO.readText("/proc/version", limit: 4096) ?? "unknown").split(separator: "\n").first.map(String.init) ?? ""
         try write("version.txt", """
-        signet \(SignetCommand.version)
-        OpenSSL: \(String(cString: COpenSSL_versionText()))
+        \(Versions.lines().joined(separator: "\n"))
         kernel: \(machine)
 
         \(FileIO.readText("/etc/os-release", limit: 1 << 16) ?? "no /etc/os-release")
@@ -177,14 +197,28 @@ struct ReportCommand: ParsableCommand {
         }
         try write("configuration.txt", configuration.isEmpty ? "no configuration files\n" : configuration)
 
-        let recent = AuditFiles.lines(paths).suffix(2000)
+        let lines = AuditFiles.lines(paths)
+        let recent = lines.suffix(2000)
         try write("audit-log.jsonl", recent.joined(separator: "\n") + (recent.isEmpty ? "" : "\n"))
+        let errors = ReportCommand.recentErrors(lines)
+        try write("errors.txt", errors.isEmpty ? "no errors in the audit log\n" : errors.joined(separator: "\n") + "\n")
         let agentLog = (FileIO.readText(paths.state + "/agent.log", limit: 1 << 22) ?? "").split(separator: "\n", omittingEmptySubsequences: false).suffix(500)
         try write("agent-log.txt", agentLog.joined(separator: "\n"))
 
         let status = try ReportCommand.tar(["-czf", destination, "-C", work.path, "signet-report"])
         guard status == 0 else { throw CLIError(description: "tar failed (exit \(status)) writing \(destination)").reported() }
-        print("Wrote \(destination). It holds versions, readers, tokens, configuration (codes and secrets blanked) and the last \(recent.count) audit entries.")
+        print("Wrote \(destination). It holds versions and PKCS#11 modules, readers, tokens, configuration (codes and secrets blanked), "
+              + "the last \(recent.count) audit entries and \(errors.count) recent error\(errors.count == 1 ? "" : "s") from them.")
+    }
+
+    /// The newest audit entries (up to `limit`) whose result is not "ok", as `signet log --wide` prints them.
+    static func recentErrors(_ lines: [String], limit: Int = 100) -> [String] {
+        let decoder = JSONDecoder()
+        let failed = lines.compactMap { line -> LogCommand.Entry? in
+            guard let entry = try? decoder.decode(LogCommand.Entry.self, from: Data(line.utf8)), entry.result != "ok" else { return nil }
+            return entry
+        }
+        return failed.suffix(limit).map { LogCommand.text($0, wide: true) }
     }
 
     /// Blanks the values of keys that name a code or a secret.

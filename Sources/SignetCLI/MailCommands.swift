@@ -30,7 +30,7 @@ struct SignCommand: ParsableCommand {
     var opaque = false
     @Flag(name: .customLong("signature-only"), help: "Write only the detached signature, DER (for mutt's smime_sign_command).")
     var signatureOnly = false
-    @Option(name: .long, help: "Digest: sha256 (default), sha384 or sha512.")
+    @Option(name: .long, help: "Digest: sha256, sha384 or sha512.")
     var digest: String = "sha256"
     @Flag(name: .long, help: "RSA-PSS instead of PKCS#1 v1.5 (RSA keys).")
     var pss = false
@@ -109,6 +109,9 @@ enum MailSigning {
             CertificateChoice.fits($0.0, .signing) && (email == nil || $0.0.emails.contains(email!.lowercased()))
         }
         if let newest = remembered.max(by: { $0.0.notBefore < $1.0.notBefore }) { return newest }
+        if let explanation = CertificateChoice.explanation(.signing, installed: inventory.certificates, email: email) {
+            throw CLIError(description: explanation).reported()
+        }
         throw CLIError(description: "No signing certificate\(email.map { " for \($0)" } ?? "") is on your tokens. Insert the token, "
                        + "or see `signet cert list`; enrol one with `signet key generate` and `signet csr`.").reported()
     }
@@ -193,12 +196,12 @@ struct EncryptCommand: ParsableCommand {
         Each --to is a certificate file (PEM or DER) or an email address found among the certificates of people \
         whose signed mail you verified (`$XDG_DATA_HOME/signet/people/`) or on your tokens. The message is always \
         also encrypted to your own encryption certificate so you can read what you sent; Signet refuses when you \
-        have none. AES-256-CBC by default (every S/MIME client reads it); --cipher aes256-gcm makes authEnveloped-data. \
+        have none. Without --to, the message is encrypted to your own certificate alone. AES-256-CBC by default (every S/MIME client reads it); --cipher aes256-gcm makes authEnveloped-data. \
         RSA recipients get PKCS#1 v1.5 key transport (--oaep for RSAES-OAEP with SHA-256); EC recipients ECDH. \
         The input is streamed in constant memory.
         """
     )
-    @Option(name: .long, help: "A recipient: certificate file or email address (repeatable).")
+    @Option(name: .long, help: "A recipient: certificate file or email address (repeatable; with none, the message is for you alone).")
     var to: [String] = []
     @Argument(help: "More recipients, as --to (mutt's %c passes certificate files this way).")
     var recipients: [String] = []
@@ -208,7 +211,7 @@ struct EncryptCommand: ParsableCommand {
     var `in`: String?
     @Option(name: [.customShort("o"), .long], help: "Where to write the encrypted message (default: standard output).")
     var out: String?
-    @Option(name: .long, help: "aes256-cbc (default), aes128-cbc, aes256-gcm or aes128-gcm.")
+    @Option(name: .long, help: "aes256-cbc, aes128-cbc, aes256-gcm or aes128-gcm.")
     var cipher: String = "aes256-cbc"
     @Flag(name: .long, help: "RSAES-OAEP (SHA-256) key transport for RSA recipients.")
     var oaep = false
@@ -218,7 +221,6 @@ struct EncryptCommand: ParsableCommand {
     var quiet = false
 
     func validate() throws {
-        if to.isEmpty && recipients.isEmpty { throw ValidationError("Name at least one recipient with --to.") }
         if MessageEncryptor.Cipher(rawValue: cipher.lowercased()) == nil {
             throw ValidationError("--cipher must be one of \(MessageEncryptor.Cipher.allCases.map(\.rawValue).joined(separator: ", ")).")
         }
@@ -227,7 +229,8 @@ struct EncryptCommand: ParsableCommand {
     func run() throws {
         var certificates: [Certificate] = []
         for name in to + recipients { certificates.append(try recipient(name)) }
-        let own = try ownEncryptionCertificate(rsaRecipients: certificates.allSatisfy { $0.keyDescription.hasPrefix("RSA") })
+        let own = try ownEncryptionCertificate(rsaRecipients: certificates.allSatisfy { $0.keyDescription.hasPrefix("RSA") },
+                                               alone: certificates.isEmpty)
         if !certificates.contains(where: { $0.sha256 == own.sha256 }) { certificates.append(own) }
         for certificate in certificates where certificate.validity() != .valid {
             throw CLIError(description: "The certificate of \(certificate.subject) is \(certificate.validity().rawValue) "
@@ -259,7 +262,12 @@ struct EncryptCommand: ParsableCommand {
             }
             return certificate
         }
-        guard name.contains("@") else { throw CLIError(description: "\(name) is neither a certificate file nor an email address.").reported() }
+        // Not a file: an address, unless it looks like a path (bob.pem, ./bob, ~/certs/bob.der).
+        let fileLike = name.contains("/") || [".pem", ".crt", ".cer", ".der", ".p7b", ".p7c"].contains { name.lowercased().hasSuffix($0) }
+        guard name.contains("@"), !fileLike else {
+            throw CLIError(description: "The certificate file \(name) does not exist. Give the path of the recipient's certificate "
+                           + "(PEM or DER), or their email address when you have verified signed mail from them.").reported()
+        }
         let address = name.lowercased()
         let known = TrustStore.correspondents().entries().map(\.certificate) + OwnCertificates.load().certificates.map(\.0)
         let fitting = known.filter { $0.emails.contains(address) && CertificateChoice.fits($0, .encryption) }
@@ -273,7 +281,8 @@ struct EncryptCommand: ParsableCommand {
     /// Your encryption certificate: --self, else the configured or newest one. When every recipient is RSA, an RSA
     /// certificate of yours is preferred: NSS 3.87 (Debian 12's, which its Thunderbird uses) cannot read a message
     /// that has any ECDH recipient in it, even when its own recipient entry is RSA.
-    private func ownEncryptionCertificate(rsaRecipients: Bool) throws -> Certificate {
+    /// `alone`: no --to was given, so the message is for yourself only.
+    private func ownEncryptionCertificate(rsaRecipients: Bool, alone: Bool) throws -> Certificate {
         if let ownCertificate {
             guard let certificate = try readCertificateFile(ownCertificate).certificates.first else {
                 throw CLIError(description: "\(ownCertificate) holds no certificate.").reported()
@@ -281,7 +290,9 @@ struct EncryptCommand: ParsableCommand {
             return certificate
         }
         // The tokens when the agent can list them, else what was seen on them before: no token is needed.
+        var listed: Inventory?
         if let client = try? AgentLauncher.connect(start: true), let inventory = try? Inventory.load(client: client) {
+            listed = inventory
             OwnCertificates.remember(inventory)
             let rsa = inventory.certificates.filter { $0.certificate.keyDescription.hasPrefix("RSA") }
             if let chosen = (rsaRecipients ? CertificateChoice.choose(.encryption, from: rsa) : nil)
@@ -290,6 +301,15 @@ struct EncryptCommand: ParsableCommand {
         let remembered = OwnCertificates.load().certificates.map(\.0).filter { CertificateChoice.fits($0, .encryption) }
         let preferred = rsaRecipients ? remembered.filter { $0.keyDescription.hasPrefix("RSA") } : []
         if let newest = (preferred.isEmpty ? remembered : preferred).max(by: { $0.notBefore < $1.notBefore }) { return newest }
+        if let explanation = listed.flatMap({ CertificateChoice.explanation(.encryption, installed: $0.certificates) }) {
+            throw CLIError(description: explanation + (alone ? " Or name recipients with --to FILE or --to ADDRESS." : " Or give your certificate with --self FILE.")
+                           + " Nothing was encrypted.").reported()
+        }
+        if alone {
+            throw CLIError(description: "No recipient was named and you have no encryption certificate of your own; nothing was encrypted. "
+                           + "Name recipients with --to FILE or --to ADDRESS; to encrypt to yourself, insert your token once so Signet "
+                           + "sees your certificate, or give it with --self FILE.").reported()
+        }
         throw CLIError(description: "You have no encryption certificate, so you could not read this message yourself; nothing was encrypted. "
                        + "Insert your token once so Signet sees your certificate, or give it with --self FILE.").reported()
     }

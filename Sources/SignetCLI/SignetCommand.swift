@@ -1,5 +1,4 @@
 import ArgumentParser
-import COpenSSL
 import SignetCore
 
 /// The `signet` command line. Each subcommand lives in its own file.
@@ -26,18 +25,70 @@ public struct SignetCommand: ParsableCommand {
     /// The program: the mail commands in their plain forms start without ArgumentParser (see
     /// `QuickArguments`), everything else goes through it.
     public static func start() {
-        if QuickArguments.run(Array(CommandLine.arguments.dropFirst())) { return }
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if QuickArguments.run(arguments) { return }
+        if let message = CommandSuggestion.message(for: arguments) {
+            Console.error("Error: \(message)")
+            exit(withError: ExitCode.validationFailure)
+        }
         main()
+    }
+}
+
+/// A mistyped command name, answered as git does: `signet sing` → "Did you mean 'sign'?"
+/// (ArgumentParser says only "Unexpected argument 'sing'").
+enum CommandSuggestion {
+    /// The message for `arguments` when they name a subcommand that does not exist, else nil.
+    static func message(for arguments: [String], root: any ParsableCommand.Type = SignetCommand.self) -> String? {
+        var command: any ParsableCommand.Type = root
+        var path: [String] = []
+        for argument in arguments {
+            let configuration = command.configuration
+            guard !argument.hasPrefix("-"), argument != "help", !configuration.subcommands.isEmpty,
+                  configuration.defaultSubcommand == nil else { return nil }
+            if let next = configuration.subcommands.first(where: { $0.configuration.commandName == argument || $0.configuration.aliases.contains(argument) }) {
+                command = next
+                path.append(argument)
+                continue
+            }
+            let names: [String] = configuration.subcommands.compactMap { $0.configuration.commandName }
+            let prefix = path.map { "\($0) " }.joined()
+            let help = "See 'signet \(prefix)--help' for the commands."
+            let distances = names.map { ($0, distance(argument.lowercased(), $0)) }
+            guard let best = distances.map(\.1).min(), best <= min(2, max(1, argument.count / 2)) else {
+                return "Unknown command '\(prefix)\(argument)'. \(help)"
+            }
+            let nearest = distances.filter { $0.1 == best }.map { "'\(prefix)\($0.0)'" }
+            return "Unknown command '\(prefix)\(argument)'. Did you mean \(nearest.prefix(3).joined(separator: " or "))? \(help)"
+        }
+        return nil
+    }
+
+    /// Edit distance counting a swap of neighbouring letters as one edit (optimal string alignment).
+    static func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        guard !a.isEmpty else { return b.count }
+        guard !b.isEmpty else { return a.count }
+        var rows = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
+        for i in 0...a.count { rows[i][0] = i }
+        for j in 0...b.count { rows[0][j] = j }
+        for i in 1...a.count {
+            for j in 1...b.count {
+                let cost = a[i - 1] == b[j - 1] ? 0 : 1
+                rows[i][j] = Swift.min(rows[i - 1][j] + 1, rows[i][j - 1] + 1, rows[i - 1][j - 1] + cost)
+                if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] { rows[i][j] = Swift.min(rows[i][j], rows[i - 2][j - 2] + 1) }
+            }
+        }
+        return rows[a.count][b.count]
     }
 }
 
 /// `signet version`: the versions a helpdesk asks for.
 struct VersionCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "version", abstract: "Show Signet's version and the libraries it uses.")
+    static let configuration = CommandConfiguration(commandName: "version", abstract: "Show Signet's version, the libraries it uses, and the PKCS#11 modules it loads with their versions.")
 
     func run() throws {
-        print("signet \(SignetCommand.version)")
-        print("OpenSSL: \(String(cString: COpenSSL_versionText()))")
+        for line in Versions.lines() { print(line) }
     }
 }
 

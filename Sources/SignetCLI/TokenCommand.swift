@@ -20,8 +20,9 @@ struct TokenCommand: ParsableCommand {
             A software token keeps its keys in files under Signet's data directory
             ($XDG_DATA_HOME/signet/softhsm). It is marked as software everywhere it
             appears and is not meant for real keys. You are asked for the new access
-            code and the administrator (SO) code twice each; scripts can pass them on
-            file descriptors instead (one line each, the newline not part of the code).
+            code and the administrator (SO) code twice each (4 to 255 bytes each); scripts
+            can pass them on file descriptors instead (one line each, the newline not part
+            of the code).
             """
         )
 
@@ -51,8 +52,11 @@ struct TokenCommand: ParsableCommand {
             let client = try Agent.connect()
             let request: AgentRequest
             do {
-                let userCode = try AccessCodeInput.obtainNew(fd: codeFD, prompt: "New access code for \(label): ", again: "Type it again: ")
-                let soCode = try AccessCodeInput.obtainNew(fd: soCodeFD, prompt: "New administrator (SO) code: ", again: "Type it again: ")
+                let lengths = SoftwareTokens.codeLengths
+                let userCode = try AccessCodeInput.obtainNew(fd: codeFD, prompt: "New access code for \(label): ", again: "Type it again: ",
+                                                             lengths: ("access code", lengths))
+                let soCode = try AccessCodeInput.obtainNew(fd: soCodeFD, prompt: "New administrator (SO) code: ", again: "Type it again: ",
+                                                           lengths: ("administrator (SO) code", lengths))
                 request = .initSoftwareToken(label: label, userCode: SharedSecret(userCode), soCode: SharedSecret(soCode))
             } catch {
                 throw CLIError(description: error.description)

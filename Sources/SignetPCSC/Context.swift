@@ -59,6 +59,9 @@ public struct ReaderStatus: Sendable, Equatable {
 ///
 /// A context is used by one thread at a time; `cancel()` may be called from any thread.
 public final class PCSCContext: @unchecked Sendable {
+    /// The pcsc-lite version of the headers Signet was built with (libpcsclite reports none at run time).
+    public static var headerVersion: String { String(cString: CPCSCLite_headerVersion()) }
+
     let handle: SCARDCONTEXT
 
     /// Establishes a context with the PC/SC service.

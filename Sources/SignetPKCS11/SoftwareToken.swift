@@ -22,12 +22,17 @@ public enum SoftwareTokens {
         "/usr/local/lib/softhsm/libsofthsm2.so",
     ]
 
+    /// The lengths in bytes SoftHSM2 takes for the access code and the SO code
+    /// (its MIN_PIN_LEN and MAX_PIN_LEN, reported as ulMinPinLen and ulMaxPinLen).
+    public static let codeLengths = 4...255
+
     /// Errors creating a software token.
     public enum Failure: Error, CustomStringConvertible {
         case softHSMMissing
         case cannotWrite(String)
         case noFreeSlot
         case labelTaken(String)
+        case codeLength
         case token(PKCS11Error)
 
         public var description: String {
@@ -36,6 +41,7 @@ public enum SoftwareTokens {
             case .cannotWrite(let path): "could not write \(path); check that the directory is writable"
             case .noFreeSlot: "SoftHSM2 offers no free slot for a new token"
             case .labelTaken(let label): "a software token labelled \"\(label)\" exists already; choose another --label"
+            case .codeLength: "the access code and the administrator (SO) code must each be \(codeLengths.lowerBound) to \(codeLengths.upperBound) bytes long"
             case .token(let error): error.description
             }
         }
@@ -93,6 +99,7 @@ public enum SoftwareTokens {
     }
 
     private static func createLocked(in context: PKCS11Context, label: String, userCode: borrowing SecretBytes, soCode: borrowing SecretBytes) throws(Failure) -> Token {
+        guard codeLengths.contains(userCode.count), codeLengths.contains(soCode.count) else { throw .codeLength }
         guard let module = module(in: context) else { throw .softHSMMissing }
         if context.tokens().contains(where: { $0.module === module && $0.info.label == label }) {
             throw .labelTaken(label)

@@ -22,6 +22,7 @@ struct QuickArgumentsTests {
         ["verify", "--in", "m.eml", "--out", "-"],
         ["verify", "--in", "m.eml", "--trust", "a.pem", "--trust", "b.pem", "--at", "2026-01-27", "--crl", "c.crl", "--fetch-crl", "--allow-sha1", "--json", "--code-fd", "4"],
         ["encrypt", "--quiet", "--der", "--in", "f", "alice.pem", "bob.pem"],
+        ["encrypt", "--in", "f"],                       // no recipient: to your own certificate alone
         ["encrypt", "--to", "a@example.com", "--to", "b.pem", "--cipher", "aes256-gcm", "--oaep", "--self", "me.pem", "-o", "x"],
         ["decrypt", "--in", "f"],
         ["decrypt", "--in", "f", "-o", "out", "--trust", "ca.pem", "--code-fd", "0", "--allow-sha1"],
@@ -50,7 +51,7 @@ struct QuickArgumentsTests {
         ["sign", "--opaque=yes"],
         ["sign", "--digest", "sha1"],                   // does not validate: ArgumentParser reports it with the usage line
         ["verify", "--signature", "s.p7s"],
-        ["encrypt", "--in", "f"],
+        ["encrypt", "--cipher", "des"],               // does not validate
         ["encrypt", "--", "-odd.pem"],
         ["verify", "--version"],
         ["status"],

@@ -20,5 +20,7 @@ static inline unsigned long CPCSCLite_maxATRSize(void) { return MAX_ATR_SIZE; }
 static inline unsigned long CPCSCLite_maxExtendedBufferSize(void) { return MAX_BUFFER_SIZE_EXTENDED; }
 /// `SCARD_ATTR_VENDOR_IFD_VERSION` etc. are cast macros; the ones Signet reads:
 static inline unsigned long CPCSCLite_attrVendorName(void) { return SCARD_ATTR_VENDOR_NAME; }
+/// `PCSCLITE_VERSION_NUMBER`: the pcsc-lite version of the headers Signet was built with.
+static inline const char *CPCSCLite_headerVersion(void) { return PCSCLITE_VERSION_NUMBER; }
 
 #endif
