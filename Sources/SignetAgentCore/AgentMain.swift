@@ -133,7 +133,7 @@ public enum AgentMain {
             socket.remove()
             var locked = 0
             for worker in registry.presentWorkers {
-                let wasUnlocked = (try? worker.run { (state) throws(PKCS11Error) -> Bool in state.logOut() }) ?? false
+                let wasUnlocked = (try? worker.run(use: false) { (state) throws(PKCS11Error) -> Bool in state.logOut() }) ?? false
                 if wasUnlocked { locked += 1 }
             }
             let reason = lost ? "socket \(socket.path) removed or replaced" : "signal \(received)"

@@ -74,12 +74,12 @@ final class RequestHandler: Sendable {
             let workers = try token.map { (text) throws(AgentFailure) in [try registry.resolve(try parse(text))] }
                 ?? (registry.presentWorkers.isEmpty ? registry.refresh() : registry.presentWorkers)
             var objects: [ObjectEntry] = []
-            for worker in workers { objects += try worker.run { (state) throws(PKCS11Error) in try ObjectListing.list(&state) } }
+            for worker in workers { objects += try worker.run(use: false) { (state) throws(PKCS11Error) in try ObjectListing.list(&state) } }
             return .objects(objects)
         case .getCertificate(let object):
             let uri = try parse(object)
             let worker = try registry.resolve(uri)
-            let der = try worker.run { (state) throws(PKCS11Error) -> [UInt8] in
+            let der = try worker.run(use: false) { (state) throws(PKCS11Error) -> [UInt8] in
                 try TokenWorker.withObject(uri, defaultType: "cert", in: &state) { (handle, state) throws(PKCS11Error) -> [UInt8] in
                     guard let value = try state.openSession().attributes(handle, [.value])[.value] else { throw .objectNotFound(object) }
                     return value
@@ -100,7 +100,7 @@ final class RequestHandler: Sendable {
         case .lock(let token):
             let workers = try token.map { (text) throws(AgentFailure) in [try registry.resolve(try parse(text))] } ?? registry.presentWorkers
             for worker in workers {
-                let wasUnlocked = try worker.run { (state) throws(PKCS11Error) -> Bool in state.logOut() }
+                let wasUnlocked = try worker.run(use: false) { (state) throws(PKCS11Error) -> Bool in state.logOut() }
                 if wasUnlocked { record(.lock, result: "ok", peer: peer, start: start, token: worker.uriText) }
             }
             return .ok(message: workers.isEmpty ? "No token is present." : "Locked.")
@@ -320,7 +320,7 @@ final class RequestHandler: Sendable {
     }
 
     private func entry(_ worker: TokenWorker, _ manager: AccessCodeManager) throws(AgentFailure) -> TokenEntry {
-        try worker.run { (state) throws(PKCS11Error) -> TokenEntry in
+        try worker.run(use: false) { (state) throws(PKCS11Error) -> TokenEntry in
                 let target = PKCS11CodeTarget(token: state.token, session: try state.openSession())
                 let status = manager.status(target)
                 return TokenEntry(

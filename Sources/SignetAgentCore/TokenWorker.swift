@@ -167,14 +167,17 @@ final class TokenWorker: Sendable {
     /// is busy, the request joins the token's queue, which the token's own
     /// thread drains back to back, so under load the token never waits for a
     /// waiting thread to be woken between two operations.
-    func run<R: Sendable>(_ body: (inout TokenState) throws(PKCS11Error) -> R) throws(AgentFailure) -> R {
+    /// - Parameter use: whether this counts as using the token for the idle lock (key operations,
+    ///   unlocking, writing); listings, status and lock do not, so a program that polls `status`
+    ///   never keeps a token unlocked.
+    func run<R: Sendable>(use: Bool = true, _ body: (inout TokenState) throws(PKCS11Error) -> R) throws(AgentFailure) -> R {
         let guarded = { (state: inout TokenState) -> Result<R, AgentFailure> in
             guard state.present else {
                 return .failure(AgentFailure(.tokenRemoved, "\(state.token.info.label) is not present. Present it, then unlock it with `signet unlock`."))
             }
             do throws(PKCS11Error) {
                 let result = try ModuleWatch.shared.watching(.request(token: state.token.info.label)) { () throws(PKCS11Error) in try body(&state) }
-                state.lastUsed = MonotonicClock.seconds()
+                if use { state.lastUsed = MonotonicClock.seconds() }
                 return .success(result)
             } catch {
                 var failure = AgentFailure.token(error, label: state.token.info.label)

@@ -263,12 +263,25 @@ struct AgentRequestTests {
         #expect(answered == ids)
     }
 
-    @Test("An unlocked token is locked again after the idle time")
+    @Test("An unlocked token is locked again after the idle time, even while a program polls its status; a signature counts as use")
     func idleLock() throws {
         let setup = try UnlockedToken("Idle", config: "idle-lock-minutes = 0.03")
-        Thread.sleep(forTimeInterval: 4)
-        guard case .tokens(let tokens) = try setup.client.call(.listTokens) else { Issue.record("tokens"); return }
-        #expect(tokens.first?.unlocked == false)
+        // Signing every 0.5 s for 3 s keeps it unlocked past the 1.8 s idle time.
+        for _ in 0..<6 {
+            usleep(500_000)
+            guard case .signature = try setup.client.call(.sign(key: setup.ec.privateKey, mechanism: WireMechanism(type: CKM.ecdsa), data: Array(repeating: 7, count: 32))) else {
+                Issue.record("a signature in use was refused"); return
+            }
+        }
+        // Polling status every 20 ms (as a panel applet might) is not use: the lock comes all the same.
+        let started = Date()
+        var unlocked = true
+        while unlocked && Date().timeIntervalSince(started) < 6 {
+            guard case .tokens(let tokens) = try setup.client.call(.listTokens) else { Issue.record("tokens"); return }
+            unlocked = tokens.first?.unlocked ?? true
+            usleep(20_000)
+        }
+        #expect(!unlocked, "still unlocked after 6 s of status polls with a 1.8 s idle lock")
         #expect(setup.agent.auditEntries.contains { $0["action"] as? String == "lock" && ($0["detail"] as? String ?? "").contains("idle") })
     }
 }

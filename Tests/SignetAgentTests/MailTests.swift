@@ -158,6 +158,39 @@ final class MailTests {
         }
     }
 
+    @Test("The daily cycle in one agent: sign, lock, unlock, sign, decrypt; then the idle lock, unlock, sign and decrypt again")
+    func dailyCycle() throws {
+        let note = peer.path("message.txt")
+        let alice = try #require(certificates["Alice"])
+        try run(["cert", "export", alice, "-o", peer.path("alice-own.pem")])
+        try run(["encrypt", "--to", peer.path("alice-own.pem"), "--self", peer.path("alice-own.pem"), "--in", note, "-o", peer.path("to-alice.eml")])
+        func signAndDecrypt(_ round: String) throws {
+            try run(["sign", "--cert", alice, "--in", note, "-o", peer.path("signed-\(round).eml")])
+            let verified = try Run.command("openssl", ["smime", "-verify", "-in", peer.path("signed-\(round).eml"), "-CAfile", Self.testCA, "-out", "/dev/null"])
+            #expect(verified.status == 0, "\(round): \(verified.errors)")
+            let decrypted = try run(["decrypt", "--in", peer.path("to-alice.eml")])
+            #expect(decrypted.output.contains("the r\u{e9}sum\u{e9} is attached"), "\(round)")
+        }
+        try run(["unlock", "--code-fd", "0"], stdin: "\(Self.code)\n")
+        try signAndDecrypt("first")
+        try run(["lock"])
+        try run(["unlock", "--code-fd", "0"], stdin: "\(Self.code)\n")
+        try signAndDecrypt("after lock")
+
+        // The idle lock: a tiny idle time through SIGHUP; the agent's housekeeping locks the token within a second or two.
+        let config = agent.paths.config + "/config"
+        let original = try String(contentsOfFile: config, encoding: .utf8)
+        let pid = try #require(pid_t(try String(contentsOfFile: agent.paths.agentPIDFile, encoding: .utf8).filter(\.isNumber)))
+        try (original + "idle-lock-minutes = 0.001\n").write(toFile: config, atomically: true, encoding: .utf8)
+        kill(pid, SIGHUP)
+        #expect(try eventually(timeout: .seconds(10)) { try agent.signet(["status"]).output.contains("state:   locked") })
+        try original.write(toFile: config, atomically: true, encoding: .utf8)
+        kill(pid, SIGHUP)
+        usleep(200_000)
+        try run(["unlock", "--code-fd", "0"], stdin: "\(Self.code)\n")
+        try signAndDecrypt("after the idle lock")
+    }
+
     @Test("Binary parts are signed byte for byte; text is canonicalised; a message of several MB streams through")
     func canonicalisation() throws {
         var binary: [UInt8] = Array("Content-Type: multipart/mixed; boundary=\"b1\"\n\n--b1\nContent-Type: text/plain\n\nline\n--b1\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: binary\n\n".utf8)
