@@ -44,22 +44,29 @@ struct ImportCommand: ParsableCommand {
                       + (contents.legacy ? " (legacy PKCS#12 encryption; re-export with AES when you can)" : "") + ".")
 
         let client = try Agent.connect()
-        let inventory = try Inventory.load(client: client, token: token)
+        var inventory = try Inventory.load(client: client, token: token)
         let spki = certificate.subjectPublicKeyInfo
         let id = certificate.keyIdentifier
         let label = certificate.label
         var importedKey: String?
         var tokenURI = token
-        if let existing = inventory.objects.first(where: { $0.kind == .privateKey && $0.publicKeyInfo == spki }) {
+        func existingKey() -> ObjectEntry? { inventory.objects.first(where: { $0.kind == .privateKey && $0.publicKeyInfo == spki }) }
+        if existingKey() == nil {
+            let request = AgentRequest.importKey(token: token, key: contents.key, id: id, label: label)
+            // Private keys are listed only once the token is unlocked: after unlocking, look again before writing.
+            let response = try Agent.callUnlocking(request, token: token, codeFD: codeFD, client: client) {
+                inventory = try Inventory.load(client: client, token: token)
+                return existingKey() != nil
+            }
+            if let response {
+                guard case .stored(let uri) = response else { throw CLIError(description: "unexpected answer from the agent").reported() }
+                importedKey = uri
+                tokenURI = uri
+            }
+        }
+        if importedKey == nil, let existing = existingKey() {
             print("The key is already on the token (\"\(existing.label)\"); not imported again.")
             tokenURI = existing.uri
-        } else {
-            let request = AgentRequest.importKey(token: token, key: contents.key, id: id, label: label)
-            guard case .stored(let uri) = try Agent.callUnlocking(request, token: token, codeFD: codeFD, client: client) else {
-                throw CLIError(description: "unexpected answer from the agent").reported()
-            }
-            importedKey = uri
-            tokenURI = uri
         }
         let keyID = inventory.objects.first(where: { $0.kind == .privateKey && $0.publicKeyInfo == spki })?.id ?? id
         let certificateThere = inventory.certificates.contains(where: { $0.certificate.der == certificate.der })
@@ -94,6 +101,13 @@ struct ImportCommand: ParsableCommand {
 extension Agent {
     /// `call`, and when the token is locked: asks for the access code, unlocks, and tries once more.
     static func callUnlocking(_ request: AgentRequest, token: String?, codeFD: Int32?, client: AgentClient) throws -> AgentResponse {
+        try callUnlocking(request, token: token, codeFD: codeFD, client: client, unneededOnceUnlocked: { false })!
+    }
+
+    /// `callUnlocking`, where `unneededOnceUnlocked` may find, after the unlock, that the request need not be
+    /// sent again (then nil is returned).
+    static func callUnlocking(_ request: AgentRequest, token: String?, codeFD: Int32?, client: AgentClient,
+                              unneededOnceUnlocked: () throws -> Bool) throws -> AgentResponse? {
         do throws(AgentClientError) {
             return try client.call(request)
         } catch {
@@ -107,6 +121,7 @@ extension Agent {
             throw CLIError(description: error.description).reported()
         }
         try finish(try call(.unlock(token: token, code: code, finalTry: false), client: client), success: "Unlocked.")
+        if try unneededOnceUnlocked() { return nil }
         return try call(request, client: client)
     }
 }

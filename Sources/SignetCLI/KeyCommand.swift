@@ -55,7 +55,7 @@ struct KeyCommand: ParsableCommand {
             print("  \(privateURI)")
             print("Public key:")
             print(PEM.encode(spki, label: "PUBLIC KEY"), terminator: "")
-            print("Next: signet csr --key \(Hex.encode(keyID)) --subject \"C=CA,ST=ON,O=Example Org,CN=8934282\"")
+            print("Next: signet csr --key \(Hex.encode(keyID)) --subject \"C=..,O=Your Org,CN=Your Name\" --email you@example.org")
         }
     }
 

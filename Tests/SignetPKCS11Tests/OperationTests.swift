@@ -162,7 +162,7 @@ struct OperationTests {
 
         // SoftHSM2 2.6 accepts only SHA-1 OAEP without a label; other OAEP
         // variants must come back as a typed error (the agent then falls back
-        // to raw RSA, as ARCHITECTURE.md says).
+        // to raw RSA, as docs/architecture.md says).
         let label = Array("signet label".utf8)
         let oaep256 = try encrypt("oaep256", ["rsa_padding_mode:oaep", "rsa_oaep_md:sha256", "rsa_mgf1_md:sha256",
                                               "rsa_oaep_label:\(Hex.encode(label))"])

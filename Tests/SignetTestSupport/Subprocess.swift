@@ -133,3 +133,21 @@ public enum TestPaths {
         return url
     }
 }
+
+/// Runs a long blocking test body on its own thread, so that it does not hold one of the few
+/// threads of Swift's cooperative pool (two on a two-core machine) for its whole run, which
+/// starves the async tests running beside it.
+public func offPool<T>(_ body: @escaping () throws -> T) async throws -> T {
+    let box = UncheckedSendable(body)
+    return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<UncheckedSendable<T>, Error>) in
+        Thread.detachNewThread {
+            do { continuation.resume(returning: UncheckedSendable(try box.value())) } catch { continuation.resume(throwing: error) }
+        }
+    }.value
+}
+
+/// A value handed across threads that the caller knows is used by one thread at a time.
+public struct UncheckedSendable<T>: @unchecked Sendable {
+    public let value: T
+    public init(_ value: T) { self.value = value }
+}

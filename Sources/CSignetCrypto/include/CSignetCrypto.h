@@ -4,7 +4,7 @@
 //   operations are forwarded to a callback (Signet forwards them to the
 //   agent). OpenSSL 3.0 treats such a key as "foreign" and keeps signing
 //   and decryption on the RSA_METHOD / EC_KEY_METHOD path
-//   (../shared/ARCHITECTURE.md, "Private-key operations inside OpenSSL").
+//   (docs/architecture.md, "Private-key operations inside OpenSSL").
 //   Those methods are deprecated in 3.0 but have no provider-free
 //   replacement; this file alone suppresses the deprecation.
 // - Macros: the type-safe STACK_OF accessors, PEM/PKCS#7 field access.
