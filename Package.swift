@@ -101,7 +101,7 @@ let package = Package(
             path: "Tests/SignetTestSupport"
         ),
         .testTarget(name: "SignetCoreTests", dependencies: ["SignetCore", "SignetTestSupport"]),
-        .testTarget(name: "SignetAgentProtocolTests", dependencies: ["SignetAgentProtocol"]),
+        .testTarget(name: "SignetAgentProtocolTests", dependencies: ["SignetAgentProtocol", "SignetTestSupport"]),
         .testTarget(name: "SignetOpenSSLTests", dependencies: ["SignetOpenSSL", "SignetTestSupport"]),
         .testTarget(
             name: "SignetAgentTests",

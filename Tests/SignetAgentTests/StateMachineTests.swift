@@ -6,18 +6,6 @@ import SignetPKCS11
 import SignetTestSupport
 import Testing
 
-/// SplitMix64: a small seeded generator, so that a failing sequence replays from its seed.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// What the test believes about one agent and its one token; every answer the
 /// agent gives is checked against it, and it is updated only by what a step did.
 struct TokenModel {
@@ -81,7 +69,7 @@ final class StateMachineTests {
     var trace: [String] = []
     var nextID: UInt8 = 10
     var p12Files: [(path: String, spki: String)] = []
-    var random: SeededGenerator
+    var random: SplitMix
 
     init() throws {
         let home = try TestPaths.temporaryDirectory("signet-state-flags")
@@ -92,7 +80,7 @@ final class StateMachineTests {
         peer = try OpenSSLPeer()
         client = try agent.client()
         let seed = ProcessInfo.processInfo.environment["SIGNET_STATE_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...UInt64.max)
-        random = SeededGenerator(state: seed)
+        random = SplitMix(seed: seed)
         print("state machine: seed \(seed) (replay with SIGNET_STATE_SEED=\(seed))")
         trace.append("seed \(seed)")
     }
