@@ -78,7 +78,6 @@ struct ObjectCache {
         lengths[handle] = signatureLength
     }
 
-    var isEmpty: Bool { handles.isEmpty && lengths.isEmpty }
     mutating func clear() {
         handles.removeAll()
         lengths.removeAll()
