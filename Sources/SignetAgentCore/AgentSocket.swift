@@ -94,7 +94,7 @@ struct AgentSocket {
         guard !fromSystemd else { return }
         if isStillOurs {
             unlink(path)
-            if FileIO.readText(pidPath, limit: 32)?.split(separator: "\n").first == "\(getpid())"[...] { unlink(pidPath) }
+            if FileIO.readText(pidPath, limit: 32)?.filter(\.isNumber) == String(getpid()) { unlink(pidPath) }
         }
         close(lockFD)
     }

@@ -8,11 +8,13 @@ import SignetPKCS11
 /// one of these, and fails at once, listing them, for a URI that matches none
 /// (a typo, or a token never used here).
 final class KnownTokens: Sendable {
+    private let directory: String
     private let path: String
     private let uris = Mutex<[String]>([])
     static let limit = 64
 
     init(directory: String) {
+        self.directory = directory
         path = directory + "/known-tokens"
         let text = FileIO.readText(path, limit: 1 << 18) ?? ""
         let lines = text.split(separator: "\n").map(String.init).filter { (try? PKCS11URI(parsing: $0)) != nil }
@@ -30,7 +32,7 @@ final class KnownTokens: Sendable {
             return list.joined(separator: "\n") + "\n"
         }
         if let text {
-            _ = FileIO.makeDirectories(String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)]))
+            _ = FileIO.makeDirectories(directory)
             _ = FileIO.writeAtomically(path, text: text)
         }
     }

@@ -99,13 +99,8 @@ struct ImportCommand: ParsableCommand {
 }
 
 extension Agent {
-    /// `call`, and when the token is locked: asks for the access code, unlocks, and tries once more.
-    static func callUnlocking(_ request: AgentRequest, token: String?, codeFD: Int32?, client: AgentClient) throws -> AgentResponse {
-        try callUnlocking(request, token: token, codeFD: codeFD, client: client, unneededOnceUnlocked: { false })!
-    }
-
-    /// `callUnlocking`, where `unneededOnceUnlocked` may find, after the unlock, that the request need not be
-    /// sent again (then nil is returned).
+    /// `call`, and when the token is locked: asks for the access code, unlocks, and tries once more, unless
+    /// `unneededOnceUnlocked` finds, after the unlock, that the request need not be sent again (then nil is returned).
     static func callUnlocking(_ request: AgentRequest, token: String?, codeFD: Int32?, client: AgentClient,
                               unneededOnceUnlocked: () throws -> Bool) throws -> AgentResponse? {
         do throws(AgentClientError) {

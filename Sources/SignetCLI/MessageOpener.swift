@@ -217,9 +217,16 @@ final class MessageOpener {
                     "cipher": cipher?.name ?? "unknown"],
                    "Layer \(depth): encrypted (\(cipher?.name ?? "unknown cipher")) to \(installed.certificate.subject); decrypted.", status: 0)
             return plaintext
-        } catch let error as AgentClientError where !Self.mayBeTheMessage(error) || !key.tokenDecryptsProbe() {
-            // The token (or the agent) failed, not the message: absent, locked, removed, refused, broken.
-            // Only the token saying the encrypted key itself is invalid speaks of the message.
+        } catch let error as AgentClientError {
+            // An answer a damaged encrypted key also gives is the message's fault only when the token still
+            // decrypts a value made here with the same key; otherwise the token (or the agent) failed.
+            if Self.mayBeTheMessage(error), key.tokenDecryptsProbe() {
+                report(["layer": "\(depth)", "kind": "encrypted", "result": "failed"],
+                       "Layer \(depth): the message's encrypted key for \(installed.certificate.subject) is damaged: the token refused it "
+                       + "(\(error.description)) but decrypts a test value with the same key. Ask the sender to send the message again.",
+                       status: MailExit.damaged)
+                return nil
+            }
             let next = switch error.code {
             case .mechanismInvalid?: " The message is not at fault: ask the sender to encrypt with RSA PKCS#1 v1.5 or OAEP (SHA-1), which tokens support."
             case .tokenFailure?, .keyUsageNotPermitted?:
@@ -228,12 +235,6 @@ final class MessageOpener {
             }
             throw CLIError(description: "Layer \(depth): the token could not decrypt for \(installed.certificate.subject): \(error.description)\(next)",
                            exitCode: Agent.exitCode(error.code)).reported()
-        } catch let error as AgentClientError {
-            report(["layer": "\(depth)", "kind": "encrypted", "result": "failed"],
-                   "Layer \(depth): the message's encrypted key for \(installed.certificate.subject) is damaged: the token refused it "
-                   + "(\(error.description)) but decrypts a test value with the same key. Ask the sender to send the message again.",
-                   status: MailExit.damaged)
-            return nil
         } catch {
             report(["layer": "\(depth)", "kind": "encrypted", "result": "failed"],
                    "Layer \(depth): could not decrypt the message for \(installed.certificate.subject): \(error). It may be damaged.",

@@ -1,4 +1,5 @@
 import Foundation
+import SignetCore
 
 /// Runs helper programs (openssl, pkcs11-tool, the built signet binaries) for tests.
 public enum Run {
@@ -140,9 +141,10 @@ public enum TestPaths {
 public func offPool<T>(_ body: @escaping () throws -> T) async throws -> T {
     let box = UncheckedSendable(body)
     return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<UncheckedSendable<T>, Error>) in
-        Thread.detachNewThread {
+        let started = DetachedThread.start(stackSize: 8 << 20) {
             do { continuation.resume(returning: UncheckedSendable(try box.value())) } catch { continuation.resume(throwing: error) }
         }
+        if !started { continuation.resume(throwing: TestFailure("could not start a thread for the test")) }
     }.value
 }
 
