@@ -98,7 +98,7 @@ public struct AccessStatus: Sendable, Equatable {
 /// threads and processes), so at most N codes reach the token before the lock.
 ///
 /// Every method blocks (file locks, fsync, token calls): call it off Swift's
-/// cooperative pool, as the agent's token actors do.
+/// cooperative pool, as the agent's token workers do (one thread queue per token, `TokenWorker`).
 public final class AccessCodeManager: Sendable {
     public let policy: LockoutPolicy
     public let clock: any AccessClock

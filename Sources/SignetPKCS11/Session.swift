@@ -15,7 +15,7 @@ public enum UserType: Sendable {
 
 /// A PKCS#11 session with one token.
 ///
-/// Not for concurrent use: one caller at a time (the agent's per-token actor
+/// Not for concurrent use: one caller at a time (the agent's `TokenWorker`, one thread queue per token,
 /// guarantees it). Every call blocks on the token; run it off Swift's
 /// cooperative pool. The session is closed when the object is released.
 public final class Session: @unchecked Sendable {

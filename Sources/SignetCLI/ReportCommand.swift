@@ -1,0 +1,119 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import FoundationEssentials
+import SignetAgentClient
+import SignetAgentProtocol
+import SignetCore
+import SignetPCSC
+import SignetPKCS11
+
+/// `signet report`: one archive a helpdesk can read.
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Write a support bundle (versions and PKCS#11 modules, OS, readers, tokens, configuration without secrets, recent log and errors) as one .tar.gz.",
+        discussion: "Access codes and keys are never in it: Signet does not store codes, and configuration lines whose names mention a code, PIN, password or secret are blanked."
+    )
+    @Option(name: .shortAndLong, help: "Where to write the archive (default: ./signet-report-<time>.tar.gz).")
+    var output: String?
+
+    func run() throws {
+        let paths = SignetPaths.current
+        let stamp = LogCommand.timestamp(Date().timeIntervalSince1970).prefix(19).filter { $0 != ":" }
+        let destination = output ?? "signet-report-\(stamp).tar.gz"
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("signet-report-\(getpid())")
+        let folder = work.appendingPathComponent("signet-report")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: work) }
+        func write(_ name: String, _ text: String) throws {
+            try text.write(to: folder.appendingPathComponent(name), atomically: true, encoding: .utf8)
+        }
+
+        let machine = (FileIO.readText("/proc/version", limit: 4096) ?? "unknown").split(separator: "\n").first.map(String.init) ?? ""
+        try write("version.txt", """
+        \(Versions.lines().joined(separator: "\n"))
+        kernel: \(machine)
+
+        \(FileIO.readText("/etc/os-release", limit: 1 << 16) ?? "no /etc/os-release")
+        """)
+
+        var readers = ""
+        do {
+            for status in try PCSCContext().readerStatuses() {
+                readers += "\(status.name): card \(status.cardPresent ? "present" : "absent"), \(status.state.words.joined(separator: ",")), ATR \(status.atr.map { Hex.encode($0, separator: " ", uppercase: true) } ?? "-")\n"
+            }
+            if readers.isEmpty { readers = "no readers\n" }
+        } catch {
+            readers = "PC/SC: \(error)\n"
+        }
+        try write("readers.txt", readers)
+
+        var tokens = ""
+        if let client = try? AgentLauncher.connect(start: false) {
+            tokens += "agent: version \(client.agentVersion), pid \(client.agentPID)\n"
+            if case .status(let status)? = try? client.call(.status) {
+                for token in status.tokens {
+                    tokens += "\(token.label) \(token.software ? "[SOFTWARE] " : "")\(token.uri)\n  unlocked \(token.unlocked), failures \(token.failures), tries left \(token.triesLeft), locked \(token.lockedSeconds.map { "\($0) s" } ?? "no"), token counter \(token.tokenCounter)\(token.ledgerDamage.map { ", ledger damaged: \($0)" } ?? "")\n"
+                }
+            }
+        } else {
+            tokens = "agent: not running\n"
+        }
+        try write("tokens.txt", tokens)
+
+        var configuration = ""
+        for file in ["/etc/signet/config", "/etc/signet/policy", paths.config + "/config", paths.config + "/policy"] {
+            guard let text = FileIO.readText(file, limit: 1 << 20) else { continue }
+            configuration += "# \(file)\n" + ReportCommand.redacted(text) + "\n"
+        }
+        try write("configuration.txt", configuration.isEmpty ? "no configuration files\n" : configuration)
+
+        let lines = AuditFiles.lines(paths)
+        let recent = lines.suffix(2000)
+        try write("audit-log.jsonl", recent.joined(separator: "\n") + (recent.isEmpty ? "" : "\n"))
+        let errors = ReportCommand.recentErrors(lines)
+        try write("errors.txt", errors.isEmpty ? "no errors in the audit log\n" : errors.joined(separator: "\n") + "\n")
+        let agentLog = (FileIO.readText(paths.state + "/agent.log", limit: 1 << 22) ?? "").split(separator: "\n", omittingEmptySubsequences: false).suffix(500)
+        try write("agent-log.txt", agentLog.joined(separator: "\n"))
+
+        let status = try ReportCommand.tar(["-czf", destination, "-C", work.path, "signet-report"])
+        guard status == 0 else { throw CLIError(description: "tar failed (exit \(status)) writing \(destination)").reported() }
+        print("Wrote \(destination). It holds versions and PKCS#11 modules, readers, tokens, configuration (codes and secrets blanked), "
+              + "the last \(recent.count) audit entries and \(errors.count) recent error\(errors.count == 1 ? "" : "s") from them.")
+    }
+
+    /// The newest audit entries (up to `limit`) whose result is not "ok", as `signet log --wide` prints them.
+    static func recentErrors(_ lines: [String], limit: Int = 100) -> [String] {
+        let decoder = JSONDecoder()
+        let failed = lines.compactMap { line -> LogCommand.Entry? in
+            guard let entry = try? decoder.decode(LogCommand.Entry.self, from: Data(line.utf8)), entry.result != "ok" else { return nil }
+            return entry
+        }
+        return failed.suffix(limit).map { LogCommand.text($0, wide: true) }
+    }
+
+    /// Blanks the values of keys that name a code or a secret.
+    static func redacted(_ text: String) -> String {
+        text.split(separator: "\n", omittingEmptySubsequences: false).map { line in
+            let lower = line.lowercased()
+            guard let eq = line.firstIndex(of: "="), !lower.hasPrefix("#"),
+                  ["pin", "code", "password", "passphrase", "secret", "token-key"].contains(where: { lower[..<lower.index(lower.startIndex, offsetBy: line.distance(from: line.startIndex, to: eq))].contains($0) })
+            else { return String(line) }
+            return String(line[...eq]) + " [removed]"
+        }.joined(separator: "\n")
+    }
+
+    /// Runs /bin/tar and waits (posix_spawn and waitpid; Foundation's Process was seen to hang here).
+    static func tar(_ arguments: [String]) throws -> Int32 {
+        let argv = (["/bin/tar"] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, "/bin/tar", nil, nil, argv, environ)
+        guard result == 0 else { throw CLIError(description: "cannot run /bin/tar: \(String(cString: strerror(result)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+}

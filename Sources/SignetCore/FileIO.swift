@@ -1,0 +1,107 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Small file helpers over POSIX calls (no Foundation in the core layers).
+public enum FileIO {
+    /// The file's text, or `nil` if it cannot be read or is larger than `limit` bytes.
+    public static func readText(_ path: String, limit: Int) -> String? {
+        guard let bytes = readBytes(path, limit: limit) else { return nil }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The file's bytes, or `nil` if it cannot be read or is larger than `limit` bytes.
+    public static func readBytes(_ path: String, limit: Int) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; return nil }
+            if n == 0 { break }
+            out += chunk.prefix(n)
+            if out.count > limit { return nil }
+        }
+        return out
+    }
+
+    /// Writes all of `bytes` to a file or pipe.
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(StreamError) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StreamError.io("Writing failed: \(String(cString: strerror(errno)))")
+            }
+            offset += n
+        }
+    }
+
+    /// Creates `path` and its parents with `mode` (like `mkdir -p`).
+    /// - Returns: `false` when a component could not be created.
+    @discardableResult
+    public static func makeDirectories(_ path: String, mode: mode_t = 0o700) -> Bool {
+        var current = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            current += "/" + component
+            if mkdir(current, mode) != 0 && errno != EEXIST { return false }
+        }
+        return true
+    }
+
+    /// Writes `text` to `path` atomically and durably: a temporary file,
+    /// fsync of the file, rename over `path`, fsync of the directory. After
+    /// it returns `true` the new content survives a crash or power loss.
+    /// - Returns: `false` on any failure; the old file is left in place.
+    @discardableResult
+    public static func writeAtomically(_ path: String, text: String, mode: mode_t = 0o600) -> Bool {
+        writeAtomically(path, bytes: Array(text.utf8), mode: mode)
+    }
+
+    /// `writeAtomically(_:text:mode:)` for bytes.
+    @discardableResult
+    public static func writeAtomically(_ path: String, bytes: [UInt8], mode: mode_t = 0o600) -> Bool {
+        let temporary = path + ".tmp.\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { return false }
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
+            if n < 0 { if errno == EINTR { continue }; close(fd); unlink(temporary); return false }
+            written += n
+        }
+        guard fsync(fd) == 0, close(fd) == 0, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            return false
+        }
+        return syncDirectory(of: path)
+    }
+
+    /// fsyncs the directory holding `path`, so a rename or creation in it is durable.
+    @discardableResult
+    public static func syncDirectory(of path: String) -> Bool {
+        let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        let fd = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return fsync(fd) == 0
+    }
+
+    /// Whether something exists at `path`.
+    public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    /// The names in a directory (without `.` and `..`, unsorted); empty when it cannot be read.
+    public static func names(in directory: String) -> [String] {
+        guard let dir = opendir(directory) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if name != ".", name != ".." { names.append(name) }
+        }
+        return names
+    }
+}
