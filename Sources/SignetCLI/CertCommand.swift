@@ -4,6 +4,7 @@ import Glibc
 import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
+import SignetMail
 import SignetOpenSSL
 
 /// `signet cert import|list|show|export|repair|delete`.
@@ -54,7 +55,7 @@ struct CertCommand: ParsableCommand {
                 if !others.isEmpty && !replace {
                     let names = others.map { "\($0.certificate.subject), valid until \(Dates.day($0.certificate.notAfter)), id \($0.id)" }
                     throw CLIError(description: "The key \"\(key.label)\" already has a certificate (\(names.joined(separator: "; "))). "
-                                   + "Nothing was written. Add --replace to replace it.").reported()
+                                   + "Nothing was written. Add --replace to replace it.")
                 }
                 try store(certificate, key: key, replacing: others, client: client)
                 print("Installed \(certificate.subject) (serial \(certificate.serial), valid until \(Dates.day(certificate.notAfter))) "
@@ -67,7 +68,7 @@ struct CertCommand: ParsableCommand {
                     No private key on \(token == nil ? "your tokens" : "that token") matches \(names.isEmpty ? "a certificate in \(file) (it holds only CA certificates)" : names.joined(separator: "; ")) \
                     (compared by public key): the private key is missing. Nothing was written. Was the request made on another token? \
                     If the token is locked, run `signet unlock` first; `signet key list` shows the keys.
-                    """).reported()
+                    """)
             }
             let issuers = contents.certificates.filter { $0.isAuthority }
             try TrustCommand.addAuthorities(issuers, trustRoots: trustRoots)
@@ -147,7 +148,7 @@ struct CertCommand: ParsableCommand {
         var out: String?
 
         func run() throws {
-            guard !(chain && der) else { throw CLIError(description: "DER holds one certificate; leave out --der to export a chain as PEM.").reported() }
+            guard !(chain && der) else { throw CLIError(description: "DER holds one certificate; leave out --der to export a chain as PEM.") }
             let client = try Agent.connect()
             let installed = try Inventory.load(client: client).certificate(id)
             var bytes: [UInt8]
@@ -174,7 +175,7 @@ struct CertCommand: ParsableCommand {
             let client = try Agent.connect()
             let inventory = try Inventory.load(client: client, token: token)
             guard inventory.objects.contains(where: { $0.kind == .privateKey }) else {
-                throw CLIError(description: "No private keys are visible; unlock the token first (`signet unlock`).", exitCode: 6).reported()
+                throw SignetError(.notUnlocked, "No private keys are visible; unlock the token first (`signet unlock`).")
             }
             var changed = 0
             for installed in inventory.certificates {
@@ -207,7 +208,7 @@ struct CertCommand: ParsableCommand {
             let installed = try Inventory.load(client: client).certificate(id)
             if !yes {
                 guard let answer = Confirm.ask("Delete the certificate \(installed.certificate.subject) (serial \(installed.certificate.serial)) from the token? [y/N] ") else {
-                    throw CLIError(description: "There is no terminal to confirm on; add --yes to delete without asking.").reported()
+                    throw CLIError(description: "There is no terminal to confirm on; add --yes to delete without asking.")
                 }
                 guard answer else { print("Nothing deleted."); return }
             }
@@ -308,23 +309,6 @@ struct CertificateReport: Codable {
     }
 }
 
-/// Dates as people read them (UTC).
-enum Dates {
-    /// `2026-01-27T10:00:00Z`.
-    static func iso(_ date: Date) -> String { UTCTime.format(date.timeIntervalSince1970) }
-
-    static func day(_ date: Date) -> String { String(iso(date).prefix(10)) }
-
-    /// `2026-01-27`, `2026-01-27T10:00:00Z`, `2026-01-27T10:00:00+01:00` or `2026-01-27 10:00:00` (UTC).
-    static func parse(_ text: String) -> Date? { UTCTime.parse(text).map(Date.init(timeIntervalSince1970:)) }
-
-    /// An RFC 5322 Date: header.
-    static func parseHeader(_ text: String) -> Date? { UTCTime.parseMailDate(text).map(Date.init(timeIntervalSince1970:)) }
-
-    /// "2026-01-27 10:00:00 UTC", as mail reports show times.
-    static func show(_ date: Date) -> String { UTCTime.format(date.timeIntervalSince1970, separator: " ", suffix: " UTC") }
-}
-
 /// Yes/no questions on the terminal.
 enum Confirm {
     /// Asks `question` on /dev/tty; nil when there is no terminal.
@@ -346,27 +330,15 @@ enum Confirm {
     }
 }
 
-/// Reads a certificate file the user named, bounded.
-func readCertificateFile(_ path: String) throws -> CertificateFile.Contents {
-    guard let bytes = FileIO.readBytes(path, limit: CertificateFile.maximumSize + 1) else {
-        throw CLIError(description: "Cannot read \(path).").reported()
-    }
-    do {
-        return try CertificateFile.read(bytes)
-    } catch {
-        throw CLIError(description: "\(path): \(error.description)").reported()
-    }
-}
-
 /// Writes `bytes` to `path` (atomically, with `mode`), or to standard output when nil or "-".
 func writeOutput(_ bytes: [UInt8], to path: String?, mode: mode_t = 0o644) throws {
     if let path, path != "-" {
-        guard FileIO.writeAtomically(path, bytes: bytes, mode: mode) else { throw CLIError(description: "Could not write \(path).").reported() }
+        guard FileIO.writeAtomically(path, bytes: bytes, mode: mode) else { throw CLIError(description: "Could not write \(path).") }
     } else {
         do {
             try bytes.withUnsafeBytes { try FileIO.writeAll(1, $0) }
         } catch {
-            throw CLIError(description: "Could not write to standard output: \(error).").reported()
+            throw CLIError(description: "Could not write to standard output: \(error).")
         }
     }
 }

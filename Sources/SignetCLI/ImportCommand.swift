@@ -3,6 +3,7 @@ import FoundationEssentials
 import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
+import SignetMail
 import SignetOpenSSL
 
 /// `signet import FILE.p12`.
@@ -29,15 +30,15 @@ struct ImportCommand: ParsableCommand {
     var trustRoots = false
 
     func run() throws {
-        guard let bytes = FileIO.readBytes(file, limit: PKCS12File.maximumSize + 1) else { throw CLIError(description: "Cannot read \(file).").reported() }
+        guard let bytes = FileIO.readBytes(file, limit: PKCS12File.maximumSize + 1) else { throw CLIError(description: "Cannot read \(file).") }
         let contents: PKCS12File.Contents
         do {
             let password = try AccessCodeInput.obtain(fd: passwordFD, prompt: "Password for \(file): ", what: "password", option: "--password-fd")
             contents = try PKCS12File.open(bytes, password: password)
         } catch let failure as PKCS12File.Failure {
-            throw CLIError(description: "\(file): \(failure.description)", exitCode: failure == .wrongPassword ? 2 : 1).reported()
+            throw SignetError(failure == .wrongPassword ? .wrongCode : .failure, "\(file): \(failure.description)", cause: failure)
         } catch let failure as AccessCodeInput.Failure {
-            throw CLIError(description: failure.description).reported()
+            throw CLIError(description: failure.description)
         }
         let certificate = contents.certificate
         Console.error("\(file): \(certificate.keyDescription) key for \(certificate.subject); encryption: \(contents.encryption)"
@@ -59,7 +60,7 @@ struct ImportCommand: ParsableCommand {
                 return existingKey() != nil
             }
             if let response {
-                guard case .stored(let uri) = response else { throw CLIError(description: "unexpected answer from the agent").reported() }
+                guard case .stored(let uri) = response else { throw CLIError(description: "unexpected answer from the agent") }
                 importedKey = uri
                 tokenURI = uri
             }
@@ -84,7 +85,7 @@ struct ImportCommand: ParsableCommand {
                     cleaned = (try? client.call(.deleteObject(object: publicURI))) != nil && cleaned
                 }
                 throw CLIError(description: "Could not store the certificate: \(error.description). "
-                               + (cleaned ? "Nothing was left on the token." : "The key written a moment ago could not be removed; see `signet key list`.")).reported()
+                               + (cleaned ? "Nothing was left on the token." : "The key written a moment ago could not be removed; see `signet key list`."))
             }
         }
         if importedKey == nil && certificateThere {
@@ -106,14 +107,14 @@ extension Agent {
         do throws(AgentClientError) {
             return try client.call(request)
         } catch {
-            guard error.code == .notUnlocked else { throw CLIError(description: error.description, exitCode: exitCode(error.code)).reported() }
+            guard error.code == .notUnlocked else { throw SignetError(error) }
         }
         Console.error("The token must be unlocked.")
         let code: SharedSecret
         do {
             code = SharedSecret(try AccessCodeInput.obtain(fd: codeFD, prompt: "Access code: "))
         } catch {
-            throw CLIError(description: error.description).reported()
+            throw CLIError(description: error.description)
         }
         try finish(try call(.unlock(token: token, code: code, finalTry: false), client: client), success: "Unlocked.")
         if try unneededOnceUnlocked() { return nil }

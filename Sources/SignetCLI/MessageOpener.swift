@@ -3,6 +3,7 @@ import FoundationEssentials
 import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
+import SignetMail
 import SignetOpenSSL
 
 /// Options that decide whether a signer is trusted (shared by `verify` and `decrypt`).
@@ -34,7 +35,7 @@ final class MessageOpener {
     /// Where the access code comes from when a token turns out to be locked (nil: the terminal).
     var codeFD: Int32?
     let headers: MIMEHeaders
-    private(set) var status: Int32 = 0
+    private(set) var status: ExitStatus = .success
     private(set) var encryptedLayers = 0
     private(set) var signedLayers = 0
     private(set) var reports: [[String: String]] = []
@@ -61,12 +62,12 @@ final class MessageOpener {
         self.intermediates = intermediates
         var crls: [RevocationList] = []
         for file in options.crl {
-            guard let bytes = FileIO.readBytes(file, limit: RevocationList.maximumSize) else { throw CLIError(description: "Cannot read \(file).").reported() }
-            do { crls.append(try RevocationList(bytes: bytes)) } catch { throw CLIError(description: "\(file): \(error)").reported() }
+            guard let bytes = FileIO.readBytes(file, limit: RevocationList.maximumSize) else { throw CLIError(description: "Cannot read \(file).") }
+            do { crls.append(try RevocationList(bytes: bytes)) } catch { throw CLIError(description: "\(file): \(error)") }
         }
         self.crls = crls
         if let text = options.at {
-            guard let date = Dates.parse(text) else { throw CLIError(description: "--at \(text): give a date like 2026-01-27 or 2026-01-27T10:00:00Z.").reported() }
+            guard let date = Dates.parse(text) else { throw CLIError(description: "--at \(text): give a date like 2026-01-27 or 2026-01-27T10:00:00Z.") }
             at = date
         } else {
             at = nil
@@ -116,7 +117,7 @@ final class MessageOpener {
                 return current
             case .unreadable(let reason):
                 report(["layer": "\(depth)", "result": "malformed"], "Layer \(depth): not a readable S/MIME message (\(reason)).",
-                       status: MailExit.malformed)
+                       status: ExitStatus.malformed)
                 return nil
             case .enveloped(let envelope):
                 guard let plaintext = try decrypt(envelope, depth: depth) else { return nil }
@@ -128,13 +129,13 @@ final class MessageOpener {
                 layer = next
             }
         }
-        report(["layer": "9", "result": "too deeply nested"], "More than 8 nested S/MIME layers; stopped.", status: MailExit.malformed)
+        report(["layer": "9", "result": "too deeply nested"], "More than 8 nested S/MIME layers; stopped.", status: ExitStatus.malformed)
         return nil
     }
 
-    private func report(_ fields: [String: String], _ line: String, status: Int32) {
+    private func report(_ fields: [String: String], _ line: String, status: ExitStatus) {
         reports.append(fields)
-        self.status = MailExit.worse(self.status, status)
+        self.status = ExitStatus.worse(self.status, status)
         if holdReport { heldLines.append(line) } else { Console.error(line) }
     }
 
@@ -145,7 +146,7 @@ final class MessageOpener {
     func finishReport() {
         guard holdReport else { return }
         holdReport = false
-        if status == 0 && signedLayers > 0 { Console.error("Verification successful") }
+        if status == .success && signedLayers > 0 { Console.error("Verification successful") }
         for line in heldLines { Console.error(line) }
         heldLines = []
     }
@@ -173,7 +174,7 @@ final class MessageOpener {
         } catch {
             encryptedLayers += 1
             report(["layer": "1", "kind": "encrypted", "result": "malformed"],
-                   "Layer 1: not a readable S/MIME encrypted message (\(error)).", status: MailExit.malformed)
+                   "Layer 1: not a readable S/MIME encrypted message (\(error)).", status: ExitStatus.malformed)
             return false
         }
         let decrypted: Void? = try decrypt(envelope, depth: 1) { certificate, key in
@@ -192,7 +193,7 @@ final class MessageOpener {
         let recipients: [EnvelopedMessage.Recipient]
         do { recipients = try envelope.recipients() } catch {
             report(["layer": "\(depth)", "kind": "encrypted", "result": "malformed"],
-                   "Layer \(depth): not a readable S/MIME encrypted message (\(error)).", status: MailExit.malformed)
+                   "Layer \(depth): not a readable S/MIME encrypted message (\(error)).", status: ExitStatus.malformed)
             return nil
         }
         let cipher = envelope.contentCipher
@@ -206,7 +207,7 @@ final class MessageOpener {
             let names = recipients.map(\.description).joined(separator: "; ")
             report(["layer": "\(depth)", "kind": "encrypted", "result": "not-for-you"],
                    "Layer \(depth): the message is not addressed to any certificate on your tokens (it is for: \(names)). "
-                   + "If the token holding that certificate is not inserted, insert it; `signet cert list` shows yours.", status: MailExit.notForYou)
+                   + "If the token holding that certificate is not inserted, insert it; `signet cert list` shows yours.", status: ExitStatus.notForYou)
             return nil
         }
         let key = try AgentKey(client: client, uri: uri, subjectPublicKeyInfo: spki,
@@ -215,7 +216,7 @@ final class MessageOpener {
             let plaintext = try perform(installed.certificate, key)
             report(["layer": "\(depth)", "kind": "encrypted", "result": "decrypted", "recipient": installed.certificate.subject,
                     "cipher": cipher?.name ?? "unknown"],
-                   "Layer \(depth): encrypted (\(cipher?.name ?? "unknown cipher")) to \(installed.certificate.subject); decrypted.", status: 0)
+                   "Layer \(depth): encrypted (\(cipher?.name ?? "unknown cipher")) to \(installed.certificate.subject); decrypted.", status: .success)
             return plaintext
         } catch let error as AgentClientError {
             // An answer a damaged encrypted key also gives is the message's fault only when the token still
@@ -224,7 +225,7 @@ final class MessageOpener {
                 report(["layer": "\(depth)", "kind": "encrypted", "result": "failed"],
                        "Layer \(depth): the message's encrypted key for \(installed.certificate.subject) is damaged: the token refused it "
                        + "(\(error.description)) but decrypts a test value with the same key. Ask the sender to send the message again.",
-                       status: MailExit.damaged)
+                       status: ExitStatus.damaged)
                 return nil
             }
             let next = switch error.code {
@@ -233,12 +234,12 @@ final class MessageOpener {
                 " The message is not at fault: try again; if it fails again, remove and re-insert the token, and run `signet report` for your helpdesk."
             default: ""
             }
-            throw CLIError(description: "Layer \(depth): the token could not decrypt for \(installed.certificate.subject): \(error.description)\(next)",
-                           exitCode: Agent.exitCode(error.code)).reported()
+            throw SignetError(ExitStatus(error.code), "Layer \(depth): the token could not decrypt for \(installed.certificate.subject): \(error.description)\(next)",
+                              cause: error)
         } catch {
             report(["layer": "\(depth)", "kind": "encrypted", "result": "failed"],
                    "Layer \(depth): could not decrypt the message for \(installed.certificate.subject): \(error). It may be damaged.",
-                   status: MailExit.damaged)
+                   status: ExitStatus.damaged)
             return nil
         }
     }
@@ -271,17 +272,17 @@ final class MessageOpener {
                 if inner.isEnveloped {
                     report(["layer": "\(depth)", "kind": "signed", "result": "bad-ignored"],
                            "Layer \(depth): warning: the signature around the encrypted message does not match (\(reason)); "
-                           + "it covers only the encrypted form, so it is ignored.", status: 0)
+                           + "it covers only the encrypted form, so it is ignored.", status: .success)
                     return (content, inner)
                 }
             }
             report(["layer": "\(depth)", "kind": "signed", "result": "bad"],
                    "Layer \(depth): BAD signature: the content was changed after signing, or the signature is damaged (\(reason)).",
-                   status: MailExit.badSignature)
+                   status: ExitStatus.badSignature)
             return nil
         case .signerUnknown(let reason):
             report(["layer": "\(depth)", "kind": "signed", "result": "signer-unknown"],
-                   "Layer \(depth): cannot check the signature: \(reason). Ask the sender to include their certificate.", status: MailExit.untrusted)
+                   "Layer \(depth): cannot check the signature: \(reason). Ask the sender to include their certificate.", status: ExitStatus.untrusted)
             return nil
         case .good(let bytes):
             content = bytes
@@ -295,13 +296,13 @@ final class MessageOpener {
                           "signature": signer.signatureAlgorithm]
             let email = certificate.emails.first.map { " <\($0)>" } ?? ""
             var lines = ["Layer \(depth): signed by \(certificate.label)\(email)"]
-            var outcome: Int32 = 0
+            var outcome: ExitStatus = .success
             let checkTime = at ?? signer.signingTime ?? Date()
             if let time = signer.signingTime { lines.append("  signed at:  \(Dates.show(time))"); fields["signingTime"] = Dates.iso(time) }
             lines.append("  algorithms: \(signer.digest) with \(signer.signatureAlgorithm)")
             if signer.digest.uppercased() == "SHA1" && !options.allowSHA1 {
                 lines.append("  REFUSED:    signed with SHA-1, which is broken (--allow-sha1 accepts it).")
-                outcome = MailExit.worse(outcome, MailExit.unsupported)
+                outcome = ExitStatus.worse(outcome, ExitStatus.unsupported)
             }
             var lists = crls
             if options.fetchCRL {
@@ -320,17 +321,17 @@ final class MessageOpener {
             case .revoked(let detail):
                 lines.append("  REVOKED:    \(detail). The sender's CA withdrew this certificate: do not rely on this message.")
                 fields["trust"] = "revoked: \(detail)"
-                outcome = MailExit.worse(outcome, MailExit.untrusted)
+                outcome = ExitStatus.worse(outcome, ExitStatus.untrusted)
             case .revocationUnknown(let detail):
                 lines.append("  NOT TRUSTED: revocation could not be checked: \(detail). "
                              + "Give the CA's current CRL with --crl FILE, or check the network for --fetch-crl.")
                 fields["trust"] = "revocation unknown: \(detail)"
-                outcome = MailExit.worse(outcome, MailExit.untrusted)
+                outcome = ExitStatus.worse(outcome, ExitStatus.untrusted)
             case .expired(let detail), .notYetValid(let detail), .untrusted(let detail):
                 lines.append("  NOT TRUSTED at \(Dates.show(checkTime)): \(detail). "
                              + "If you trust the sender's CA, add its root with `signet trust add ROOT.pem`.")
                 fields["trust"] = "untrusted: \(detail)"
-                outcome = MailExit.worse(outcome, MailExit.untrusted)
+                outcome = ExitStatus.worse(outcome, ExitStatus.untrusted)
             }
             // The message's From: and Date: belong to the outermost signature (inner ones may be forwarded mail).
             if signedLayers == 1, let from = headers.value("from") {
@@ -339,19 +340,19 @@ final class MessageOpener {
                     lines.append("  From:       \(address) matches the certificate")
                 } else {
                     lines.append("  MISMATCH:   From: \(address) is not an address of this certificate (\(certificate.emails.joined(separator: ", ")))")
-                    outcome = MailExit.worse(outcome, MailExit.headerMismatch)
+                    outcome = ExitStatus.worse(outcome, ExitStatus.headerMismatch)
                 }
             }
             if signedLayers == 1, let dateText = headers.value("date"), let date = Dates.parseHeader(dateText), let time = signer.signingTime,
                abs(date.timeIntervalSince(time)) > Self.dateTolerance {
                 lines.append("  MISMATCH:   Date: \(Dates.show(date)) is more than an hour from the signing time")
-                outcome = MailExit.worse(outcome, MailExit.headerMismatch)
+                outcome = ExitStatus.worse(outcome, ExitStatus.headerMismatch)
             }
-            let verdictWord = outcome == 0 ? "good signature" : "signature matches, but see below"
+            let verdictWord = outcome == .success ? "good signature" : "signature matches, but see below"
             lines[0] += ": \(verdictWord)"
-            fields["result"] = outcome == 0 ? "good" : "\(outcome)"
+            fields["result"] = outcome == .success ? "good" : "\(outcome.rawValue)"
             if aroundEncryption { lines.append("  (this signature covers only the encrypted form; it does not decide the result)") }
-            report(fields, lines.joined(separator: "\n"), status: aroundEncryption ? 0 : outcome)
+            report(fields, lines.joined(separator: "\n"), status: aroundEncryption ? .success : outcome)
         }
         return (content, inner)
     }
