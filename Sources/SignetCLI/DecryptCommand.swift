@@ -35,9 +35,9 @@ struct DecryptCommand: ParsableCommand {
         let probe = try EnvelopeProbe(fd: input)
         if let reader = probe.reader { return try runStreamed(reader, headers: probe.prefix) }
         let message = try MailInput.readRest(input, prefix: probe.prefix, limit: MessageOpener.maximumSize, name: `in`)
-        let opener = try MessageOpener(options: trust, topLevel: message)
-        opener.codeFD = unlock.codeFD
+        let opener = try MessageOpener.forCommand(trust: trust, codeFD: unlock.codeFD, topLevel: message)
         opener.lenientAroundEncryption = true
+        defer { opener.rememberTrustedSigners() }
         let content = try opener.open(message)
         guard let content, Self.acceptable(opener.status) else { throw ExitCode(opener.status.rawValue) }
         guard opener.encryptedLayers + opener.signedLayers > 0 else {
@@ -59,9 +59,9 @@ struct DecryptCommand: ParsableCommand {
     /// place only on success) or, for standard output, a nameless temporary file copied out on success.
     /// A layer inside (a signed message) is then opened in memory, as any message is.
     private func runStreamed(_ reader: BERReader, headers: [UInt8]) throws {
-        let opener = try MessageOpener(options: trust, topLevel: headers)
-        opener.codeFD = unlock.codeFD
+        let opener = try MessageOpener.forCommand(trust: trust, codeFD: unlock.codeFD, topLevel: headers)
         opener.lenientAroundEncryption = true
+        defer { opener.rememberTrustedSigners() }
         let path = out == "-" ? nil : out
         let output = try MailOutput(path, mode: 0o600)
         let spool = path == nil ? try Spool() : nil

@@ -125,8 +125,9 @@ struct VerifyCommand: ParsableCommand {
         if let signature, let content {
             let signatureBytes = try MailInput.read(signature, limit: limit)
             let contentBytes = try MailInput.read(content, limit: limit)
-            opener = try MessageOpener(options: trust, topLevel: contentBytes)
+            opener = try MessageOpener.forCommand(trust: trust, codeFD: unlock.codeFD, topLevel: contentBytes)
             opener.holdReport = true
+            defer { opener.rememberTrustedSigners() }
             defer { opener.finishReport() }
             let message: SignedMessage
             do { message = try SignedMessage(signature: signatureBytes, content: contentBytes) } catch {
@@ -135,9 +136,9 @@ struct VerifyCommand: ParsableCommand {
             result = opener.verify(message, depth: 1)?.0
         } else {
             let message = try MailInput.read(`in`, limit: limit)
-            opener = try MessageOpener(options: trust, topLevel: message)
-            opener.codeFD = unlock.codeFD
+            opener = try MessageOpener.forCommand(trust: trust, codeFD: unlock.codeFD, topLevel: message)
             opener.holdReport = true
+            defer { opener.rememberTrustedSigners() }
             defer { opener.finishReport() }  // also when opening throws
             result = try opener.open(message)
             opener.finishReport()  // the report before any verdict below
