@@ -39,55 +39,21 @@ struct CertCommand: ParsableCommand {
             let contents = try readCertificateFile(file)
             let client = try Agent.connect()
             let inventory = try Inventory.load(client: client, token: token)
-            var installed = 0
-            var leaves: [Certificate] = []
-            for certificate in contents.certificates where !certificate.isAuthority {
-                let spki = certificate.subjectPublicKeyInfo
-                guard let key = inventory.objects.first(where: { $0.kind == .privateKey && $0.publicKeyInfo == spki })
-                        ?? inventory.objects.first(where: { $0.kind == .publicKey && $0.publicKeyInfo == spki }) else { continue }
-                leaves.append(certificate)
-                if inventory.certificates.contains(where: { $0.certificate.der == certificate.der }) {
+            let leaves = try CertificateInstaller.install(contents.certificates, file: file, inventory: inventory, token: token,
+                                                          replace: replace, client: client) { outcome in
+                switch outcome {
+                case .alreadyInstalled(let certificate):
                     print("Already installed: \(certificate.subject) (nothing changed).")
-                    installed += 1
-                    continue
+                case .installed(let certificate, let key):
+                    print("Installed \(certificate.subject) (serial \(certificate.serial), valid until \(Dates.day(certificate.notAfter))) "
+                          + "with key \"\(key.label)\"; id \(TrustStore.id(certificate)) (PKCS#11 key id \(Hex.encode(key.id))).")
                 }
-                let others = inventory.certificates.filter { $0.publicKeyInfo == spki }
-                if !others.isEmpty && !replace {
-                    let names = others.map { "\($0.certificate.subject), valid until \(Dates.day($0.certificate.notAfter)), id \($0.id)" }
-                    throw CLIError(description: "The key \"\(key.label)\" already has a certificate (\(names.joined(separator: "; "))). "
-                                   + "Nothing was written. Add --replace to replace it.")
-                }
-                try store(certificate, key: key, replacing: others, client: client)
-                print("Installed \(certificate.subject) (serial \(certificate.serial), valid until \(Dates.day(certificate.notAfter))) "
-                      + "with key \"\(key.label)\"; id \(TrustStore.id(certificate)) (PKCS#11 key id \(Hex.encode(key.id))).")
-                installed += 1
-            }
-            guard installed > 0 else {
-                let names = contents.certificates.filter { !$0.isAuthority }.map(\.subject)
-                throw CLIError(description: """
-                    No private key on \(token == nil ? "your tokens" : "that token") matches \(names.isEmpty ? "a certificate in \(file) (it holds only CA certificates)" : names.joined(separator: "; ")) \
-                    (compared by public key): the private key is missing. Nothing was written. Was the request made on another token? \
-                    If the token is locked, run `signet unlock` first; `signet key list` shows the keys.
-                    """)
             }
             let issuers = contents.certificates.filter { $0.isAuthority }
             try TrustCommand.addAuthorities(issuers, trustRoots: trustRoots)
             let offeredRoot = issuers.contains { $0.isSelfSigned }
             for leaf in leaves where !offeredRoot && (TrustStore().chain(for: leaf).last.map { !$0.isSelfSigned } ?? true) {
                 Console.error("Note: Signet does not yet trust the root CA of \(leaf.subject); add it with `signet trust add ROOT.pem`.")
-            }
-        }
-
-        /// Stores `certificate` with `key`'s id; with `replacing`, removes those first and puts them back if the store fails.
-        func store(_ certificate: Certificate, key: ObjectEntry, replacing: [Inventory.Installed], client: AgentClient) throws {
-            for old in replacing { _ = try Agent.call(.deleteObject(object: old.entry.uri), client: client) }
-            do {
-                _ = try Agent.call(.storeCertificate(token: key.uri, der: certificate.der, id: key.id, label: certificate.label), client: client)
-            } catch {
-                for old in replacing {
-                    _ = try? client.call(.storeCertificate(token: old.entry.uri, der: old.certificate.der, id: old.entry.id, label: old.entry.label))
-                }
-                throw error
             }
         }
     }
