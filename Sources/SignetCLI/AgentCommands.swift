@@ -87,7 +87,7 @@ struct UnlockCommand: ParsableCommand {
         discussion: """
         The agent keeps the token unlocked until `signet lock`, 15 minutes without use, the token being \
         removed, or the agent stopping. Three wrong codes in a row lock the token for 15 minutes. \
-        Exit status: 0 unlocked, 2 wrong code, 3 locked, 4 the token refuses, 5 the token was not presented.
+        Exit status: 0 unlocked, 2 wrong code, 3 locked, 4 the token refuses, 5 the token was not presented (all statuses: docs/exit-status.md).
         """
     )
     @Option(name: .long, help: "The token's PKCS#11 URI (see `signet status`); needed when more than one token is present.")

@@ -19,7 +19,7 @@ struct DecryptCommand: ParsableCommand {
         Exit status: 0 decrypted, 5 token not presented or removed, 6 token locked, 7 the token failed or refused \
         (not the message's fault), 10 not an S/MIME or CMS message, 11 not addressed to any certificate on your tokens, \
         12 the message is damaged, \
-        13 a signature inside is bad, 14 its signer is not trusted, 15 SHA-1 signature, 16 From:/Date: mismatch, 1 otherwise.
+        13 a signature inside is bad, 14 its signer is not trusted, 15 SHA-1 signature, 16 From:/Date: mismatch, 1 otherwise (all statuses: docs/exit-status.md).
         """
     )
     @Option(name: .long, help: "The message file (default: standard input).")

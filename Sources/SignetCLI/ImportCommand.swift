@@ -15,7 +15,7 @@ struct ImportCommand: ParsableCommand {
         Asks for the file's password without echo (or reads it from --password-fd) and unlocks the \
         token if needed. The key and its certificate are written both or neither. Files from current \
         tools (PBES2/AES) and older ones (3DES, RC2) are accepted; Signet says which it was. \
-        Exit status: 0 imported, 2 wrong password, 1 otherwise.
+        Exit status: 0 imported, 2 wrong password, 1 otherwise (all statuses: docs/exit-status.md).
         """
     )
     @Argument(help: "The .p12 or .pfx file.")

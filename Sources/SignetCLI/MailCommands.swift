@@ -20,7 +20,7 @@ struct SignCommand: ParsableCommand {
         as they are. The certificate is --cert, or the configured/automatic signing certificate. \
         When the token is absent the agent asks for it to be presented and waits; when it is locked the \
         access code is asked for on the terminal (or read from --code-fd). \
-        Exit status: 0 signed, 5 token not presented or removed, 6 token locked, 1 otherwise.
+        Exit status: 0 signed, 5 token not presented or removed, 6 token locked, 7 the token failed, 1 otherwise (all statuses: docs/exit-status.md).
         """
     )
     @Option(name: .long, help: "The MIME entity to sign (default: standard input).")
@@ -98,7 +98,7 @@ struct VerifyCommand: ParsableCommand {
         signing time, or --at), and whether the From: address and Date: agree. Encrypted layers are decrypted \
         with the key on your token. With --out the signed content is written when the signature matches. \
         Exit status: 0 good and trusted, 13 bad signature, 14 signer not trusted/expired/revoked, 15 SHA-1 or \
-        unknown algorithm, 16 good but From:/Date: disagree, 10 not a signed S/MIME message, 1 otherwise.
+        unknown algorithm, 16 good but From:/Date: disagree, 10 not a signed S/MIME message, 1 otherwise (all statuses: docs/exit-status.md).
         """
     )
     @Option(name: .long, help: "The signed message (default: standard input).")
