@@ -6,23 +6,6 @@ public protocol ByteSource: AnyObject {
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
 }
 
-/// Errors reading a streamed message.
-public enum StreamError: Error, Equatable, CustomStringConvertible {
-    case truncated
-    case malformed(String)
-    case tooLarge(String)
-    case io(String)
-
-    public var description: String {
-        switch self {
-        case .truncated: "the message ends too early (truncated)"
-        case .malformed(let what): what
-        case .tooLarge(let what): "\(what) is larger than Signet accepts"
-        case .io(let what): what
-        }
-    }
-}
-
 /// A file descriptor read as it is (not closed here), after `prefix` (bytes already read from it).
 public final class DescriptorSource: ByteSource {
     private let fd: Int32
