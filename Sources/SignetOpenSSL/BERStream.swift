@@ -1,4 +1,5 @@
 import Glibc
+import SignetCore
 
 /// Bytes pulled in pieces: a file, a base64 decoder, a spool.
 public protocol ByteSource: AnyObject {
