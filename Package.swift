@@ -58,10 +58,17 @@ let package = Package(
             name: "SignetOpenSSL",
             dependencies: ["COpenSSL", "CSignetCrypto", "SignetCore", "SignetAgentProtocol", "SignetAgentClient"]
         ),
+        // Mail and enrollment workflows: verdicts of opening a message, certificate choice, own-certificate
+        // memory, installing certificates and PKCS#12 files; no arguments, no printing, no token layer.
+        .target(
+            name: "SignetMail",
+            dependencies: ["SignetCore", "SignetAgentProtocol", "SignetAgentClient", "SignetOpenSSL",
+                           "SignetPKCS11"]  // for PKCS11URI only, until it moves out of SignetPKCS11 (issue 16)
+        ),
         .target(
             name: "SignetCLI",
             dependencies: [
-                "SignetCore", "SignetPKCS11", "SignetPCSC", "SignetAccessCode", "COpenSSL", "SignetAgentProtocol", "SignetAgentClient", "SignetOpenSSL",
+                "SignetMail", "SignetCore", "SignetPKCS11", "SignetPCSC", "SignetAccessCode", "COpenSSL", "SignetAgentProtocol", "SignetAgentClient", "SignetOpenSSL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -115,7 +122,8 @@ let package = Package(
                 "SignetOpenSSL", "SignetPKCS11",
             ]
         ),
-        .testTarget(name: "SignetCLITests", dependencies: ["SignetCLI", "SignetTestSupport"]),
+        .testTarget(name: "SignetMailTests", dependencies: ["SignetMail", "SignetOpenSSL", "SignetTestSupport"]),
+        .testTarget(name: "SignetCLITests", dependencies: ["SignetCLI", "SignetMail", "SignetTestSupport"]),
         .testTarget(name: "UdevRulesTests", dependencies: ["SignetTestSupport"]),
         .target(name: "CTestPKCS11Wrapper", dependencies: ["CP11Kit"], path: "Tests/CTestPKCS11Wrapper"),
         .executableTarget(

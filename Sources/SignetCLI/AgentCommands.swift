@@ -6,50 +6,37 @@ import SignetAgentClient
 import SignetAccessCode
 import SignetAgentProtocol
 import SignetCore
+import SignetMail
 
 /// The CLI's way to the agent: connect (starting it when needed) and turn
-/// failures into messages and exit statuses.
+/// failures into `SignetError`s, whose codes are the exit statuses.
 enum Agent {
-    /// Exit status for an agent error: 5 when the token was not presented (or was removed during the
-    /// operation), 6 when it is locked, 7 when the token failed or refused the operation, 1 otherwise.
-    static func exitCode(_ code: AgentErrorCode?) -> Int32 {
-        switch code {
-        case .tokenAbsent?, .noToken?, .tokenRemoved?: 5
-        case .notUnlocked?: 6
-        case .tokenFailure?, .keyUsageNotPermitted?, .mechanismInvalid?: 7
-        default: 1
-        }
+    /// Exit status for an agent error (see `ExitStatus.init(_:)`).
+    static func exitCode(_ code: AgentErrorCode?) -> Int32 { ExitStatus(code).rawValue }
+
+    /// - Throws: `SignetError` when the agent cannot be reached or started.
+    static func connect(start: Bool = true) throws(SignetError) -> AgentClient {
+        try AgentConnection.open(start: start)
     }
 
-    static func connect(start: Bool = true) throws -> AgentClient {
-        do throws(AgentClientError) {
-            return try AgentLauncher.connect(start: start)
-        } catch {
-            throw CLIError(description: error.description, exitCode: exitCode(error.code)).reported()
-        }
-    }
-
-    /// One request; errors are printed and become the exit status.
-    static func call(_ request: AgentRequest, client: AgentClient? = nil) throws -> AgentResponse {
-        let client = try client ?? connect()
-        do throws(AgentClientError) {
-            return try client.call(request)
-        } catch {
-            throw CLIError(description: error.description, exitCode: exitCode(error.code)).reported()
-        }
+    /// One request (connecting first when no client is given).
+    /// - Throws: `SignetError` with the agent's message and the status its code means.
+    static func call(_ request: AgentRequest, client: AgentClient? = nil) throws(SignetError) -> AgentResponse {
+        if let client { return try client.request(request) }
+        return try connect().request(request)
     }
 
     /// Prints an access-code outcome; throws the exit status for failures
-    /// (2 wrong code, 3 locked, 4 the token refuses, 1 otherwise).
-    static func finish(_ response: AgentResponse, success: String) throws {
-        guard case .access(let outcome) = response else { throw CLIError(description: "unexpected answer from the agent").reported() }
+    /// (`wrongCode`, `locked`, `tokenRefuses`, else `failure`).
+    static func finish(_ response: AgentResponse, success: String) throws(SignetError) {
+        guard case .access(let outcome) = response else { throw SignetError.unexpectedAnswer }
         switch outcome.kind {
         case .unlocked: print(success)
         case .alreadyUnlocked: print(outcome.message)
-        case .wrongCode: throw CLIError(description: outcome.message, exitCode: 2).reported()
-        case .locked: throw CLIError(description: outcome.message, exitCode: 3).reported()
-        case .cardFinalTry, .cardBlocked: throw CLIError(description: outcome.message, exitCode: 4).reported()
-        default: throw CLIError(description: outcome.message, exitCode: 1).reported()
+        case .wrongCode: throw SignetError(.wrongCode, outcome.message)
+        case .locked: throw SignetError(.locked, outcome.message)
+        case .cardFinalTry, .cardBlocked: throw SignetError(.tokenRefuses, outcome.message)
+        default: throw SignetError(.failure, outcome.message)
         }
     }
 }
@@ -100,7 +87,7 @@ struct UnlockCommand: ParsableCommand {
         discussion: """
         The agent keeps the token unlocked until `signet lock`, 15 minutes without use, the token being \
         removed, or the agent stopping. Three wrong codes in a row lock the token for 15 minutes. \
-        Exit status: 0 unlocked, 2 wrong code, 3 locked, 4 the token refuses, 5 the token was not presented.
+        Exit status: 0 unlocked, 2 wrong code, 3 locked, 4 the token refuses, 5 the token was not presented (all statuses: docs/exit-status.md).
         """
     )
     @Option(name: .long, help: "The token's PKCS#11 URI (see `signet status`); needed when more than one token is present.")
@@ -182,11 +169,9 @@ struct StatusCommand: ParsableCommand {
                 print("Agent: not running (`signet agent start` or any other command starts it).")
                 return
             }
-            throw CLIError(description: error.description, exitCode: Agent.exitCode(error.code)).reported()
+            throw SignetError(error)
         }
-        guard case .status(let status) = try Agent.call(.status, client: client) else {
-            throw CLIError(description: "unexpected answer from the agent").reported()
-        }
+        guard case .status(let status) = try Agent.call(.status, client: client) else { throw SignetError.unexpectedAnswer }
         let report = Report(
             agent: .init(running: true, pid: status.pid, version: status.agentVersion, uptimeSeconds: status.uptimeSeconds, connections: status.connections),
             tokens: status.tokens.map {
@@ -244,9 +229,7 @@ struct KeysCommand: ParsableCommand {
     }
 
     func run() throws {
-        guard case .objects(let objects) = try Agent.call(.listObjects(token: token)) else {
-            throw CLIError(description: "unexpected answer from the agent").reported()
-        }
+        guard case .objects(let objects) = try Agent.call(.listObjects(token: token)) else { throw SignetError.unexpectedAnswer }
         let entries = objects.map { object in
             Entry(uri: object.uri, kind: ["", "private-key", "public-key", "certificate"][Int(object.kind.rawValue)], label: object.label,
                   id: Hex.encode(object.id), keyType: object.keyType.map { $0 == .rsa ? "RSA" : "EC" }, bits: object.bits, usages: object.usages.names)

@@ -4,6 +4,7 @@ import Glibc
 import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
+import SignetMail
 import SignetOpenSSL
 
 /// `signet cert import|list|show|export|repair|delete`.
@@ -38,55 +39,21 @@ struct CertCommand: ParsableCommand {
             let contents = try readCertificateFile(file)
             let client = try Agent.connect()
             let inventory = try Inventory.load(client: client, token: token)
-            var installed = 0
-            var leaves: [Certificate] = []
-            for certificate in contents.certificates where !certificate.isAuthority {
-                let spki = certificate.subjectPublicKeyInfo
-                guard let key = inventory.objects.first(where: { $0.kind == .privateKey && $0.publicKeyInfo == spki })
-                        ?? inventory.objects.first(where: { $0.kind == .publicKey && $0.publicKeyInfo == spki }) else { continue }
-                leaves.append(certificate)
-                if inventory.certificates.contains(where: { $0.certificate.der == certificate.der }) {
+            let leaves = try CertificateInstaller.install(contents.certificates, file: file, inventory: inventory, token: token,
+                                                          replace: replace, client: client) { outcome in
+                switch outcome {
+                case .alreadyInstalled(let certificate):
                     print("Already installed: \(certificate.subject) (nothing changed).")
-                    installed += 1
-                    continue
+                case .installed(let certificate, let key):
+                    print("Installed \(certificate.subject) (serial \(certificate.serial), valid until \(Dates.day(certificate.notAfter))) "
+                          + "with key \"\(key.label)\"; id \(TrustStore.id(certificate)) (PKCS#11 key id \(Hex.encode(key.id))).")
                 }
-                let others = inventory.certificates.filter { $0.publicKeyInfo == spki }
-                if !others.isEmpty && !replace {
-                    let names = others.map { "\($0.certificate.subject), valid until \(Dates.day($0.certificate.notAfter)), id \($0.id)" }
-                    throw CLIError(description: "The key \"\(key.label)\" already has a certificate (\(names.joined(separator: "; "))). "
-                                   + "Nothing was written. Add --replace to replace it.").reported()
-                }
-                try store(certificate, key: key, replacing: others, client: client)
-                print("Installed \(certificate.subject) (serial \(certificate.serial), valid until \(Dates.day(certificate.notAfter))) "
-                      + "with key \"\(key.label)\"; id \(TrustStore.id(certificate)) (PKCS#11 key id \(Hex.encode(key.id))).")
-                installed += 1
-            }
-            guard installed > 0 else {
-                let names = contents.certificates.filter { !$0.isAuthority }.map(\.subject)
-                throw CLIError(description: """
-                    No private key on \(token == nil ? "your tokens" : "that token") matches \(names.isEmpty ? "a certificate in \(file) (it holds only CA certificates)" : names.joined(separator: "; ")) \
-                    (compared by public key): the private key is missing. Nothing was written. Was the request made on another token? \
-                    If the token is locked, run `signet unlock` first; `signet key list` shows the keys.
-                    """).reported()
             }
             let issuers = contents.certificates.filter { $0.isAuthority }
             try TrustCommand.addAuthorities(issuers, trustRoots: trustRoots)
             let offeredRoot = issuers.contains { $0.isSelfSigned }
             for leaf in leaves where !offeredRoot && (TrustStore().chain(for: leaf).last.map { !$0.isSelfSigned } ?? true) {
                 Console.error("Note: Signet does not yet trust the root CA of \(leaf.subject); add it with `signet trust add ROOT.pem`.")
-            }
-        }
-
-        /// Stores `certificate` with `key`'s id; with `replacing`, removes those first and puts them back if the store fails.
-        func store(_ certificate: Certificate, key: ObjectEntry, replacing: [Inventory.Installed], client: AgentClient) throws {
-            for old in replacing { _ = try Agent.call(.deleteObject(object: old.entry.uri), client: client) }
-            do {
-                _ = try Agent.call(.storeCertificate(token: key.uri, der: certificate.der, id: key.id, label: certificate.label), client: client)
-            } catch {
-                for old in replacing {
-                    _ = try? client.call(.storeCertificate(token: old.entry.uri, der: old.certificate.der, id: old.entry.id, label: old.entry.label))
-                }
-                throw error
             }
         }
     }
@@ -147,7 +114,7 @@ struct CertCommand: ParsableCommand {
         var out: String?
 
         func run() throws {
-            guard !(chain && der) else { throw CLIError(description: "DER holds one certificate; leave out --der to export a chain as PEM.").reported() }
+            guard !(chain && der) else { throw CLIError(description: "DER holds one certificate; leave out --der to export a chain as PEM.") }
             let client = try Agent.connect()
             let installed = try Inventory.load(client: client).certificate(id)
             var bytes: [UInt8]
@@ -174,7 +141,7 @@ struct CertCommand: ParsableCommand {
             let client = try Agent.connect()
             let inventory = try Inventory.load(client: client, token: token)
             guard inventory.objects.contains(where: { $0.kind == .privateKey }) else {
-                throw CLIError(description: "No private keys are visible; unlock the token first (`signet unlock`).", exitCode: 6).reported()
+                throw SignetError(.notUnlocked, "No private keys are visible; unlock the token first (`signet unlock`).")
             }
             var changed = 0
             for installed in inventory.certificates {
@@ -207,7 +174,7 @@ struct CertCommand: ParsableCommand {
             let installed = try Inventory.load(client: client).certificate(id)
             if !yes {
                 guard let answer = Confirm.ask("Delete the certificate \(installed.certificate.subject) (serial \(installed.certificate.serial)) from the token? [y/N] ") else {
-                    throw CLIError(description: "There is no terminal to confirm on; add --yes to delete without asking.").reported()
+                    throw CLIError(description: "There is no terminal to confirm on; add --yes to delete without asking.")
                 }
                 guard answer else { print("Nothing deleted."); return }
             }
@@ -308,23 +275,6 @@ struct CertificateReport: Codable {
     }
 }
 
-/// Dates as people read them (UTC).
-enum Dates {
-    /// `2026-01-27T10:00:00Z`.
-    static func iso(_ date: Date) -> String { UTCTime.format(date.timeIntervalSince1970) }
-
-    static func day(_ date: Date) -> String { String(iso(date).prefix(10)) }
-
-    /// `2026-01-27`, `2026-01-27T10:00:00Z`, `2026-01-27T10:00:00+01:00` or `2026-01-27 10:00:00` (UTC).
-    static func parse(_ text: String) -> Date? { UTCTime.parse(text).map(Date.init(timeIntervalSince1970:)) }
-
-    /// An RFC 5322 Date: header.
-    static func parseHeader(_ text: String) -> Date? { UTCTime.parseMailDate(text).map(Date.init(timeIntervalSince1970:)) }
-
-    /// "2026-01-27 10:00:00 UTC", as mail reports show times.
-    static func show(_ date: Date) -> String { UTCTime.format(date.timeIntervalSince1970, separator: " ", suffix: " UTC") }
-}
-
 /// Yes/no questions on the terminal.
 enum Confirm {
     /// Asks `question` on /dev/tty; nil when there is no terminal.
@@ -346,27 +296,15 @@ enum Confirm {
     }
 }
 
-/// Reads a certificate file the user named, bounded.
-func readCertificateFile(_ path: String) throws -> CertificateFile.Contents {
-    guard let bytes = FileIO.readBytes(path, limit: CertificateFile.maximumSize + 1) else {
-        throw CLIError(description: "Cannot read \(path).").reported()
-    }
-    do {
-        return try CertificateFile.read(bytes)
-    } catch {
-        throw CLIError(description: "\(path): \(error.description)").reported()
-    }
-}
-
 /// Writes `bytes` to `path` (atomically, with `mode`), or to standard output when nil or "-".
 func writeOutput(_ bytes: [UInt8], to path: String?, mode: mode_t = 0o644) throws {
     if let path, path != "-" {
-        guard FileIO.writeAtomically(path, bytes: bytes, mode: mode) else { throw CLIError(description: "Could not write \(path).").reported() }
+        guard FileIO.writeAtomically(path, bytes: bytes, mode: mode) else { throw CLIError(description: "Could not write \(path).") }
     } else {
         do {
             try bytes.withUnsafeBytes { try FileIO.writeAll(1, $0) }
         } catch {
-            throw CLIError(description: "Could not write to standard output: \(error).").reported()
+            throw CLIError(description: "Could not write to standard output: \(error).")
         }
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import SignetCore
+import SignetMail
 import SignetOpenSSL
 
 /// `signet decrypt`: opens S/MIME enveloped-data addressed to a certificate on the user's tokens.
@@ -18,7 +19,7 @@ struct DecryptCommand: ParsableCommand {
         Exit status: 0 decrypted, 5 token not presented or removed, 6 token locked, 7 the token failed or refused \
         (not the message's fault), 10 not an S/MIME or CMS message, 11 not addressed to any certificate on your tokens, \
         12 the message is damaged, \
-        13 a signature inside is bad, 14 its signer is not trusted, 15 SHA-1 signature, 16 From:/Date: mismatch, 1 otherwise.
+        13 a signature inside is bad, 14 its signer is not trusted, 15 SHA-1 signature, 16 From:/Date: mismatch, 1 otherwise (all statuses: docs/exit-status.md).
         """
     )
     @Option(name: .long, help: "The message file (default: standard input).")
@@ -34,44 +35,42 @@ struct DecryptCommand: ParsableCommand {
         let probe = try EnvelopeProbe(fd: input)
         if let reader = probe.reader { return try runStreamed(reader, headers: probe.prefix) }
         let message = try MailInput.readRest(input, prefix: probe.prefix, limit: MessageOpener.maximumSize, name: `in`)
-        let opener = try MessageOpener(options: trust, topLevel: message)
-        opener.codeFD = unlock.codeFD
+        let opener = try MessageOpener.forCommand(trust: trust, codeFD: unlock.codeFD, topLevel: message)
         opener.lenientAroundEncryption = true
+        defer { opener.rememberTrustedSigners() }
         let content = try opener.open(message)
-        guard let content, Self.acceptable(opener.status) else { throw ExitCode(opener.status) }
+        guard let content, Self.acceptable(opener.status) else { throw ExitCode(opener.status.rawValue) }
         guard opener.encryptedLayers + opener.signedLayers > 0 else {
-            throw CLIError(description: "This is not an S/MIME encrypted message (no application/pkcs7-mime enveloped data).",
-                           exitCode: MailExit.malformed).reported()
+            throw SignetError(.malformed, "This is not an S/MIME encrypted message (no application/pkcs7-mime enveloped data).")
         }
         guard opener.encryptedLayers > 0 else {
-            throw CLIError(description: "The message is signed but not encrypted; `signet verify --out -` shows its content.",
-                           exitCode: MailExit.malformed).reported()
+            throw SignetError(.malformed, "The message is signed but not encrypted; `signet verify --out -` shows its content.")
         }
         try writeOutput(content, to: out, mode: 0o600)
-        if opener.status != 0 { throw ExitCode(opener.status) }
+        if opener.status != .success { throw ExitCode(opener.status.rawValue) }
     }
 
     /// Outcomes that still give the content (the signer is reported, the content is readable).
-    private static func acceptable(_ status: Int32) -> Bool {
-        [0, MailExit.headerMismatch, MailExit.untrusted, MailExit.unsupported].contains(status)
+    private static func acceptable(_ status: ExitStatus) -> Bool {
+        [ExitStatus.success, ExitStatus.headerMismatch, ExitStatus.untrusted, ExitStatus.unsupported].contains(status)
     }
 
     /// The outer layer is enveloped data: it is decrypted as it streams in, into the output file (renamed into
     /// place only on success) or, for standard output, a nameless temporary file copied out on success.
     /// A layer inside (a signed message) is then opened in memory, as any message is.
     private func runStreamed(_ reader: BERReader, headers: [UInt8]) throws {
-        let opener = try MessageOpener(options: trust, topLevel: headers)
-        opener.codeFD = unlock.codeFD
+        let opener = try MessageOpener.forCommand(trust: trust, codeFD: unlock.codeFD, topLevel: headers)
         opener.lenientAroundEncryption = true
+        defer { opener.rememberTrustedSigners() }
         let path = out == "-" ? nil : out
         let output = try MailOutput(path, mode: 0o600)
         let spool = path == nil ? try Spool() : nil
         let target = spool?.fd ?? output.fd
         let stream: EnvelopeStream
         do { stream = try EnvelopeStream(reader) } catch {
-            throw CLIError(description: "Layer 1: not a readable S/MIME encrypted message (\(error)).", exitCode: MailExit.malformed).reported()
+            throw SignetError(.malformed, "Layer 1: not a readable S/MIME encrypted message (\(error)).")
         }
-        guard try opener.decryptStreamed(stream, into: target) else { throw ExitCode(opener.status) }
+        guard try opener.decryptStreamed(stream, into: target) else { throw ExitCode(opener.status.rawValue) }
         let plaintext = FileView(fd: target)
         let nested = MessageOpener.mayBeLayer(plaintext.head(64 << 10))
         if nested && plaintext.size > MessageOpener.maximumSize {
@@ -80,13 +79,13 @@ struct DecryptCommand: ParsableCommand {
                           + "Signet checks; its signature was NOT checked. It is written as it is.")
             if let spool { try spool.copy(to: output.fd) }
             try output.commit()
-            throw ExitCode(MailExit.untrusted)
+            throw ExitCode(ExitStatus.untrusted.rawValue)
         }
         if nested {
-            guard let content = try opener.open(plaintext.contents(), from: 2), Self.acceptable(opener.status) else { throw ExitCode(opener.status) }
+            guard let content = try opener.open(plaintext.contents(), from: 2), Self.acceptable(opener.status) else { throw ExitCode(opener.status.rawValue) }
             if path != nil {
                 guard ftruncate(output.fd, 0) == 0, lseek(output.fd, 0, SEEK_SET) == 0 else {
-                    throw CLIError(description: "Could not write \(path!).").reported()
+                    throw CLIError(description: "Could not write \(path!).")
                 }
             }
             try content.withUnsafeBytes { try FileIO.writeAll(output.fd, $0) }
@@ -94,7 +93,7 @@ struct DecryptCommand: ParsableCommand {
             try spool.copy(to: output.fd)
         }
         try output.commit()
-        if opener.status != 0 { throw ExitCode(opener.status) }
+        if opener.status != .success { throw ExitCode(opener.status.rawValue) }
     }
 }
 
@@ -117,7 +116,7 @@ struct EnvelopeProbe {
             }
             let got = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if got < 0 && errno == EINTR { continue }
-            guard got >= 0 else { throw CLIError(description: "Reading the message failed: \(String(cString: strerror(errno))).").reported() }
+            guard got >= 0 else { throw CLIError(description: "Reading the message failed: \(String(cString: strerror(errno))).") }
             if got == 0 { break }
             prefix += chunk[..<got]
         }

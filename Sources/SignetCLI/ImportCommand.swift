@@ -3,6 +3,7 @@ import FoundationEssentials
 import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
+import SignetMail
 import SignetOpenSSL
 
 /// `signet import FILE.p12`.
@@ -14,7 +15,7 @@ struct ImportCommand: ParsableCommand {
         Asks for the file's password without echo (or reads it from --password-fd) and unlocks the \
         token if needed. The key and its certificate are written both or neither. Files from current \
         tools (PBES2/AES) and older ones (3DES, RC2) are accepted; Signet says which it was. \
-        Exit status: 0 imported, 2 wrong password, 1 otherwise.
+        Exit status: 0 imported, 2 wrong password, 1 otherwise (all statuses: docs/exit-status.md).
         """
     )
     @Argument(help: "The .p12 or .pfx file.")
@@ -29,64 +30,27 @@ struct ImportCommand: ParsableCommand {
     var trustRoots = false
 
     func run() throws {
-        guard let bytes = FileIO.readBytes(file, limit: PKCS12File.maximumSize + 1) else { throw CLIError(description: "Cannot read \(file).").reported() }
+        guard let bytes = FileIO.readBytes(file, limit: PKCS12File.maximumSize + 1) else { throw CLIError(description: "Cannot read \(file).") }
         let contents: PKCS12File.Contents
         do {
             let password = try AccessCodeInput.obtain(fd: passwordFD, prompt: "Password for \(file): ", what: "password", option: "--password-fd")
             contents = try PKCS12File.open(bytes, password: password)
         } catch let failure as PKCS12File.Failure {
-            throw CLIError(description: "\(file): \(failure.description)", exitCode: failure == .wrongPassword ? 2 : 1).reported()
+            throw SignetError(failure == .wrongPassword ? .wrongCode : .failure, "\(file): \(failure.description)", cause: failure)
         } catch let failure as AccessCodeInput.Failure {
-            throw CLIError(description: failure.description).reported()
+            throw CLIError(description: failure.description)
         }
         let certificate = contents.certificate
         Console.error("\(file): \(certificate.keyDescription) key for \(certificate.subject); encryption: \(contents.encryption)"
                       + (contents.legacy ? " (legacy PKCS#12 encryption; re-export with AES when you can)" : "") + ".")
 
         let client = try Agent.connect()
-        var inventory = try Inventory.load(client: client, token: token)
-        let spki = certificate.subjectPublicKeyInfo
-        let id = certificate.keyIdentifier
-        let label = certificate.label
-        var importedKey: String?
-        var tokenURI = token
-        func existingKey() -> ObjectEntry? { inventory.objects.first(where: { $0.kind == .privateKey && $0.publicKeyInfo == spki }) }
-        if existingKey() == nil {
-            let request = AgentRequest.importKey(token: token, key: contents.key, id: id, label: label)
-            // Private keys are listed only once the token is unlocked: after unlocking, look again before writing.
-            let response = try Agent.callUnlocking(request, token: token, codeFD: codeFD, client: client) {
-                inventory = try Inventory.load(client: client, token: token)
-                return existingKey() != nil
-            }
-            if let response {
-                guard case .stored(let uri) = response else { throw CLIError(description: "unexpected answer from the agent").reported() }
-                importedKey = uri
-                tokenURI = uri
-            }
+        let result = try PKCS12Import.run(contents, token: token, client: client) { () throws(SignetError) in
+            try Agent.unlockAfterAsking(token: token, codeFD: codeFD, client: client)
         }
-        if importedKey == nil, let existing = existingKey() {
-            print("The key is already on the token (\"\(existing.label)\"); not imported again.")
-            tokenURI = existing.uri
-        }
-        let keyID = inventory.objects.first(where: { $0.kind == .privateKey && $0.publicKeyInfo == spki })?.id ?? id
-        let certificateThere = inventory.certificates.contains(where: { $0.certificate.der == certificate.der })
-        if certificateThere {
-            print("The certificate is already installed.")
-        } else {
-            do throws(AgentClientError) {
-                _ = try client.call(.storeCertificate(token: tokenURI, der: certificate.der, id: keyID, label: label))
-            } catch {
-                // Both or neither: take back the key written a moment ago.
-                var cleaned = true
-                if let importedKey {
-                    cleaned = (try? client.call(.deleteObject(object: importedKey))) != nil
-                    let publicURI = importedKey.replacing("type=private", with: "type=public")
-                    cleaned = (try? client.call(.deleteObject(object: publicURI))) != nil && cleaned
-                }
-                throw CLIError(description: "Could not store the certificate: \(error.description). "
-                               + (cleaned ? "Nothing was left on the token." : "The key written a moment ago could not be removed; see `signet key list`.")).reported()
-            }
-        }
+        let (importedKey, certificateThere, keyID) = (result.importedKey, result.certificateWasThere, result.keyID)
+        if let label = result.existingKeyLabel { print("The key is already on the token (\"\(label)\"); not imported again.") }
+        if certificateThere { print("The certificate is already installed.") }
         if importedKey == nil && certificateThere {
             print("Nothing changed: \(certificate.subject) and its key were already on the token.")
         } else {
@@ -99,24 +63,16 @@ struct ImportCommand: ParsableCommand {
 }
 
 extension Agent {
-    /// `call`, and when the token is locked: asks for the access code, unlocks, and tries once more, unless
-    /// `unneededOnceUnlocked` finds, after the unlock, that the request need not be sent again (then nil is returned).
-    static func callUnlocking(_ request: AgentRequest, token: String?, codeFD: Int32?, client: AgentClient,
-                              unneededOnceUnlocked: () throws -> Bool) throws -> AgentResponse? {
-        do throws(AgentClientError) {
-            return try client.call(request)
-        } catch {
-            guard error.code == .notUnlocked else { throw CLIError(description: error.description, exitCode: exitCode(error.code)).reported() }
-        }
+    /// Says the token must be unlocked, asks for its access code (or reads it from `codeFD`) and unlocks it.
+    /// - Throws: `SignetError` when no code can be read or the token does not unlock.
+    static func unlockAfterAsking(token: String?, codeFD: Int32?, client: AgentClient) throws(SignetError) {
         Console.error("The token must be unlocked.")
         let code: SharedSecret
-        do {
+        do throws(AccessCodeInput.Failure) {
             code = SharedSecret(try AccessCodeInput.obtain(fd: codeFD, prompt: "Access code: "))
         } catch {
-            throw CLIError(description: error.description).reported()
+            throw SignetError(.failure, error.description, cause: error)
         }
         try finish(try call(.unlock(token: token, code: code, finalTry: false), client: client), success: "Unlocked.")
-        if try unneededOnceUnlocked() { return nil }
-        return try call(request, client: client)
     }
 }

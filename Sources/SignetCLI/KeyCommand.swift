@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import SignetAgentProtocol
 import SignetCore
+import SignetMail
 import SignetOpenSSL
 
 /// `signet key generate|list`.
@@ -33,7 +34,7 @@ struct KeyCommand: ParsableCommand {
             let keyID: [UInt8]
             if let id {
                 guard let bytes = Hex.decode(id), !bytes.isEmpty, bytes.count <= 64 else {
-                    throw CLIError(description: "--id must be 1 to 64 bytes in hex, for example 01 or a1b2c3.").reported()
+                    throw CLIError(description: "--id must be 1 to 64 bytes in hex, for example 01 or a1b2c3.")
                 }
                 keyID = bytes
             } else {
@@ -49,7 +50,7 @@ struct KeyCommand: ParsableCommand {
             if wireType == .rsa { Console.error("Generating an RSA-\(bits) key on the token; this can take a while…") }
             guard case .keyPair(_, let privateURI, let spki) = try Agent.call(
                 .generateKeyPair(token: token, keyType: wireType, bits: bits, curve: curve, id: keyID, label: label)) else {
-                throw CLIError(description: "unexpected answer from the agent").reported()
+                throw CLIError(description: "unexpected answer from the agent")
             }
             print("Generated \(type.rawValue) key \"\(label)\" (id \(Hex.encode(keyID))).")
             print("  \(privateURI)")
@@ -133,13 +134,13 @@ struct CSRCommand: ParsableCommand {
 
     func run() throws {
         let name: DistinguishedName
-        do { name = try DistinguishedName(parsing: subject) } catch { throw CLIError(description: error.description).reported() }
-        guard ["sha256", "sha384", "sha512"].contains(digest) else { throw CLIError(description: "--digest must be sha256, sha384 or sha512.").reported() }
+        do { name = try DistinguishedName(parsing: subject) } catch { throw CLIError(description: error.description) }
+        guard ["sha256", "sha384", "sha512"].contains(digest) else { throw CLIError(description: "--digest must be sha256, sha384 or sha512.") }
         let client = try Agent.connect()
         let inventory = try Inventory.load(client: client)
         let entry = try inventory.privateKey(key)
         guard !entry.publicKeyInfo.isEmpty else {
-            throw CLIError(description: "The token does not show the public half of \(entry.label); keep its public key object on the token.").reported()
+            throw CLIError(description: "The token does not show the public half of \(entry.label); keep its public key object on the token.")
         }
         let agentKey = try AgentKey(client: client, uri: entry.uri, subjectPublicKeyInfo: entry.publicKeyInfo)
         let request: [UInt8]
@@ -147,7 +148,7 @@ struct CSRCommand: ParsableCommand {
             request = try CertificateRequest.make(subject: name, names: .init(emails: email, dnsNames: dns, userPrincipalNames: upn),
                                                   key: agentKey, digest: digest)
         } catch {
-            throw CLIError(description: "Could not make the request: \(error)").reported()
+            throw CLIError(description: "Could not make the request: \(error)")
         }
         try writeOutput(der ? request : Array(CertificateRequest.pem(request).utf8), to: out)
         if let out { Console.error("Wrote the request for \(name) to \(out). Send it to your CA; install what comes back with `signet cert import`.") }

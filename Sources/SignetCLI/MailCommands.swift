@@ -4,6 +4,7 @@ import Glibc
 import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
+import SignetMail
 import SignetOpenSSL
 
 /// `signet sign`: signs a MIME entity with the key on the token (S/MIME, RFC 8551).
@@ -19,7 +20,7 @@ struct SignCommand: ParsableCommand {
         as they are. The certificate is --cert, or the configured/automatic signing certificate. \
         When the token is absent the agent asks for it to be presented and waits; when it is locked the \
         access code is asked for on the terminal (or read from --code-fd). \
-        Exit status: 0 signed, 5 token not presented or removed, 6 token locked, 1 otherwise.
+        Exit status: 0 signed, 5 token not presented or removed, 6 token locked, 7 the token failed, 1 otherwise (all statuses: docs/exit-status.md).
         """
     )
     @Option(name: .long, help: "The MIME entity to sign (default: standard input).")
@@ -56,7 +57,8 @@ struct SignCommand: ParsableCommand {
 
     func run() throws {
         let client = try Agent.connect()
-        let (certificate, uri, spki) = try MailSigning.signer(client: client, id: cert, email: from)
+        let signer = try MailCertificates.signer(client: client, id: cert, email: from)
+        let (certificate, uri, spki) = (signer.certificate, signer.keyURI, signer.publicKeyInfo)
         var options = MessageSigner.Options()
         options.form = opaque ? .opaque : signatureOnly ? .signatureOnly : .detached
         options.digest = digestChoice!
@@ -73,47 +75,15 @@ struct SignCommand: ParsableCommand {
             try output.commit()
         } catch let error as AgentClientError {
             output.discard()
-            throw CLIError(description: error.description, exitCode: Agent.exitCode(error.code)).reported()
+            throw SignetError(error)
         } catch let error as CLIError {
             output.discard()
-            throw error.reported()
+            throw error
         } catch {
             output.discard()
-            throw CLIError(description: "Could not sign: \(error)").reported()
+            throw SignetError(.failure, "Could not sign: \(error)", cause: error)
         }
         if !quiet { Console.error("Signed as \(certificate.subject) (\(options.digest.rawValue.uppercased())\(pss ? ", RSA-PSS" : "")).") }
-    }
-}
-
-enum MailSigning {
-    /// The signing certificate and its key: from the tokens when they show it, else remembered from before
-    /// (the agent then asks for the token to be presented when the signature is made).
-    static func signer(client: AgentClient, id: String?, email: String?) throws -> (Certificate, String, [UInt8]) {
-        let inventory = try Inventory.load(client: client)
-        OwnCertificates.remember(inventory)
-        if let id {
-            if let found = inventory.matching(id).first, let reference = found.keyReference {
-                return (found.certificate, reference.0, reference.1)
-            }
-            let prefix = id.lowercased().filter { $0 != ":" }
-            if prefix.count >= 8, let remembered = OwnCertificates.load().certificates.first(where: { $0.0.sha256.lowercased().hasPrefix(prefix) }) {
-                return remembered
-            }
-            _ = try inventory.certificate(id)  // throws the usual message
-            throw CLIError(description: "The certificate \(id) has no key on your tokens.").reported()
-        }
-        if let chosen = CertificateChoice.choose(.signing, from: inventory.certificates, email: email), let reference = chosen.keyReference {
-            return (chosen.certificate, reference.0, reference.1)
-        }
-        let remembered = OwnCertificates.load().certificates.filter {
-            CertificateChoice.fits($0.0, .signing) && (email == nil || $0.0.emails.contains(email!.lowercased()))
-        }
-        if let newest = remembered.max(by: { $0.0.notBefore < $1.0.notBefore }) { return newest }
-        if let explanation = CertificateChoice.explanation(.signing, installed: inventory.certificates, email: email) {
-            throw CLIError(description: explanation).reported()
-        }
-        throw CLIError(description: "No signing certificate\(email.map { " for \($0)" } ?? "") is on your tokens. Insert the token, "
-                       + "or see `signet cert list`; enrol one with `signet key generate` and `signet csr`.").reported()
     }
 }
 
@@ -128,7 +98,7 @@ struct VerifyCommand: ParsableCommand {
         signing time, or --at), and whether the From: address and Date: agree. Encrypted layers are decrypted \
         with the key on your token. With --out the signed content is written when the signature matches. \
         Exit status: 0 good and trusted, 13 bad signature, 14 signer not trusted/expired/revoked, 15 SHA-1 or \
-        unknown algorithm, 16 good but From:/Date: disagree, 10 not a signed S/MIME message, 1 otherwise.
+        unknown algorithm, 16 good but From:/Date: disagree, 10 not a signed S/MIME message, 1 otherwise (all statuses: docs/exit-status.md).
         """
     )
     @Option(name: .long, help: "The signed message (default: standard input).")
@@ -155,35 +125,35 @@ struct VerifyCommand: ParsableCommand {
         if let signature, let content {
             let signatureBytes = try MailInput.read(signature, limit: limit)
             let contentBytes = try MailInput.read(content, limit: limit)
-            opener = try MessageOpener(options: trust, topLevel: contentBytes)
+            opener = try MessageOpener.forCommand(trust: trust, codeFD: unlock.codeFD, topLevel: contentBytes)
             opener.holdReport = true
+            defer { opener.rememberTrustedSigners() }
             defer { opener.finishReport() }
             let message: SignedMessage
             do { message = try SignedMessage(signature: signatureBytes, content: contentBytes) } catch {
-                throw CLIError(description: "\(signature) is not an S/MIME signature (\(error)).", exitCode: MailExit.malformed).reported()
+                throw SignetError(.malformed, "\(signature) is not an S/MIME signature (\(error)).", cause: error)
             }
             result = opener.verify(message, depth: 1)?.0
         } else {
             let message = try MailInput.read(`in`, limit: limit)
-            opener = try MessageOpener(options: trust, topLevel: message)
-            opener.codeFD = unlock.codeFD
+            opener = try MessageOpener.forCommand(trust: trust, codeFD: unlock.codeFD, topLevel: message)
             opener.holdReport = true
+            defer { opener.rememberTrustedSigners() }
             defer { opener.finishReport() }  // also when opening throws
             result = try opener.open(message)
             opener.finishReport()  // the report before any verdict below
-            if opener.signedLayers + opener.encryptedLayers == 0 && opener.status == 0 {
-                throw CLIError(description: "This is not a signed S/MIME message (no multipart/signed or application/pkcs7-mime).",
-                               exitCode: MailExit.malformed).reported()
+            if opener.signedLayers + opener.encryptedLayers == 0 && opener.status == .success {
+                throw SignetError(.malformed, "This is not a signed S/MIME message (no multipart/signed or application/pkcs7-mime).")
             }
             if result != nil && opener.signedLayers == 0 {
-                throw CLIError(description: "The message is encrypted but not signed.", exitCode: MailExit.malformed).reported()
+                throw SignetError(.malformed, "The message is encrypted but not signed.")
             }
         }
         if output.json { try JSONOutput.print(opener.reports) }
-        if let result, let out, [0, MailExit.untrusted, MailExit.headerMismatch].contains(opener.status) {
+        if let result, let out, [ExitStatus.success, ExitStatus.untrusted, ExitStatus.headerMismatch].contains(opener.status) {
             try writeOutput(result, to: out)
         }
-        if opener.status != 0 { throw ExitCode(opener.status) }
+        if opener.status != .success { throw ExitCode(opener.status.rawValue) }
     }
 }
 
@@ -228,13 +198,13 @@ struct EncryptCommand: ParsableCommand {
 
     func run() throws {
         var certificates: [Certificate] = []
-        for name in to + recipients { certificates.append(try recipient(name)) }
-        let own = try ownEncryptionCertificate(rsaRecipients: certificates.allSatisfy { $0.keyDescription.hasPrefix("RSA") },
+        for name in to + recipients { certificates.append(try MailCertificates.recipient(name)) }
+        let own = try MailCertificates.ownEncryptionCertificate(file: ownCertificate, rsaRecipients: certificates.allSatisfy { $0.keyDescription.hasPrefix("RSA") },
                                                alone: certificates.isEmpty)
         if !certificates.contains(where: { $0.sha256 == own.sha256 }) { certificates.append(own) }
         for certificate in certificates where certificate.validity() != .valid {
             throw CLIError(description: "The certificate of \(certificate.subject) is \(certificate.validity().rawValue) "
-                           + "(valid \(Dates.day(certificate.notBefore)) to \(Dates.day(certificate.notAfter))); ask for a current one.").reported()
+                           + "(valid \(Dates.day(certificate.notBefore)) to \(Dates.day(certificate.notAfter))); ask for a current one.")
         }
         var options = MessageEncryptor.Options()
         options.cipher = MessageEncryptor.Cipher(rawValue: cipher.lowercased())!
@@ -248,69 +218,8 @@ struct EncryptCommand: ParsableCommand {
             try output.commit()
         } catch {
             output.discard()
-            throw CLIError(description: "Could not encrypt: \(error)").reported()
+            throw SignetError(.failure, "Could not encrypt: \(error)", cause: error)
         }
         if !quiet { Console.error("Encrypted (\(options.cipher.rawValue.uppercased())) to \(certificates.map(\.label).joined(separator: ", ")).") }
-    }
-
-    private func recipient(_ name: String) throws -> Certificate {
-        if FileManager.default.fileExists(atPath: name) {
-            let found = try readCertificateFile(name).certificates
-            // A person's certificate; a file with one self-signed certificate is taken as it is.
-            guard let certificate = found.first(where: { !$0.isAuthority }) ?? (found.count == 1 ? found.first : nil) else {
-                throw CLIError(description: "\(name) holds no person's certificate.").reported()
-            }
-            return certificate
-        }
-        // Not a file: an address, unless it looks like a path (bob.pem, ./bob, ~/certs/bob.der).
-        let fileLike = name.contains("/") || [".pem", ".crt", ".cer", ".der", ".p7b", ".p7c"].contains { name.lowercased().hasSuffix($0) }
-        guard name.contains("@"), !fileLike else {
-            throw CLIError(description: "The certificate file \(name) does not exist. Give the path of the recipient's certificate "
-                           + "(PEM or DER), or their email address when you have verified signed mail from them.").reported()
-        }
-        let address = name.lowercased()
-        let known = TrustStore.correspondents().entries().map(\.certificate) + OwnCertificates.load().certificates.map(\.0)
-        let fitting = known.filter { $0.emails.contains(address) && CertificateChoice.fits($0, .encryption) }
-        guard let newest = fitting.max(by: { $0.notBefore < $1.notBefore }) else {
-            throw CLIError(description: "No certificate for \(name) is known. Verify a signed message from them (`signet verify`), "
-                           + "which keeps their certificate, or give their certificate file with --to FILE.").reported()
-        }
-        return newest
-    }
-
-    /// Your encryption certificate: --self, else the configured or newest one. When every recipient is RSA, an RSA
-    /// certificate of yours is preferred: NSS 3.87 (Debian 12's, which its Thunderbird uses) cannot read a message
-    /// that has any ECDH recipient in it, even when its own recipient entry is RSA.
-    /// `alone`: no --to was given, so the message is for yourself only.
-    private func ownEncryptionCertificate(rsaRecipients: Bool, alone: Bool) throws -> Certificate {
-        if let ownCertificate {
-            guard let certificate = try readCertificateFile(ownCertificate).certificates.first else {
-                throw CLIError(description: "\(ownCertificate) holds no certificate.").reported()
-            }
-            return certificate
-        }
-        // The tokens when the agent can list them, else what was seen on them before: no token is needed.
-        var listed: Inventory?
-        if let client = try? AgentLauncher.connect(start: true), let inventory = try? Inventory.load(client: client) {
-            listed = inventory
-            OwnCertificates.remember(inventory)
-            let rsa = inventory.certificates.filter { $0.certificate.keyDescription.hasPrefix("RSA") }
-            if let chosen = (rsaRecipients ? CertificateChoice.choose(.encryption, from: rsa) : nil)
-                ?? CertificateChoice.choose(.encryption, from: inventory.certificates) { return chosen.certificate }
-        }
-        let remembered = OwnCertificates.load().certificates.map(\.0).filter { CertificateChoice.fits($0, .encryption) }
-        let preferred = rsaRecipients ? remembered.filter { $0.keyDescription.hasPrefix("RSA") } : []
-        if let newest = (preferred.isEmpty ? remembered : preferred).max(by: { $0.notBefore < $1.notBefore }) { return newest }
-        if let explanation = listed.flatMap({ CertificateChoice.explanation(.encryption, installed: $0.certificates) }) {
-            throw CLIError(description: explanation + (alone ? " Or name recipients with --to FILE or --to ADDRESS." : " Or give your certificate with --self FILE.")
-                           + " Nothing was encrypted.").reported()
-        }
-        if alone {
-            throw CLIError(description: "No recipient was named and you have no encryption certificate of your own; nothing was encrypted. "
-                           + "Name recipients with --to FILE or --to ADDRESS; to encrypt to yourself, insert your token once so Signet "
-                           + "sees your certificate, or give it with --self FILE.").reported()
-        }
-        throw CLIError(description: "You have no encryption certificate, so you could not read this message yourself; nothing was encrypted. "
-                       + "Insert your token once so Signet sees your certificate, or give it with --self FILE.").reported()
     }
 }

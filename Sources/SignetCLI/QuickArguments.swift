@@ -35,7 +35,7 @@ enum QuickArguments {
         do {
             try command.run()
         } catch {
-            SignetCommand.exit(withError: error)
+            SignetCommand.exit(reporting: error)
         }
         return true
     }

@@ -6,6 +6,7 @@ import FoundationEssentials
 import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
+import SignetMail
 import SignetPCSC
 import SignetPKCS11
 
@@ -79,7 +80,7 @@ struct ReportCommand: ParsableCommand {
         try write("agent-log.txt", agentLog.joined(separator: "\n"))
 
         let status = try ReportCommand.tar(["-czf", destination, "-C", work.path, "signet-report"])
-        guard status == 0 else { throw CLIError(description: "tar failed (exit \(status)) writing \(destination)").reported() }
+        guard status == 0 else { throw CLIError(description: "tar failed (exit \(status)) writing \(destination)") }
         print("Wrote \(destination). It holds versions and PKCS#11 modules, readers, tokens, configuration (codes and secrets blanked), "
               + "the last \(recent.count) audit entries and \(errors.count) recent error\(errors.count == 1 ? "" : "s") from them.")
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import SignetCore
+import SignetMail
 
 /// The `signet` command line. Each subcommand lives in its own file.
 public struct SignetCommand: ParsableCommand {
@@ -31,7 +32,22 @@ public struct SignetCommand: ParsableCommand {
             Console.error("Error: \(message)")
             exit(withError: ExitCode.validationFailure)
         }
-        main()
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch {
+            exit(reporting: error)
+        }
+    }
+
+    /// The one place an error is printed: a `SignetError` as "Error: <message>" with its exit status;
+    /// anything else as ArgumentParser prints it (usage and help, `ExitCode` silently, other errors as "Error: ...").
+    static func exit(reporting error: any Error) -> Never {
+        if let error = error as? SignetError {
+            Console.error("Error: \(error.message)")
+            exit(withError: ExitCode(error.code.rawValue))
+        }
+        exit(withError: error)
     }
 }
 
@@ -98,15 +114,5 @@ struct OutputOptions: ParsableArguments {
     var json = false
 }
 
-/// An error the CLI prints as it is and exits with a status.
-struct CLIError: Error, CustomStringConvertible {
-    var description: String
-    var exitCode: Int32 = 1
-
-    /// Prints the message to standard error and returns the exit status to throw,
-    /// for commands whose exit status says which failure it was.
-    func reported() -> ExitCode {
-        Console.error("Error: \(description)")
-        return ExitCode(exitCode)
-    }
-}
+/// The error the command line throws: `SignetError`, printed once by `SignetCommand.exit(reporting:)`.
+typealias CLIError = SignetError

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import SignetCore
+import SignetMail
 import SignetOpenSSL
 
 /// `signet trust add|list|remove`.
@@ -22,7 +23,7 @@ struct TrustCommand: ParsableCommand {
                 Console.error("Skipped \(certificate.subject): it is not a CA certificate.")
             }
             let authorities = contents.certificates.filter(\.isAuthority)
-            guard !authorities.isEmpty else { throw CLIError(description: "\(file) holds no CA certificate; nothing was added.").reported() }
+            guard !authorities.isEmpty else { throw CLIError(description: "\(file) holds no CA certificate; nothing was added.") }
             try TrustCommand.addAuthorities(authorities, trustRoots: true)
         }
     }
@@ -61,8 +62,8 @@ struct TrustCommand: ParsableCommand {
 
         func run() throws {
             let removed: [Certificate]
-            do { removed = try TrustStore().remove(id: id) } catch { throw CLIError(description: "\(error)").reported() }
-            guard let certificate = removed.first else { throw CLIError(description: "No trusted certificate has the id \(id) (see `signet trust list`).").reported() }
+            do { removed = try TrustStore().remove(id: id) } catch { throw CLIError(description: "\(error)") }
+            guard let certificate = removed.first else { throw CLIError(description: "No trusted certificate has the id \(id) (see `signet trust list`).") }
             print("No longer trusted: \(certificate.subject).")
         }
     }

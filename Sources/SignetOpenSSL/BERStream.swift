@@ -1,26 +1,10 @@
 import Glibc
+import SignetCore
 
 /// Bytes pulled in pieces: a file, a base64 decoder, a spool.
 public protocol ByteSource: AnyObject {
     /// Copies up to `buffer.count` bytes into `buffer`; 0 at the end.
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
-}
-
-/// Errors reading a streamed message.
-public enum StreamError: Error, Equatable, CustomStringConvertible {
-    case truncated
-    case malformed(String)
-    case tooLarge(String)
-    case io(String)
-
-    public var description: String {
-        switch self {
-        case .truncated: "the message ends too early (truncated)"
-        case .malformed(let what): what
-        case .tooLarge(let what): "\(what) is larger than Signet accepts"
-        case .io(let what): what
-        }
-    }
 }
 
 /// A file descriptor read as it is (not closed here), after `prefix` (bytes already read from it).

@@ -1,4 +1,4 @@
-@testable import SignetCLI
+@testable import SignetMail
 import Testing
 
 @Suite("Key references standing in for a locked token's private key")

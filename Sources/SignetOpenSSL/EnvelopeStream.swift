@@ -1,3 +1,5 @@
+import SignetCore
+
 /// Reads CMS enveloped-data (RFC 5652) or authEnveloped-data (RFC 5083) as it streams in: the small
 /// header (recipients, algorithm) is kept, the encrypted content is passed on in pieces without being
 /// held, and a header without the content is built for OpenSSL, which then decrypts the content as

@@ -1,45 +1,53 @@
-import ArgumentParser
 import FoundationEssentials
 import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
 import SignetOpenSSL
 
-/// Options that decide whether a signer is trusted (shared by `verify` and `decrypt`).
-struct TrustOptions: ParsableArguments {
-    @Option(name: .long, help: "Also trust the CA certificates in this file (repeatable).")
-    var trust: [String] = []
-    @Option(name: .long, help: "Check the signer at this time (2026-01-27 or 2026-01-27T10:00:00Z) instead of the message's signing time.")
-    var at: String?
-    @Option(name: .long, help: "Check the signer's certificate against this CRL file (PEM or DER; repeatable).")
-    var crl: [String] = []
-    @Flag(name: .customLong("fetch-crl"), help: "Fetch the CRLs named in the certificates' CRL distribution points (http://).")
-    var fetchCRL = false
-    @Flag(name: .customLong("allow-sha1"), help: "Accept signatures made with SHA-1 (refused by default: SHA-1 is broken).")
-    var allowSHA1 = false
+/// What decides whether a signer is trusted (besides the trust store).
+public struct TrustPolicy {
+    /// Files of CA certificates trusted as well.
+    public var trust: [String] = []
+    /// The time to check signers at (2026-01-27 or 2026-01-27T10:00:00Z) instead of the signing time.
+    public var at: String?
+    /// CRL files (PEM or DER) to check signers' certificates against.
+    public var crl: [String] = []
+    /// Fetch the CRLs named in the certificates' CRL distribution points (http://).
+    public var fetchCRL = false
+    /// Accept signatures made with SHA-1.
+    public var allowSHA1 = false
+
+    public init() {}
 }
 
 /// Opens a message layer by layer, as a mail reader does: decrypts enveloped layers with
-/// the key on the token, checks signed layers against the trust store, and reports each layer.
-final class MessageOpener {
+/// the key on the token, checks signed layers against the trust store, and decides each layer's
+/// verdict (`status`, `reports`). It prints nothing: report lines go to `onLine`, and signers found
+/// trusted are written to the correspondents' store only by `rememberTrustedSigners()`.
+public final class MessageOpener {
     /// The largest message opened (parsed in memory).
-    static let maximumSize = CMSMessage.maximumSize
+    public static let maximumSize = CMSMessage.maximumSize
     /// How far a signing time may be from the Date: header (Thunderbird flags a mismatch too).
-    static let dateTolerance: TimeInterval = 3600
+    public static let dateTolerance: TimeInterval = 3600
 
-    let options: TrustOptions
+    public let options: TrustPolicy
     /// A signature around an encrypted layer covers only ciphertext and says nothing about the
     /// content (Thunderbird ignores it too): when true, a bad one is reported and passed over.
-    var lenientAroundEncryption = false
-    /// Where the access code comes from when a token turns out to be locked (nil: the terminal).
-    var codeFD: Int32?
-    let headers: MIMEHeaders
-    private(set) var status: Int32 = 0
-    private(set) var encryptedLayers = 0
-    private(set) var signedLayers = 0
-    private(set) var reports: [[String: String]] = []
-    /// When true, report lines are kept until `finishReport()` instead of printed as they come.
-    var holdReport = false
+    public var lenientAroundEncryption = false
+    /// What to do when the token holding `keyURI` turns out to be locked (for `AgentKey`'s `onLocked`;
+    /// the front end asks for the access code). Nil: the operation fails as the token answers.
+    public var unlocker: ((AgentClient, String) -> () -> Bool)?
+    /// Where report lines go (the front end prints them to standard error).
+    public var onLine: (String) -> Void = { _ in }
+    public let headers: MIMEHeaders
+    public private(set) var status: ExitStatus = .success
+    public private(set) var encryptedLayers = 0
+    public private(set) var signedLayers = 0
+    public private(set) var reports: [[String: String]] = []
+    /// Signers whose certificates chained to a trusted root, in the order seen.
+    public private(set) var trustedSigners: [Certificate] = []
+    /// When true, report lines are kept until `finishReport()` instead of passed on as they come.
+    public var holdReport = false
     private var heldLines: [String] = []
     private var client: AgentClient?
     private var inventory: Inventory?
@@ -48,7 +56,8 @@ final class MessageOpener {
     private let crls: [RevocationList]
     private let at: Date?
 
-    init(options: TrustOptions, topLevel message: [UInt8]) throws {
+    /// - Throws: `SignetError` when a --trust or --crl file cannot be read or the --at time does not parse.
+    public init(options: TrustPolicy, topLevel message: [UInt8]) throws(SignetError) {
         self.options = options
         headers = MIMEHeaders(message: message)
         var anchors: [Certificate] = []
@@ -61,12 +70,12 @@ final class MessageOpener {
         self.intermediates = intermediates
         var crls: [RevocationList] = []
         for file in options.crl {
-            guard let bytes = FileIO.readBytes(file, limit: RevocationList.maximumSize) else { throw CLIError(description: "Cannot read \(file).").reported() }
-            do { crls.append(try RevocationList(bytes: bytes)) } catch { throw CLIError(description: "\(file): \(error)").reported() }
+            guard let bytes = FileIO.readBytes(file, limit: RevocationList.maximumSize) else { throw SignetError(.failure, "Cannot read \(file).") }
+            do { crls.append(try RevocationList(bytes: bytes)) } catch { throw SignetError(.failure, "\(file): \(error)", cause: error) }
         }
         self.crls = crls
         if let text = options.at {
-            guard let date = Dates.parse(text) else { throw CLIError(description: "--at \(text): give a date like 2026-01-27 or 2026-01-27T10:00:00Z.").reported() }
+            guard let date = Dates.parse(text) else { throw SignetError(.failure, "--at \(text): give a date like 2026-01-27 or 2026-01-27T10:00:00Z.") }
             at = date
         } else {
             at = nil
@@ -74,7 +83,7 @@ final class MessageOpener {
     }
 
     /// One layer of a message, parsed once.
-    enum Layer {
+    public enum Layer {
         case enveloped(EnvelopedMessage)
         case signed(SignedMessage)
         /// Not S/MIME: the content itself.
@@ -82,11 +91,11 @@ final class MessageOpener {
         /// Declared S/MIME (or CMS) but unreadable, or CMS of a type mail does not use.
         case unreadable(String)
 
-        var isEnveloped: Bool { if case .enveloped = self { true } else { false } }
+        public var isEnveloped: Bool { if case .enveloped = self { true } else { false } }
     }
 
     /// What the outermost layer of `bytes` is: MIME types decide whether to parse; DER without headers is tried as CMS.
-    static func layer(of bytes: [UInt8]) -> Layer {
+    public static func layer(of bytes: [UInt8]) -> Layer {
         guard mayBeLayer(bytes) else { return .plain }
         do {
             switch try CMSMessage.parse(bytes) {
@@ -100,14 +109,15 @@ final class MessageOpener {
     }
 
     /// Whether a message starting with `head` may be an S/MIME layer (its MIME type says so, or it is DER without headers).
-    static func mayBeLayer(_ head: [UInt8]) -> Bool {
+    public static func mayBeLayer(_ head: [UInt8]) -> Bool {
         guard let type = MIMEHeaders(message: head).value("content-type") else { return head.first == 0x30 }
         return ["multipart/signed", "application/pkcs7-mime", "application/x-pkcs7-mime"].contains(MIMEHeaders.mainValue(type))
     }
 
     /// Opens every layer; returns the innermost content, or nil when a layer failed (see `status`).
     /// A message that is not S/MIME at all comes back as it is, with no layer counted.
-    func open(_ message: [UInt8], from firstDepth: Int = 1) throws -> [UInt8]? {
+    /// - Throws: `SignetError` when the agent or the token fails (not the message: that is a verdict).
+    public func open(_ message: [UInt8], from firstDepth: Int = 1) throws -> [UInt8]? {
         var current = message
         var layer = Self.layer(of: message)
         for depth in firstDepth...8 {
@@ -116,7 +126,7 @@ final class MessageOpener {
                 return current
             case .unreadable(let reason):
                 report(["layer": "\(depth)", "result": "malformed"], "Layer \(depth): not a readable S/MIME message (\(reason)).",
-                       status: MailExit.malformed)
+                       status: ExitStatus.malformed)
                 return nil
             case .enveloped(let envelope):
                 guard let plaintext = try decrypt(envelope, depth: depth) else { return nil }
@@ -128,25 +138,25 @@ final class MessageOpener {
                 layer = next
             }
         }
-        report(["layer": "9", "result": "too deeply nested"], "More than 8 nested S/MIME layers; stopped.", status: MailExit.malformed)
+        report(["layer": "9", "result": "too deeply nested"], "More than 8 nested S/MIME layers; stopped.", status: ExitStatus.malformed)
         return nil
     }
 
-    private func report(_ fields: [String: String], _ line: String, status: Int32) {
+    private func report(_ fields: [String: String], _ line: String, status: ExitStatus) {
         reports.append(fields)
-        self.status = MailExit.worse(self.status, status)
-        if holdReport { heldLines.append(line) } else { Console.error(line) }
+        self.status = ExitStatus.worse(self.status, status)
+        if holdReport { heldLines.append(line) } else { onLine(line) }
     }
 
     /// Prints the held report. When every signature is good and trusted it starts with the line
     /// "Verification successful", as OpenSSL's does: mutt and neomutt call a signature good only
     /// when the verify command exits 0 and that is the first line of its standard error.
     /// Later report lines are printed as they come; a second call does nothing.
-    func finishReport() {
+    public func finishReport() {
         guard holdReport else { return }
         holdReport = false
-        if status == 0 && signedLayers > 0 { Console.error("Verification successful") }
-        for line in heldLines { Console.error(line) }
+        if status == .success && signedLayers > 0 { onLine("Verification successful") }
+        for line in heldLines { onLine(line) }
         heldLines = []
     }
 
@@ -159,7 +169,7 @@ final class MessageOpener {
     /// Decrypts the outer layer streamed by `stream` into `fd` (a file thrown away on failure): the ciphertext
     /// passes through in pieces, so memory stays flat. authEnveloped data (GCM) has its tag after the content,
     /// so its ciphertext is set aside in a temporary file first. Returns whether it decrypted.
-    func decryptStreamed(_ stream: EnvelopeStream, into fd: Int32) throws -> Bool {
+    public func decryptStreamed(_ stream: EnvelopeStream, into fd: Int32) throws -> Bool {
         let envelope: EnvelopedMessage
         var spool: Spool?
         do {
@@ -173,7 +183,7 @@ final class MessageOpener {
         } catch {
             encryptedLayers += 1
             report(["layer": "1", "kind": "encrypted", "result": "malformed"],
-                   "Layer 1: not a readable S/MIME encrypted message (\(error)).", status: MailExit.malformed)
+                   "Layer 1: not a readable S/MIME encrypted message (\(error)).", status: ExitStatus.malformed)
             return false
         }
         let decrypted: Void? = try decrypt(envelope, depth: 1) { certificate, key in
@@ -192,12 +202,12 @@ final class MessageOpener {
         let recipients: [EnvelopedMessage.Recipient]
         do { recipients = try envelope.recipients() } catch {
             report(["layer": "\(depth)", "kind": "encrypted", "result": "malformed"],
-                   "Layer \(depth): not a readable S/MIME encrypted message (\(error)).", status: MailExit.malformed)
+                   "Layer \(depth): not a readable S/MIME encrypted message (\(error)).", status: ExitStatus.malformed)
             return nil
         }
         let cipher = envelope.contentCipher
         if let cipher, cipher.legacy {
-            Console.error("Warning: layer \(depth) is encrypted with \(cipher.name), an obsolete cipher; ask the sender to use AES.")
+            onLine("Warning: layer \(depth) is encrypted with \(cipher.name), an obsolete cipher; ask the sender to use AES.")
         }
         let client = try connect()
         if inventory == nil { inventory = try Inventory.load(client: client); OwnCertificates.remember(inventory!) }
@@ -206,16 +216,15 @@ final class MessageOpener {
             let names = recipients.map(\.description).joined(separator: "; ")
             report(["layer": "\(depth)", "kind": "encrypted", "result": "not-for-you"],
                    "Layer \(depth): the message is not addressed to any certificate on your tokens (it is for: \(names)). "
-                   + "If the token holding that certificate is not inserted, insert it; `signet cert list` shows yours.", status: MailExit.notForYou)
+                   + "If the token holding that certificate is not inserted, insert it; `signet cert list` shows yours.", status: ExitStatus.notForYou)
             return nil
         }
-        let key = try AgentKey(client: client, uri: uri, subjectPublicKeyInfo: spki,
-                               onLocked: Agent.unlocker(client: client, keyURI: uri, codeFD: codeFD))
+        let key = try AgentKey(client: client, uri: uri, subjectPublicKeyInfo: spki, onLocked: unlocker?(client, uri) ?? { false })
         do {
             let plaintext = try perform(installed.certificate, key)
             report(["layer": "\(depth)", "kind": "encrypted", "result": "decrypted", "recipient": installed.certificate.subject,
                     "cipher": cipher?.name ?? "unknown"],
-                   "Layer \(depth): encrypted (\(cipher?.name ?? "unknown cipher")) to \(installed.certificate.subject); decrypted.", status: 0)
+                   "Layer \(depth): encrypted (\(cipher?.name ?? "unknown cipher")) to \(installed.certificate.subject); decrypted.", status: .success)
             return plaintext
         } catch let error as AgentClientError {
             // An answer a damaged encrypted key also gives is the message's fault only when the token still
@@ -224,7 +233,7 @@ final class MessageOpener {
                 report(["layer": "\(depth)", "kind": "encrypted", "result": "failed"],
                        "Layer \(depth): the message's encrypted key for \(installed.certificate.subject) is damaged: the token refused it "
                        + "(\(error.description)) but decrypts a test value with the same key. Ask the sender to send the message again.",
-                       status: MailExit.damaged)
+                       status: ExitStatus.damaged)
                 return nil
             }
             let next = switch error.code {
@@ -233,25 +242,25 @@ final class MessageOpener {
                 " The message is not at fault: try again; if it fails again, remove and re-insert the token, and run `signet report` for your helpdesk."
             default: ""
             }
-            throw CLIError(description: "Layer \(depth): the token could not decrypt for \(installed.certificate.subject): \(error.description)\(next)",
-                           exitCode: Agent.exitCode(error.code)).reported()
+            throw SignetError(ExitStatus(error.code), "Layer \(depth): the token could not decrypt for \(installed.certificate.subject): \(error.description)\(next)",
+                              cause: error)
         } catch {
             report(["layer": "\(depth)", "kind": "encrypted", "result": "failed"],
                    "Layer \(depth): could not decrypt the message for \(installed.certificate.subject): \(error). It may be damaged.",
-                   status: MailExit.damaged)
+                   status: ExitStatus.damaged)
             return nil
         }
     }
 
     /// Token answers that a damaged encrypted key also gives (SoftHSM2 answers bad PKCS#1 padding with
     /// CKR_GENERAL_ERROR): a probe with the same key then tells the message's fault from the token's.
-    static func mayBeTheMessage(_ error: AgentClientError) -> Bool {
+    public static func mayBeTheMessage(_ error: AgentClientError) -> Bool {
         [.dataInvalid, .tokenFailure].contains(error.code)
     }
 
     private func connect() throws -> AgentClient {
         if let client { return client }
-        let made = try Agent.connect()
+        let made = try AgentConnection.open()
         client = made
         return made
     }
@@ -260,7 +269,7 @@ final class MessageOpener {
 
     /// Checks `message`'s signatures, signers, algorithms and headers and reports them; returns the content
     /// when the signature matches, with the layer inside it (parsed here once).
-    func verify(_ message: SignedMessage, depth: Int) -> ([UInt8], Layer)? {
+    public func verify(_ message: SignedMessage, depth: Int) -> ([UInt8], Layer)? {
         signedLayers += 1
         let carried = message.certificates
         let content: [UInt8]
@@ -271,17 +280,17 @@ final class MessageOpener {
                 if inner.isEnveloped {
                     report(["layer": "\(depth)", "kind": "signed", "result": "bad-ignored"],
                            "Layer \(depth): warning: the signature around the encrypted message does not match (\(reason)); "
-                           + "it covers only the encrypted form, so it is ignored.", status: 0)
+                           + "it covers only the encrypted form, so it is ignored.", status: .success)
                     return (content, inner)
                 }
             }
             report(["layer": "\(depth)", "kind": "signed", "result": "bad"],
                    "Layer \(depth): BAD signature: the content was changed after signing, or the signature is damaged (\(reason)).",
-                   status: MailExit.badSignature)
+                   status: ExitStatus.badSignature)
             return nil
         case .signerUnknown(let reason):
             report(["layer": "\(depth)", "kind": "signed", "result": "signer-unknown"],
-                   "Layer \(depth): cannot check the signature: \(reason). Ask the sender to include their certificate.", status: MailExit.untrusted)
+                   "Layer \(depth): cannot check the signature: \(reason). Ask the sender to include their certificate.", status: ExitStatus.untrusted)
             return nil
         case .good(let bytes):
             content = bytes
@@ -295,13 +304,13 @@ final class MessageOpener {
                           "signature": signer.signatureAlgorithm]
             let email = certificate.emails.first.map { " <\($0)>" } ?? ""
             var lines = ["Layer \(depth): signed by \(certificate.label)\(email)"]
-            var outcome: Int32 = 0
+            var outcome: ExitStatus = .success
             let checkTime = at ?? signer.signingTime ?? Date()
             if let time = signer.signingTime { lines.append("  signed at:  \(Dates.show(time))"); fields["signingTime"] = Dates.iso(time) }
             lines.append("  algorithms: \(signer.digest) with \(signer.signatureAlgorithm)")
             if signer.digest.uppercased() == "SHA1" && !options.allowSHA1 {
                 lines.append("  REFUSED:    signed with SHA-1, which is broken (--allow-sha1 accepts it).")
-                outcome = MailExit.worse(outcome, MailExit.unsupported)
+                outcome = ExitStatus.worse(outcome, ExitStatus.unsupported)
             }
             var lists = crls
             if options.fetchCRL {
@@ -316,21 +325,21 @@ final class MessageOpener {
             case .trusted:
                 lines.append("  signer:     trusted at \(Dates.show(checkTime)) (\(pathText))")
                 fields["trust"] = "trusted"
-                _ = try? TrustStore.correspondents().add(certificate)
+                trustedSigners.append(certificate)
             case .revoked(let detail):
                 lines.append("  REVOKED:    \(detail). The sender's CA withdrew this certificate: do not rely on this message.")
                 fields["trust"] = "revoked: \(detail)"
-                outcome = MailExit.worse(outcome, MailExit.untrusted)
+                outcome = ExitStatus.worse(outcome, ExitStatus.untrusted)
             case .revocationUnknown(let detail):
                 lines.append("  NOT TRUSTED: revocation could not be checked: \(detail). "
                              + "Give the CA's current CRL with --crl FILE, or check the network for --fetch-crl.")
                 fields["trust"] = "revocation unknown: \(detail)"
-                outcome = MailExit.worse(outcome, MailExit.untrusted)
+                outcome = ExitStatus.worse(outcome, ExitStatus.untrusted)
             case .expired(let detail), .notYetValid(let detail), .untrusted(let detail):
                 lines.append("  NOT TRUSTED at \(Dates.show(checkTime)): \(detail). "
                              + "If you trust the sender's CA, add its root with `signet trust add ROOT.pem`.")
                 fields["trust"] = "untrusted: \(detail)"
-                outcome = MailExit.worse(outcome, MailExit.untrusted)
+                outcome = ExitStatus.worse(outcome, ExitStatus.untrusted)
             }
             // The message's From: and Date: belong to the outermost signature (inner ones may be forwarded mail).
             if signedLayers == 1, let from = headers.value("from") {
@@ -339,23 +348,31 @@ final class MessageOpener {
                     lines.append("  From:       \(address) matches the certificate")
                 } else {
                     lines.append("  MISMATCH:   From: \(address) is not an address of this certificate (\(certificate.emails.joined(separator: ", ")))")
-                    outcome = MailExit.worse(outcome, MailExit.headerMismatch)
+                    outcome = ExitStatus.worse(outcome, ExitStatus.headerMismatch)
                 }
             }
             if signedLayers == 1, let dateText = headers.value("date"), let date = Dates.parseHeader(dateText), let time = signer.signingTime,
                abs(date.timeIntervalSince(time)) > Self.dateTolerance {
                 lines.append("  MISMATCH:   Date: \(Dates.show(date)) is more than an hour from the signing time")
-                outcome = MailExit.worse(outcome, MailExit.headerMismatch)
+                outcome = ExitStatus.worse(outcome, ExitStatus.headerMismatch)
             }
-            let verdictWord = outcome == 0 ? "good signature" : "signature matches, but see below"
+            let verdictWord = outcome == .success ? "good signature" : "signature matches, but see below"
             lines[0] += ": \(verdictWord)"
-            fields["result"] = outcome == 0 ? "good" : "\(outcome)"
+            fields["result"] = outcome == .success ? "good" : "\(outcome.rawValue)"
             if aroundEncryption { lines.append("  (this signature covers only the encrypted form; it does not decide the result)") }
-            report(fields, lines.joined(separator: "\n"), status: aroundEncryption ? 0 : outcome)
+            report(fields, lines.joined(separator: "\n"), status: aroundEncryption ? .success : outcome)
         }
         return (content, inner)
     }
 
-    /// Certificates of people seen before, to check signatures that do not carry theirs.
-    private func knownSigners() -> [Certificate] { TrustStore.correspondents().entries().map(\.certificate) }
+    /// Certificates of people seen before (and in this message), to check signatures that do not carry theirs.
+    private func knownSigners() -> [Certificate] { TrustStore.correspondents().entries().map(\.certificate) + trustedSigners }
+
+    /// Keeps the trusted signers' certificates among the correspondents' (`TrustStore.correspondents()`),
+    /// so that their later mail verifies without them and `encrypt --to ADDRESS` finds them.
+    /// Best effort: a store that cannot be written loses nothing but this memory.
+    public func rememberTrustedSigners() {
+        let store = TrustStore.correspondents()
+        for certificate in trustedSigners { _ = try? store.add(certificate) }
+    }
 }

@@ -1,6 +1,6 @@
 import Foundation
 import Glibc
-@testable import SignetCLI
+@testable import SignetMail
 import SignetAgentProtocol
 import SignetCore
 import SignetOpenSSL

@@ -1,4 +1,5 @@
 import Glibc
+import SignetCore
 
 /// Puts a MIME entity into the canonical form S/MIME signs (RFC 5751 §3.1.1),
 /// as a stream: text lines end in CRLF (a bare LF gains its CR; nothing else
