@@ -537,3 +537,13 @@ int CSignetCrypto_firstErrorReason(int *library) {
     if (library != NULL) *library = ERR_GET_LIB(code);
     return ERR_GET_REASON(code);
 }
+
+int CSignetCrypto_addSMIMECapabilities(CMS_SignerInfo *signer) {
+    STACK_OF(X509_ALGOR) *capabilities = NULL;
+    int ok = CMS_add_simple_smimecap(&capabilities, NID_aes_256_cbc, -1)
+        && CMS_add_simple_smimecap(&capabilities, NID_aes_192_cbc, -1)
+        && CMS_add_simple_smimecap(&capabilities, NID_aes_128_cbc, -1)
+        && CMS_add_smimecap(signer, capabilities);
+    sk_X509_ALGOR_pop_free(capabilities, X509_ALGOR_free);
+    return ok;
+}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import SignetCore
+import SignetOpenSSL
 import SignetMail
 
 /// The `signet` command line. Each subcommand lives in its own file.
@@ -26,6 +27,7 @@ public struct SignetCommand: ParsableCommand {
     /// The program: the mail commands in their plain forms start without ArgumentParser (see
     /// `QuickArguments`), everything else goes through it.
     public static func start() {
+        OpenSSLStart.shortLivedProcess()
         let arguments = Array(CommandLine.arguments.dropFirst())
         if QuickArguments.run(arguments) { return }
         if let message = CommandSuggestion.message(for: arguments) {

@@ -7,7 +7,15 @@ import SignetCore
 public enum MessageDigest: String, CaseIterable, Sendable {
     case sha256, sha384, sha512
 
-    var md: OpaquePointer? { EVP_get_digestbyname(rawValue) }
+    /// The digest itself, not looked up by name: a lookup by name makes OpenSSL first fill its table
+    /// of every cipher and digest name (and empty it again at exit).
+    var md: OpaquePointer? {
+        switch self {
+        case .sha256: EVP_sha256()
+        case .sha384: EVP_sha384()
+        case .sha512: EVP_sha512()
+        }
+    }
 }
 
 /// Making S/MIME signatures with a key on the token (RFC 8551), streaming.
@@ -47,9 +55,14 @@ public enum MessageSigner {
         guard let cms = CMS_sign(nil, nil, nil, nil, UInt32(flags)) else { throw OpenSSLError("Starting the signature") }
         defer { CMS_ContentInfo_free(cms) }
         guard let md = options.digest.md else { throw OpenSSLError("Digest \(options.digest.rawValue) is not available") }
-        guard let signer = CMS_add1_signer(cms, certificate.x509, key.pkey, md, UInt32(options.pss ? CMS_KEY_PARAM : 0)) else {
+        // OpenSSL's standard capabilities list fetches every cipher it names (filling its cipher table on each
+        // run) and advertises RC2-40 and DES, which no sender should use and the default provider cannot decrypt:
+        // Signet adds its own list instead.
+        let signerFlags = Int32(CMS_NOSMIMECAP) | (options.pss ? Int32(CMS_KEY_PARAM) : 0)
+        guard let signer = CMS_add1_signer(cms, certificate.x509, key.pkey, md, UInt32(signerFlags)) else {
             throw OpenSSLError("Adding the signer")
         }
+        guard CSignetCrypto_addSMIMECapabilities(signer) == 1 else { throw OpenSSLError("Adding the S/MIME capabilities") }
         if options.pss {
             let context = CMS_SignerInfo_get0_pkey_ctx(signer)
             guard EVP_PKEY_CTX_set_rsa_padding(context, RSA_PKCS1_PSS_PADDING) > 0,

@@ -153,6 +153,10 @@ final class MailTests {
                     let parsed = try Run.checked("openssl", ["asn1parse", "-inform", "DER", "-in", der]).output
                     let last = parsed.split(separator: "\n").last(where: { $0.contains("OCTET STRING") }) ?? ""
                     #expect(last.contains("l= 256"), "\(label): \(last)")
+                    // SMIMECapabilities: the AES-CBC ciphers Signet decrypts, strongest first; never RC2, DES or 3DES.
+                    let objects = parsed.split(separator: "\n").filter { $0.contains("OBJECT") }.compactMap { $0.split(separator: ":").last.map(String.init) }
+                    let capabilities = objects.drop(while: { $0 != "S/MIME Capabilities" }).dropFirst().prefix(while: { $0.hasSuffix("-cbc") })
+                    #expect(Array(capabilities) == ["aes-256-cbc", "aes-192-cbc", "aes-128-cbc"], "\(label): \(capabilities)")
                 }
             }
         }
@@ -324,6 +328,10 @@ final class MailTests {
     func badInput() throws {
         #expect(try agent.signet(["verify", "--in", try peer.file("garbage", (0..<4000).map { _ in UInt8.random(in: 0...255) })]).status == 10)
         #expect(try agent.signet(["verify", "--in", peer.path("message.txt")]).status == 10)
+        // OpenSSL's own reason is part of the message (its error texts are loaded).
+        let undecodable = try peer.file("undecodable.eml", Array("MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type=signed-data\r\nContent-Transfer-Encoding: base64\r\n\r\nMIIBAAAA\r\n".utf8))
+        let unreadable = try agent.signet(["verify", "--in", undecodable])
+        #expect(unreadable.status == 10 && (unreadable.output + unreadable.errors).contains("asn1 encoding routines"), "\(unreadable.output) \(unreadable.errors)")
         let whole = try Data(contentsOf: Self.smime.appendingPathComponent("alice.sig.SHA256.opaque.eml"))
         for cut in [200, whole.count / 2, whole.count - 40] {
             let truncated = try peer.file("truncated.eml", Array(whole.prefix(cut)))

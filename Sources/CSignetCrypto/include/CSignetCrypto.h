@@ -118,6 +118,10 @@ X509 *CSignetCrypto_signerCertificate(CMS_SignerInfo *signer);
 /// The reason code of the oldest queued OpenSSL error, and its library (ERR_GET_REASON/ERR_GET_LIB are macros).
 int CSignetCrypto_firstErrorReason(int *library);
 
+/// Adds the SMIMECapabilities attribute: the content ciphers Signet decrypts, strongest first
+/// (AES-256, -192, -128 CBC). Built from NIDs, so no cipher is fetched (see MessageSigner.sign).
+int CSignetCrypto_addSMIMECapabilities(CMS_SignerInfo *signer);
+
 /// OPENSSL_free (a macro).
 void CSignetCrypto_free(void *pointer);
 
