@@ -66,7 +66,7 @@ struct SignCommand: ParsableCommand {
                                onLocked: Agent.unlocker(client: client, keyURI: uri, codeFD: unlock.codeFD))
         let input = try MailInput.open(`in`)
         defer { if input != 0 { close(input) } }
-        let output = try MailOutput(out, mode: 0o644)
+        let output = try MailOutput(out, mode: 0o600)
         do {
             try MessageSigner.sign(MessageSource(fd: input, canonicalize: !binary), to: output.fd, certificate: certificate, key: key,
                                    chain: chain, options: options)
@@ -181,7 +181,7 @@ struct VerifyCommand: ParsableCommand {
         }
         if output.json { try JSONOutput.print(opener.reports) }
         if let result, let out, [0, MailExit.untrusted, MailExit.headerMismatch].contains(opener.status) {
-            try writeOutput(result, to: out)
+            try writeOutput(result, to: out, mode: 0o600)
         }
         if opener.status != 0 { throw ExitCode(opener.status) }
     }

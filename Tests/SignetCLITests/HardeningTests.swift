@@ -1,0 +1,54 @@
+import Foundation
+import SignetTestSupport
+import Testing
+
+/// Findings of the security review (issue 19) on the command line, run through the `signet` binary.
+@Suite("Hardening: the signet command line")
+final class CLIHardeningTests {
+    let home: URL
+    let environment: [String: String]
+    let peer: OpenSSLPeer
+    var signet: String { TestPaths.binaries.appendingPathComponent("signet").path }
+
+    init() throws {
+        home = try TestPaths.temporaryDirectory("signet-home")
+        var env = ProcessInfo.processInfo.environment
+        env["HOME"] = home.path
+        env["XDG_DATA_HOME"] = home.appendingPathComponent("data").path
+        env["XDG_CONFIG_HOME"] = home.appendingPathComponent("config").path
+        env["XDG_STATE_HOME"] = home.appendingPathComponent("state").path
+        env["XDG_RUNTIME_DIR"] = home.appendingPathComponent("run").path
+        environment = env
+        peer = try OpenSSLPeer()
+    }
+
+    /// `signet arguments…` under umask 022, the common default that let plaintext out as 0644.
+    func signetWithUmask022(_ arguments: [String]) throws -> Run.Result {
+        try Run.command("/bin/sh", ["-c", "umask 022; exec \"$0\" \"$@\"", signet] + arguments, environment: environment, timeout: 60)
+    }
+
+    func mode(_ path: String) -> mode_t {
+        var info = stat()
+        return stat(path, &info) == 0 ? info.st_mode & 0o7777 : 0
+    }
+
+    @Test("verify -o writes the signed content (plaintext) as 0600, as decrypt does")
+    func verifyOutputIsPrivate() throws {
+        let key = peer.path("key.pem"), cert = peer.path("cert.pem")
+        let made = try peer.run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30",
+                                 "-subj", "/CN=Alice/emailAddress=alice@example.org", "-keyout", key, "-out", cert])
+        try #require(made.status == 0, "\(made.errors)")
+        let content = try peer.file("content.txt", text: "Content-Type: text/plain\r\n\r\nthe salary figures\r\n")
+        let signed = peer.path("signed.eml")
+        let signing = try peer.run(["cms", "-sign", "-in", content, "-signer", cert, "-inkey", key, "-out", signed])
+        try #require(signing.status == 0, "\(signing.errors)")
+        let out = peer.path("out.txt")
+        let verified = try signetWithUmask022(["verify", "--in", signed, "-o", out])
+        #expect(verified.status == 14, "untrusted signer, content written: \(verified.errors)")
+        #expect(text(out).contains("the salary figures"))
+        #expect(mode(out) == 0o600)
+    }
+}
+
+/// The text of a file, empty when it cannot be read.
+private func text(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
