@@ -50,6 +50,7 @@ public enum AgentMain {
 
         let paths = SignetPaths.current
         var settings = AgentSettings.load(paths: paths)
+        for problem in settings.problems { logger.warning("configuration: \(problem)") }
         let socket: AgentSocket
         do {
             socket = try AgentSocket.open(settings: settings)
@@ -115,6 +116,7 @@ public enum AgentMain {
             guard sigwait(&signals, &received) == 0 else { continue }
             if received == SIGHUP {
                 settings = AgentSettings.load(paths: paths)
+                for problem in settings.problems { logger.warning("configuration: \(problem)") }
                 handler.reload(settings)
                 logger.info("SIGHUP: configuration reloaded", metadata: [
                     "idle-lock": "\(settings.idleLock)", "presence-wait": "\(settings.presenceWait)",

@@ -106,3 +106,29 @@ struct AtomicWriteHardeningTests {
         #expect(names.count == 20)
     }
 }
+
+/// Configuration numbers (issue 19 #11): `inf` and huge values once trapped converting to integers.
+@Suite("Hardening: configuration values")
+struct ConfigurationHardeningTests {
+    let config = SignetConfig(parsing: "# comment\n\nwait = 30\nhuge = 1e300\nforever = inf\nnothing = nan\ncount = 12x\n", file: "/etc/signet/config")
+
+    @Test("A number in range is read; a missing key is nil")
+    func numberInRange() throws {
+        #expect(try config.number("wait", in: 0...60) == 30)
+        #expect(try config.number("absent", in: 0...60) == nil)
+        #expect(try config.integer("wait", in: 1...100) == 30)
+    }
+
+    @Test("Huge, infinite, NaN and malformed values are refused, naming the file and the line")
+    func badNumbersAreRefused() {
+        for (key, line) in [("huge", 4), ("forever", 5), ("nothing", 6), ("count", 7)] {
+            #expect {
+                try config.number(key, in: 0...86_400)
+            } throws: { error in
+                "\(error)".hasPrefix("/etc/signet/config line \(line): \(key) = ") && "\(error)".hasSuffix(" is not a number from 0 to 86400")
+            }
+        }
+        #expect(throws: SignetConfig.BadValue.self) { try config.integer("huge", in: 1...100) }
+        #expect(throws: SignetConfig.BadValue.self) { try config.integer("wait", in: 1...10) }
+    }
+}
