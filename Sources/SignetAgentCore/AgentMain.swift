@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSignetAgent
 import Logging
 import Synchronization
 import SignetAccessCode
@@ -38,6 +39,12 @@ public enum AgentMain {
             return handler
         }
         let logger = Logger(label: "signet-agent")
+        // Codes pass through the agent and unlocked sessions live in it: other processes of this user
+        // may not trace it or read its memory, and a crash leaves no core image (nothing of it on disk).
+        var noCore = rlimit(rlim_cur: 0, rlim_max: 0)
+        if setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &noCore) != 0 || csignetagent_set_undumpable() != 0 {
+            logger.warning("could not make the agent undumpable: \(String(cString: strerror(errno)))")
+        }
 
         // Signals are taken synchronously with sigwait on the main thread; every
         // other thread inherits the blocked mask. SIGPIPE is ignored: a client that

@@ -25,4 +25,70 @@ struct AgentHardeningTests {
             #expect(agent.isRunning)
         }
     }
+
+    @Test("The agent is not dumpable and may dump no core: its /proc files belong to root although it runs as another user")
+    func agentIsUndumpable() async throws {
+        try await offPool {
+            // Run as nobody: a root process's /proc files are root's whether it is dumpable or not.
+            let agent = try AgentFixture()
+            let nobody: UInt32 = 65534
+            let chowned = try Run.command("chown", ["-R", "\(nobody):\(nobody)", agent.home.path])
+            try #require(chowned.status == 0, "\(chowned.errors)")
+            let pid = try Self.spawn("/usr/bin/setpriv", ["--reuid=\(nobody)", "--regid=\(nobody)", "--clear-groups", AgentFixture.agentBinary],
+                                     environment: agent.environment, log: agent.agentLogPath)
+            defer {
+                kill(pid, SIGTERM)
+                var status: Int32 = 0
+                waitpid(pid, &status, 0)
+            }
+            let deadline = Date().addingTimeInterval(20)
+            while !FileManager.default.fileExists(atPath: agent.socketPath) && Date() < deadline { usleep(20_000) }
+            try #require(FileManager.default.fileExists(atPath: agent.socketPath), "the agent did not start: \(agent.agentLog)")
+            let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+            #expect(status.contains("\nUid:\t\(nobody)\t\(nobody)\t"), "the agent runs as nobody")
+            var info = stat()
+            #expect(stat("/proc/\(pid)/mem", &info) == 0)
+            #expect(info.st_uid == 0, "a dumpable process's /proc/PID/mem belongs to its own user")
+            let limits = try String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)
+            let core = limits.split(separator: "\n").first { $0.hasPrefix("Max core file size") }.map { $0.split(separator: " ") } ?? []
+            #expect(core.count >= 6 && core[4] == "0" && core[5] == "0", "\(limits)")
+        }
+    }
+
+    @Test("A crash leaves nothing unlocked: after kill -9, the next agent reports the token locked")
+    func crashLeavesTokenLocked() async throws {
+        try await offPool {
+            let agent = try AgentFixture()
+            try agent.start()
+            defer { agent.stop() }
+            let uri = try agent.makeToken("Crash")
+            #expect(try agent.unlock(agent.client(), token: uri, code: "123456").kind == .unlocked)
+            guard case .status(let before) = try agent.client().call(.status) else { Issue.record("no status"); return }
+            #expect(before.tokens.first { $0.label == "Crash" }?.unlocked == true)
+            agent.kill9()
+            try agent.start()
+            guard case .status(let after) = try agent.client().call(.status) else { Issue.record("no status"); return }
+            #expect(after.tokens.first { $0.label == "Crash" }?.unlocked == false)
+        }
+    }
+
+    /// Starts `executable` with its output to `log`; returns its pid (setpriv execs the agent in place).
+    static func spawn(_ executable: String, _ arguments: [String], environment: [String: String], log: String) throws -> pid_t {
+        let fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        defer { close(fd) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, fd, 1)
+        posix_spawn_file_actions_adddup2(&actions, fd, 2)
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let env = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { env.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rv = posix_spawn(&pid, executable, &actions, nil, argv, env)
+        guard rv == 0 else { throw TestFailure("could not start \(executable): \(String(cString: strerror(rv)))") }
+        return pid
+    }
 }
