@@ -1,6 +1,7 @@
 import Foundation
 import SignetAgentClient
 import SignetAgentProtocol
+import SignetCore
 import SignetTestSupport
 import Testing
 
@@ -69,6 +70,47 @@ struct AgentHardeningTests {
             try agent.start()
             guard case .status(let after) = try agent.client().call(.status) else { Issue.record("no status"); return }
             #expect(after.tokens.first { $0.label == "Crash" }?.unlocked == false)
+        }
+    }
+
+    @Test("decrypt of a 40 MB message made of nested content pieces is refused in flat memory (it took 282 MB)")
+    func nestedPiecesDecryptInFlatMemory() async throws {
+        try await offPool {
+            let agent = try AgentFixture()
+            let peer = try OpenSSLPeer()
+            try agent.start()
+            defer { agent.stop() }
+            let code = "decrypt-1234"
+            _ = try agent.makeToken("Mail", code: code)
+            let bob = TestPaths.testData.appendingPathComponent("thunderbird-smime/smime/Bob.p12").path
+            let imported = try agent.signet(["import", bob, "--password-fd", "0", "--code-fd", "0"], stdin: "nss\n\(code)\n")
+            try #require(imported.status == 0, "\(imported.errors)")
+            try Run.checked("openssl", ["pkcs12", "-in", bob, "-passin", "pass:nss", "-nokeys", "-clcerts", "-legacy", "-out", peer.path("bob.pem")])
+            let plain = try peer.file("plain.txt", text: "Content-Type: text/plain\r\n\r\nhello\r\n")
+            try Run.checked("openssl", ["cms", "-encrypt", "-binary", "-stream", "-outform", "DER", "-aes256", "-recip", peer.path("bob.pem"),
+                                        "-in", plain, "-out", peer.path("small.der")])
+            // OpenSSL's own message, with its content pieces wrapped in 10,000,000 constructed OCTET STRINGs (40 MB).
+            let bytes = try peer.read("small.der")
+            let reader = BERReader(ArraySource(bytes))
+            let stream = try EnvelopeStream(reader)
+            let start = reader.position
+            var scratch = [UInt8](repeating: 0, count: 4096)
+            while try scratch.withUnsafeMutableBytes({ try stream.readContent(into: $0) }) > 0 {}
+            let end = reader.position
+            try #require(bytes[end - 2..<end] == [0, 0], "OpenSSL's content has an indefinite length")
+            let depth = 10_000_000
+            var message = Array(bytes[..<start])
+            message.reserveCapacity(bytes.count + 4 * depth)
+            for _ in 0..<depth { message += [0x24, 0x80] }
+            message += bytes[start..<end - 2]
+            message += [UInt8](repeating: 0, count: 2 * depth)
+            message += bytes[(end - 2)...]
+            let nested = try peer.file("nested.der", message)
+            let peak = peer.path("nested.peak")
+            let result = try agent.signet(["decrypt", "--in", nested, "-o", peer.path("nested.out")], measuringPeakMemoryTo: peak)
+            #expect(result.status == 12 && result.errors.contains("nests BER deeper than \(BERReader.depthLimit) levels"), "\(result.status): \(result.errors)")
+            let kib = Int(try String(contentsOfFile: peak, encoding: .utf8).split(separator: "\n").last ?? "") ?? .max
+            #expect(kib < 40 << 10, "peak memory \(kib) KiB")
         }
     }
 

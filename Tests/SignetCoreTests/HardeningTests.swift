@@ -40,6 +40,62 @@ struct CoreHardeningTests {
     }
 }
 
+/// Streamed decryption of hostile framing (issue 19 #5): memory must stay flat whatever the message.
+@Suite("Hardening: streamed enveloped data")
+struct EnvelopeStreamHardeningTests {
+    static let envelopedType: [UInt8] = [0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x03]
+    static let dataType: [UInt8] = [0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x01]
+    static let algorithm: [UInt8] = [0x30, 0x0B, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2A]
+
+    /// NSS-style enveloped data whose content pieces are `pieces`, followed by `trailer` (unprotected attributes and such).
+    static func message(pieces: [UInt8], trailer: [UInt8] = []) -> [UInt8] {
+        [0x30, 0x80] + envelopedType + [0xA0, 0x80, 0x30, 0x80, 0x02, 0x01, 0x00, 0x31, 0x03, 0x02, 0x01, 0x07]
+            + [0x30, 0x80] + dataType + algorithm + [0xA0, 0x80] + pieces + [0x00, 0x00] + [0x00, 0x00] + trailer + [0x00, 0x00, 0x00, 0x00, 0x00, 0x00]
+    }
+
+    /// Content pieces nested `depth` constructed OCTET STRINGs deep around one byte.
+    static func nested(depth: Int) -> [UInt8] {
+        Array([[UInt8]](repeating: [0x24, 0x80], count: depth).joined()) + [0x04, 0x01, 0x07]
+            + [UInt8](repeating: 0, count: 2 * depth)
+    }
+
+    func drain(_ stream: EnvelopeStream) throws -> [UInt8] {
+        var all: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let got = try buffer.withUnsafeMutableBytes { try stream.readContent(into: $0) }
+            if got == 0 { return all }
+            all += buffer[..<got]
+        }
+    }
+
+    @Test("Content pieces nested 100,000 deep are refused once past the depth limit, not stacked up")
+    func deepPiecesAreRefused() throws {
+        let stream = try EnvelopeStream(BERReader(ArraySource(Self.message(pieces: Self.nested(depth: 100_000)))))
+        #expect(throws: StreamError.malformed("the encrypted content nests BER deeper than \(BERReader.depthLimit) levels; it is not a message a mail program makes")) {
+            try drain(stream)
+        }
+    }
+
+    @Test("Content pieces nested just within the limit are read")
+    func piecesWithinTheLimitAreRead() throws {
+        let stream = try EnvelopeStream(BERReader(ArraySource(Self.message(pieces: Self.nested(depth: BERReader.depthLimit - 1)))))
+        #expect(try drain(stream) == [0x07])
+        try stream.finish()
+    }
+
+    @Test("Elements after the content are kept up to one element's limit in all, not without end")
+    func trailingElementsAreBounded() throws {
+        let megabyte = DER.tlv(0xA1, [UInt8](repeating: 0x55, count: 1 << 20))
+        let within = try EnvelopeStream(BERReader(ArraySource(Self.message(pieces: [0x04, 0x01, 0x07], trailer: megabyte + megabyte))))
+        try within.finish()
+        #expect(within.trailing.count == 2)
+        let many = Array([[UInt8]](repeating: megabyte, count: 8).joined())
+        let stream = try EnvelopeStream(BERReader(ArraySource(Self.message(pieces: [0x04, 0x01, 0x07], trailer: many))))
+        #expect(throws: StreamError.tooLarge("the message trailer")) { try stream.finish() }
+    }
+}
+
 /// `FileIO.writeAtomically` in a directory other users can write to (issue 19 #1): names they can guess and plant.
 @Suite("Hardening: atomic writes in a shared directory")
 struct AtomicWriteHardeningTests {
