@@ -114,6 +114,31 @@ struct AgentHardeningTests {
         }
     }
 
+    @Test("300 failing requests naming 60 KB URIs do not flush the audit log: fields are cut, failures past a burst are counted in one record")
+    func auditLogIsNotFlushed() async throws {
+        try await offPool {
+            let agent = try AgentFixture()
+            try agent.start()
+            let client = try agent.client()
+            let uri = "pkcs11:token=" + String(repeating: "A", count: 60_000)
+            for _ in 0..<300 {
+                #expect(throws: AgentClientError.self) { try client.call(.lock(token: uri)) }
+            }
+            agent.stop()  // its agent-stop record brings the count of those held back
+            #expect(!FileManager.default.fileExists(atPath: agent.auditLogPath + ".1"), "the log was rotated")
+            let lines = agent.auditLog.split(separator: "\n")
+            #expect(lines.allSatisfy { $0.utf8.count < 6 * 1024 }, "longest line \(lines.map(\.utf8.count).max() ?? 0) bytes")
+            let entries = agent.auditEntries
+            #expect(entries.first?["action"] as? String == "agent-start")
+            let written = entries.filter { $0["action"] as? String == "lock" }.count
+            let summary = try #require(entries.first { $0["action"] as? String == "audit-suppressed" })
+            let detail = summary["detail"] as? String ?? ""
+            #expect(written >= 100 && written <= 101)
+            #expect(detail.hasPrefix("\(300 - written) records of failed client requests since ") && detail.contains("(lock \(300 - written))"), "\(detail)")
+            #expect(entries.last?["action"] as? String == "agent-stop")
+        }
+    }
+
     /// Starts `executable` with its output to `log`; returns its pid (setpriv execs the agent in place).
     static func spawn(_ executable: String, _ arguments: [String], environment: [String: String], log: String) throws -> pid_t {
         let fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
