@@ -139,6 +139,33 @@ struct AgentHardeningTests {
         }
     }
 
+    @Test("URIs longer than 2 KiB are refused with their length, so 30 connections naming 64 URIs of 60 KB each leave the agent small (it reached 257 MB)")
+    func longURIsAreRefused() async throws {
+        try await offPool {
+            let agent = try AgentFixture()
+            try agent.start()
+            defer { agent.stop() }
+            let long = "pkcs11:token=" + String(repeating: "A", count: 3000)
+            #expect {
+                try agent.client().call(.lock(token: long))
+            } throws: { error in
+                "\(error)".contains("The PKCS#11 URI is 3013 bytes, longer than the 2048 Signet accepts")
+            }
+            var clients: [AgentClient] = []
+            for connection in 0..<30 {
+                let client = try agent.client()
+                for index in 0..<64 {
+                    let uri = "pkcs11:serial=\(connection)-\(index);token=" + String(repeating: "B", count: 60_000)
+                    _ = try? client.call(.lock(token: uri))
+                }
+                clients.append(client)  // kept open: each connection's cache lives as long as it does
+            }
+            let resident = residentKilobytes(agent.pid)
+            #expect(resident > 0 && resident < 60_000, "agent RSS \(resident) kB with 30 connections that named 1,920 URIs of 60 KB")
+            #expect(clients.count == 30)
+        }
+    }
+
     /// Starts `executable` with its output to `log`; returns its pid (setpriv execs the agent in place).
     static func spawn(_ executable: String, _ arguments: [String], environment: [String: String], log: String) throws -> pid_t {
         let fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
