@@ -48,6 +48,19 @@ final class CLIHardeningTests {
         #expect(text(out).contains("the salary figures"))
         #expect(mode(out) == 0o600)
     }
+
+    @Test("decrypt of a 200 KB message of nested indefinite lengths says it nests too deep and exits 10 (not a readable message), instead of crashing")
+    func deepBERIsRefusedByDecrypt() throws {
+        let envelopedType: [UInt8] = [0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x03]
+        let depth = 100_000
+        let message: [UInt8] = [0x30, 0x80] + envelopedType + [0xA0, 0x80, 0x30, 0x80, 0x02, 0x01, 0x00]
+            + Array([[UInt8]](repeating: [0x31, 0x80], count: depth).joined()) + [UInt8](repeating: 0, count: 2 * depth)
+        let path = try peer.file("deep.der", message)
+        let result = try Run.command(signet, ["decrypt", "--in", path, "-o", peer.path("deep.out")], environment: environment, timeout: 60)
+        #expect(result.status == 10, "\(result.status): \(result.errors)")
+        #expect(result.errors.contains("the message header nests BER deeper than 64 levels; it is not a message a mail program makes"), "\(result.errors)")
+        #expect(!FileManager.default.fileExists(atPath: peer.path("deep.out")))
+    }
 }
 
 /// The text of a file, empty when it cannot be read.
