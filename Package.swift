@@ -43,6 +43,8 @@ let package = Package(
 
         // Callback trampolines (the agent-backed key) and STACK_OF macros for OpenSSL 3.
         .target(name: "CSignetCrypto", dependencies: ["COpenSSL"]),
+        // prctl (variadic, so not imported): the agent makes itself undumpable at start.
+        .target(name: "CSignetAgent"),
 
         // MARK: Layers.
         .target(name: "SignetCore"),
@@ -75,7 +77,7 @@ let package = Package(
         .target(
             name: "SignetAgentCore",
             dependencies: [
-                "SignetCore", "SignetPKCS11", "SignetAccessCode", "SignetAgentProtocol",
+                "SignetCore", "SignetPKCS11", "SignetAccessCode", "SignetAgentProtocol", "CSignetAgent",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -291,7 +291,14 @@ int CSignetCrypto_requestAddAlternativeNames(X509_REQ *request, const char *cons
 
 // MARK: PKCS#12.
 
-static int describeAlgorithm(const X509_ALGOR *algorithm, char *buffer, size_t capacity) {
+/// `*iterations` becomes the larger of itself and `count` (INT64_MAX when the count does not fit).
+static void noteIterations(const ASN1_INTEGER *count, int64_t *iterations) {
+    int64_t value = 1;  // absent: the default, 1
+    if (count != NULL && !ASN1_INTEGER_get_int64(&value, count)) value = INT64_MAX;
+    if (value > *iterations) *iterations = value;
+}
+
+static int describeAlgorithm(const X509_ALGOR *algorithm, char *buffer, size_t capacity, int64_t *iterations) {
     const ASN1_OBJECT *object = NULL;
     const void *parameter = NULL;
     int parameterType = 0;
@@ -306,8 +313,23 @@ static int describeAlgorithm(const X509_ALGOR *algorithm, char *buffer, size_t c
         int cipher = pbes2 != NULL ? OBJ_obj2nid(pbes2->encryption->algorithm) : NID_undef;
         snprintf(text, sizeof text, "PBES2 %s", cipher == NID_undef ? "unknown cipher" : OBJ_nid2sn(cipher));
         legacy = cipher == NID_des_ede3_cbc || cipher == NID_rc2_cbc || cipher == NID_des_cbc;
+        if (pbes2 != NULL && pbes2->keyfunc != NULL && OBJ_obj2nid(pbes2->keyfunc->algorithm) == NID_id_pbkdf2
+            && pbes2->keyfunc->parameter != NULL && pbes2->keyfunc->parameter->type == V_ASN1_SEQUENCE) {
+            const ASN1_STRING *kdfSequence = pbes2->keyfunc->parameter->value.sequence;
+            const unsigned char *kdfCursor = ASN1_STRING_get0_data(kdfSequence);
+            PBKDF2PARAM *kdf = d2i_PBKDF2PARAM(NULL, &kdfCursor, ASN1_STRING_length(kdfSequence));
+            if (kdf != NULL) noteIterations(kdf->iter, iterations);
+            PBKDF2PARAM_free(kdf);
+        }
         PBE2PARAM_free(pbes2);
     } else {
+        if (parameterType == V_ASN1_SEQUENCE) {  // PKCS#12 v1 PBE: salt and iteration count
+            const ASN1_STRING *sequence = parameter;
+            const unsigned char *cursor = ASN1_STRING_get0_data(sequence);
+            PBEPARAM *pbe = d2i_PBEPARAM(NULL, &cursor, ASN1_STRING_length(sequence));
+            if (pbe != NULL) noteIterations(pbe->iter, iterations);
+            PBEPARAM_free(pbe);
+        }
         snprintf(text, sizeof text, "%s", nid == NID_undef ? "unknown" : OBJ_nid2ln(nid));
         legacy = nid != NID_undef;  // every PKCS#12 v1 PBE (pbeWithSHA1And…) is a legacy algorithm
     }
@@ -318,7 +340,8 @@ static int describeAlgorithm(const X509_ALGOR *algorithm, char *buffer, size_t c
     return legacy;
 }
 
-int CSignetCrypto_pkcs12Describe(PKCS12 *file, char *buffer, size_t capacity) {
+int CSignetCrypto_pkcs12Describe(PKCS12 *file, char *buffer, size_t capacity, int64_t *iterations) {
+    *iterations = 0;
     if (capacity == 0) return 0;
     buffer[0] = 0;
     int legacy = 0;
@@ -326,7 +349,7 @@ int CSignetCrypto_pkcs12Describe(PKCS12 *file, char *buffer, size_t capacity) {
     for (int i = 0; safes != NULL && i < sk_PKCS7_num(safes); i++) {
         PKCS7 *safe = sk_PKCS7_value(safes, i);
         if (OBJ_obj2nid(safe->type) == NID_pkcs7_encrypted && safe->d.encrypted != NULL && safe->d.encrypted->enc_data != NULL) {
-            legacy |= describeAlgorithm(safe->d.encrypted->enc_data->algorithm, buffer, capacity);
+            legacy |= describeAlgorithm(safe->d.encrypted->enc_data->algorithm, buffer, capacity, iterations);
         } else if (OBJ_obj2nid(safe->type) == NID_pkcs7_data) {
             STACK_OF(PKCS12_SAFEBAG) *bags = PKCS12_unpack_p7data(safe);
             for (int j = 0; bags != NULL && j < sk_PKCS12_SAFEBAG_num(bags); j++) {
@@ -334,7 +357,7 @@ int CSignetCrypto_pkcs12Describe(PKCS12 *file, char *buffer, size_t capacity) {
                 if (PKCS12_SAFEBAG_get_nid(bag) != NID_pkcs8ShroudedKeyBag) continue;
                 const X509_ALGOR *algorithm = NULL;
                 X509_SIG_get0(PKCS12_SAFEBAG_get0_pkcs8(bag), &algorithm, NULL);
-                if (algorithm != NULL) legacy |= describeAlgorithm(algorithm, buffer, capacity);
+                if (algorithm != NULL) legacy |= describeAlgorithm(algorithm, buffer, capacity, iterations);
             }
             sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
         }

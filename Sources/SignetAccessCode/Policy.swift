@@ -22,14 +22,26 @@ public struct LockoutPolicy: Sendable, Equatable {
     /// Applies `max-failures` and `lock-minutes` from a configuration on top of `base`.
     /// - Parameter onlyStricter: a user's configuration may tighten the policy, never loosen it.
     public func applying(_ config: SignetConfig, onlyStricter: Bool) -> LockoutPolicy {
+        var problems: [String] = []
+        return applying(config, onlyStricter: onlyStricter, problems: &problems)
+    }
+
+    /// The same, adding to `problems` each value refused (naming its file and line): a value that is
+    /// not a number, or out of range (`lock-minutes = inf` once trapped converting to milliseconds),
+    /// is ignored. Up to a year of lock and 1,000 tries: beyond that a policy is no longer a lockout rule.
+    public func applying(_ config: SignetConfig, onlyStricter: Bool, problems: inout [String]) -> LockoutPolicy {
         var result = self
-        if let text = config.value("max-failures"), let value = Int(text), value >= 1 {
-            result.maximumFailures = onlyStricter ? min(maximumFailures, value) : value
-        }
-        if let text = config.value("lock-minutes"), let minutes = Double(text), minutes >= 0 {
-            let duration = Duration.milliseconds(Int64(minutes * 60_000))
-            result.lockDuration = onlyStricter ? max(lockDuration, duration) : duration
-        }
+        do throws(SignetConfig.BadValue) {
+            if let value = try config.integer("max-failures", in: 1...1000) {
+                result.maximumFailures = onlyStricter ? min(maximumFailures, value) : value
+            }
+        } catch { problems.append("\(error); it is ignored") }
+        do throws(SignetConfig.BadValue) {
+            if let minutes = try config.number("lock-minutes", in: 0...525_600) {
+                let duration = Duration.milliseconds(Int64(minutes * 60_000))
+                result.lockDuration = onlyStricter ? max(lockDuration, duration) : duration
+            }
+        } catch { problems.append("\(error); it is ignored") }
         return result
     }
 
@@ -37,12 +49,19 @@ public struct LockoutPolicy: Sendable, Equatable {
     /// (the administrator's, which may set any values), then the user's
     /// `$XDG_CONFIG_HOME/signet/policy`, which can only make it stricter.
     public static func load(paths: SignetPaths = .current, systemDirectory: String = "/etc/signet") -> LockoutPolicy {
+        var problems: [String] = []
+        return load(paths: paths, systemDirectory: systemDirectory, problems: &problems)
+    }
+
+    /// The same, adding to `problems` each value refused, naming its file and line.
+    public static func load(paths: SignetPaths = .current, systemDirectory: String = "/etc/signet", problems: inout [String]) -> LockoutPolicy {
         var policy = LockoutPolicy.standard
-        if let text = FileIO.readText(systemDirectory + "/policy", limit: 1 << 16) {
-            policy = policy.applying(SignetConfig(parsing: text), onlyStricter: false)
+        let administrator = systemDirectory + "/policy", user = paths.config + "/policy"
+        if let text = FileIO.readText(administrator, limit: 1 << 16) {
+            policy = policy.applying(SignetConfig(parsing: text, file: administrator), onlyStricter: false, problems: &problems)
         }
-        if let text = FileIO.readText(paths.config + "/policy", limit: 1 << 16) {
-            policy = policy.applying(SignetConfig(parsing: text), onlyStricter: true)
+        if let text = FileIO.readText(user, limit: 1 << 16) {
+            policy = policy.applying(SignetConfig(parsing: text, file: user), onlyStricter: true, problems: &problems)
         }
         return policy
     }

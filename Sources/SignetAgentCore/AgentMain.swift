@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSignetAgent
 import Logging
 import Synchronization
 import SignetAccessCode
@@ -38,6 +39,12 @@ public enum AgentMain {
             return handler
         }
         let logger = Logger(label: "signet-agent")
+        // Codes pass through the agent and unlocked sessions live in it: other processes of this user
+        // may not trace it or read its memory, and a crash leaves no core image (nothing of it on disk).
+        var noCore = rlimit(rlim_cur: 0, rlim_max: 0)
+        if setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &noCore) != 0 || csignetagent_set_undumpable() != 0 {
+            logger.warning("could not make the agent undumpable: \(String(cString: strerror(errno)))")
+        }
 
         // Signals are taken synchronously with sigwait on the main thread; every
         // other thread inherits the blocked mask. SIGPIPE is ignored: a client that
@@ -50,6 +57,7 @@ public enum AgentMain {
 
         let paths = SignetPaths.current
         var settings = AgentSettings.load(paths: paths)
+        for problem in settings.problems { logger.warning("configuration: \(problem)") }
         let socket: AgentSocket
         do {
             socket = try AgentSocket.open(settings: settings)
@@ -115,6 +123,7 @@ public enum AgentMain {
             guard sigwait(&signals, &received) == 0 else { continue }
             if received == SIGHUP {
                 settings = AgentSettings.load(paths: paths)
+                for problem in settings.problems { logger.warning("configuration: \(problem)") }
                 handler.reload(settings)
                 logger.info("SIGHUP: configuration reloaded", metadata: [
                     "idle-lock": "\(settings.idleLock)", "presence-wait": "\(settings.presenceWait)",

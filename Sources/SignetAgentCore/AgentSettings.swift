@@ -28,27 +28,39 @@ public struct AgentSettings: Sendable {
     /// How often the agent checks that its socket file is still its own (`socket-check-seconds`,
     /// default 10); an agent whose socket was removed or replaced cannot be reached, so it stops.
     public var socketCheck: Double
+    /// Values refused while loading (not numbers, `inf`, out of range), each naming its file and
+    /// line and what is used instead; the agent logs them. Configuration never stops or crashes it.
+    public var problems: [String] = []
 
     public static func load(paths: SignetPaths = .current, systemDirectory: String = "/etc/signet") -> AgentSettings {
         let config = SignetConfig.load(paths: paths, systemDirectory: systemDirectory)
-        func number(_ key: String, _ fallback: Double, minimum: Double = 0) -> Double {
-            guard let text = config.value(key), let value = Double(text), value >= minimum else { return fallback }
-            return value
+        var problems: [String] = []
+        // The ranges are wide (a day, a week, a year) yet keep every value convertible to the integers
+        // and poll timeouts it ends up in: `max-connections = 1e300` once trapped converting to Int.
+        func number(_ key: String, _ fallback: Double, in range: ClosedRange<Double>) -> Double {
+            do throws(SignetConfig.BadValue) {
+                return try config.number(key, in: range) ?? fallback
+            } catch {
+                problems.append("\(error); using \(fallback == fallback.rounded() ? String(Int(fallback)) : String(fallback))")
+                return fallback
+            }
         }
         var allowed = Set<UInt32>([getuid()])
         for text in config.values("allow-uid") { if let uid = UInt32(text) { allowed.insert(uid) } }
-        return AgentSettings(
+        var settings = AgentSettings(
             paths: paths,
-            lockoutPolicy: .load(paths: paths, systemDirectory: systemDirectory),
-            idleLock: number("idle-lock-minutes", 15) * 60,
-            presenceWait: number("presence-wait-seconds", 30),
+            lockoutPolicy: .load(paths: paths, systemDirectory: systemDirectory, problems: &problems),
+            idleLock: number("idle-lock-minutes", 15, in: 0...525_600) * 60,
+            presenceWait: number("presence-wait-seconds", 30, in: 0...86_400),
             allowedUIDs: allowed,
-            maximumConnections: Int(number("max-connections", 512, minimum: 1)),
-            connectionIdle: number("connection-idle-seconds", 600, minimum: 1),
-            requestTimeout: number("request-seconds", 10, minimum: 0.1),
-            moduleTimeout: number("module-timeout-seconds", 180),
-            socketCheck: number("socket-check-seconds", 10, minimum: 0.1)
+            maximumConnections: Int(number("max-connections", 512, in: 1...65_536)),
+            connectionIdle: number("connection-idle-seconds", 600, in: 1...604_800),
+            requestTimeout: number("request-seconds", 10, in: 0.1...3600),
+            moduleTimeout: number("module-timeout-seconds", 180, in: 0...86_400),
+            socketCheck: number("socket-check-seconds", 10, in: 0.1...3600)
         )
+        settings.problems = problems
+        return settings
     }
 
     /// The socket path: `$XDG_RUNTIME_DIR/signet/agent.sock`.

@@ -46,43 +46,66 @@ public struct AuditEvent: Sendable {
 ///
 /// Every line is written with one `write(2)` on an `O_APPEND` descriptor, so
 /// lines from concurrent writers never interleave.
+///
+/// A client must not be able to flush the history: fields are cut at `fieldLimit` bytes, and the
+/// records of failed requests, which a client can cause without end, pass at a limited rate (see `FailureBudget`).
 public final class AuditLog: Sendable {
     public let path: String
     public let maximumBytes: Int
     public let keptFiles: Int
-    private let state: Mutex<Int32>
+    private let state: Mutex<(fd: Int32, budget: FailureBudget)>
+
+    /// Longest text kept in one field (URI, executable, detail). A token or key URI a person uses is a
+    /// few hundred bytes; 40 requests naming 60 KB URIs once rotated every file out.
+    public static let fieldLimit = 1024
 
     /// - Parameters:
     ///   - maximumBytes: size after which the file is rotated (default 1 MiB).
     ///   - keptFiles: rotated files kept besides the current one.
-    public init(directory: String, maximumBytes: Int = 1 << 20, keptFiles: Int = 3) {
+    ///   - failureBurst, failureInterval: failure records from clients written at once, and then one per this many seconds.
+    public init(directory: String, maximumBytes: Int = 1 << 20, keptFiles: Int = 3, failureBurst: Int = 100, failureInterval: Double = 10) {
         _ = FileIO.makeDirectories(directory)
         path = directory + "/audit.log"
         self.maximumBytes = maximumBytes
         self.keptFiles = keptFiles
-        state = Mutex(open(directory + "/audit.log", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600))
+        state = Mutex((open(directory + "/audit.log", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600),
+                       FailureBudget(burst: failureBurst, interval: failureInterval)))
     }
 
     deinit {
-        state.withLock { if $0 >= 0 { close($0) } }
+        state.withLock { if $0.fd >= 0 { close($0.fd) } }
     }
 
-    /// Appends `event` with the current time.
+    /// Appends `event` with the current time; a failure record over the budget is only counted, and
+    /// the count is written, as one `audit-suppressed` record, before the next record that is written.
     public func record(_ event: AuditEvent) {
-        let line = AuditLog.line(event, time: AuditLog.timestamp()) + "\n"
-        state.withLock { fd in
-            if fd < 0 { fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600) }
-            guard fd >= 0 else { return }
-            var info = stat()
-            if fstat(fd, &info) == 0, Int(info.st_size) + line.utf8.count > maximumBytes {
-                close(fd)
-                rotate()
-                fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-                guard fd >= 0 else { return }
+        let time = AuditLog.timestamp()
+        let now = MonotonicClock.seconds()
+        state.withLock { state in
+            if FailureBudget.applies(to: event), !state.budget.admit(now: now) {
+                state.budget.suppress(event.action, time: time)
+                return
             }
-            var bytes = Array(line.utf8)
-            _ = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            var line = ""
+            if let summary = state.budget.takeSummary() { line = AuditLog.line(summary, time: time) + "\n" }
+            line += AuditLog.line(event, time: time) + "\n"
+            write(line, to: &state.fd)
         }
+    }
+
+    /// Appends `line` with one write(2), rotating first when it would pass `maximumBytes`.
+    private func write(_ line: String, to fd: inout Int32) {
+        if fd < 0 { fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600) }
+        guard fd >= 0 else { return }
+        var info = stat()
+        if fstat(fd, &info) == 0, Int(info.st_size) + line.utf8.count > maximumBytes {
+            close(fd)
+            rotate()
+            fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { return }
+        }
+        var bytes = Array(line.utf8)
+        _ = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
     }
 
     private func rotate() {
@@ -92,21 +115,35 @@ public final class AuditLog: Sendable {
         if keptFiles > 0 { rename(path, "\(path).1") } else { unlink(path) }
     }
 
-    /// The JSON line for `event`, keys in a fixed order.
+    /// The JSON line for `event`, keys in a fixed order, each text cut at `fieldLimit` bytes.
     static func line(_ event: AuditEvent, time: String) -> String {
-        var fields: [(String, String)] = [("time", JSONText.quote(time)), ("action", JSONText.quote(event.action)), ("result", JSONText.quote(event.result))]
-        if let token = event.token { fields.append(("token", JSONText.quote(token))) }
-        if let key = event.key { fields.append(("key", JSONText.quote(key))) }
+        let quote = { (text: String) in JSONText.quote(clip(text)) }
+        var fields: [(String, String)] = [("time", JSONText.quote(time)), ("action", quote(event.action)), ("result", quote(event.result))]
+        if let token = event.token { fields.append(("token", quote(token))) }
+        if let key = event.key { fields.append(("key", quote(key))) }
         if let peer = event.peer {
             fields.append(("uid", "\(peer.uid)"))
             fields.append(("pid", "\(peer.pid)"))
-            fields.append(("exe", JSONText.quote(peer.executable)))
+            fields.append(("exe", quote(peer.executable)))
         }
         if let duration = event.durationMilliseconds {
             fields.append(("duration_ms", "\((duration * 1000).rounded() / 1000)"))
         }
-        if let detail = event.detail { fields.append(("detail", JSONText.quote(detail))) }
+        if let detail = event.detail { fields.append(("detail", quote(detail))) }
         return "{" + fields.map { "\(JSONText.quote($0.0)):\($0.1)" }.joined(separator: ",") + "}"
+    }
+
+    /// `text`, or its start and its length when it is longer than `fieldLimit` bytes.
+    static func clip(_ text: String) -> String {
+        guard text.utf8.count > fieldLimit else { return text }
+        var kept = String.UnicodeScalarView()
+        var bytes = 0
+        for scalar in text.unicodeScalars {
+            bytes += UTF8.width(scalar)
+            if bytes > fieldLimit - 64 { break }
+            kept.append(scalar)
+        }
+        return String(kept) + "… (cut: \(text.utf8.count) bytes)"
     }
 
     /// UTC time with milliseconds, ISO 8601 ("2026-11-22T10:15:30.123Z").
@@ -114,6 +151,55 @@ public final class AuditLog: Sendable {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         return UTCTime.format(wall ?? (Double(now.tv_sec) + Double(now.tv_nsec) / 1e9), milliseconds: true)
+    }
+}
+
+/// The rate at which failure records from clients are written. Malformed, refused or failing requests
+/// cost a client nothing and are recorded each time, so without a budget a client could rotate the
+/// history out of the log. Wrong codes and lockouts are always written: the lockout bounds them, and
+/// they are the records that matter most. Records of the agent's own (no peer) and successes are never held back.
+struct FailureBudget {
+    let burst: Int
+    let interval: Double
+    private var available: Double
+    private var refilled: Double?
+    private var suppressed: [String: Int] = [:]
+    private var firstSuppressed: String?
+
+    init(burst: Int, interval: Double) {
+        self.burst = burst
+        self.interval = interval
+        available = Double(burst)
+    }
+
+    static func applies(to event: AuditEvent) -> Bool {
+        event.peer != nil && event.result != "ok" && !["wrong-code", "card-final-try", "card-blocked", "locked"].contains(event.result)
+    }
+
+    /// Whether a failure record may be written now (and spends one from the budget).
+    mutating func admit(now: Double) -> Bool {
+        if let refilled { available = min(Double(burst), available + (now - refilled) / interval) }
+        refilled = now
+        guard available >= 1 else { return false }
+        available -= 1
+        return true
+    }
+
+    mutating func suppress(_ action: String, time: String) {
+        suppressed[action, default: 0] += 1
+        if firstSuppressed == nil { firstSuppressed = time }
+    }
+
+    /// The record that sums up what was held back since the last one, if anything was.
+    mutating func takeSummary() -> AuditEvent? {
+        guard let since = firstSuppressed else { return nil }
+        let total = suppressed.values.reduce(0, +)
+        let actions = suppressed.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        suppressed = [:]
+        firstSuppressed = nil
+        return AuditEvent(action: "audit-suppressed", result: "suppressed",
+                          detail: "\(total) records of failed client requests since \(since) were not written (\(actions)): "
+                              + "more than \(burst) at once, or more than one per \(Int(interval)) s")
     }
 }
 

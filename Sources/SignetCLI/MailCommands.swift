@@ -68,7 +68,7 @@ struct SignCommand: ParsableCommand {
                                onLocked: Agent.unlocker(client: client, keyURI: uri, codeFD: unlock.codeFD))
         let input = try MailInput.open(`in`)
         defer { if input != 0 { close(input) } }
-        let output = try MailOutput(out, mode: 0o644)
+        let output = try MailOutput(out, mode: 0o600)
         do {
             try MessageSigner.sign(MessageSource(fd: input, canonicalize: !binary), to: output.fd, certificate: certificate, key: key,
                                    chain: chain, options: options)
@@ -151,7 +151,7 @@ struct VerifyCommand: ParsableCommand {
         }
         if output.json { try JSONOutput.print(opener.reports) }
         if let result, let out, [ExitStatus.success, ExitStatus.untrusted, ExitStatus.headerMismatch].contains(opener.status) {
-            try writeOutput(result, to: out)
+            try writeOutput(result, to: out, mode: 0o600)
         }
         if opener.status != .success { throw ExitCode(opener.status.rawValue) }
     }

@@ -53,9 +53,9 @@ final class MailOutput {
     init(_ path: String?, mode: mode_t) throws {
         destination = path
         if let path {
-            let temporary = path + ".signet-\(getpid()).tmp"
-            let fd = Glibc.open(temporary, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-            guard fd >= 0 else { throw CLIError(description: "Cannot write \(path): \(String(cString: strerror(errno))).") }
+            guard let (fd, temporary) = FileIO.createTemporary(beside: path, mode: mode) else {
+                throw CLIError(description: "Cannot write \(path): \(String(cString: strerror(errno))).")
+            }
             self.fd = fd
             self.temporary = temporary
         } else {

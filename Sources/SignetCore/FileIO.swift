@@ -64,9 +64,7 @@ public enum FileIO {
     /// `writeAtomically(_:text:mode:)` for bytes.
     @discardableResult
     public static func writeAtomically(_ path: String, bytes: [UInt8], mode: mode_t = 0o600) -> Bool {
-        let temporary = path + ".tmp.\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-        guard fd >= 0 else { return false }
+        guard let (fd, temporary) = createTemporary(beside: path, mode: mode) else { return false }
         var written = 0
         while written < bytes.count {
             let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
@@ -78,6 +76,23 @@ public enum FileIO {
             return false
         }
         return syncDirectory(of: path)
+    }
+
+    /// Creates a new, empty file for reading and writing next to `path` (to be renamed over it), named
+    /// `path` plus a random suffix, with `mode` (less the umask) from its creation. It never opens
+    /// something already there: a name another user guessed and planted (a symlink to a victim's file,
+    /// a file open to all) is skipped, not followed or reused.
+    /// - Returns: the descriptor (close-on-exec) and the name, or `nil` with `errno` set.
+    public static func createTemporary(beside path: String, mode: mode_t) -> (fd: Int32, path: String)? {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<100 {
+            let suffix = String(generator.next() & 0xFFFF_FFFF_FFFF, radix: 36)
+            let temporary = path + ".signet-" + suffix + ".tmp"
+            let fd = open(temporary, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+            if fd >= 0 { return (fd, temporary) }
+            if errno != EEXIST { return nil }
+        }
+        return nil
     }
 
     /// fsyncs the directory holding `path`, so a rename or creation in it is durable.

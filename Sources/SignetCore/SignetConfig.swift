@@ -11,24 +11,70 @@ import Glibc
 public struct SignetConfig: Sendable, Equatable {
     /// Entries in file order, the administrator's first.
     public private(set) var entries: [(key: String, value: String)]
+    /// Where each entry was written (file and line number), for messages about a bad value.
+    private var origins: [(file: String, line: Int)]
 
-    public init(entries: [(key: String, value: String)] = []) { self.entries = entries }
+    public init(entries: [(key: String, value: String)] = []) {
+        self.entries = entries
+        origins = entries.map { _ in ("the configuration", 0) }
+    }
 
     public static func == (lhs: SignetConfig, rhs: SignetConfig) -> Bool {
         lhs.entries.elementsEqual(rhs.entries) { $0.key == $1.key && $0.value == $1.value }
     }
 
     /// Parses configuration text. Lines that are not `key = value` are ignored.
-    public init(parsing text: String) {
+    public init(parsing text: String) { self.init(parsing: text, file: "the configuration") }
+
+    /// Parses configuration text read from `file` (named in messages about its values).
+    public init(parsing text: String, file: String) {
         entries = []
-        for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
+        origins = []
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let trimmed = line.trimmingSpaces()
             guard !trimmed.isEmpty, !trimmed.hasPrefix("#"), let eq = trimmed.firstIndex(of: "=") else { continue }
             let key = trimmed[..<eq].trimmingSpaces()
             let value = trimmed[trimmed.index(after: eq)...].trimmingSpaces()
             guard !key.isEmpty else { continue }
             entries.append((String(key), String(value)))
+            origins.append((file, index + 1))
         }
+    }
+
+    /// A value that is not one its key takes, and where it was written.
+    public struct BadValue: Error, Equatable, CustomStringConvertible {
+        public var file: String
+        public var line: Int
+        public var key: String
+        public var value: String
+        /// What the key takes ("a number from 1 to 65536").
+        public var expected: String
+
+        public var description: String { "\(file) line \(line): \(key) = \(value) is not \(expected)" }
+    }
+
+    /// The last value given for `key` as a number within `range`, or `nil` when the key is not given.
+    /// `inf`, `nan` and numbers out of `range` are refused rather than passed on to overflow a conversion.
+    /// - Throws: `BadValue`, naming the file and line, when the value is not such a number.
+    public func number(_ key: String, in range: ClosedRange<Double>) throws(BadValue) -> Double? {
+        guard let index = entries.lastIndex(where: { $0.key == key }) else { return nil }
+        guard let value = Double(entries[index].value), value.isFinite, range.contains(value) else {
+            let bound = { (value: Double) in value == value.rounded() ? String(Int(value)) : String(value) }
+            throw BadValue(file: origins[index].file, line: origins[index].line, key: key, value: entries[index].value,
+                           expected: "a number from \(bound(range.lowerBound)) to \(bound(range.upperBound))")
+        }
+        return value
+    }
+
+    /// The last value given for `key` as a whole number within `range`, or `nil` when the key is not given.
+    /// - Throws: `BadValue`, naming the file and line, when the value is not such a number.
+    public func integer(_ key: String, in range: ClosedRange<Int>) throws(BadValue) -> Int? {
+        guard let index = entries.lastIndex(where: { $0.key == key }) else { return nil }
+        guard let value = Int(entries[index].value), range.contains(value) else {
+            throw BadValue(file: origins[index].file, line: origins[index].line, key: key, value: entries[index].value,
+                           expected: "a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return value
     }
 
     /// Every value given for `key`, in order.
@@ -42,7 +88,9 @@ public struct SignetConfig: Sendable, Equatable {
         var merged = SignetConfig()
         for file in [systemDirectory + "/config", paths.config + "/config"] {
             if let text = FileIO.readText(file, limit: 1 << 20) {
-                merged.entries += SignetConfig(parsing: text).entries
+                let parsed = SignetConfig(parsing: text, file: file)
+                merged.entries += parsed.entries
+                merged.origins += parsed.origins
             }
         }
         return merged

@@ -219,16 +219,31 @@ public final class BERReader {
         return true
     }
 
+    /// Deepest nesting of constructed values accepted. CMS as mail programs write it nests about
+    /// ten levels; without a bound, 200 KB of nested indefinite lengths overflowed the stack.
+    public static let depthLimit = 64
+
+    /// The message for nesting past `depthLimit` in `what`.
+    static func tooDeep(_ what: String) -> String {
+        "\(what) nests BER deeper than \(depthLimit) levels; it is not a message a mail program makes"
+    }
+
     /// Reads one whole element as encoded (nested indefinite lengths included), at most `limit` bytes.
+    /// - Throws: `StreamError.malformed` when it nests deeper than `depthLimit`, `.tooLarge` past `limit`.
     public func readElement(limit: Int, what: String) throws -> (Header, [UInt8]) {
+        try readElement(limit: limit, what: what, depth: 1)
+    }
+
+    private func readElement(limit: Int, what: String, depth: Int) throws -> (Header, [UInt8]) {
         let header = try readHeader()
         var bytes = header.encoded
         if let length = header.length {
             guard bytes.count + length <= limit else { throw StreamError.tooLarge(what) }
             bytes += try read(length)
         } else {
+            guard depth <= Self.depthLimit else { throw StreamError.malformed(Self.tooDeep(what)) }
             while !(try readEndOfContents()) {
-                let (_, child) = try readElement(limit: limit - bytes.count, what: what)
+                let (_, child) = try readElement(limit: limit - bytes.count, what: what, depth: depth + 1)
                 bytes += child
             }
             bytes += [0, 0]

@@ -12,6 +12,7 @@
 #define CSIGNETCRYPTO_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -77,8 +78,9 @@ int CSignetCrypto_requestAddAlternativeNames(X509_REQ *request, const char *cons
                                              const char *const *upns, int upnCount);
 
 /// Describes the encryption of a PKCS#12 file's parts ("PBES2 AES-256-CBC", "pbeWithSHA1And3-KeyTripleDES-CBC")
-/// into `buffer`, separated by "; ". Returns 1 when any part uses a legacy algorithm (3DES, RC2, RC4, DES).
-int CSignetCrypto_pkcs12Describe(PKCS12 *file, char *buffer, size_t capacity);
+/// into `buffer`, separated by "; ", and sets `*iterations` to the largest iteration count of their password-based
+/// encryption (0 when none is encrypted). Returns 1 when any part uses a legacy algorithm (3DES, RC2, RC4, DES).
+int CSignetCrypto_pkcs12Describe(PKCS12 *file, char *buffer, size_t capacity, int64_t *iterations);
 
 /// A recipient of enveloped CMS: issuer and serial, or a subject key identifier (pointers into the CMS, not owned).
 typedef struct { X509_NAME *issuer; ASN1_INTEGER *serial; ASN1_OCTET_STRING *keyIdentifier; } CSignetCrypto_Recipient;
