@@ -378,7 +378,7 @@ final class ConnectionCache {
 
     func uri(_ text: String) throws(AgentFailure) -> PKCS11URI {
         if let known = uris[text] { return known }
-        do throws(PKCS11Error) {
+        do throws(PKCS11URI.ParseError) {
             let parsed = try PKCS11URI(parsing: text)
             if uris.count >= 64 { uris.removeAll() }
             uris[text] = parsed

@@ -4,7 +4,6 @@ import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
 import SignetOpenSSL
-import SignetPKCS11
 
 /// Exit statuses of the mail commands (`sign`, `verify`, `encrypt`, `decrypt`), one meaning each.
 enum MailExit {

@@ -63,11 +63,7 @@ struct PinCommand: ParsableCommand {
         func run() throws {
             guard case .tokens(let tokens) = try Agent.call(.listTokens) else { throw CLIError(description: "unexpected answer from the agent").reported() }
             let wanted = try selection.token.map { try PKCS11URI(parsing: $0) }
-            let matching = tokens.filter { entry in
-                guard let wanted else { return true }
-                guard let uri = try? PKCS11URI(parsing: entry.uri) else { return false }
-                return wanted.path.allSatisfy { attribute in uri.value(attribute.name) == attribute.value }
-            }
+            let matching = tokens.filter { entry in wanted?.selects(token: entry.attribute) ?? true }
             guard matching.count == 1, let token = matching.first else {
                 throw CLIError(description: matching.isEmpty
                     ? "No token is present\(wanted.map { " that matches \($0)" } ?? ""). Insert your token or tap it on the reader."
@@ -145,6 +141,19 @@ struct PinCommand: ParsableCommand {
                 throw CLIError(description: "could not repair the ledger: \(error)")
             }
             print("The ledger was rebuilt. \(target.token.info.label) is locked for \(AccessResult.words(manager.policy.lockDuration)); after that you have \(manager.policy.maximumFailures) tries.")
+        }
+    }
+}
+
+extension TokenEntry {
+    /// The token's URI attributes as `PKCS11URI.selects` asks for them (what the agent reports).
+    func attribute(_ name: String) -> String? {
+        switch name {
+        case "token": label
+        case "manufacturer": manufacturer
+        case "model": model
+        case "serial": serial
+        default: nil
         }
     }
 }
