@@ -61,14 +61,17 @@ let package = Package(
         .target(
             name: "SignetCLI",
             dependencies: [
-                "SignetCore", "SignetPKCS11", "SignetPCSC", "SignetAccessCode", "COpenSSL", "SignetAgentProtocol", "SignetAgentClient", "SignetOpenSSL",
+                // No token layer: tokens, readers, the ledger and their versions come from the agent.
+                // SignetAccessCode only for `AccessResult.words` in AgentCommands.swift (see issue 16).
+                "SignetCore", "SignetAccessCode", "SignetAgentProtocol", "SignetAgentClient", "SignetOpenSSL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .target(
             name: "SignetAgentCore",
             dependencies: [
-                "SignetCore", "SignetPKCS11", "SignetAccessCode", "SignetAgentProtocol",
+                // SignetPCSC for the readers request (`signet readers`): the agent alone loads the token layers.
+                "SignetCore", "SignetPKCS11", "SignetPCSC", "SignetAccessCode", "SignetAgentProtocol",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -108,6 +111,11 @@ let package = Package(
             dependencies: ["SignetAgentClient", "SignetAgentProtocol", "SignetPKCS11", "SignetTestSupport", "SignetOpenSSL"]
         ),
         .testTarget(name: "SignetPKCS11Tests", dependencies: ["SignetPKCS11", "SignetTestSupport"]),
+        // The agent's request groups driven in process against SoftHSM2 (no socket).
+        .testTarget(
+            name: "SignetAgentCoreTests",
+            dependencies: ["SignetAgentCore", "SignetAgentProtocol", "SignetPKCS11", "SignetPCSC", "SignetTestSupport"]
+        ),
         .testTarget(
             name: "SignetPCSCTests",
             dependencies: [
