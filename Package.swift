@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "SignetCore"),
         .target(name: "SignetPKCS11", dependencies: ["CP11Kit", "SignetCore"]),
         .target(name: "SignetPCSC", dependencies: ["CPCSCLite", "SignetCore"]),
-        .target(name: "SignetAccessCode", dependencies: ["SignetCore", "SignetPKCS11", "SignetPCSC"]),
+        .target(name: "SignetAccessCode", dependencies: ["SignetCore", "SignetPKCS11"]),
         // The agent protocol: values and bytes only, no I/O (fuzzed and tested byte for byte).
         .target(name: "SignetAgentProtocol", dependencies: ["SignetCore"]),
         // The agent's client side: connect, handshake, calls; starts the agent when none runs.
@@ -100,7 +100,9 @@ let package = Package(
         // MARK: Tests.
         .target(
             name: "SignetTestSupport",
-            dependencies: ["SignetCore", "SignetPKCS11", "SignetVirtualCard", "SignetAccessCode", "SignetAgentClient", "SignetAgentProtocol"],
+            dependencies: [
+                "SignetCore", "SignetPKCS11", "SignetPCSC", "SignetVirtualCard", "SignetAccessCode", "SignetAgentClient", "SignetAgentProtocol",
+            ],
             path: "Tests/SignetTestSupport"
         ),
         .testTarget(name: "SignetCoreTests", dependencies: ["SignetCore", "SignetTestSupport"]),
