@@ -19,17 +19,11 @@ enum AccessRequests: RequestGroup {
         switch request {
         case .unlock(let token, let code, let finalTry):
             Route(.unlock, token: token) { (context) throws(AgentFailure) in
-                let worker = try context.awaitToken(token)
-                let manager = context.manager
-                let (result, wasLocked) = try worker.run { (state) throws(PKCS11Error) -> (AccessResult, Bool) in
-                    let target = PKCS11CodeTarget(token: state.token, session: try state.openSession())
-                    let wasLocked = manager.status(target).lockedRemaining != nil
+                try attempt(.unlock, token, context) { (target, manager, state) in
                     let result = code.use { manager.unlock(target, code: $0, allowFinalTry: finalTry) }
                     if result == .unlocked || result == .alreadyUnlocked { state.unlocked = true }
-                    return (result, wasLocked)
+                    return result
                 }
-                recordAccess(.unlock, result, wasLocked: wasLocked, worker: worker, context)
-                return .access(AccessOutcome(result))
             }
         case .lock(let token):
             Route(.lock, token: token) { (context) throws(AgentFailure) in
@@ -42,30 +36,15 @@ enum AccessRequests: RequestGroup {
             }
         case .changeCode(let token, let old, let new, let finalTry):
             Route(.pinChanged, token: token) { (context) throws(AgentFailure) in
-                let worker = try context.awaitToken(token)
-                let manager = context.manager
-                let (result, wasLocked) = try worker.run { (state) throws(PKCS11Error) -> (AccessResult, Bool) in
-                    let target = PKCS11CodeTarget(token: state.token, session: try state.openSession())
-                    let wasLocked = manager.status(target).lockedRemaining != nil
-                    return (old.use { old in new.use { new in manager.changeCode(target, old: old, new: new, allowFinalTry: finalTry) } }, wasLocked)
+                try attempt(.pinChanged, token, context) { (target, manager, _) in
+                    old.use { old in new.use { new in manager.changeCode(target, old: old, new: new, allowFinalTry: finalTry) } }
                 }
-                recordAccess(.pinChanged, result, wasLocked: wasLocked, worker: worker, context)
-                return .access(AccessOutcome(result))
             }
         case .unblock(let token, let soCode, let newCode, let finalTry):
             Route(.pinUnblocked, token: token) { (context) throws(AgentFailure) in
-                let worker = try context.awaitToken(token)
-                let manager = context.manager
-                let (result, wasLocked) = try worker.run { (state) throws(PKCS11Error) -> (AccessResult, Bool) in
-                    // The administrator logs in on the same token: the user must be logged out first.
-                    state.logOut()
-                    let target = PKCS11CodeTarget(token: state.token, session: try state.openSession())
-                    let wasLocked = manager.status(target, role: .so).lockedRemaining != nil
-                    return (soCode.use { so in newCode.use { new in manager.unblock(target, soCode: so, newCode: new, allowFinalTry: finalTry) } },
-                            wasLocked)
+                try attempt(.pinUnblocked, token, context, role: .so) { (target, manager, _) in
+                    soCode.use { so in newCode.use { new in manager.unblock(target, soCode: so, newCode: new, allowFinalTry: finalTry) } }
                 }
-                recordAccess(.pinUnblocked, result, wasLocked: wasLocked, worker: worker, context, role: .so)
-                return .access(AccessOutcome(result, role: .so))
             }
         case .repairLedger(let token):
             Route(.ledgerRepaired, token: token) { (context) throws(AgentFailure) in
@@ -89,6 +68,24 @@ enum AccessRequests: RequestGroup {
         default:
             nil
         }
+    }
+
+    /// One code attempt: waits for the token, runs `present` on its worker with the manager,
+    /// records the outcome under `action`, and answers it. For the administrator code the
+    /// user is logged out first (both log in on the same token).
+    private static func attempt(_ action: AuditAction, _ token: String?, _ context: RequestContext, role: CodeRole = .user,
+                                _ present: (PKCS11CodeTarget, AccessCodeManager, inout TokenState) -> AccessResult)
+        throws(AgentFailure) -> AgentResponse {
+        let worker = try context.awaitToken(token)
+        let manager = context.manager
+        let (result, wasLocked) = try worker.run { (state) throws(PKCS11Error) -> (AccessResult, Bool) in
+            if role == .so { state.logOut() }
+            let target = PKCS11CodeTarget(token: state.token, session: try state.openSession())
+            let wasLocked = manager.status(target, role: role).lockedRemaining != nil
+            return (present(target, manager, &state), wasLocked)
+        }
+        recordAccess(action, result, wasLocked: wasLocked, worker: worker, context, role: role)
+        return .access(AccessOutcome(result, role: role))
     }
 
     /// Records an access-code attempt in words, and the lock it started, if any.

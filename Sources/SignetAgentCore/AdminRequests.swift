@@ -29,7 +29,10 @@ enum AdminRequests: RequestGroup {
         case .tokenDetails:
             Route { (context) throws(AgentFailure) in
                 // A fresh scan: the token flags (final try, locked) are what the module says now.
-                let tokens = context.registry.refresh().map { TokenDetail($0.token) }
+                let manager = context.manager
+                let tokens = context.registry.refresh().compactMap { worker in
+                    (try? context.agent.entry(worker, manager)).map { TokenDetail($0, worker.token) }
+                }
                 return .tokenDetails(tokens, moduleFailures: context.registry.context.failures.map { ModuleFailure(path: $0.path, reason: $0.reason) })
             }
         case .listReaders:
@@ -106,13 +109,12 @@ extension ModuleEntry {
 }
 
 extension TokenDetail {
-    /// A token as its module describes it (no login).
-    init(_ token: Token) {
+    /// A token as its module describes it (no login), with the agent's `entry` for it.
+    init(_ entry: TokenEntry, _ token: Token) {
         let flags = token.info.flags
         let minimum = token.info.minPinLength.map { UInt32($0) }, maximum = token.info.maxPinLength.map { UInt32($0) }
         self.init(
-            uri: token.uri.description, label: token.info.label, manufacturer: token.info.manufacturer, model: token.info.model,
-            serial: token.info.serialNumber, software: token.isSoftware, slot: token.slot.description, module: ModuleEntry(token.module),
+            entry: entry, slot: token.slot.description, module: ModuleEntry(token.module),
             flags: flags.names,
             userCode: CodeFlags(countLow: flags.contains(.userPinCountLow), finalTry: flags.contains(.userPinFinalTry),
                                 locked: flags.contains(.userPinLocked), toBeChanged: flags.contains(.userPinToBeChanged),

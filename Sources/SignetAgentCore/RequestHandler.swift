@@ -116,7 +116,7 @@ final class RequestHandler: Sendable {
         }
     }
 
-    private func entry(_ worker: TokenWorker, _ manager: AccessCodeManager) throws(AgentFailure) -> TokenEntry {
+    func entry(_ worker: TokenWorker, _ manager: AccessCodeManager) throws(AgentFailure) -> TokenEntry {
         try worker.run(use: false) { (state) throws(PKCS11Error) -> TokenEntry in
                 let target = PKCS11CodeTarget(token: state.token, session: try state.openSession())
                 let status = manager.status(target)

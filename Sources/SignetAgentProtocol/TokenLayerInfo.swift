@@ -69,12 +69,8 @@ public struct CodeFlags: Sendable, Equatable {
 
 /// A token as its module describes it, read without logging in: what `signet tokens` shows.
 public struct TokenDetail: Sendable, Equatable {
-    public var uri: String
-    public var label: String
-    public var manufacturer: String
-    public var model: String
-    public var serial: String
-    public var software: Bool
+    /// The token as `listTokens` gives it: URI, identity, software mark and access-code state.
+    public var entry: TokenEntry
     /// The slot's description.
     public var slot: String
     public var module: ModuleEntry
@@ -83,19 +79,15 @@ public struct TokenDetail: Sendable, Equatable {
     public var userCode: CodeFlags
     public var soCode: CodeFlags
 
-    public init(uri: String, label: String, manufacturer: String, model: String, serial: String, software: Bool, slot: String,
-                module: ModuleEntry, flags: [String], userCode: CodeFlags, soCode: CodeFlags) {
-        self.uri = uri; self.label = label; self.manufacturer = manufacturer; self.model = model; self.serial = serial
-        self.software = software; self.slot = slot; self.module = module; self.flags = flags; self.userCode = userCode; self.soCode = soCode
+    public init(entry: TokenEntry, slot: String, module: ModuleEntry, flags: [String], userCode: CodeFlags, soCode: CodeFlags) {
+        self.entry = entry; self.slot = slot; self.module = module; self.flags = flags; self.userCode = userCode; self.soCode = soCode
     }
 
     func write(_ w: WireWriter) {
-        w.string(uri); w.string(label); w.string(manufacturer); w.string(model); w.string(serial); w.bool(software); w.string(slot)
-        module.write(w); w.array(flags, w.string); userCode.write(w); soCode.write(w)
+        entry.write(w); w.string(slot); module.write(w); w.array(flags, w.string); userCode.write(w); soCode.write(w)
     }
     static func read(_ r: inout WireReader) throws(WireError) -> TokenDetail {
-        TokenDetail(uri: try r.string(), label: try r.string(), manufacturer: try r.string(), model: try r.string(), serial: try r.string(),
-                    software: try r.bool(), slot: try r.string(), module: try ModuleEntry.read(&r),
+        TokenDetail(entry: try TokenEntry.read(&r), slot: try r.string(), module: try ModuleEntry.read(&r),
                     flags: try r.array { (r: inout WireReader) throws(WireError) in try r.string() },
                     userCode: try CodeFlags.read(&r), soCode: try CodeFlags.read(&r))
     }

@@ -76,9 +76,10 @@ struct TokensCommand: ParsableCommand {
                   protectedAuthenticationPath: code.protectedAuthenticationPath,
                   minLength: code.minLength.map { Int($0) }, maxLength: code.maxLength.map { Int($0) })
         }
+        let identity = token.entry
         return Entry(
-            uri: token.uri, label: token.label, manufacturer: token.manufacturer, model: token.model, serial: token.serial,
-            software: token.software, slot: token.slot,
+            uri: identity.uri, label: identity.label, manufacturer: identity.manufacturer, model: identity.model, serial: identity.serial,
+            software: identity.software, slot: token.slot,
             module: .init(name: token.module.name, path: token.module.path, description: token.module.description,
                           manufacturer: token.module.manufacturer),
             flags: token.flags, userCode: state(token.userCode), soCode: state(token.soCode)

@@ -93,9 +93,9 @@ struct RequestGroupTests {
         let agent = try InProcessAgent()
         let (token, uri) = try agent.token("details")
         guard case .tokenDetails(let tokens, _) = agent.call(.tokenDetails) else { throw TestFailure("no token details") }
-        let detail = try #require(tokens.first { $0.uri == uri })
-        #expect(detail.label == token.info.label)
-        #expect(detail.software)
+        let detail = try #require(tokens.first { $0.entry.uri == uri })
+        #expect(detail.entry.label == token.info.label)
+        #expect(detail.entry.software && !detail.entry.unlocked)
         #expect(detail.module.path == agent.fixture.modulePath)
         #expect(!detail.module.description.isEmpty)
         #expect(detail.flags.contains("CKF_USER_PIN_INITIALIZED"))

@@ -62,8 +62,7 @@ private let sampleModule = ModuleEntry(name: "softhsm2", path: "/usr/lib/softhsm
                                        libraryVersion: "2.6", manufacturer: "SoftHSM", cryptokiVersion: "2.40")
 
 private let sampleDetail = TokenDetail(
-    uri: "pkcs11:token=Alice", label: "Alice", manufacturer: "SoftHSM project", model: "SoftHSM v2", serial: "abc", software: true,
-    slot: "SoftHSM slot ID 0x1", module: sampleModule, flags: ["CKF_RNG", "CKF_LOGIN_REQUIRED"],
+    entry: sampleToken, slot: "SoftHSM slot ID 0x1", module: sampleModule, flags: ["CKF_RNG", "CKF_LOGIN_REQUIRED"],
     userCode: CodeFlags(countLow: true, finalTry: false, locked: false, toBeChanged: false, protectedAuthenticationPath: false, minLength: 4, maxLength: 255),
     soCode: CodeFlags(countLow: false, finalTry: true, locked: true, toBeChanged: true, protectedAuthenticationPath: true, minLength: nil, maxLength: nil))
 
