@@ -50,7 +50,7 @@ let package = Package(
         .target(name: "SignetCore"),
         .target(name: "SignetPKCS11", dependencies: ["CP11Kit", "SignetCore"]),
         .target(name: "SignetPCSC", dependencies: ["CPCSCLite", "SignetCore"]),
-        .target(name: "SignetAccessCode", dependencies: ["SignetCore", "SignetPKCS11", "SignetPCSC"]),
+        .target(name: "SignetAccessCode", dependencies: ["SignetCore", "SignetPKCS11"]),
         // The agent protocol: values and bytes only, no I/O (fuzzed and tested byte for byte).
         .target(name: "SignetAgentProtocol", dependencies: ["SignetCore"]),
         // The agent's client side: connect, handshake, calls; starts the agent when none runs.
@@ -64,20 +64,22 @@ let package = Package(
         // memory, installing certificates and PKCS#12 files; no arguments, no printing, no token layer.
         .target(
             name: "SignetMail",
-            dependencies: ["SignetCore", "SignetAgentProtocol", "SignetAgentClient", "SignetOpenSSL",
-                           "SignetPKCS11"]  // for PKCS11URI only, until it moves out of SignetPKCS11 (issue 16)
+            dependencies: ["SignetCore", "SignetAgentProtocol", "SignetAgentClient", "SignetOpenSSL"]
         ),
         .target(
             name: "SignetCLI",
             dependencies: [
-                "SignetMail", "SignetCore", "SignetPKCS11", "SignetPCSC", "SignetAccessCode", "COpenSSL", "SignetAgentProtocol", "SignetAgentClient", "SignetOpenSSL",
+                // No token layer: tokens, readers, the ledger and their versions come from the agent.
+                // SignetOpenSSL directly as well as through SignetMail: the commands print certificates.
+                "SignetMail", "SignetCore", "SignetAgentProtocol", "SignetAgentClient", "SignetOpenSSL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .target(
             name: "SignetAgentCore",
             dependencies: [
-                "SignetCore", "SignetPKCS11", "SignetAccessCode", "SignetAgentProtocol", "CSignetAgent",
+                // SignetPCSC for the readers request (`signet readers`): the agent alone loads the token layers.
+                "SignetCore", "SignetPKCS11", "SignetPCSC", "SignetAccessCode", "SignetAgentProtocol", "CSignetAgent",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -106,7 +108,9 @@ let package = Package(
         // MARK: Tests.
         .target(
             name: "SignetTestSupport",
-            dependencies: ["SignetCore", "SignetPKCS11", "SignetVirtualCard", "SignetAccessCode", "SignetAgentClient", "SignetAgentProtocol"],
+            dependencies: [
+                "SignetCore", "SignetPKCS11", "SignetPCSC", "SignetVirtualCard", "SignetAccessCode", "SignetAgentClient", "SignetAgentProtocol",
+            ],
             path: "Tests/SignetTestSupport"
         ),
         .testTarget(name: "SignetCoreTests", dependencies: ["SignetCore", "SignetTestSupport"]),
@@ -117,6 +121,11 @@ let package = Package(
             dependencies: ["SignetAgentClient", "SignetAgentProtocol", "SignetPKCS11", "SignetTestSupport", "SignetOpenSSL"]
         ),
         .testTarget(name: "SignetPKCS11Tests", dependencies: ["SignetPKCS11", "SignetTestSupport"]),
+        // The agent's request groups driven in process against SoftHSM2 (no socket).
+        .testTarget(
+            name: "SignetAgentCoreTests",
+            dependencies: ["SignetAgentCore", "SignetAgentProtocol", "SignetPKCS11", "SignetPCSC", "SignetTestSupport"]
+        ),
         .testTarget(
             name: "SignetPCSCTests",
             dependencies: [

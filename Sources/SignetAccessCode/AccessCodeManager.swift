@@ -54,12 +54,7 @@ public enum AccessResult: Sendable, Equatable {
     }
 
     /// "14 min 32 s", "45 s".
-    public static func words(_ duration: Duration) -> String {
-        let total = Int(duration.seconds.rounded(.up))
-        let minutes = total / 60, seconds = total % 60
-        if minutes == 0 { return "\(seconds) s" }
-        return seconds == 0 ? "\(minutes) min" : "\(minutes) min \(seconds) s"
-    }
+    public static func words(_ duration: Duration) -> String { DurationText.words(duration.seconds) }
 
     /// HH:MM in local time.
     public static func localClockTime(_ wall: Double) -> String {

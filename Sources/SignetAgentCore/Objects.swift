@@ -94,17 +94,13 @@ struct CertificateNames {
 }
 
 /// Creates a private key object (and its public key) from imported components:
-/// sensitive, never extractable, stored on the token.
+/// sensitive, never extractable, stored on the token (`Templates.imported…`).
 enum KeyImport {
     static func create(_ key: ImportedKey, id: [UInt8], label: String, session: Session) throws(PKCS11Error) {
         func component(_ name: ImportedKey.Component) -> SharedSecret? { key.components.first { $0.0 == name }?.1 }
         func publicBytes(_ name: ImportedKey.Component) -> [UInt8] {
             component(name)?.use { $0.withUnsafeBytes { Array($0) } } ?? []
         }
-        let common = [
-            Attribute(.objectClass, .privateKey), Attribute(.token, true), Attribute(.isPrivate, true),
-            Attribute(.sensitive, true), Attribute(.extractable, false), Attribute(.id, bytes: id), Attribute(.label, text: label),
-        ]
         switch key.keyType {
         case .rsa:
             let needed: [(ImportedKey.Component, AttributeType)] = [
@@ -118,28 +114,21 @@ enum KeyImport {
                 guard let value = component(name) else { throw .malformed("an RSA key needs all its CRT components") }
                 secrets.append((attribute, value))
             }
-            let privateKey = try session.createObject(common + [
-                Attribute(.keyType, .rsa), Attribute(.modulus, bytes: modulus), Attribute(.publicExponent, bytes: exponent),
-                Attribute(.sign, true), Attribute(.decrypt, true), Attribute(.unwrap, true),
-            ], secrets: secrets)
-            try bothOrNeither(privateKey, session) { () throws(PKCS11Error) in try session.createObject([
-                Attribute(.objectClass, .publicKey), Attribute(.token, true), Attribute(.isPrivate, false), Attribute(.keyType, .rsa),
-                Attribute(.id, bytes: id), Attribute(.label, text: label), Attribute(.modulus, bytes: modulus),
-                Attribute(.publicExponent, bytes: exponent), Attribute(.verify, true), Attribute(.encrypt, true),
-            ]) }
+            let privateKey = try session.createObject(
+                Templates.importedRSAPrivateKey(modulus: modulus, publicExponent: exponent, id: id, label: label), secrets: secrets)
+            try bothOrNeither(privateKey, session) { () throws(PKCS11Error) in
+                try session.createObject(Templates.importedRSAPublicKey(modulus: modulus, publicExponent: exponent, id: id, label: label))
+            }
         case .ec:
             let parameters = publicBytes(.ecParameters), point = publicBytes(.ecPoint)
             guard let scalar = component(.ecPrivateValue), NamedCurve(parametersDER: parameters) != nil, !point.isEmpty else {
                 throw .malformed("an EC key needs a known curve, its private value and its public point")
             }
-            let privateKey = try session.createObject(common + [
-                Attribute(.keyType, .ec), Attribute(.ecParams, bytes: parameters), Attribute(.sign, true), Attribute(.derive, true),
-            ], secrets: [(.value, scalar)])
-            try bothOrNeither(privateKey, session) { () throws(PKCS11Error) in try session.createObject([
-                Attribute(.objectClass, .publicKey), Attribute(.token, true), Attribute(.isPrivate, false), Attribute(.keyType, .ec),
-                Attribute(.id, bytes: id), Attribute(.label, text: label), Attribute(.ecParams, bytes: parameters),
-                Attribute(.ecPoint, bytes: DER.tlv(0x04, point)), Attribute(.verify, true),
-            ]) }
+            let privateKey = try session.createObject(Templates.importedECPrivateKey(parameters: parameters, id: id, label: label),
+                                                      secrets: [(.value, scalar)])
+            try bothOrNeither(privateKey, session) { () throws(PKCS11Error) in
+                try session.createObject(Templates.importedECPublicKey(parameters: parameters, point: point, id: id, label: label))
+            }
         }
     }
 

@@ -13,6 +13,9 @@ public enum AgentProtocol {
     public static let maximumFrame = 64 * 1024
     /// The magic a client's hello starts with.
     public static let magic: [UInt8] = Array("signet-agent".utf8)
+    /// The lengths, in bytes, `initSoftwareToken` accepts for each code (SoftHSM2's limits;
+    /// here so the command line can check a new code before asking for it twice).
+    public static let softwareTokenCodeLengths: ClosedRange<Int> = 4...255
 }
 
 /// Stable error codes: clients may switch on these; they never change meaning.
@@ -252,6 +255,14 @@ public enum AgentRequest: Sendable {
     case unblock(token: String?, soCode: SharedSecret, newCode: SharedSecret, finalTry: Bool)
     /// Creates a SoftHSM2 software token inside the agent, so it is usable at once.
     case initSoftwareToken(label: String, userCode: SharedSecret, soCode: SharedSecret)
+    /// Every present token as its module describes it, with the modules that failed (no login).
+    case tokenDetails
+    /// Rebuilds the damaged access-code ledger of one token (the only one when nil); it is then locked for the full lock time.
+    case repairLedger(token: String?)
+    /// The smart-card readers PC/SC reports, with their cards.
+    case listReaders
+    /// The versions of the libraries and PKCS#11 modules the agent loaded.
+    case versions
     /// Stops the agent (owner only, like every request).
     case shutdown
 
@@ -275,6 +286,10 @@ public enum AgentRequest: Sendable {
         case .changeCode: 0x14
         case .unblock: 0x15
         case .initSoftwareToken: 0x16
+        case .tokenDetails: 0x17
+        case .repairLedger: 0x18
+        case .listReaders: 0x19
+        case .versions: 0x1A
         case .shutdown: 0x1F
         }
     }
@@ -299,6 +314,10 @@ public enum AgentRequest: Sendable {
         case .changeCode: "change-code"
         case .unblock: "unblock"
         case .initSoftwareToken: "init-software-token"
+        case .tokenDetails: "token-details"
+        case .repairLedger: "repair-ledger"
+        case .listReaders: "list-readers"
+        case .versions: "versions"
         case .shutdown: "shutdown"
         }
     }
@@ -307,9 +326,9 @@ public enum AgentRequest: Sendable {
         switch self {
         case .hello(let minVersion, let maxVersion, let client):
             w.buffer.append(contentsOf: AgentProtocol.magic); w.u16(minVersion); w.u16(maxVersion); w.string(client)
-        case .status, .listTokens, .shutdown:
+        case .status, .listTokens, .shutdown, .tokenDetails, .listReaders, .versions:
             break
-        case .listObjects(let token):
+        case .listObjects(let token), .repairLedger(let token):
             w.optional(token, w.string)
         case .getCertificate(let object), .deleteObject(let object):
             w.string(object)
@@ -378,6 +397,10 @@ public enum AgentRequest: Sendable {
         case 0x14: return .changeCode(token: try optionalText(&r), old: try r.secret(), new: try r.secret(), finalTry: try r.bool())
         case 0x15: return .unblock(token: try optionalText(&r), soCode: try r.secret(), newCode: try r.secret(), finalTry: try r.bool())
         case 0x16: return .initSoftwareToken(label: try r.string(), userCode: try r.secret(), soCode: try r.secret())
+        case 0x17: return .tokenDetails
+        case 0x18: return .repairLedger(token: try optionalText(&r))
+        case 0x19: return .listReaders
+        case 0x1A: return .versions
         case 0x1F: return .shutdown
         default: return nil
         }
@@ -417,6 +440,12 @@ public enum AgentResponse: Sendable, Equatable {
     case derived([UInt8])
     case keyPair(publicKey: String, privateKey: String, subjectPublicKeyInfo: [UInt8])
     case stored(object: String)
+    /// Answers `tokenDetails`.
+    case tokenDetails([TokenDetail], moduleFailures: [ModuleFailure])
+    /// Answers `listReaders`.
+    case readers([ReaderEntry])
+    /// Answers `versions`.
+    case versions(AgentVersions)
     /// Interim: the request goes on; the final response follows with the same id.
     case notice(NoticeKind, message: String)
     case error(AgentErrorCode, message: String)
@@ -435,7 +464,10 @@ public enum AgentResponse: Sendable, Equatable {
         case .derived: 0x8A
         case .keyPair: 0x8B
         case .stored: 0x8C
+        case .tokenDetails: 0x8D
         case .notice: 0x8E
+        case .readers: 0x8F
+        case .versions: 0x90
         case .error: 0xFF
         }
     }
@@ -464,6 +496,12 @@ public enum AgentResponse: Sendable, Equatable {
             w.string(publicKey); w.string(privateKey); w.bytes(spki)
         case .stored(let object):
             w.string(object)
+        case .tokenDetails(let tokens, let failures):
+            w.array(tokens) { $0.write(w) }; w.array(failures) { $0.write(w) }
+        case .readers(let readers):
+            w.array(readers) { $0.write(w) }
+        case .versions(let versions):
+            versions.write(w)
         case .notice(let kind, let message):
             w.u8(kind.rawValue); w.string(message)
         case .error(let code, let message):
@@ -491,6 +529,9 @@ public enum AgentResponse: Sendable, Equatable {
         case 0x8A: return .derived(try r.bytes())
         case 0x8B: return .keyPair(publicKey: try r.string(), privateKey: try r.string(), subjectPublicKeyInfo: try r.bytes())
         case 0x8C: return .stored(object: try r.string())
+        case 0x8D: return .tokenDetails(try r.array(TokenDetail.read), moduleFailures: try r.array(ModuleFailure.read))
+        case 0x8F: return .readers(try r.array(ReaderEntry.read))
+        case 0x90: return .versions(try AgentVersions.read(&r))
         case 0x8E:
             let raw = try r.u8()
             guard let notice = NoticeKind(rawValue: raw) else { throw WireError("unknown notice \(raw)") }

@@ -3,7 +3,6 @@ import Glibc
 #endif
 import ArgumentParser
 import SignetAgentClient
-import SignetAccessCode
 import SignetAgentProtocol
 import SignetCore
 import SignetMail
@@ -180,7 +179,7 @@ struct StatusCommand: ParsableCommand {
                       ledgerDamage: $0.ledgerDamage)
             })
         if output.json { return try JSONOutput.print(report) }
-        print("Agent: running (pid \(status.pid), version \(status.agentVersion), up \(Durations.words(Double(status.uptimeSeconds))), \(status.connections) connection\(status.connections == 1 ? "" : "s"))")
+        print("Agent: running (pid \(status.pid), version \(status.agentVersion), up \(DurationText.words(Double(status.uptimeSeconds))), \(status.connections) connection\(status.connections == 1 ? "" : "s"))")
         if status.tokens.isEmpty {
             print("No token is present. Insert your token or tap it on the reader; to try Signet without one, "
                   + "run `signet token init --software --label NAME`.")
@@ -200,7 +199,7 @@ extension TokenEntry {
         if let damage = ledgerDamage {
             print("  signet:  ledger damaged (\(damage)); run `signet pin repair-ledger`")
         } else if let seconds = lockedSeconds {
-            print("  signet:  locked for \(Durations.words(Double(seconds))) after \(failures) wrong access codes")
+            print("  signet:  locked for \(DurationText.words(Double(seconds))) after \(failures) wrong access codes")
         } else {
             print("  signet:  \(triesLeft) \(triesLeft == 1 ? "try" : "tries") left before a lock")
         }
@@ -276,11 +275,3 @@ struct AgentCommand: ParsableCommand {
     }
 }
 
-/// Durations in words, for status lines: the access-code manager's wording, with hours for long uptimes.
-enum Durations {
-    static func words(_ seconds: Double) -> String {
-        let total = Int(seconds.rounded(.up))
-        guard total >= 3600 else { return AccessResult.words(.seconds(total)) }
-        return "\(total / 3600) h \(total / 60 % 60) min"
-    }
-}

@@ -6,8 +6,6 @@ import FoundationEssentials
 import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
-import SignetPCSC
-import SignetPKCS11
 
 /// The audit log's files, oldest first: `audit.log.N` … `audit.log.1`, `audit.log`.
 enum AuditFiles {

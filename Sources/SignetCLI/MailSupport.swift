@@ -5,7 +5,6 @@ import SignetAgentProtocol
 import SignetCore
 import SignetMail
 import SignetOpenSSL
-import SignetPKCS11
 
 /// Where a mail command reads: `--in FILE` or standard input.
 enum MailInput {

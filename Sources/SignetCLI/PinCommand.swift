@@ -1,14 +1,12 @@
 import ArgumentParser
-import SignetAccessCode
 import SignetAgentProtocol
 import SignetCore
-import SignetPKCS11
 
 /// `signet pin …`: the access-code manager from the command line.
 ///
-/// Status, change and unblock go through the agent, which alone holds token
-/// sessions; `repair-ledger` rewrites the ledger file and reads the token's
-/// identity itself. Every code goes through the same ledger and lockout rule.
+/// Every subcommand goes through the agent, which alone holds token sessions
+/// and the ledger, so one process drives a token and its ledger. Every code
+/// goes through the same ledger and lockout rule.
 struct PinCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pin",
@@ -20,29 +18,6 @@ struct PinCommand: ParsableCommand {
     struct TokenOption: ParsableArguments {
         @Option(name: .long, help: "The token's PKCS#11 URI (see `signet tokens`); needed when more than one token is present.")
         var token: String?
-
-        /// The token the option selects, with a read-write session on it.
-        func target() throws -> (PKCS11Context, PKCS11CodeTarget) {
-            SoftwareTokens.prepareEnvironment()
-            do {
-                let context = try PKCS11Context()
-                let selected: Token
-                if let token {
-                    selected = try context.token(matching: try PKCS11URI(parsing: token))
-                } else {
-                    let all = context.tokens()
-                    guard all.count == 1, let only = all.first else {
-                        throw CLIError(description: all.isEmpty
-                            ? "No token is present. Insert your token or tap it on the reader."
-                            : "\(all.count) tokens are present; choose one with --token URI (see `signet tokens`).")
-                    }
-                    selected = only
-                }
-                return (context, PKCS11CodeTarget(token: selected, session: try selected.openSession(readWrite: true)))
-            } catch let error as PKCS11Error {
-                throw CLIError(description: error.description)
-            }
-        }
     }
 
     struct Status: ParsableCommand {
@@ -61,17 +36,13 @@ struct PinCommand: ParsableCommand {
         }
 
         func run() throws {
-            guard case .tokens(let tokens) = try Agent.call(.listTokens) else { throw CLIError(description: "unexpected answer from the agent").reported() }
+            guard case .tokens(let tokens) = try Agent.call(.listTokens) else { throw CLIError(description: "unexpected answer from the agent") }
             let wanted = try selection.token.map { try PKCS11URI(parsing: $0) }
-            let matching = tokens.filter { entry in
-                guard let wanted else { return true }
-                guard let uri = try? PKCS11URI(parsing: entry.uri) else { return false }
-                return wanted.path.allSatisfy { attribute in uri.value(attribute.name) == attribute.value }
-            }
+            let matching = tokens.filter { entry in wanted?.selects(token: entry.attribute) ?? true }
             guard matching.count == 1, let token = matching.first else {
                 throw CLIError(description: matching.isEmpty
                     ? "No token is present\(wanted.map { " that matches \($0)" } ?? ""). Insert your token or tap it on the reader."
-                    : "\(matching.count) tokens are present; choose one with --token URI (see `signet status`).").reported()
+                    : "\(matching.count) tokens are present; choose one with --token URI (see `signet status`).")
             }
             let entry = Entry(token: token.label, uri: token.uri, failures: token.failures, triesLeft: token.triesLeft,
                               lockedSeconds: token.lockedSeconds, tokenCounter: token.tokenCounter, ledgerDamage: token.ledgerDamage)
@@ -137,14 +108,23 @@ struct PinCommand: ParsableCommand {
         @OptionGroup var selection: TokenOption
 
         func run() throws {
-            let (_, target) = try selection.target()
-            let manager = AccessCodeManager()
-            do {
-                try manager.repairLedger(tokens: [target.identity])
-            } catch {
-                throw CLIError(description: "could not repair the ledger: \(error)")
+            guard case .ok(let message) = try Agent.call(.repairLedger(token: selection.token)) else {
+                throw CLIError(description: "unexpected answer from the agent")
             }
-            print("The ledger was rebuilt. \(target.token.info.label) is locked for \(AccessResult.words(manager.policy.lockDuration)); after that you have \(manager.policy.maximumFailures) tries.")
+            print(message)
+        }
+    }
+}
+
+extension TokenEntry {
+    /// The token's URI attributes as `PKCS11URI.selects` asks for them (what the agent reports).
+    func attribute(_ name: String) -> String? {
+        switch name {
+        case "token": label
+        case "manufacturer": manufacturer
+        case "model": model
+        case "serial": serial
+        default: nil
         }
     }
 }

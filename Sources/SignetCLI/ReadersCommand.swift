@@ -1,8 +1,9 @@
 import ArgumentParser
+import SignetAgentProtocol
 import SignetCore
-import SignetPCSC
 
-/// `signet readers`: smart-card readers, whether a card is in each, its ATR.
+/// `signet readers`: smart-card readers, whether a card is in each, its ATR,
+/// as the agent (which alone loads pcsc-lite) sees them.
 struct ReadersCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "readers",
@@ -20,15 +21,10 @@ struct ReadersCommand: ParsableCommand {
     }
 
     func run() throws {
-        let statuses: [ReaderStatus]
-        do {
-            statuses = try PCSCContext().readerStatuses()
-        } catch {
-            throw CLIError(description: error.description)
-        }
-        let entries = statuses.map {
-            Entry(name: $0.name, cardPresent: $0.cardPresent, state: $0.state.words,
-                  atr: $0.atr.map { Hex.encode($0, separator: " ", uppercase: true) }, transport: $0.transport.rawValue)
+        guard case .readers(let readers) = try Agent.call(.listReaders) else { throw CLIError(description: "unexpected answer from the agent") }
+        let entries = readers.map {
+            Entry(name: $0.name, cardPresent: $0.cardPresent, state: $0.state,
+                  atr: $0.atr.map { Hex.encode($0, separator: " ", uppercase: true) }, transport: $0.transport)
         }
         if output.json { return try JSONOutput.print(entries) }
         if entries.isEmpty {

@@ -7,8 +7,6 @@ import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
 import SignetMail
-import SignetPCSC
-import SignetPKCS11
 
 /// `signet report`: one archive a helpdesk can read.
 struct ReportCommand: ParsableCommand {
@@ -40,19 +38,27 @@ struct ReportCommand: ParsableCommand {
         \(FileIO.readText("/etc/os-release", limit: 1 << 16) ?? "no /etc/os-release")
         """)
 
+        // Readers and tokens from the agent, which alone loads pcsc-lite and the modules; a report does not start one.
+        let client = try? AgentLauncher.connect(start: false)
         var readers = ""
-        do {
-            for status in try PCSCContext().readerStatuses() {
-                readers += "\(status.name): card \(status.cardPresent ? "present" : "absent"), \(status.state.words.joined(separator: ",")), ATR \(status.atr.map { Hex.encode($0, separator: " ", uppercase: true) } ?? "-")\n"
+        if let client {
+            do throws(AgentClientError) {
+                if case .readers(let list) = try client.call(.listReaders) {
+                    for reader in list {
+                        readers += "\(reader.name): card \(reader.cardPresent ? "present" : "absent"), \(reader.state.joined(separator: ",")), ATR \(reader.atr.map { Hex.encode($0, separator: " ", uppercase: true) } ?? "-")\n"
+                    }
+                }
+                if readers.isEmpty { readers = "no readers\n" }
+            } catch {
+                readers = "PC/SC: \(error)\n"
             }
-            if readers.isEmpty { readers = "no readers\n" }
-        } catch {
-            readers = "PC/SC: \(error)\n"
+        } else {
+            readers = "agent: not running, so readers are not listed\n"
         }
         try write("readers.txt", readers)
 
         var tokens = ""
-        if let client = try? AgentLauncher.connect(start: false) {
+        if let client {
             tokens += "agent: version \(client.agentVersion), pid \(client.agentPID)\n"
             if case .status(let status)? = try? client.call(.status) {
                 for token in status.tokens {

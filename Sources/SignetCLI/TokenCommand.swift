@@ -1,7 +1,6 @@
 import ArgumentParser
 import SignetCore
 import SignetAgentProtocol
-import SignetPKCS11
 
 /// `signet token …`: managing tokens themselves.
 struct TokenCommand: ParsableCommand {
@@ -52,7 +51,7 @@ struct TokenCommand: ParsableCommand {
             let client = try Agent.connect()
             let request: AgentRequest
             do {
-                let lengths = SoftwareTokens.codeLengths
+                let lengths = AgentProtocol.softwareTokenCodeLengths
                 let userCode = try AccessCodeInput.obtainNew(fd: codeFD, prompt: "New access code for \(label): ", again: "Type it again: ",
                                                              lengths: ("access code", lengths))
                 let soCode = try AccessCodeInput.obtainNew(fd: soCodeFD, prompt: "New administrator (SO) code: ", again: "Type it again: ",
@@ -62,7 +61,7 @@ struct TokenCommand: ParsableCommand {
                 throw CLIError(description: error.description)
             }
             guard case .stored(let uri) = try Agent.call(request, client: client) else {
-                throw CLIError(description: "unexpected answer from the agent").reported()
+                throw CLIError(description: "unexpected answer from the agent")
             }
             let serial = (try? PKCS11URI(parsing: uri))?.text("serial") ?? "?"
             print("Created software token \"\(label)\" (serial \(serial)).")

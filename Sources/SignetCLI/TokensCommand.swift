@@ -1,11 +1,10 @@
 import ArgumentParser
+import SignetAgentProtocol
 import SignetCore
-import SignetPKCS11
 
-/// `signet tokens`: every token the PKCS#11 modules see.
-///
-/// For now the CLI loads the modules itself; once the agent exists it will
-/// ask the agent, which alone holds token sessions.
+/// `signet tokens`: every token the PKCS#11 modules see, as the agent (which
+/// alone loads the modules) reads them, without logging in. Starts the agent
+/// when none runs, as the other commands that need tokens do.
 struct TokensCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokens",
@@ -49,17 +48,10 @@ struct TokensCommand: ParsableCommand {
     }
 
     func run() throws {
-        SoftwareTokens.prepareEnvironment()
-        let context: PKCS11Context
-        do {
-            context = try PKCS11Context()
-        } catch {
-            throw CLIError(description: error.description)
+        guard case .tokenDetails(let tokens, let failures) = try Agent.call(.tokenDetails) else {
+            throw CLIError(description: "unexpected answer from the agent")
         }
-        let listing = Listing(
-            tokens: context.tokens().map(Self.entry),
-            moduleErrors: context.failures.map { "\($0.path): \($0.reason)" }
-        )
+        let listing = Listing(tokens: tokens.map(Self.entry), moduleErrors: failures.map { "\($0.path): \($0.reason)" })
         if output.json { return try JSONOutput.print(listing) }
         for problem in listing.moduleErrors { Console.error("warning: could not use PKCS#11 module \(problem)") }
         if listing.tokens.isEmpty {
@@ -78,23 +70,19 @@ struct TokensCommand: ParsableCommand {
         }
     }
 
-    static func entry(_ token: Token) -> Entry {
-        let flags = token.info.flags
+    static func entry(_ token: TokenDetail) -> Entry {
+        func state(_ code: CodeFlags) -> Entry.CodeState {
+            .init(countLow: code.countLow, finalTry: code.finalTry, locked: code.locked, toBeChanged: code.toBeChanged,
+                  protectedAuthenticationPath: code.protectedAuthenticationPath,
+                  minLength: code.minLength.map { Int($0) }, maxLength: code.maxLength.map { Int($0) })
+        }
+        let identity = token.entry
         return Entry(
-            uri: token.uri.description, label: token.info.label, manufacturer: token.info.manufacturer,
-            model: token.info.model, serial: token.info.serialNumber, software: token.isSoftware,
-            slot: token.slot.description,
-            module: .init(name: token.module.name, path: token.module.path,
-                          description: token.module.info.libraryDescription, manufacturer: token.module.info.manufacturer),
-            flags: flags.names,
-            userCode: .init(countLow: flags.contains(.userPinCountLow), finalTry: flags.contains(.userPinFinalTry),
-                            locked: flags.contains(.userPinLocked), toBeChanged: flags.contains(.userPinToBeChanged),
-                            protectedAuthenticationPath: flags.contains(.protectedAuthenticationPath),
-                            minLength: token.info.minPinLength, maxLength: token.info.maxPinLength),
-            soCode: .init(countLow: flags.contains(.soPinCountLow), finalTry: flags.contains(.soPinFinalTry),
-                          locked: flags.contains(.soPinLocked), toBeChanged: flags.contains(.soPinToBeChanged),
-                          protectedAuthenticationPath: flags.contains(.protectedAuthenticationPath),
-                          minLength: token.info.minPinLength, maxLength: token.info.maxPinLength)
+            uri: identity.uri, label: identity.label, manufacturer: identity.manufacturer, model: identity.model, serial: identity.serial,
+            software: identity.software, slot: token.slot,
+            module: .init(name: token.module.name, path: token.module.path, description: token.module.description,
+                          manufacturer: token.module.manufacturer),
+            flags: token.flags, userCode: state(token.userCode), soCode: state(token.soCode)
         )
     }
 

@@ -1,6 +1,6 @@
 // PKCS11URI is all this file takes from SignetPKCS11; the URI type is moving to a target both the
 // agent and the mail side use (issue 16), and then this import and SignetMail's dependency change.
-import SignetPKCS11
+import SignetCore
 
 extension Inventory.Installed {
     /// The private key's URI and public key, when the token shows the key (a public key stands for it while locked).

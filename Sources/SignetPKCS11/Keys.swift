@@ -85,37 +85,16 @@ public enum PublicKey: Sendable, Equatable {
 extension Session {
     /// Generates a key pair that never leaves the token: the private key is
     /// `CKA_SENSITIVE`, not `CKA_EXTRACTABLE`, private, stored on the token,
-    /// with usages that fit its type (RSA: sign and decrypt; EC: sign and derive).
+    /// with usages that fit its type (RSA: sign and decrypt; EC: sign and derive);
+    /// the templates are `Templates.generatedKeyPair`.
     /// Both halves share `id` and `label`.
     /// - Throws: `PKCS11Error.call` (`CKR_USER_NOT_LOGGED_IN`, `CKR_KEY_SIZE_RANGE`, …);
     ///   `PKCS11Error.call(CKR_KEY_SIZE_RANGE)` for RSA below 2048 bits without calling the token.
     public func generateKeyPair(_ spec: KeySpec, id: [UInt8], label: String) throws(PKCS11Error) -> (publicKey: ObjectHandle, privateKey: ObjectHandle) {
-        var publicTemplate: [Attribute] = [
-            Attribute(.objectClass, .publicKey), Attribute(.token, true), Attribute(.isPrivate, false),
-            Attribute(.verify, true), Attribute(.id, bytes: id), Attribute(.label, text: label),
-        ]
-        var privateTemplate: [Attribute] = [
-            Attribute(.objectClass, .privateKey), Attribute(.token, true), Attribute(.isPrivate, true),
-            Attribute(.sensitive, true), Attribute(.extractable, false), Attribute(.sign, true),
-            Attribute(.id, bytes: id), Attribute(.label, text: label),
-        ]
-        let mechanism: Mechanism
-        switch spec {
-        case .rsa(let bits):
-            guard bits >= KeySpec.minimumRSABits else {
-                throw .call(operation: "RSA key generation below \(KeySpec.minimumRSABits) bits", code: .keySizeRange)
-            }
-            mechanism = Mechanism(.rsaPKCSKeyPairGen)
-            publicTemplate += [
-                Attribute(.keyType, .rsa), Attribute(.encrypt, true),
-                Attribute(.modulusBits, ulong: UInt(bits)), Attribute(.publicExponent, bytes: [0x01, 0x00, 0x01]),
-            ]
-            privateTemplate += [Attribute(.keyType, .rsa), Attribute(.decrypt, true)]
-        case .ec(let curve):
-            mechanism = Mechanism(.ecKeyPairGen)
-            publicTemplate += [Attribute(.keyType, .ec), Attribute(.ecParams, bytes: curve.parametersDER)]
-            privateTemplate += [Attribute(.keyType, .ec), Attribute(.derive, true)]
+        if case .rsa(let bits) = spec, bits < KeySpec.minimumRSABits {
+            throw .call(operation: "RSA key generation below \(KeySpec.minimumRSABits) bits", code: .keySizeRange)
         }
+        let (mechanism, publicTemplate, privateTemplate) = Templates.generatedKeyPair(spec, id: id, label: label)
         return try generateKeyPair(mechanism, publicTemplate: publicTemplate, privateTemplate: privateTemplate)
     }
 

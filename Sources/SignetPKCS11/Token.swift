@@ -1,4 +1,5 @@
 import CP11Kit
+import SignetCore
 
 /// Slot flags (`CKF_TOKEN_PRESENT`, `CKF_REMOVABLE_DEVICE`, `CKF_HW_SLOT`).
 public struct SlotFlags: OptionSet, Sendable, Hashable {
@@ -124,5 +125,29 @@ public struct Token: Sendable {
     /// - Throws: `PKCS11Error.call` (`CKR_TOKEN_NOT_PRESENT`, `CKR_SESSION_COUNT`, …).
     public func openSession(readWrite: Bool = false) throws(PKCS11Error) -> Session {
         try Session(module: module, slotID: slotID, readWrite: readWrite)
+    }
+}
+
+extension PKCS11URI {
+    /// Whether this URI selects `token`: every token, library and slot
+    /// attribute present must equal the token's. Object attributes are ignored here.
+    public func matches(_ token: Token) -> Bool {
+        selects { name in
+            switch name {
+            case "token": token.info.label
+            case "manufacturer": token.info.manufacturer
+            case "serial": token.info.serialNumber
+            case "model": token.info.model
+            case "library-manufacturer": token.module.info.manufacturer
+            case "library-description": token.module.info.libraryDescription
+            case "library-version": token.module.info.libraryVersion
+            case "slot-description": token.slot.description
+            case "slot-manufacturer": token.slot.manufacturer
+            case "slot-id": String(token.slotID)
+            case "module-path": token.module.path
+            case "module-name": token.module.name
+            default: nil  // RFC 7512 §2.3: unrecognised attributes never match.
+            }
+        }
     }
 }

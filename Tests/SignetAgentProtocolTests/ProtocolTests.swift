@@ -25,6 +25,11 @@ private let everyRequest: [AgentRequest] = [
     .changeCode(token: nil, old: secret("old-code"), new: secret("new-code"), finalTry: false),
     .unblock(token: nil, soCode: secret("so-code!"), newCode: secret("new-code"), finalTry: false),
     .initSoftwareToken(label: "Test", userCode: secret("123456"), soCode: secret("12345678")),
+    .tokenDetails,
+    .repairLedger(token: nil),
+    .repairLedger(token: "pkcs11:serial=1234"),
+    .listReaders,
+    .versions,
     .shutdown,
 ]
 
@@ -45,7 +50,21 @@ private let everyResponse: [AgentResponse] = [
     .stored(object: "pkcs11:id=%01;type=cert"),
     .notice(.presentToken, message: "Present your token"),
     .error(.notUnlocked, message: "Unlock the token first: signet unlock"),
+    .tokenDetails([sampleDetail], moduleFailures: [ModuleFailure(path: "/nonexistent/libmissing.so", reason: "the file could not be loaded")]),
+    .tokenDetails([], moduleFailures: []),
+    .readers([ReaderEntry(name: "Virtual PCD 00 00", cardPresent: true, state: ["present", "in use"], atr: [0x3B, 0x88], transport: "virtual"),
+              ReaderEntry(name: "NFC", cardPresent: false, state: ["empty"], atr: nil, transport: "nfc")]),
+    .versions(AgentVersions(agentVersion: "0.2.0", libraries: [.init(name: "p11-kit", version: "0.25.3 (/usr/lib/libp11-kit.so.0)")],
+                            modules: [sampleModule], moduleFailures: [ModuleFailure(path: "/x.so", reason: "no")])),
 ]
+
+private let sampleModule = ModuleEntry(name: "softhsm2", path: "/usr/lib/softhsm/libsofthsm2.so", description: "Implementation of PKCS11",
+                                       libraryVersion: "2.6", manufacturer: "SoftHSM", cryptokiVersion: "2.40")
+
+private let sampleDetail = TokenDetail(
+    entry: sampleToken, slot: "SoftHSM slot ID 0x1", module: sampleModule, flags: ["CKF_RNG", "CKF_LOGIN_REQUIRED"],
+    userCode: CodeFlags(countLow: true, finalTry: false, locked: false, toBeChanged: false, protectedAuthenticationPath: false, minLength: 4, maxLength: 255),
+    soCode: CodeFlags(countLow: false, finalTry: true, locked: true, toBeChanged: true, protectedAuthenticationPath: true, minLength: nil, maxLength: nil))
 
 private let sampleToken = TokenEntry(uri: "pkcs11:token=Alice", label: "Alice", manufacturer: "SoftHSM project", model: "SoftHSM v2",
                                      serial: "abc", software: true, unlocked: false, failures: 1, triesLeft: 2, lockedSeconds: nil,
@@ -90,6 +109,23 @@ struct ProtocolTests {
         let expected: [UInt8] = [0, 0, 0, 47, 0x08, 0, 0, 0, 2, 0, 0, 0, 1, 0x6B]
             + [0, 0, 0, 0, 0, 0, 0x10, 0x41] + Array(repeating: 0, count: 16) + [0, 0, 0, 0] + [0, 0, 0, 0] + [0, 0, 0, 1, 0xAA]
         #expect(frame == expected)
+    }
+
+    @Test("The token-layer requests have the documented kinds and bytes: 0x17 to 0x1A, repair-ledger with an optional URI")
+    func tokenLayerRequestBytes() {
+        #expect(AgentFrame.encode(AgentRequest.tokenDetails, id: 4).bytes == [0, 0, 0, 5, 0x17, 0, 0, 0, 4])
+        #expect(AgentFrame.encode(AgentRequest.repairLedger(token: nil), id: 4).bytes == [0, 0, 0, 6, 0x18, 0, 0, 0, 4, 0])
+        #expect(AgentFrame.encode(AgentRequest.repairLedger(token: "k"), id: 4).bytes == [0, 0, 0, 11, 0x18, 0, 0, 0, 4, 1, 0, 0, 0, 1, 0x6B])
+        #expect(AgentFrame.encode(AgentRequest.listReaders, id: 4).bytes == [0, 0, 0, 5, 0x19, 0, 0, 0, 4])
+        #expect(AgentFrame.encode(AgentRequest.versions, id: 4).bytes == [0, 0, 0, 5, 0x1A, 0, 0, 0, 4])
+    }
+
+    @Test("A readers response has exactly the documented bytes")
+    func readersBytes() {
+        let frame = AgentFrame.encode(AgentResponse.readers([ReaderEntry(name: "r", cardPresent: true, state: ["p"], atr: [0x3B], transport: "u")]), id: 5)
+        let expected: [UInt8] = [0, 0, 0, 35, 0x8F, 0, 0, 0, 5, 0, 0, 0, 1]
+            + [0, 0, 0, 1, 0x72] + [1] + [0, 0, 0, 1, 0, 0, 0, 1, 0x70] + [1, 0, 0, 0, 1, 0x3B] + [0, 0, 0, 1, 0x75]
+        #expect(frame.bytes == expected)
     }
 
     @Test("An error response carries a stable numeric code")

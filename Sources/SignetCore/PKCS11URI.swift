@@ -1,12 +1,22 @@
-import SignetCore
-
 /// A PKCS#11 URI (RFC 7512), e.g. `pkcs11:token=Alice;serial=0123;object=mail;type=private`.
 ///
 /// Signet selects tokens and objects only by URI, never by slot number.
 /// Values are kept as bytes (`id` is binary; the others are UTF-8). Access
 /// codes are refused in URIs (`pin-value`), because URIs end up in shell
 /// history, logs and process listings.
+///
+/// In `SignetCore`, not the PKCS#11 layer, because both sides use it: the agent
+/// selects tokens with it, the command line reads and builds the URIs the agent
+/// returns without loading any token library.
 public struct PKCS11URI: Sendable, Equatable, CustomStringConvertible {
+    /// Why a text is not an acceptable PKCS#11 URI.
+    public struct ParseError: Error, Sendable, Equatable, CustomStringConvertible {
+        /// The reason, in words ("unknown attribute \"bogus\"").
+        public let reason: String
+        public init(_ reason: String) { self.reason = reason }
+        public var description: String { "invalid PKCS#11 URI: \(reason)" }
+    }
+
     /// Path attributes in order, values percent-decoded.
     public private(set) var path: [(name: String, value: [UInt8])]
     /// Query attributes in order (`module-name`, `module-path`, `pin-source`).
@@ -24,11 +34,11 @@ public struct PKCS11URI: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Parses `text`.
-    /// - Throws: `PKCS11Error.invalidURI` for a missing `pkcs11:` scheme, bad
+    /// - Throws: `ParseError` for a missing `pkcs11:` scheme, bad
     ///   percent-encoding, an unknown attribute, a repeated attribute, a bad
     ///   `type`, or any `pin-value`.
-    public init(parsing text: String) throws(PKCS11Error) {
-        guard text.lowercased().hasPrefix("pkcs11:") else { throw .invalidURI("it must start with pkcs11:") }
+    public init(parsing text: String) throws(ParseError) {
+        guard text.lowercased().hasPrefix("pkcs11:") else { throw ParseError("it must start with pkcs11:") }
         let body = text.dropFirst("pkcs11:".count)
         let parts = body.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         var path: [(String, [UInt8])] = []
@@ -39,11 +49,11 @@ public struct PKCS11URI: Sendable, Equatable, CustomStringConvertible {
             let known = PKCS11URI.tokenAttributes.union(PKCS11URI.libraryAttributes)
                 .union(PKCS11URI.slotAttributes).union(PKCS11URI.objectAttributes)
             guard known.contains(name) || name.hasPrefix("x-") else {
-                throw .invalidURI("unknown attribute \"\(name)\"")
+                throw ParseError("unknown attribute \"\(name)\"")
             }
-            guard seen.insert(name).inserted else { throw .invalidURI("attribute \"\(name)\" is given twice") }
+            guard seen.insert(name).inserted else { throw ParseError("attribute \"\(name)\" is given twice") }
             if name == "type", !["public", "private", "cert", "secret-key", "data"].contains(String(decoding: value, as: UTF8.self)) {
-                throw .invalidURI("type must be public, private, cert, secret-key or data")
+                throw ParseError("type must be public, private, cert, secret-key or data")
             }
             path.append((name, value))
         }
@@ -51,10 +61,10 @@ public struct PKCS11URI: Sendable, Equatable, CustomStringConvertible {
             for component in parts[1].split(separator: "&", omittingEmptySubsequences: true) {
                 let (name, value) = try PKCS11URI.attribute(component)
                 if name == "pin-value" {
-                    throw .invalidURI("access codes are not accepted in URIs; Signet asks for them on the terminal")
+                    throw ParseError("access codes are not accepted in URIs; Signet asks for them on the terminal")
                 }
                 guard PKCS11URI.knownQuery.contains(name) || name.hasPrefix("x-") else {
-                    throw .invalidURI("unknown query attribute \"\(name)\"")
+                    throw ParseError("unknown query attribute \"\(name)\"")
                 }
                 query.append((name, value))
             }
@@ -83,33 +93,20 @@ public struct PKCS11URI: Sendable, Equatable, CustomStringConvertible {
         return copy
     }
 
-    /// Whether this URI selects `token`: every token, library and slot
-    /// attribute present must equal the token's. Object attributes are ignored here.
-    public func matches(_ token: Token) -> Bool {
-        for (name, value) in path {
-            let expected = String(decoding: value, as: UTF8.self)
-            let actual: String?
-            switch name {
-            case "token": actual = token.info.label
-            case "manufacturer": actual = token.info.manufacturer
-            case "serial": actual = token.info.serialNumber
-            case "model": actual = token.info.model
-            case "library-manufacturer": actual = token.module.info.manufacturer
-            case "library-description": actual = token.module.info.libraryDescription
-            case "library-version": actual = token.module.info.libraryVersion
-            case "slot-description": actual = token.slot.description
-            case "slot-manufacturer": actual = token.slot.manufacturer
-            case "slot-id": actual = String(token.slotID)
-            case "object", "type", "id": continue
-            default: return false  // RFC 7512 §2.3: unrecognised attributes never match.
-            }
-            if actual != expected { return false }
+    /// Whether this URI selects the token whose attributes `actual` reports, by their RFC 7512
+    /// names (`token`, `manufacturer`, `serial`, `model`, `library-*`, `slot-*`, and the query's
+    /// `module-path` and `module-name`). Every token, library and slot attribute present must equal
+    /// the token's; one the token does not report (`actual` gives nil), or one not recognised,
+    /// never matches (RFC 7512 §2.3). Object attributes are ignored here.
+    public func selects(token actual: (String) -> String?) -> Bool {
+        for (name, value) in path where !PKCS11URI.objectAttributes.contains(name) {
+            guard let have = actual(name), have == String(decoding: value, as: UTF8.self) else { return false }
         }
         for (name, value) in query {
             let expected = String(decoding: value, as: UTF8.self)
-            if name == "module-path", expected != token.module.path { return false }
-            if name == "module-name", expected != token.module.name,
-               expected != token.module.path.split(separator: "/").last.map(String.init) { return false }
+            if name == "module-path", expected != actual("module-path") { return false }
+            if name == "module-name", expected != actual("module-name"),
+               expected != actual("module-path")?.split(separator: "/").last.map(String.init) { return false }
         }
         return true
     }
@@ -127,13 +124,13 @@ public struct PKCS11URI: Sendable, Equatable, CustomStringConvertible {
         return text
     }
 
-    private static func attribute(_ component: Substring) throws(PKCS11Error) -> (String, [UInt8]) {
+    private static func attribute(_ component: Substring) throws(ParseError) -> (String, [UInt8]) {
         guard let eq = component.firstIndex(of: "=") else {
-            throw .invalidURI("\"\(component)\" is not name=value")
+            throw ParseError("\"\(component)\" is not name=value")
         }
         let name = String(component[..<eq]).lowercased()
         guard let value = decode(component[component.index(after: eq)...]) else {
-            throw .invalidURI("bad percent-encoding in \"\(name)\"")
+            throw ParseError("bad percent-encoding in \"\(name)\"")
         }
         return (name, value)
     }

@@ -1,0 +1,95 @@
+import SignetAgentProtocol
+import SignetCore
+import SignetPKCS11
+
+extension AuditAction {
+    static let sign = AuditAction(rawValue: "sign")
+    static let decrypt = AuditAction(rawValue: "decrypt")
+    static let derive = AuditAction(rawValue: "derive")
+}
+
+/// The private-key operations: sign, decrypt, derive. Each waits for an absent
+/// token, needs it unlocked, and returns only the operation's result.
+enum KeyOperations: RequestGroup {
+    static func route(_ request: AgentRequest) -> Route? {
+        switch request {
+        case .sign(let key, let mechanism, let data):
+            Route(.sign, key: key) { (context) throws(AgentFailure) in
+                .signature(try withPrivateKey(key, .sign, context) { (handle, state) throws(PKCS11Error) -> [UInt8] in
+                    let length = try signatureLength(handle, in: &state)
+                    let raw = try state.openSession().sign(try mechanism.pkcs11(), key: handle, data: data, expectedLength: length ?? 512)
+                    return length.map { RSASignatures.exactLength(raw, modulusBytes: $0) } ?? raw
+                })
+            }
+        case .decrypt(let key, let mechanism, let ciphertext):
+            Route(.decrypt, key: key) { (context) throws(AgentFailure) in
+                .plaintext(try withPrivateKey(key, .decrypt, context) { (handle, state) throws(PKCS11Error) -> [UInt8] in
+                    try state.openSession().decrypt(try mechanism.pkcs11(), key: handle, ciphertext: ciphertext)
+                })
+            }
+        case .derive(let key, let kdf, let sharedData, let peerPoint):
+            Route(.derive, key: key) { (context) throws(AgentFailure) in
+                .derived(try withPrivateKey(key, .derive, context) { (handle, state) throws(PKCS11Error) -> [UInt8] in
+                    try state.openSession().deriveECDH(key: handle, peerPoint: peerPoint, kdf: ECKDF(rawValue: UInt(kdf)), sharedData: sharedData)
+                })
+            }
+        default:
+            nil
+        }
+    }
+
+    /// Runs `body` with the private key `key` names, on its unlocked token (waiting for the
+    /// token when absent), and records `action` when it succeeds.
+    private static func withPrivateKey(_ key: String, _ action: AuditAction, _ context: RequestContext,
+                                       _ body: (ObjectHandle, inout TokenState) throws(PKCS11Error) -> [UInt8]) throws(AgentFailure) -> [UInt8] {
+        let uri = try context.parse(key)
+        let worker = try context.agent.awaitToken(uri, notify: context.notify)
+        let agent = context.agent
+        let result = try worker.run { (state) throws(PKCS11Error) -> [UInt8] in
+            try agent.requireUnlocked(&state)
+            return try TokenWorker.withObject(uri, defaultType: "private", in: &state, body)
+        }
+        context.record(action, token: worker.uriText, key: key)
+        return result
+    }
+
+    /// The RSA modulus length in bytes for `handle` (cached), or nil for EC keys.
+    private static func signatureLength(_ handle: ObjectHandle, in state: inout TokenState) throws(PKCS11Error) -> Int? {
+        if let cached = state.objects.signatureLength(handle) { return cached }
+        let values = try state.openSession().attributes(handle, [.keyType, .modulus])
+        let length = values[.keyType]?.ckULong == KeyType.rsa.rawValue ? values[.modulus].map { $0.count } : nil
+        state.remember(signatureLength: length, for: handle)
+        return length
+    }
+}
+
+extension WireMechanism {
+    /// The PKCS#11 mechanism, with OAEP or PSS parameters when the type needs them.
+    func pkcs11() throws(PKCS11Error) -> Mechanism {
+        let mechanismType = MechanismType(rawValue: UInt(type))
+        switch mechanismType {
+        case .rsaPKCSOAEP:
+            let hashType = MechanismType(rawValue: UInt(hash == 0 ? UInt64(MechanismType.sha1.rawValue) : hash))
+            return Mechanism(mechanismType, .oaep(hash: hashType, mgf: mgf == 0 ? MGF.matching(hashType) : MGF(rawValue: UInt(mgf)), label: label))
+        case .rsaPKCSPSS, .sha256RSAPKCSPSS, .sha384RSAPKCSPSS, .sha512RSAPKCSPSS:
+            guard hash != 0 else { throw .call(operation: "PSS needs a hash", code: .mechanismParamInvalid) }
+            let hashType = MechanismType(rawValue: UInt(hash))
+            return Mechanism(mechanismType, .pss(hash: hashType, mgf: mgf == 0 ? MGF.matching(hashType) : MGF(rawValue: UInt(mgf)),
+                                                 saltLength: Int(saltLength)))
+        default:
+            return Mechanism(mechanismType)
+        }
+    }
+}
+
+/// RSA signatures are exactly the modulus length: a token that drops leading
+/// zero bytes gets them back (OpenSSL rejects a short signature).
+enum RSASignatures {
+    static func exactLength(_ signature: [UInt8], modulusBytes: Int) -> [UInt8] {
+        if signature.count < modulusBytes { return [UInt8](repeating: 0, count: modulusBytes - signature.count) + signature }
+        if signature.count > modulusBytes, signature.prefix(signature.count - modulusBytes).allSatisfy({ $0 == 0 }) {
+            return Array(signature.suffix(modulusBytes))
+        }
+        return signature
+    }
+}

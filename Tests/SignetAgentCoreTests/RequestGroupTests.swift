@@ -1,0 +1,174 @@
+import Foundation
+import SignetAgentProtocol
+import SignetCore
+import SignetPCSC
+import SignetPKCS11
+import SignetTestSupport
+import Testing
+@testable import SignetAgentCore
+
+private func secret(_ bytes: [UInt8]) -> SharedSecret { SharedSecret(SecretBytes(copying: bytes)) }
+
+/// One of every request the protocol has (fields do not matter for routing).
+private let everyRequest: [AgentRequest] = [
+    .hello(minVersion: 1, maxVersion: 1, client: "t"), .status, .listTokens, .listObjects(token: nil), .getCertificate(object: "pkcs11:"),
+    .unlock(token: nil, code: secret([1]), finalTry: false), .lock(token: nil),
+    .sign(key: "pkcs11:", mechanism: WireMechanism(type: 1), data: []), .decrypt(key: "pkcs11:", mechanism: WireMechanism(type: 1), ciphertext: []),
+    .derive(key: "pkcs11:", kdf: 1, sharedData: [], peerPoint: []),
+    .generateKeyPair(token: nil, keyType: .ec, bits: 0, curve: "P-256", id: [1], label: "k"),
+    .storeCertificate(token: nil, der: [], id: [1], label: "c"), .deleteObject(object: "pkcs11:"),
+    .importKey(token: nil, key: ImportedKey(keyType: .ec, components: []), id: [1], label: "k"),
+    .changeCode(token: nil, old: secret([1]), new: secret([2]), finalTry: false),
+    .unblock(token: nil, soCode: secret([1]), newCode: secret([2]), finalTry: false),
+    .initSoftwareToken(label: "t", userCode: secret([1]), soCode: secret([2])),
+    .tokenDetails, .repairLedger(token: nil), .listReaders, .versions, .shutdown,
+]
+
+/// A request handler with its own state directory over the shared SoftHSM2 fixture: the agent's
+/// request code driven in this process, with no socket.
+final class InProcessAgent {
+    let directory: URL
+    let handler: RequestHandler
+    let fixture = SoftHSMFixture.shared
+    let peer = PeerProcess(pid: getpid(), uid: getuid(), executable: "SignetAgentCoreTests")
+
+    init() throws {
+        directory = try TestPaths.temporaryDirectory("signet-agent-core")
+        var environment = ProcessInfo.processInfo.environment
+        environment["XDG_STATE_HOME"] = directory.appendingPathComponent("state").path
+        environment["XDG_CONFIG_HOME"] = directory.appendingPathComponent("config").path
+        environment["XDG_DATA_HOME"] = directory.appendingPathComponent("data").path
+        environment["XDG_RUNTIME_DIR"] = directory.appendingPathComponent("run").path
+        let paths = SignetPaths(environment: environment)
+        let settings = AgentSettings.load(paths: paths, systemDirectory: directory.appendingPathComponent("etc").path)
+        handler = RequestHandler(audit: AuditLog(directory: paths.state), settings: settings, connectionCount: { 1 })
+        handler.install(TokenRegistry(context: fixture.context, stateDirectory: paths.state))
+    }
+
+    deinit { try? FileManager.default.removeItem(at: directory) }
+
+    /// Answers `request` as a connection would, collecting interim notices.
+    @discardableResult
+    func call(_ request: AgentRequest) -> AgentResponse {
+        handler.handle(request, peer: peer) { _ in }
+    }
+
+    /// A new token the registry knows, and its URI.
+    func token(_ prefix: String) throws -> (Token, String) {
+        let token = try fixture.makeToken(prefix)
+        handler.registry.refresh()
+        return (token, token.uri.description)
+    }
+
+    func unlock(_ uri: String) throws {
+        guard case .access(let outcome) = call(.unlock(token: uri, code: secret(SoftHSMFixture.userCode), finalTry: false)), outcome.succeeded else {
+            throw TestFailure("unlock failed")
+        }
+    }
+
+    /// The audit log's lines so far.
+    var auditLines: [String] {
+        (FileIO.readText(handler.currentSettings.paths.state + "/audit.log", limit: 1 << 20) ?? "").split(separator: "\n").map(String.init)
+    }
+}
+
+@Suite("Request groups, in process")
+struct RequestGroupTests {
+    @Test("Every request kind is routed by exactly one request group")
+    func everyRequestHasOneGroup() {
+        #expect(Set(everyRequest.map(\.kind)).count == everyRequest.count)
+        for request in everyRequest {
+            let groups = RequestHandler.groups.filter { $0.route(request) != nil }
+            #expect(groups.count == 1, "\(request.name) is routed by \(groups.count) groups")
+        }
+        // A request without fields that this list forgot would decode from a bare header.
+        for kind in UInt8(0)...0x7F {
+            guard let decoded = try? [kind, 0, 0, 0, 1].withUnsafeBytes({ try AgentFrame.decodeRequest($0) }), let request = decoded.request else { continue }
+            #expect(everyRequest.contains { $0.kind == request.kind }, "kind \(kind) is missing from this test's list")
+        }
+    }
+
+    @Test("tokenDetails lists a token with its module, slot, flags and code lengths, without logging in")
+    func tokenDetails() throws {
+        let agent = try InProcessAgent()
+        let (token, uri) = try agent.token("details")
+        guard case .tokenDetails(let tokens, _) = agent.call(.tokenDetails) else { throw TestFailure("no token details") }
+        let detail = try #require(tokens.first { $0.entry.uri == uri })
+        #expect(detail.entry.label == token.info.label)
+        #expect(detail.entry.software && !detail.entry.unlocked)
+        #expect(detail.module.path == agent.fixture.modulePath)
+        #expect(!detail.module.description.isEmpty)
+        #expect(detail.flags.contains("CKF_USER_PIN_INITIALIZED"))
+        #expect(detail.userCode.minLength == 4)
+        #expect(!detail.userCode.locked && !detail.soCode.locked)
+    }
+
+    @Test("repairLedger rebuilds the ledger on the agent: the token is then locked for the full time, and it is audited")
+    func repairLedger() throws {
+        let agent = try InProcessAgent()
+        let (_, uri) = try agent.token("repair")
+        guard case .ok(let message) = agent.call(.repairLedger(token: uri)) else { throw TestFailure("repair did not answer ok") }
+        #expect(message.contains("locked for 15 min"), "\(message)")
+        guard case .access(let outcome) = agent.call(.unlock(token: uri, code: secret(SoftHSMFixture.userCode), finalTry: false)) else {
+            throw TestFailure("unlock did not answer")
+        }
+        #expect(outcome.kind == .locked)
+        #expect(agent.auditLines.contains { $0.contains("\"action\":\"ledger-repaired\"") && $0.contains("\"result\":\"ok\"") })
+    }
+
+    @Test("repairLedger with a URI that selects no token fails with no-token and is audited as a failed repair")
+    func repairLedgerNoToken() throws {
+        let agent = try InProcessAgent()
+        guard case .error(let code, _) = agent.call(.repairLedger(token: "pkcs11:serial=no-such-serial")) else { throw TestFailure("no error") }
+        #expect(code == .noToken)
+        #expect(agent.auditLines.contains { $0.contains("\"action\":\"ledger-repaired\"") && $0.contains("error:no-token") })
+    }
+
+    @Test("listReaders answers what PC/SC reports in this process")
+    func listReaders() throws {
+        let agent = try InProcessAgent()
+        let response = agent.call(.listReaders)
+        let direct: Result<[ReaderStatus], PCSCError>
+        do throws(PCSCError) { direct = .success(try PCSCContext().readerStatuses()) } catch { direct = .failure(error) }
+        switch (direct, response) {
+        case (.success(let statuses), .readers(let readers)):
+            #expect(readers.map(\.name) == statuses.map(\.name))
+            #expect(readers.map(\.cardPresent) == statuses.map(\.cardPresent))
+        case (.failure, .error(let code, let message)):
+            #expect(code == .unsupported && message.hasPrefix("PC/SC:"))
+        default:
+            Issue.record("PC/SC here gave \(direct) but the agent answered \(response)")
+        }
+    }
+
+    @Test("versions names p11-kit and pcsc-lite with their files, and the agent's version")
+    func versions() throws {
+        let agent = try InProcessAgent()
+        guard case .versions(let versions) = agent.call(.versions) else { throw TestFailure("no versions") }
+        #expect(versions.agentVersion == AgentMain.version)
+        #expect(versions.libraries.map(\.name) == ["p11-kit", "pcsc-lite"])
+        #expect(versions.libraries.first?.version.contains("libp11-kit.so") == true, "\(versions.libraries)")
+        #expect(versions.libraries.last?.version.contains("built with") == true, "\(versions.libraries)")
+        #expect(versions.modules.allSatisfy { !$0.path.isEmpty && !$0.cryptokiVersion.isEmpty })
+    }
+
+    @Test("A generated key is sensitive and not extractable, from the one template in SignetPKCS11")
+    func generatedKeyTemplate() throws {
+        let agent = try InProcessAgent()
+        let (token, uri) = try agent.token("template")
+        try agent.unlock(uri)
+        guard case .keyPair(_, let privateURI, let spki) = agent.call(.generateKeyPair(token: uri, keyType: .ec, bits: 0, curve: "P-256",
+                                                                                         id: [7], label: "tpl")) else {
+            throw TestFailure("no key pair")
+        }
+        #expect(!spki.isEmpty && privateURI.contains("type=private"))
+        // Same process as the agent's code: this session shares its login (PKCS#11 logs in per application).
+        let session = try token.openSession()
+        let key = try #require(try session.findObjects([Attribute(.objectClass, .privateKey), Attribute(.id, bytes: [7])], limit: 2).first)
+        let values = try session.attributes(key, [.sensitive, .extractable, .sign, .derive])
+        #expect(values[.sensitive]?.ckBool == true)
+        #expect(values[.extractable]?.ckBool == false)
+        #expect(values[.sign]?.ckBool == true && values[.derive]?.ckBool == true)
+        #expect(agent.auditLines.contains { $0.contains("\"action\":\"key-generated\"") })
+    }
+}
