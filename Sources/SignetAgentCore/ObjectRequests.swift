@@ -16,14 +16,11 @@ enum ObjectRequests: RequestGroup {
     static func route(_ request: AgentRequest) -> Route? {
         switch request {
         case .listObjects(let token):
+            Route { (context) throws(AgentFailure) in .objects(try listing(token, certificateValues: false, context).entries) }
+        case .listObjectPage(let token, let start, let certificateValues):
             Route { (context) throws(AgentFailure) in
-                // With no token known yet, one just inserted may be binding: rescan now rather than answer "none".
-                let registry = context.registry
-                let workers = try token.map { (text) throws(AgentFailure) in [try context.resolve(text)] }
-                    ?? (registry.presentWorkers.isEmpty ? registry.refresh() : registry.presentWorkers)
-                var objects: [ObjectEntry] = []
-                for worker in workers { objects += try worker.run(use: false) { (state) throws(PKCS11Error) in try ObjectListing.list(&state) } }
-                return .objects(objects)
+                let (entries, values) = try listing(token, certificateValues: certificateValues, context)
+                return .objectPage(ObjectPage.slice(entries, values: values, from: Int(start)))
             }
         case .getCertificate(let object):
             Route(key: object) { (context) throws(AgentFailure) in
@@ -134,5 +131,25 @@ enum ObjectRequests: RequestGroup {
     /// The URI of an object just written: the token's URI with its id, label and type.
     private static func objectURI(_ state: TokenState, id: [UInt8], label: String, type: String) -> String {
         state.token.uri.setting("id", id).setting("object", Array(label.utf8)).setting("type", Array(type.utf8)).description
+    }
+}
+
+extension ObjectRequests {
+    /// Every object on `token`, or on every present token. With no token known yet, one just inserted
+    /// may be binding: the readers and modules are rescanned rather than "none" answered.
+    static func listing(_ token: String?, certificateValues: Bool, _ context: RequestContext) throws(AgentFailure)
+        -> (entries: [ObjectEntry], values: [[UInt8]]) {
+        let registry = context.registry
+        let workers = try token.map { (text) throws(AgentFailure) in [try context.resolve(text)] }
+            ?? (registry.presentWorkers.isEmpty ? registry.refresh() : registry.presentWorkers)
+        var entries: [ObjectEntry] = [], values: [[UInt8]] = []
+        for worker in workers {
+            let listed = try worker.run(use: false) { (state) throws(PKCS11Error) in
+                try ObjectListing.list(&state, certificateValues: certificateValues)
+            }
+            entries += listed.entries
+            values += listed.values
+        }
+        return (entries, values)
     }
 }

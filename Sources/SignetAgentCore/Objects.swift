@@ -5,16 +5,26 @@ import SignetPKCS11
 /// Lists a token's keys and certificates: names, ids, types, sizes and
 /// usages only. Private objects appear once the token is unlocked.
 enum ObjectListing {
+    /// Every key and certificate on the token (public objects only while it is locked).
     static func list(_ state: inout TokenState) throws(PKCS11Error) -> [ObjectEntry] {
+        try list(&state, certificateValues: false).entries
+    }
+
+    /// The listing, and with `certificateValues` each certificate's DER (`values` has one element per
+    /// entry, empty for keys). A token holds at most `limit` objects of each class in the listing.
+    static func list(_ state: inout TokenState, certificateValues: Bool, limit: Int = 4096) throws(PKCS11Error)
+        -> (entries: [ObjectEntry], values: [[UInt8]]) {
         let session = try state.openSession()
         var entries: [ObjectEntry] = []
+        var certificates: [[UInt8]] = []
         let kinds: [(ObjectClass, ObjectEntry.Kind, String)] = [
             (.privateKey, .privateKey, "private"), (.publicKey, .publicKey, "public"), (.certificate, .certificate, "cert"),
         ]
         for (objectClass, kind, typeName) in kinds {
-            for handle in try session.findObjects([Attribute(.objectClass, objectClass)], limit: 256) {
+            for handle in try session.findObjects([Attribute(.objectClass, objectClass)], limit: limit) {
                 let values = try session.attributes(handle, [.id, .label, .keyType, .modulus, .ecParams, .sign, .decrypt, .derive,
-                                                             .unwrap, .verify, .encrypt, .subject])
+                                                             .unwrap, .verify, .encrypt, .subject]
+                                                            + (certificateValues && kind == .certificate ? [.value] : []))
                 let id = values[.id] ?? []
                 let label = String(decoding: values[.label] ?? [], as: UTF8.self)
                 var keyType: WireKeyType?
@@ -43,6 +53,7 @@ enum ObjectListing {
                 if kind != .certificate, keyType != nil, let key = try? session.publicKey(handle) { publicKeyInfo = key.subjectPublicKeyInfoDER }
                 entries.append(ObjectEntry(uri: uri.description, kind: kind, label: label, id: id, keyType: keyType, bits: bits,
                                            usages: usages, subject: kind == .certificate ? values[.subject] ?? [] : [], publicKeyInfo: publicKeyInfo))
+                certificates.append(kind == .certificate ? values[.value] ?? [] : [])
             }
         }
         for index in entries.indices where entries[index].kind == .privateKey && entries[index].publicKeyInfo.isEmpty {
@@ -51,7 +62,7 @@ enum ObjectListing {
                 entries[index].publicKeyInfo = match.publicKeyInfo
             }
         }
-        return entries
+        return (entries, certificates)
     }
 }
 

@@ -194,6 +194,55 @@ public struct ObjectEntry: Sendable, Equatable {
     }
 }
 
+/// One page of a token listing (`listObjectPage`): entries from `start` on, as many as fit in a frame.
+/// With certificate values asked for, `values[i]` is the DER of `objects[i]` when it is a certificate
+/// (empty for keys, and for a certificate too large to share a frame, which `getCertificate` then reads).
+public struct ObjectPage: Sendable, Equatable {
+    public var objects: [ObjectEntry]
+    public var values: [[UInt8]]
+    /// Where the next page starts; nil on the last page.
+    public var next: UInt32?
+
+    public init(objects: [ObjectEntry], values: [[UInt8]], next: UInt32?) {
+        self.objects = objects; self.values = values; self.next = next
+    }
+
+    /// Room for a page's entries in one response frame: the frame less its header and this page's own fields.
+    public static let budget = AgentProtocol.maximumFrame - 1024
+
+    /// The page of `all` (with `values`, one per entry, empty when not asked for) that starts at `start`:
+    /// whole entries with their values while they fit in `budget` bytes, and always at least one (alone on
+    /// its page and still too large, an entry goes without its value). Pure, so it is tested here.
+    public static func slice(_ all: [ObjectEntry], values: [[UInt8]], from start: Int, budget: Int = ObjectPage.budget) -> ObjectPage {
+        guard start < all.count else { return ObjectPage(objects: [], values: [], next: nil) }
+        var objects: [ObjectEntry] = [], kept: [[UInt8]] = [], used = 0, index = start
+        while index < all.count {
+            let writer = WireWriter()
+            all[index].write(writer)
+            let entryBytes = writer.buffer.count + 4
+            var value = index < values.count ? values[index] : []
+            if used + entryBytes + 4 + value.count > budget {
+                guard objects.isEmpty else { break }  // the next page starts with it
+                value = []  // alone on a page and still too large: without its value
+            }
+            objects.append(all[index]); kept.append(value)
+            used += entryBytes + 4 + value.count
+            index += 1
+        }
+        return ObjectPage(objects: objects, values: kept, next: index < all.count ? UInt32(index) : nil)
+    }
+
+    func write(_ w: WireWriter) {
+        w.array(objects) { $0.write(w) }; w.array(values) { w.bytes($0) }; w.optional(next, w.u32)
+    }
+    static func read(_ r: inout WireReader) throws(WireError) -> ObjectPage {
+        let objects = try r.array(ObjectEntry.read)
+        let values = try r.array { (r: inout WireReader) throws(WireError) in try r.bytes() }
+        guard values.count == objects.count else { throw WireError("an object page has \(values.count) values for \(objects.count) objects") }
+        return ObjectPage(objects: objects, values: values, next: try r.optional { (r: inout WireReader) throws(WireError) in try r.u32() })
+    }
+}
+
 /// The outcome of unlock, change-code and unblock, with the words to show.
 public struct AccessOutcome: Sendable, Equatable {
     public enum Kind: UInt8, Sendable, Equatable, CaseIterable {
@@ -263,6 +312,9 @@ public enum AgentRequest: Sendable {
     case listReaders
     /// The versions of the libraries and PKCS#11 modules the agent loaded.
     case versions
+    /// A page of what `listObjects` lists, from entry `start` on, with the certificates' DER when asked for:
+    /// one frame whatever the token holds, and no `getCertificate` round trip per certificate.
+    case listObjectPage(token: String?, start: UInt32, certificateValues: Bool)
     /// Stops the agent (owner only, like every request).
     case shutdown
 
@@ -290,6 +342,7 @@ public enum AgentRequest: Sendable {
         case .repairLedger: 0x18
         case .listReaders: 0x19
         case .versions: 0x1A
+        case .listObjectPage: 0x1B
         case .shutdown: 0x1F
         }
     }
@@ -318,6 +371,7 @@ public enum AgentRequest: Sendable {
         case .repairLedger: "repair-ledger"
         case .listReaders: "list-readers"
         case .versions: "versions"
+        case .listObjectPage: "list-object-page"
         case .shutdown: "shutdown"
         }
     }
@@ -330,6 +384,8 @@ public enum AgentRequest: Sendable {
             break
         case .listObjects(let token), .repairLedger(let token):
             w.optional(token, w.string)
+        case .listObjectPage(let token, let start, let certificateValues):
+            w.optional(token, w.string); w.u32(start); w.bool(certificateValues)
         case .getCertificate(let object), .deleteObject(let object):
             w.string(object)
         case .unlock(let token, let code, let finalTry):
@@ -401,6 +457,7 @@ public enum AgentRequest: Sendable {
         case 0x18: return .repairLedger(token: try optionalText(&r))
         case 0x19: return .listReaders
         case 0x1A: return .versions
+        case 0x1B: return .listObjectPage(token: try optionalText(&r), start: try r.u32(), certificateValues: try r.bool())
         case 0x1F: return .shutdown
         default: return nil
         }
@@ -446,6 +503,8 @@ public enum AgentResponse: Sendable, Equatable {
     case readers([ReaderEntry])
     /// Answers `versions`.
     case versions(AgentVersions)
+    /// Answers `listObjectPage`.
+    case objectPage(ObjectPage)
     /// Interim: the request goes on; the final response follows with the same id.
     case notice(NoticeKind, message: String)
     case error(AgentErrorCode, message: String)
@@ -468,6 +527,7 @@ public enum AgentResponse: Sendable, Equatable {
         case .notice: 0x8E
         case .readers: 0x8F
         case .versions: 0x90
+        case .objectPage: 0x91
         case .error: 0xFF
         }
     }
@@ -502,6 +562,8 @@ public enum AgentResponse: Sendable, Equatable {
             w.array(readers) { $0.write(w) }
         case .versions(let versions):
             versions.write(w)
+        case .objectPage(let page):
+            page.write(w)
         case .notice(let kind, let message):
             w.u8(kind.rawValue); w.string(message)
         case .error(let code, let message):
@@ -532,6 +594,7 @@ public enum AgentResponse: Sendable, Equatable {
         case 0x8D: return .tokenDetails(try r.array(TokenDetail.read), moduleFailures: try r.array(ModuleFailure.read))
         case 0x8F: return .readers(try r.array(ReaderEntry.read))
         case 0x90: return .versions(try AgentVersions.read(&r))
+        case 0x91: return .objectPage(try ObjectPage.read(&r))
         case 0x8E:
             let raw = try r.u8()
             guard let notice = NoticeKind(rawValue: raw) else { throw WireError("unknown notice \(raw)") }

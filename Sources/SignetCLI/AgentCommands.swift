@@ -228,7 +228,7 @@ struct KeysCommand: ParsableCommand {
     }
 
     func run() throws {
-        guard case .objects(let objects) = try Agent.call(.listObjects(token: token)) else { throw SignetError.unexpectedAnswer }
+        let objects = try Inventory.listObjects(client: try Agent.connect(), token: token, certificateValues: false).entries
         let entries = objects.map { object in
             Entry(uri: object.uri, kind: ["", "private-key", "public-key", "certificate"][Int(object.kind.rawValue)], label: object.label,
                   id: Hex.encode(object.id), keyType: object.keyType.map { $0 == .rsa ? "RSA" : "EC" }, bits: object.bits, usages: object.usages.names)

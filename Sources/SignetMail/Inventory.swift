@@ -54,11 +54,15 @@ public struct Inventory {
     /// Lists every token (or `token`) through the agent.
     /// - Throws: `SignetError` when the agent fails.
     public static func load(client: AgentClient, token: String? = nil) throws(SignetError) -> Inventory {
-        guard case .objects(let objects) = try client.request(.listObjects(token: token)) else { throw SignetError.unexpectedAnswer }
+        let (objects, values) = try listObjects(client: client, token: token, certificateValues: true)
         var certificates: [Installed] = []
-        for entry in objects where entry.kind == .certificate {
-            guard case .certificate(let der) = try client.request(.getCertificate(object: entry.uri)),
-                  let certificate = try? Certificate(der: der) else { continue }
+        for (entry, value) in zip(objects, values) where entry.kind == .certificate {
+            var der = value
+            if der.isEmpty {  // too large to share a page
+                guard case .certificate(let read) = try client.request(.getCertificate(object: entry.uri)) else { continue }
+                der = read
+            }
+            guard let certificate = try? Certificate(der: der) else { continue }
             let spki = certificate.subjectPublicKeyInfo
             certificates.append(Installed(
                 entry: entry, certificate: certificate, publicKeyInfo: spki,
@@ -71,6 +75,25 @@ public struct Inventory {
             keys.append(Key(entry: entry, certificates: linked.map(\.certificate)))
         }
         return Inventory(objects: objects, keys: keys, certificates: certificates)
+    }
+
+    /// Every object on every token (or `token`), a page at a time, so that any number fits through the
+    /// agent's frames; with `certificateValues`, each certificate's DER comes in the same pages
+    /// (`values` has one element per entry, empty for keys and for a certificate too large for a page).
+    /// One round trip for a token of a few dozen objects.
+    public static func listObjects(client: AgentClient, token: String?, certificateValues: Bool) throws(SignetError)
+        -> (entries: [ObjectEntry], values: [[UInt8]]) {
+        var entries: [ObjectEntry] = [], values: [[UInt8]] = []
+        var start: UInt32 = 0
+        while true {
+            guard case .objectPage(let page) = try client.request(.listObjectPage(token: token, start: start, certificateValues: certificateValues))
+            else { throw SignetError.unexpectedAnswer }
+            entries += page.objects
+            values += page.values
+            guard let next = page.next else { return (entries, values) }
+            guard next > start, !page.objects.isEmpty else { throw SignetError.unexpectedAnswer }  // no progress: never loop
+            start = next
+        }
     }
 
     /// The certificate whose id or fingerprint starts with `id` (8+ hex digits), or whose URI is `id`.

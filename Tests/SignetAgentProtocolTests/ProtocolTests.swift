@@ -30,6 +30,8 @@ private let everyRequest: [AgentRequest] = [
     .repairLedger(token: "pkcs11:serial=1234"),
     .listReaders,
     .versions,
+    .listObjectPage(token: nil, start: 0, certificateValues: true),
+    .listObjectPage(token: "pkcs11:token=Alice", start: 40, certificateValues: false),
     .shutdown,
 ]
 
@@ -56,7 +58,12 @@ private let everyResponse: [AgentResponse] = [
               ReaderEntry(name: "NFC", cardPresent: false, state: ["empty"], atr: nil, transport: "nfc")]),
     .versions(AgentVersions(agentVersion: "0.2.0", libraries: [.init(name: "p11-kit", version: "0.25.3 (/usr/lib/libp11-kit.so.0)")],
                             modules: [sampleModule], moduleFailures: [ModuleFailure(path: "/x.so", reason: "no")])),
+    .objectPage(ObjectPage(objects: [sampleObject, sampleObject], values: [[], [0x30, 0x00]], next: 2)),
+    .objectPage(ObjectPage(objects: [], values: [], next: nil)),
 ]
+
+private let sampleObject = ObjectEntry(uri: "pkcs11:id=%01;type=cert", kind: .certificate, label: "c", id: [1], keyType: nil, bits: 0, usages: [],
+                                       subject: [0x30, 0])
 
 private let sampleModule = ModuleEntry(name: "softhsm2", path: "/usr/lib/softhsm/libsofthsm2.so", description: "Implementation of PKCS11",
                                        libraryVersion: "2.6", manufacturer: "SoftHSM", cryptokiVersion: "2.40")
@@ -225,3 +232,54 @@ struct ProtocolTests {
     }
 }
 
+
+@Suite("Object pages")
+struct ObjectPageTests {
+    /// `count` certificates with `valueBytes` of DER each.
+    func listing(_ count: Int, valueBytes: Int) -> ([ObjectEntry], [[UInt8]]) {
+        let entries = (0..<count).map { ObjectEntry(uri: "pkcs11:token=T;id=%\(String($0 % 256, radix: 16));object=c\($0);type=cert",
+                                                  kind: .certificate, label: "c\($0)", id: [UInt8($0 % 256)], keyType: nil, bits: 0, usages: [],
+                                                  subject: Array(repeating: 0x41, count: 90)) }
+        return (entries, entries.indices.map { [UInt8](repeating: UInt8($0 % 256), count: valueBytes) })
+    }
+
+    @Test("Pages cover every entry once, in order, with its value, and each answer fits a frame")
+    func pagesCoverTheListing() throws {
+        let (entries, values) = listing(1000, valueBytes: 900)
+        var start = 0, seen: [ObjectEntry] = [], seenValues: [[UInt8]] = [], pages = 0
+        while true {
+            let page = ObjectPage.slice(entries, values: values, from: start)
+            pages += 1
+            let frame = AgentFrame.encode(AgentResponse.objectPage(page), id: 7)
+            #expect(frame.count - 4 <= AgentProtocol.maximumFrame)
+            let decoded = try frame.bytes.dropFirst(4).withUnsafeBytes { try AgentFrame.decodeResponse($0) }
+            #expect(decoded.response == .objectPage(page))
+            seen += page.objects
+            seenValues += page.values
+            guard let next = page.next else { break }
+            #expect(Int(next) == start + page.objects.count)
+            start = Int(next)
+        }
+        #expect(seen == entries)
+        #expect(seenValues == values)
+        #expect(pages > 10 && pages < 30, "\(pages) pages")
+    }
+
+    @Test("An entry whose value alone exceeds a page starts the next page and goes without its value; past the end is an empty last page")
+    func oversizedValue() {
+        let (entries, _) = listing(3, valueBytes: 0)
+        let values: [[UInt8]] = [[1], Array(repeating: 2, count: AgentProtocol.maximumFrame), [3]]
+        let first = ObjectPage.slice(entries, values: values, from: 0)
+        #expect(first.objects.count == 1 && first.values == [[1]] && first.next == 1)
+        let second = ObjectPage.slice(entries, values: values, from: 1)
+        #expect(second.objects == [entries[1], entries[2]] && second.values == [[], [3]] && second.next == nil)
+        #expect(ObjectPage.slice(entries, values: values, from: 2).next == nil)
+        #expect(ObjectPage.slice(entries, values: values, from: 9) == ObjectPage(objects: [], values: [], next: nil))
+    }
+
+    @Test("A page whose values do not match its objects is refused")
+    func mismatchedValuesRefused() {
+        let frame = AgentFrame.encode(AgentResponse.objectPage(ObjectPage(objects: [], values: [[1]], next: nil)), id: 1)
+        #expect(throws: WireError.self) { try frame.bytes.dropFirst(4).withUnsafeBytes { try AgentFrame.decodeResponse($0) } }
+    }
+}
