@@ -37,7 +37,8 @@ public final class MessageOpener {
     /// What to do when the token holding `keyURI` turns out to be locked (for `AgentKey`'s `onLocked`;
     /// the front end asks for the access code). Nil: the operation fails as the token answers.
     public var unlocker: ((AgentClient, String) -> () -> Bool)?
-    /// Where report lines go (the front end prints them to standard error).
+    /// Where report lines go (the front end prints them to standard error): one line per call, with the
+    /// terminal controls in it escaped (`Console.safe`), since names and addresses come from the message.
     public var onLine: (String) -> Void = { _ in }
     public let headers: MIMEHeaders
     public private(set) var status: ExitStatus = .success
@@ -143,10 +144,19 @@ public final class MessageOpener {
     }
 
     private func report(_ fields: [String: String], _ line: String, status: ExitStatus) {
+        report(fields, lines: [line], status: status)
+    }
+
+    /// Records a layer's verdict; each of `lines` is one line on screen.
+    private func report(_ fields: [String: String], lines: [String], status: ExitStatus) {
         reports.append(fields)
         self.status = ExitStatus.worse(self.status, status)
-        if holdReport { heldLines.append(line) } else { onLine(line) }
+        if holdReport { heldLines += lines } else { lines.forEach(emit) }
     }
+
+    /// Passes one line on. Every report line goes through here: the certificate names, addresses, URLs
+    /// and reasons in it come from the message, and a control character in them could rewrite the screen.
+    private func emit(_ line: String) { onLine(Console.safe(line)) }
 
     /// Prints the held report. When every signature is good and trusted it starts with the line
     /// "Verification successful", as OpenSSL's does: mutt and neomutt call a signature good only
@@ -155,8 +165,8 @@ public final class MessageOpener {
     public func finishReport() {
         guard holdReport else { return }
         holdReport = false
-        if status == .success && signedLayers > 0 { onLine("Verification successful") }
-        for line in heldLines { onLine(line) }
+        if status == .success && signedLayers > 0 { emit("Verification successful") }
+        heldLines.forEach(emit)
         heldLines = []
     }
 
@@ -207,7 +217,7 @@ public final class MessageOpener {
         }
         let cipher = envelope.contentCipher
         if let cipher, cipher.legacy {
-            onLine("Warning: layer \(depth) is encrypted with \(cipher.name), an obsolete cipher; ask the sender to use AES.")
+            emit("Warning: layer \(depth) is encrypted with \(cipher.name), an obsolete cipher; ask the sender to use AES.")
         }
         let client = try connect()
         if inventory == nil { inventory = try Inventory.load(client: client); OwnCertificates.remember(inventory!) }
@@ -360,7 +370,7 @@ public final class MessageOpener {
             lines[0] += ": \(verdictWord)"
             fields["result"] = outcome == .success ? "good" : "\(outcome.rawValue)"
             if aroundEncryption { lines.append("  (this signature covers only the encrypted form; it does not decide the result)") }
-            report(fields, lines.joined(separator: "\n"), status: aroundEncryption ? .success : outcome)
+            report(fields, lines: lines, status: aroundEncryption ? .success : outcome)
         }
         return (content, inner)
     }
