@@ -12,8 +12,11 @@ public struct TrustPolicy {
     public var at: String?
     /// CRL files (PEM or DER) to check signers' certificates against.
     public var crl: [String] = []
-    /// Fetch the CRLs named in the certificates' CRL distribution points (http://).
+    /// Fetch the CRLs named in the CRL distribution points of a signer's path, once it is built to a
+    /// trusted anchor (http://, no redirects, within `CRLFetcher`'s bounds).
     public var fetchCRL = false
+    /// Fetch CRLs from loopback and link-local addresses too (`crl-fetch-local = yes`).
+    public var fetchCRLFromLocal = false
     /// Accept signatures made with SHA-1.
     public var allowSHA1 = false
 
@@ -56,6 +59,7 @@ public final class MessageOpener {
     private let intermediates: [Certificate]
     private let crls: [RevocationList]
     private let at: Date?
+    private lazy var crlFetcher = CRLFetcher(allowLocal: options.fetchCRLFromLocal)
 
     /// - Throws: `SignetError` when a --trust or --crl file cannot be read or the --at time does not parse.
     public init(options: TrustPolicy, topLevel message: [UInt8]) throws(SignetError) {
@@ -322,14 +326,14 @@ public final class MessageOpener {
                 lines.append("  REFUSED:    signed with SHA-1, which is broken (--allow-sha1 accepts it).")
                 outcome = ExitStatus.worse(outcome, ExitStatus.unsupported)
             }
-            var lists = crls
-            if options.fetchCRL {
-                for url in certificate.crlDistributionPoints {
-                    do { lists.append(try RevocationList(url: url)) } catch { lines.append("  CRL:        could not fetch \(url): \(error)") }
-                }
+            // The path first, with no CRL: a URL in a certificate no trusted CA issued is the sender's, and is never fetched.
+            let (chain, path) = ChainVerifier.verify(certificate, anchors: anchors, intermediates: intermediates + carried, at: checkTime)
+            var verdict = chain
+            if chain == .trusted && (options.fetchCRL || !crls.isEmpty) {
+                let fetched = options.fetchCRL ? crlFetcher.lists(for: path) { lines.append("  CRL:        \($0)") } : []
+                verdict = ChainVerifier.verify(certificate, anchors: anchors, intermediates: intermediates + carried,
+                                               at: checkTime, crls: crls + fetched, checkRevocation: options.fetchCRL).0
             }
-            let (verdict, path) = ChainVerifier.verify(certificate, anchors: anchors, intermediates: intermediates + carried,
-                                                       at: checkTime, crls: lists, checkRevocation: options.fetchCRL)
             let pathText = path.map(\.label).joined(separator: " → ")
             switch verdict {
             case .trusted:
