@@ -56,6 +56,7 @@ public enum AgentLauncher {
     /// standard input from /dev/null and its log in `$XDG_STATE_HOME/signet/agent.log`.
     static func launch(paths: SignetPaths) throws(AgentClientError) {
         guard let path = executable() else { throw .startFailed("signet-agent is not installed beside signet or on PATH") }
+        if let note = paths.runtimeNote { Console.error("Note: \(note)") }
         _ = FileIO.makeDirectories(paths.state)
         let log = paths.state + "/agent.log"
         var actions = posix_spawn_file_actions_t()

@@ -185,8 +185,8 @@ struct StatusCommand: ParsableCommand {
                   + "run `signet token init --software --label NAME`.")
         }
         for token in status.tokens {
-            print("\(token.label)\(token.software ? "  [SOFTWARE TOKEN]" : "")")
-            print("  URI:     \(token.uri)")
+            print(Console.safe("\(token.label)\(token.software ? "  [SOFTWARE TOKEN]" : "")"))
+            print(Console.safe("  URI:     \(token.uri)"))
             print("  state:   \(token.unlocked ? "unlocked" : "locked (`signet unlock`)")")
             token.printAccessState()
         }
@@ -237,8 +237,8 @@ struct KeysCommand: ParsableCommand {
         if entries.isEmpty { print("No keys or certificates are visible. Unlock the token to see private keys (`signet unlock`).") }
         for entry in entries {
             let size = entry.keyType.map { " \($0)-\(entry.bits)" } ?? ""
-            print("\(entry.kind)\(size)  \(entry.label)  id \(entry.id)\(entry.usages.isEmpty ? "" : "  [\(entry.usages.joined(separator: ", "))]")")
-            print("  \(entry.uri)")
+            print(Console.safe("\(entry.kind)\(size)  \(entry.label)  id \(entry.id)\(entry.usages.isEmpty ? "" : "  [\(entry.usages.joined(separator: ", "))]")"))
+            print(Console.safe("  \(entry.uri)"))
         }
     }
 }

@@ -43,17 +43,17 @@ struct CertCommand: ParsableCommand {
                                                           replace: replace, client: client) { outcome in
                 switch outcome {
                 case .alreadyInstalled(let certificate):
-                    print("Already installed: \(certificate.subject) (nothing changed).")
+                    print(Console.safe("Already installed: \(certificate.subject) (nothing changed)."))
                 case .installed(let certificate, let key):
-                    print("Installed \(certificate.subject) (serial \(certificate.serial), valid until \(Dates.day(certificate.notAfter))) "
-                          + "with key \"\(key.label)\"; id \(TrustStore.id(certificate)) (PKCS#11 key id \(Hex.encode(key.id))).")
+                    print(Console.safe("Installed \(certificate.subject) (serial \(certificate.serial), valid until \(Dates.day(certificate.notAfter))) "
+                                       + "with key \"\(key.label)\"; id \(TrustStore.id(certificate)) (PKCS#11 key id \(Hex.encode(key.id)))."))
                 }
             }
             let issuers = contents.certificates.filter { $0.isAuthority }
             try TrustCommand.addAuthorities(issuers, trustRoots: trustRoots)
             let offeredRoot = issuers.contains { $0.isSelfSigned }
             for leaf in leaves where !offeredRoot && (TrustStore().chain(for: leaf).last.map { !$0.isSelfSigned } ?? true) {
-                Console.error("Note: Signet does not yet trust the root CA of \(leaf.subject); add it with `signet trust add ROOT.pem`.")
+                Console.error(Console.safe("Note: Signet does not yet trust the root CA of \(leaf.subject); add it with `signet trust add ROOT.pem`."))
             }
         }
     }
@@ -125,7 +125,7 @@ struct CertCommand: ParsableCommand {
                 if chain { for issuer in TrustStore().chain(for: installed.certificate) { bytes += Array(issuer.pem.utf8) } }
             }
             try writeOutput(bytes, to: out)
-            if let out { Console.error("Wrote \(installed.certificate.subject) to \(out).") }
+            if let out { Console.error(Console.safe("Wrote \(installed.certificate.subject) to \(out).")) }
         }
     }
 
@@ -146,7 +146,7 @@ struct CertCommand: ParsableCommand {
             var changed = 0
             for installed in inventory.certificates {
                 guard let key = installed.privateKey else {
-                    print("No key on the token for \(installed.certificate.subject) (id \(installed.id)); left as it is.")
+                    print(Console.safe("No key on the token for \(installed.certificate.subject) (id \(installed.id)); left as it is."))
                     continue
                 }
                 guard installed.entry.id != key.id else { continue }
@@ -155,7 +155,7 @@ struct CertCommand: ParsableCommand {
                     _ = try Agent.call(.storeCertificate(token: key.uri, der: installed.certificate.der, id: key.id, label: label), client: client)
                 }
                 _ = try Agent.call(.deleteObject(object: installed.entry.uri), client: client)
-                print("Re-linked \(installed.certificate.subject): certificate id \(Hex.encode(installed.entry.id)) → \(Hex.encode(key.id)) (key \"\(key.label)\").")
+                print(Console.safe("Re-linked \(installed.certificate.subject): certificate id \(Hex.encode(installed.entry.id)) → \(Hex.encode(key.id)) (key \"\(key.label)\")."))
                 changed += 1
             }
             print(changed == 0 ? "Every certificate is linked to its key; nothing changed." : "Repaired \(changed) certificate(s).")
@@ -179,7 +179,7 @@ struct CertCommand: ParsableCommand {
                 guard answer else { print("Nothing deleted."); return }
             }
             _ = try Agent.call(.deleteObject(object: installed.entry.uri), client: client)
-            print("Deleted \(installed.certificate.subject).")
+            print(Console.safe("Deleted \(installed.certificate.subject)."))
         }
     }
 }
@@ -248,30 +248,33 @@ struct CertificateReport: Codable {
         }
     }
 
+    /// Prints one line of a certificate's description; names, addresses and URIs come from the certificate.
+    private func line(_ text: String) { print(Console.safe(text)) }
+
     func printSummary() {
         let marks = defaults.isEmpty ? "" : "  [default for \(defaults.joined(separator: " and "))]"
-        print("\(id)  \(subject)\(marks)")
-        print("  issuer:   \(issuer)")
-        print("  serial:   \(serial)   key: \(key)")
+        line("\(id)  \(subject)\(marks)")
+        line("  issuer:   \(issuer)")
+        line("  serial:   \(serial)   key: \(key)")
         let state = switch validity {
         case "expired": "  EXPIRED"
         case "not-yet-valid": "  NOT YET VALID"
         default: ""
         }
-        print("  valid:    \(notBefore) to \(notAfter)\(state)")
-        print("  usage:    \((keyUsage ?? ["any"]).joined(separator: ", "))  extended: \((extendedKeyUsage ?? ["any"]).joined(separator: ", "))")
-        print("  for:      \(purposes.isEmpty ? "nothing Signet uses" : purposes.joined(separator: ", "))")
-        print("  key:      \(keyPresent ? "present on the token" : "MISSING (no key on the token has this certificate's public key; see `signet cert repair`)")")
-        print("  uri:      \(uri)")
+        line("  valid:    \(notBefore) to \(notAfter)\(state)")
+        line("  usage:    \((keyUsage ?? ["any"]).joined(separator: ", "))  extended: \((extendedKeyUsage ?? ["any"]).joined(separator: ", "))")
+        line("  for:      \(purposes.isEmpty ? "nothing Signet uses" : purposes.joined(separator: ", "))")
+        line("  key:      \(keyPresent ? "present on the token" : "MISSING (no key on the token has this certificate's public key; see `signet cert repair`)")")
+        line("  uri:      \(uri)")
     }
 
     func printDetails() {
-        print("  SHA-256:  \(sha256 ?? "")")
-        print("  SHA-1:    \(sha1 ?? "")")
-        for name in alternativeNames ?? [] { print("  alt name: \(name)") }
-        for point in crlDistributionPoints ?? [] { print("  CRL:      \(point)") }
-        print("  AD mapping (altSecurityIdentities): \(activeDirectoryMapping ?? "")")
-        for upn in userPrincipalNames ?? [] { print("  AD UPN:   \(upn)") }
+        line("  SHA-256:  \(sha256 ?? "")")
+        line("  SHA-1:    \(sha1 ?? "")")
+        for name in alternativeNames ?? [] { line("  alt name: \(name)") }
+        for point in crlDistributionPoints ?? [] { line("  CRL:      \(point)") }
+        line("  AD mapping (altSecurityIdentities): \(activeDirectoryMapping ?? "")")
+        for upn in userPrincipalNames ?? [] { line("  AD UPN:   \(upn)") }
     }
 }
 

@@ -75,6 +75,8 @@ struct LogCommand: ParsableCommand {
     }
 
     /// One entry as a line: labels and program names, or with `wide` the full URIs and paths.
+    /// The line is escaped (`Console.safe`): a client chooses the URIs and labels it sends, and the path of
+    /// the program it runs as, so they may hold terminal controls (also `%1B`, `%0A` in a URI's label).
     static func text(_ entry: Entry, wide: Bool) -> String {
         var parts: [String] = []
         parts.append(String((entry.time ?? "").map { $0 == "T" ? " " : $0 }).replacing("Z", with: " UTC"))
@@ -89,7 +91,7 @@ struct LogCommand: ParsableCommand {
         }
         if let duration = entry.duration_ms { parts.append("\(oneDecimal(duration)) ms") }
         if let detail = entry.detail { parts.append("(\(detail))") }
-        return parts.joined(separator: "  ")
+        return Console.safe(parts.joined(separator: "  "))
     }
 
     /// `12.345` → `12.3` (what `%.1f` prints, for non-negative values).

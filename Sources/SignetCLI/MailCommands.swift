@@ -83,7 +83,7 @@ struct SignCommand: ParsableCommand {
             output.discard()
             throw SignetError(.failure, "Could not sign: \(error)", cause: error)
         }
-        if !quiet { Console.error("Signed as \(certificate.subject) (\(options.digest.rawValue.uppercased())\(pss ? ", RSA-PSS" : "")).") }
+        if !quiet { Console.error(Console.safe("Signed as \(certificate.subject) (\(options.digest.rawValue.uppercased())\(pss ? ", RSA-PSS" : "")).")) }
     }
 }
 
@@ -220,6 +220,6 @@ struct EncryptCommand: ParsableCommand {
             output.discard()
             throw SignetError(.failure, "Could not encrypt: \(error)", cause: error)
         }
-        if !quiet { Console.error("Encrypted (\(options.cipher.rawValue.uppercased())) to \(certificates.map(\.label).joined(separator: ", ")).") }
+        if !quiet { Console.error(Console.safe("Encrypted (\(options.cipher.rawValue.uppercased())) to \(certificates.map(\.label).joined(separator: ", ")).")) }
     }
 }

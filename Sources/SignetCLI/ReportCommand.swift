@@ -22,13 +22,9 @@ struct ReportCommand: ParsableCommand {
         let paths = SignetPaths.current
         let stamp = LogCommand.timestamp(Date().timeIntervalSince1970).prefix(19).filter { $0 != ":" }
         let destination = output ?? "signet-report-\(stamp).tar.gz"
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("signet-report-\(getpid())")
-        let folder = work.appendingPathComponent("signet-report")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: work) }
-        func write(_ name: String, _ text: String) throws {
-            try text.write(to: folder.appendingPathComponent(name), atomically: true, encoding: .utf8)
-        }
+        let staging = try Staging()
+        defer { staging.remove() }
+        func write(_ name: String, _ text: String) throws { try staging.write(name, text) }
 
         let machine = (FileIO.readText("/proc/version", limit: 4096) ?? "unknown").split(separator: "\n").first.map(String.init) ?? ""
         try write("version.txt", """
@@ -85,10 +81,61 @@ struct ReportCommand: ParsableCommand {
         let agentLog = (FileIO.readText(paths.state + "/agent.log", limit: 1 << 22) ?? "").split(separator: "\n", omittingEmptySubsequences: false).suffix(500)
         try write("agent-log.txt", agentLog.joined(separator: "\n"))
 
-        let status = try ReportCommand.tar(["-czf", destination, "-C", work.path, "signet-report"])
+        let status = try ReportCommand.tar(["-czf", destination, "-C", staging.path, "signet-report"])
         guard status == 0 else { throw CLIError(description: "tar failed (exit \(status)) writing \(destination)") }
         print("Wrote \(destination). It holds versions and PKCS#11 modules, readers, tokens, configuration (codes and secrets blanked), "
               + "the last \(recent.count) audit entries and \(errors.count) recent error\(errors.count == 1 ? "" : "s") from them.")
+    }
+
+    /// The directory the report's files are gathered in before `tar` packs them: made by `mkdtemp` (0700,
+    /// a fresh random name), its files created inside it through directory descriptors with `O_EXCL|O_NOFOLLOW`.
+    /// A fixed name (`/tmp/signet-report-<pid>`) let another user pre-create it with symlinks inside and read or
+    /// change the audit log, agent log and configuration before `tar` ran.
+    final class Staging {
+        /// The private directory; the files are in its `signet-report` folder.
+        let path: String
+        private let folder: Int32
+
+        /// - Throws: `CLIError` when the temporary directory cannot be made.
+        init() throws {
+            let base = (ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp")
+            var template = Array((base + "/signet-report-XXXXXX").utf8CString)
+            guard let made = mkdtemp(&template) else {
+                throw CLIError(description: "cannot make a private directory in \(base) for the report: \(String(cString: strerror(errno))). Set TMPDIR to a directory you can write.")
+            }
+            path = String(cString: made)
+            let work = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            defer { if work >= 0 { close(work) } }
+            guard work >= 0, mkdirat(work, "signet-report", 0o700) == 0 else {
+                let reason = String(cString: strerror(errno))
+                rmdir(path)
+                throw CLIError(description: "cannot prepare \(path) for the report: \(reason)")
+            }
+            folder = openat(work, "signet-report", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard folder >= 0 else {
+                let reason = String(cString: strerror(errno))
+                try? FileManager.default.removeItem(atPath: path)
+                throw CLIError(description: "cannot prepare \(path) for the report: \(reason)")
+            }
+        }
+
+        /// Creates `name` (0600; never an existing file or a symlink) and writes `text` to it.
+        /// - Throws: `CLIError` when the file cannot be created or written.
+        func write(_ name: String, _ text: String) throws {
+            let fd = openat(folder, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw CLIError(description: "cannot create \(name) in \(path): \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            let failure = Array(text.utf8).withUnsafeBytes { bytes -> (any Error)? in
+                do { try FileIO.writeAll(fd, bytes); return nil } catch { return error }
+            }
+            if let failure { throw CLIError(description: "cannot write \(name) in \(path): \(failure)") }
+        }
+
+        /// Removes the directory and what is in it.
+        func remove() {
+            close(folder)
+            try? FileManager.default.removeItem(atPath: path)
+        }
     }
 
     /// The newest audit entries (up to `limit`) whose result is not "ok", as `signet log --wide` prints them.

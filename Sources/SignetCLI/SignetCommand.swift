@@ -44,9 +44,11 @@ public struct SignetCommand: ParsableCommand {
 
     /// The one place an error is printed: a `SignetError` as "Error: <message>" with its exit status;
     /// anything else as ArgumentParser prints it (usage and help, `ExitCode` silently, other errors as "Error: ...").
+    /// Messages name certificates and labels that came from outside, so each of their lines is escaped (`Console.safe`).
     static func exit(reporting error: any Error) -> Never {
         if let error = error as? SignetError {
-            Console.error("Error: \(error.message)")
+            let lines = error.message.split(separator: "\n", omittingEmptySubsequences: false).map { Console.safe(String($0)) }
+            Console.error("Error: " + lines.joined(separator: "\n"))
             exit(withError: ExitCode(error.code.rawValue))
         }
         exit(withError: error)

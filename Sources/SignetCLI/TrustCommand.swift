@@ -20,7 +20,7 @@ struct TrustCommand: ParsableCommand {
         func run() throws {
             let contents = try readCertificateFile(file)
             for certificate in contents.certificates where !certificate.isAuthority {
-                Console.error("Skipped \(certificate.subject): it is not a CA certificate.")
+                Console.error(Console.safe("Skipped \(certificate.subject): it is not a CA certificate."))
             }
             let authorities = contents.certificates.filter(\.isAuthority)
             guard !authorities.isEmpty else { throw CLIError(description: "\(file) holds no CA certificate; nothing was added.") }
@@ -50,7 +50,7 @@ struct TrustCommand: ParsableCommand {
             if entries.isEmpty { print("No CA certificates are trusted yet. Add your CA's root with `signet trust add ROOT.pem`.") }
             for entry in entries {
                 let mark = entry.validity == "valid" ? "" : "  \(entry.validity.uppercased())"
-                print("\(entry.id)  \(entry.root ? "root" : "intermediate")  \(entry.subject)  until \(entry.notAfter.prefix(10))\(mark)")
+                print(Console.safe("\(entry.id)  \(entry.root ? "root" : "intermediate")  \(entry.subject)  until \(entry.notAfter.prefix(10))\(mark)"))
             }
         }
     }
@@ -64,7 +64,7 @@ struct TrustCommand: ParsableCommand {
             let removed: [Certificate]
             do { removed = try TrustStore().remove(id: id) } catch { throw CLIError(description: "\(error)") }
             guard let certificate = removed.first else { throw CLIError(description: "No trusted certificate has the id \(id) (see `signet trust list`).") }
-            print("No longer trusted: \(certificate.subject).")
+            print(Console.safe("No longer trusted: \(certificate.subject)."))
         }
     }
 
@@ -76,13 +76,13 @@ struct TrustCommand: ParsableCommand {
             if authority.isSelfSigned && !trustRoots {
                 let question = "Trust the root CA \(authority.subject) (SHA-256 \(authority.sha256.prefix(16))…) for verifying mail? [y/N] "
                 guard let answer = Confirm.ask(question) else {
-                    Console.error("Not trusted: root CA \(authority.subject); pass --trust-roots to trust it.")
+                    Console.error(Console.safe("Not trusted: root CA \(authority.subject); pass --trust-roots to trust it."))
                     continue
                 }
-                guard answer else { Console.error("Not trusted: root CA \(authority.subject)."); continue }
+                guard answer else { Console.error(Console.safe("Not trusted: root CA \(authority.subject).")); continue }
             }
             try store.add(authority)
-            print("Trusted \(authority.isSelfSigned ? "root" : "intermediate") CA \(authority.subject) (id \(TrustStore.id(authority))).")
+            print(Console.safe("Trusted \(authority.isSelfSigned ? "root" : "intermediate") CA \(authority.subject) (id \(TrustStore.id(authority)))."))
         }
     }
 }

@@ -10,7 +10,7 @@ struct TrustOptions: ParsableArguments {
     var at: String?
     @Option(name: .long, help: "Check the signer's certificate against this CRL file (PEM or DER; repeatable).")
     var crl: [String] = []
-    @Flag(name: .customLong("fetch-crl"), help: "Fetch the CRLs named in the certificates' CRL distribution points (http://).")
+    @Flag(name: .customLong("fetch-crl"), help: "Fetch the CRLs named in the CRL distribution points of a signer trusted by its path (http://, no redirects, at most 4 per message within 20 s; loopback and link-local addresses only with crl-fetch-local = yes).")
     var fetchCRL = false
     @Flag(name: .customLong("allow-sha1"), help: "Accept signatures made with SHA-1 (refused by default: SHA-1 is broken).")
     var allowSHA1 = false
@@ -24,6 +24,7 @@ extension TrustOptions {
         policy.at = at
         policy.crl = crl
         policy.fetchCRL = fetchCRL
+        policy.fetchCRLFromLocal = fetchCRL && SignetConfig.load().value("crl-fetch-local") == "yes"
         policy.allowSHA1 = allowSHA1
         return policy
     }

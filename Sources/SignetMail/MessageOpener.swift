@@ -12,8 +12,11 @@ public struct TrustPolicy {
     public var at: String?
     /// CRL files (PEM or DER) to check signers' certificates against.
     public var crl: [String] = []
-    /// Fetch the CRLs named in the certificates' CRL distribution points (http://).
+    /// Fetch the CRLs named in the CRL distribution points of a signer's path, once it is built to a
+    /// trusted anchor (http://, no redirects, within `CRLFetcher`'s bounds).
     public var fetchCRL = false
+    /// Fetch CRLs from loopback and link-local addresses too (`crl-fetch-local = yes`).
+    public var fetchCRLFromLocal = false
     /// Accept signatures made with SHA-1.
     public var allowSHA1 = false
 
@@ -37,7 +40,8 @@ public final class MessageOpener {
     /// What to do when the token holding `keyURI` turns out to be locked (for `AgentKey`'s `onLocked`;
     /// the front end asks for the access code). Nil: the operation fails as the token answers.
     public var unlocker: ((AgentClient, String) -> () -> Bool)?
-    /// Where report lines go (the front end prints them to standard error).
+    /// Where report lines go (the front end prints them to standard error): one line per call, with the
+    /// terminal controls in it escaped (`Console.safe`), since names and addresses come from the message.
     public var onLine: (String) -> Void = { _ in }
     public let headers: MIMEHeaders
     public private(set) var status: ExitStatus = .success
@@ -55,6 +59,7 @@ public final class MessageOpener {
     private let intermediates: [Certificate]
     private let crls: [RevocationList]
     private let at: Date?
+    private lazy var crlFetcher = CRLFetcher(allowLocal: options.fetchCRLFromLocal)
 
     /// - Throws: `SignetError` when a --trust or --crl file cannot be read or the --at time does not parse.
     public init(options: TrustPolicy, topLevel message: [UInt8]) throws(SignetError) {
@@ -143,10 +148,19 @@ public final class MessageOpener {
     }
 
     private func report(_ fields: [String: String], _ line: String, status: ExitStatus) {
+        report(fields, lines: [line], status: status)
+    }
+
+    /// Records a layer's verdict; each of `lines` is one line on screen.
+    private func report(_ fields: [String: String], lines: [String], status: ExitStatus) {
         reports.append(fields)
         self.status = ExitStatus.worse(self.status, status)
-        if holdReport { heldLines.append(line) } else { onLine(line) }
+        if holdReport { heldLines += lines } else { lines.forEach(emit) }
     }
+
+    /// Passes one line on. Every report line goes through here: the certificate names, addresses, URLs
+    /// and reasons in it come from the message, and a control character in them could rewrite the screen.
+    private func emit(_ line: String) { onLine(Console.safe(line)) }
 
     /// Prints the held report. When every signature is good and trusted it starts with the line
     /// "Verification successful", as OpenSSL's does: mutt and neomutt call a signature good only
@@ -155,8 +169,8 @@ public final class MessageOpener {
     public func finishReport() {
         guard holdReport else { return }
         holdReport = false
-        if status == .success && signedLayers > 0 { onLine("Verification successful") }
-        for line in heldLines { onLine(line) }
+        if status == .success && signedLayers > 0 { emit("Verification successful") }
+        heldLines.forEach(emit)
         heldLines = []
     }
 
@@ -207,7 +221,7 @@ public final class MessageOpener {
         }
         let cipher = envelope.contentCipher
         if let cipher, cipher.legacy {
-            onLine("Warning: layer \(depth) is encrypted with \(cipher.name), an obsolete cipher; ask the sender to use AES.")
+            emit("Warning: layer \(depth) is encrypted with \(cipher.name), an obsolete cipher; ask the sender to use AES.")
         }
         let client = try connect()
         if inventory == nil { inventory = try Inventory.load(client: client); OwnCertificates.remember(inventory!) }
@@ -312,14 +326,14 @@ public final class MessageOpener {
                 lines.append("  REFUSED:    signed with SHA-1, which is broken (--allow-sha1 accepts it).")
                 outcome = ExitStatus.worse(outcome, ExitStatus.unsupported)
             }
-            var lists = crls
-            if options.fetchCRL {
-                for url in certificate.crlDistributionPoints {
-                    do { lists.append(try RevocationList(url: url)) } catch { lines.append("  CRL:        could not fetch \(url): \(error)") }
-                }
+            // The path first, with no CRL: a URL in a certificate no trusted CA issued is the sender's, and is never fetched.
+            let (chain, path) = ChainVerifier.verify(certificate, anchors: anchors, intermediates: intermediates + carried, at: checkTime)
+            var verdict = chain
+            if chain == .trusted && (options.fetchCRL || !crls.isEmpty) {
+                let fetched = options.fetchCRL ? crlFetcher.lists(for: path) { lines.append("  CRL:        \($0)") } : []
+                verdict = ChainVerifier.verify(certificate, anchors: anchors, intermediates: intermediates + carried,
+                                               at: checkTime, crls: crls + fetched, checkRevocation: options.fetchCRL).0
             }
-            let (verdict, path) = ChainVerifier.verify(certificate, anchors: anchors, intermediates: intermediates + carried,
-                                                       at: checkTime, crls: lists, checkRevocation: options.fetchCRL)
             let pathText = path.map(\.label).joined(separator: " → ")
             switch verdict {
             case .trusted:
@@ -360,7 +374,7 @@ public final class MessageOpener {
             lines[0] += ": \(verdictWord)"
             fields["result"] = outcome == .success ? "good" : "\(outcome.rawValue)"
             if aroundEncryption { lines.append("  (this signature covers only the encrypted form; it does not decide the result)") }
-            report(fields, lines.joined(separator: "\n"), status: aroundEncryption ? .success : outcome)
+            report(fields, lines: lines, status: aroundEncryption ? .success : outcome)
         }
         return (content, inner)
     }

@@ -3,7 +3,7 @@ import CSignetCrypto
 import FoundationEssentials
 import SignetCore
 
-/// A certificate revocation list, from a file or the certificate's distribution point.
+/// A certificate revocation list, from a file or fetched (`SignetMail.CRLFetcher`).
 public final class RevocationList {
     public static let maximumSize = 16 << 20
     let crl: OpaquePointer
@@ -20,14 +20,6 @@ public final class RevocationList {
         }
         guard let parsed else { throw OpenSSLError("This is not a CRL (PEM or DER)") }
         crl = parsed
-    }
-
-    /// Downloads the CRL at an http:// distribution point (OpenSSL's HTTP client; DER).
-    public init(url: String, timeout seconds: Int32 = 15) throws {
-        guard url.lowercased().hasPrefix("http://") else { throw OpenSSLError("Only http:// CRL distribution points are fetched (\(url))") }
-        OpenSSLError.drain()
-        guard let fetched = X509_CRL_load_http(url, nil, nil, seconds) else { throw OpenSSLError("Fetching the CRL from \(url)") }
-        crl = fetched
     }
 
     deinit { X509_CRL_free(crl) }

@@ -282,6 +282,9 @@ final class MailTests {
         try FileManager.default.createDirectory(atPath: served, withIntermediateDirectories: true)
         let server = try LocalHTTPServer(directory: served)
         defer { server.stop() }
+        // The CA's server is on this machine: a loopback address, fetched from only when configured.
+        let configFile = agent.paths.config + "/config"
+        try (try String(contentsOfFile: configFile, encoding: .utf8) + "crl-fetch-local = yes\n").write(toFile: configFile, atomically: true, encoding: .utf8)
         // A second certificate for the token's P-256 key that names a CRL distribution point on the local server.
         let extensions = try peer.file("cdp.cnf", text: """
             keyUsage=critical,digitalSignature,keyAgreement

@@ -1,13 +1,15 @@
 import Foundation
 
 /// A minimal HTTP/1.0 file server on 127.0.0.1 (a CA's CRL distribution point for tests): answers
-/// `GET /name` with the file `name` from `directory`, or 404. Runs on its own thread until `stop()`.
+/// `GET /name` with the file `name` from `directory`, or 404, or a redirect set with `redirect(_:to:)`.
+/// Runs on its own thread until `stop()`.
 public final class LocalHTTPServer: @unchecked Sendable {
     public let port: UInt16
     private let listener: Int32
     private let directory: String
     private let lock = NSLock()
     private var requests: [String] = []
+    private var redirects: [String: String] = [:]
 
     public init(directory: String) throws {
         self.directory = directory
@@ -32,6 +34,9 @@ public final class LocalHTTPServer: @unchecked Sendable {
 
     public func url(_ name: String) -> String { "http://127.0.0.1:\(port)/\(name)" }
 
+    /// From now on, answers `GET /name` with `302 Found` and `Location: location`.
+    public func redirect(_ name: String, to location: String) { lock.withLock { redirects[name] = location } }
+
     /// Stops accepting connections (later requests are refused).
     public func stop() { shutdown(listener, Int32(SHUT_RDWR)); close(listener) }
 
@@ -51,7 +56,9 @@ public final class LocalHTTPServer: @unchecked Sendable {
             lock.withLock { requests.append(path) }
             let name = path.split(separator: "/").last.map(String.init) ?? ""
             let response: [UInt8]
-            if !name.isEmpty, !name.hasPrefix("."), let body = FileManager.default.contents(atPath: directory + "/" + name) {
+            if let location = lock.withLock({ redirects[name] }) {
+                response = Array("HTTP/1.0 302 Found\r\nLocation: \(location)\r\nContent-Length: 0\r\n\r\n".utf8)
+            } else if !name.isEmpty, !name.hasPrefix("."), let body = FileManager.default.contents(atPath: directory + "/" + name) {
                 response = Array("HTTP/1.0 200 OK\r\nContent-Type: application/pkix-crl\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body
             } else {
                 response = Array("HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".utf8)
