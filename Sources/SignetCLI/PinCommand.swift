@@ -47,7 +47,7 @@ struct PinCommand: ParsableCommand {
             let entry = Entry(token: token.label, uri: token.uri, failures: token.failures, triesLeft: token.triesLeft,
                               lockedSeconds: token.lockedSeconds, tokenCounter: token.tokenCounter, ledgerDamage: token.ledgerDamage)
             if output.json { return try JSONOutput.print(entry) }
-            print("\(entry.token)\(token.software ? "  [SOFTWARE TOKEN]" : "")")
+            print("\(Console.safe(entry.token))\(token.software ? "  [SOFTWARE TOKEN]" : "")")
             token.printAccessState()
         }
     }

@@ -32,7 +32,7 @@ struct ReadersCommand: ParsableCommand {
             return
         }
         for entry in entries {
-            print(entry.name)
+            print(Console.safe(entry.name))
             print("  transport: \(entry.transport)")
             print("  card:      \(entry.cardPresent ? "present" : "none — insert it or tap it on the reader")")
             if entry.state.contains("mute") { print("  state:     the card does not answer; take it out and insert it again") }

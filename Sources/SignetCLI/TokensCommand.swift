@@ -59,12 +59,12 @@ struct TokensCommand: ParsableCommand {
             return
         }
         for token in listing.tokens {
-            print("\(token.label)\(token.software ? "  [SOFTWARE TOKEN — not for real keys]" : "")")
-            print("  uri:          \(token.uri)")
-            print("  manufacturer: \(token.manufacturer)")
-            print("  model:        \(token.model)")
-            print("  serial:       \(token.serial)")
-            print("  module:       \(token.module.name) (\(token.module.path))")
+            print("\(Console.safe(token.label))\(token.software ? "  [SOFTWARE TOKEN — not for real keys]" : "")")
+            print("  uri:          \(Console.safe(token.uri))")
+            print("  manufacturer: \(Console.safe(token.manufacturer))")
+            print("  model:        \(Console.safe(token.model))")
+            print("  serial:       \(Console.safe(token.serial))")
+            print("  module:       \(Console.safe(token.module.name)) (\(Console.safe(token.module.path)))")
             print("  access code:  \(Self.words(token.userCode))")
             print("  admin code:   \(Self.words(token.soCode))")
         }
