@@ -36,7 +36,7 @@ struct AgentHardeningTests {
             let nobody: UInt32 = 65534
             let chowned = try Run.command("chown", ["-R", "\(nobody):\(nobody)", agent.home.path])
             try #require(chowned.status == 0, "\(chowned.errors)")
-            let pid = try Self.spawn("/usr/bin/setpriv", ["--reuid=\(nobody)", "--regid=\(nobody)", "--clear-groups", AgentFixture.agentBinary],
+            let pid = try AgentFixture.spawn("/usr/bin/setpriv", ["--reuid=\(nobody)", "--regid=\(nobody)", "--clear-groups", AgentFixture.agentBinary],
                                      environment: agent.environment, log: agent.agentLogPath)
             defer {
                 kill(pid, SIGTERM)
@@ -165,25 +165,5 @@ struct AgentHardeningTests {
             #expect(resident > 0 && resident < 60_000, "agent RSS \(resident) kB with 30 connections that named 1,920 URIs of 60 KB")
             #expect(clients.count == 30)
         }
-    }
-
-    /// Starts `executable` with its output to `log`; returns its pid (setpriv execs the agent in place).
-    static func spawn(_ executable: String, _ arguments: [String], environment: [String: String], log: String) throws -> pid_t {
-        let fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        defer { close(fd) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, fd, 1)
-        posix_spawn_file_actions_adddup2(&actions, fd, 2)
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        let env = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { env.forEach { free($0) } }
-        var pid: pid_t = 0
-        let rv = posix_spawn(&pid, executable, &actions, nil, argv, env)
-        guard rv == 0 else { throw TestFailure("could not start \(executable): \(String(cString: strerror(rv)))") }
-        return pid
     }
 }

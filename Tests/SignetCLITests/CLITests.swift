@@ -14,12 +14,7 @@ final class CLITests {
 
     init() throws {
         home = try TestPaths.temporaryDirectory("signet-home")
-        var env = ProcessInfo.processInfo.environment
-        env["HOME"] = home.path
-        env["XDG_DATA_HOME"] = home.appendingPathComponent("data").path
-        env["XDG_CONFIG_HOME"] = home.appendingPathComponent("config").path
-        env["XDG_STATE_HOME"] = home.appendingPathComponent("state").path
-        env["XDG_RUNTIME_DIR"] = home.appendingPathComponent("run").path
+        var env = TestPaths.userEnvironment(home: home)
         env["SOFTHSM2_CONF"] = nil
         env["SIGNET_AGENT"] = TestPaths.binaries.appendingPathComponent("signet-agent").path
         environment = env

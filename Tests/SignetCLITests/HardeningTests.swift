@@ -12,13 +12,7 @@ final class CLIHardeningTests {
 
     init() throws {
         home = try TestPaths.temporaryDirectory("signet-home")
-        var env = ProcessInfo.processInfo.environment
-        env["HOME"] = home.path
-        env["XDG_DATA_HOME"] = home.appendingPathComponent("data").path
-        env["XDG_CONFIG_HOME"] = home.appendingPathComponent("config").path
-        env["XDG_STATE_HOME"] = home.appendingPathComponent("state").path
-        env["XDG_RUNTIME_DIR"] = home.appendingPathComponent("run").path
-        environment = env
+        environment = TestPaths.userEnvironment(home: home)
         peer = try OpenSSLPeer()
     }
 

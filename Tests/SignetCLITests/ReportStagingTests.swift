@@ -14,12 +14,7 @@ final class ReportStagingTests {
 
     init() throws {
         home = try TestPaths.temporaryDirectory("signet-home")
-        var env = ProcessInfo.processInfo.environment
-        env["HOME"] = home.path
-        env["XDG_DATA_HOME"] = home.appendingPathComponent("data").path
-        env["XDG_CONFIG_HOME"] = home.appendingPathComponent("config").path
-        env["XDG_STATE_HOME"] = home.appendingPathComponent("state").path
-        env["XDG_RUNTIME_DIR"] = home.appendingPathComponent("run").path
+        var env = TestPaths.userEnvironment(home: home)
         env["TMPDIR"] = home.appendingPathComponent("tmp").path
         environment = env
         for directory in ["tmp", "config/signet", "state/signet", "victim"] {

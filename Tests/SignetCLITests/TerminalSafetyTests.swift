@@ -17,13 +17,7 @@ final class TerminalSafetyTests {
 
     init() throws {
         home = try TestPaths.temporaryDirectory("signet-home")
-        var env = ProcessInfo.processInfo.environment
-        env["HOME"] = home.path
-        env["XDG_DATA_HOME"] = home.appendingPathComponent("data").path
-        env["XDG_CONFIG_HOME"] = home.appendingPathComponent("config").path
-        env["XDG_STATE_HOME"] = home.appendingPathComponent("state").path
-        env["XDG_RUNTIME_DIR"] = home.appendingPathComponent("run").path
-        environment = env
+        environment = TestPaths.userEnvironment(home: home)
         peer = try OpenSSLPeer()
     }
 
@@ -34,12 +28,18 @@ final class TerminalSafetyTests {
         }
     }
 
+    /// A self-signed P-256 certificate for `subject` (UTF-8): the key's and the certificate's paths.
+    func selfSigned(_ subject: String, name: String) throws -> (key: String, certificate: String) {
+        let key = peer.path("\(name).key"), cert = peer.path("\(name).pem")
+        let made = try peer.run(["req", "-x509", "-utf8", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30",
+                                 "-subj", subject, "-keyout", key, "-out", cert])
+        try #require(made.status == 0, "\(made.errors)")
+        return (key, cert)
+    }
+
     @Test("verify of a message whose signer's common name holds ESC[1A ESC[2K, CR LF and U+202E prints one escaped signer line and NOT TRUSTED")
     func hostileCommonNameIsEscaped() throws {
-        let key = peer.path("key.pem"), cert = peer.path("cert.pem")
-        let made = try peer.run(["req", "-x509", "-utf8", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30",
-                                 "-subj", "/CN=\(Self.hostileName)/emailAddress=mallory@example.org", "-keyout", key, "-out", cert])
-        try #require(made.status == 0, "\(made.errors)")
+        let (key, cert) = try selfSigned("/CN=\(Self.hostileName)/emailAddress=mallory@example.org", name: "cert")
         let content = try peer.file("content.txt", text: "Content-Type: text/plain\r\n\r\nPay the bearer\r\n")
         let signed = peer.path("signed.eml")
         let signing = try peer.run(["cms", "-sign", "-in", content, "-signer", cert, "-inkey", key, "-out", signed])
@@ -63,10 +63,7 @@ final class TerminalSafetyTests {
 
     @Test("signet trust list prints a CA's subject with its controls escaped")
     func trustListEscapesSubjects() throws {
-        let key = peer.path("ca.key"), cert = peer.path("ca.pem")
-        let made = try peer.run(["req", "-x509", "-utf8", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30",
-                                 "-subj", "/O=\u{9B}2K\u{2067}Root/CN=Evil\u{85}CA", "-keyout", key, "-out", cert])
-        try #require(made.status == 0, "\(made.errors)")
+        let (_, cert) = try selfSigned("/O=\u{9B}2K\u{2067}Root/CN=Evil\u{85}CA", name: "ca")
         let added = try Run.command(signet, ["trust", "add", cert], environment: environment, timeout: 60)
         try #require(added.status == 0, "\(added.errors)")
         #expect(!Self.holdsRawControls(added.output + added.errors), "\(added.output.debugDescription)")

@@ -21,11 +21,17 @@ struct AtomicWriteHardeningTests {
         return lstat(path, &info) == 0 ? info.st_mode & 0o7777 : 0
     }
 
-    @Test("A symlink planted at the old temporary name is not followed: the victim's file keeps its content")
-    func plantedSymlinkIsNotFollowed() throws {
+    /// The victim's own file, and a symlink to it planted at `link`.
+    func plantVictim(at link: String) throws -> String {
         let victim = directory + "/victim"
         try "the victim's own file\n".write(toFile: victim, atomically: false, encoding: .utf8)
-        #expect(symlink(victim, predictable) == 0)
+        #expect(symlink(victim, link) == 0)
+        return victim
+    }
+
+    @Test("A symlink planted at the old temporary name is not followed: the victim's file keeps its content")
+    func plantedSymlinkIsNotFollowed() throws {
+        let victim = try plantVictim(at: predictable)
         #expect(FileIO.writeAtomically(out, text: "plaintext\n"))
         #expect(FileIO.readText(victim, limit: 100) == "the victim's own file\n")
         #expect(FileIO.readText(out, limit: 100) == "plaintext\n")
@@ -48,9 +54,7 @@ struct AtomicWriteHardeningTests {
 
     @Test("A symlink planted at the output's own name is replaced, not written through")
     func symlinkAtTheDestinationIsReplaced() throws {
-        let victim = directory + "/victim"
-        try "the victim's own file\n".write(toFile: victim, atomically: false, encoding: .utf8)
-        #expect(symlink(victim, out) == 0)
+        let victim = try plantVictim(at: out)
         #expect(FileIO.writeAtomically(out, text: "plaintext\n"))
         #expect(FileIO.readText(victim, limit: 100) == "the victim's own file\n")
         #expect(mode(out) == 0o600)

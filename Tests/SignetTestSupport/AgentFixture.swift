@@ -36,12 +36,7 @@ public final class AgentFixture: @unchecked Sendable {
         wrapperLog = home.appendingPathComponent("codes.log").path
         let module = countingCodes ? TestPaths.binaries.appendingPathComponent("libSignetTestPKCS11Wrapper.so").path : softhsmModule
 
-        var env = ProcessInfo.processInfo.environment
-        env["HOME"] = home.path
-        env["XDG_RUNTIME_DIR"] = home.appendingPathComponent("run").path
-        env["XDG_DATA_HOME"] = home.appendingPathComponent("data").path
-        env["XDG_STATE_HOME"] = home.appendingPathComponent("state").path
-        env["XDG_CONFIG_HOME"] = home.appendingPathComponent("config").path
+        var env = TestPaths.userEnvironment(home: home)
         env["SOFTHSM2_CONF"] = softhsmConfig
         env["SIGNET_WRAPPED_MODULE"] = softhsmModule
         env["SIGNET_WRAPPER_LOG"] = wrapperLog
@@ -58,20 +53,7 @@ public final class AgentFixture: @unchecked Sendable {
 
     /// Starts the agent and waits until it answers.
     public func start() throws {
-        let log = open(agentLogPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        defer { close(log) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, log, 1)
-        posix_spawn_file_actions_adddup2(&actions, log, 2)
-        let argv = [strdup(AgentFixture.agentBinary), nil]
-        defer { argv.forEach { free($0) } }
-        let env = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { env.forEach { free($0) } }
-        let rv = posix_spawn(&pid, AgentFixture.agentBinary, &actions, nil, argv, env)
-        guard rv == 0 else { throw TestFailure("could not start signet-agent: \(String(cString: strerror(rv)))") }
+        pid = try AgentFixture.spawn(AgentFixture.agentBinary, [], environment: environment, log: agentLogPath)
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
             if (try? AgentClient(socketPath: socketPath, clientName: "test")) != nil { return }
@@ -83,6 +65,26 @@ public final class AgentFixture: @unchecked Sendable {
             usleep(20_000)
         }
         throw TestFailure("signet-agent did not answer within 20 s: \(agentLog)")
+    }
+
+    /// Starts `executable` with standard input from /dev/null and its output appended to `log` (0600); returns its pid.
+    public static func spawn(_ executable: String, _ arguments: [String], environment: [String: String], log: String) throws -> pid_t {
+        let fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        defer { close(fd) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, fd, 1)
+        posix_spawn_file_actions_adddup2(&actions, fd, 2)
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let env = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { env.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rv = posix_spawn(&pid, executable, &actions, nil, argv, env)
+        guard rv == 0 else { throw TestFailure("could not start \(executable): \(String(cString: strerror(rv)))") }
+        return pid
     }
 
     /// Stops the agent with SIGTERM and waits for it; an agent that the CLI started in its

@@ -127,6 +127,18 @@ public enum TestPaths {
     /// `Tests/testdata`: real S/MIME messages and keys (provenance in its README.md).
     public static var testData: URL { repository.appendingPathComponent("Tests/testdata") }
 
+    /// The environment of a user whose HOME and XDG directories all live under `home`
+    /// (this process's environment otherwise).
+    public static func userEnvironment(home: URL) -> [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        environment["HOME"] = home.path
+        environment["XDG_DATA_HOME"] = home.appendingPathComponent("data").path
+        environment["XDG_CONFIG_HOME"] = home.appendingPathComponent("config").path
+        environment["XDG_STATE_HOME"] = home.appendingPathComponent("state").path
+        environment["XDG_RUNTIME_DIR"] = home.appendingPathComponent("run").path
+        return environment
+    }
+
     /// A new empty temporary directory.
     public static func temporaryDirectory(_ prefix: String = "signet-test") throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString.prefix(8))")
