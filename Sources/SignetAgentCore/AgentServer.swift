@@ -72,7 +72,7 @@ final class AgentServer: Sendable {
             return
         }
         let peer = PeerProcess.describe(pid: credentials.pid, uid: credentials.uid)
-        guard settings.allowedUIDs.contains(credentials.uid) else {
+        guard credentials.uid == getuid() else {
             logger.warning("refused a connection from uid \(credentials.uid) pid \(credentials.pid) (\(peer.executable))")
             handler.record(.connectionRefused, result: "not-permitted", peer: peer, start: MonotonicClock.seconds(),
                            detail: "uid \(credentials.uid) is not allowed")
@@ -128,9 +128,13 @@ final class AgentServer: Sendable {
         defer { prefix.deallocate() }
         while !stopping.load(ordering: .relaxed) {
             let settings = handler.currentSettings
+            var frameStarted = MonotonicClock.seconds()
             do throws(SocketError) {
                 // A client signing in a loop sends its next request within microseconds: wait awake, briefly.
-                try UnixSocket.readExactly(fd, into: prefix, timeout: settings.connectionIdle, spin: spinSeconds)
+                // The idle time bounds the wait for a frame's first byte; from there the whole frame,
+                // length prefix included, has `request-seconds`.
+                frameStarted = try UnixSocket.readExactly(fd, into: prefix, timeout: settings.connectionIdle, spin: spinSeconds,
+                                                          onceStarted: settings.requestTimeout)
             } catch {
                 if error.code == ETIMEDOUT {
                     send(fd, .error(.timeout, message: "Closed after \(Int(settings.connectionIdle)) s without a request."), id: 0)
@@ -152,7 +156,7 @@ final class AgentServer: Sendable {
                 body.deallocate()
             }
             do throws(SocketError) {
-                try UnixSocket.readExactly(fd, into: body, timeout: settings.requestTimeout)
+                try UnixSocket.readExactly(fd, into: body, timeout: max(0.001, settings.requestTimeout - (MonotonicClock.seconds() - frameStarted)))
             } catch {
                 if error.code == ETIMEDOUT {
                     send(fd, .error(.timeout, message: "The request did not arrive within \(settings.requestTimeout) s."), id: 0)
@@ -169,6 +173,10 @@ final class AgentServer: Sendable {
             }
             SecretBytes.wipe(body)
             guard let request = decoded else {
+                guard greeted else {  // before the handshake, even an unknown kind ends the connection
+                    send(fd, .error(.handshakeRequired, message: "Send hello first."), id: id)
+                    return
+                }
                 if !send(fd, .error(.unknownRequest, message: "Unknown request kind 0x\(Hex.encode([kind])); this agent speaks protocol \(AgentProtocol.version)."), id: id) { return }
                 continue
             }

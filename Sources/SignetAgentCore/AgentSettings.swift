@@ -13,8 +13,6 @@ public struct AgentSettings: Sendable {
     public var idleLock: Double
     /// How long a request for an absent token waits for it (`presence-wait-seconds`, default 30).
     public var presenceWait: Double
-    /// Users besides the agent's own who may connect (`allow-uid`, repeatable).
-    public var allowedUIDs: Set<UInt32>
     /// Connections served at once (`max-connections`, default 512); more are refused with an error.
     public var maximumConnections: Int
     /// A connection with no request for this long is closed (`connection-idle-seconds`, default 600).
@@ -45,14 +43,17 @@ public struct AgentSettings: Sendable {
                 return fallback
             }
         }
-        var allowed = Set<UInt32>([getuid()])
-        for text in config.values("allow-uid") { if let uid = UInt32(text) { allowed.insert(uid) } }
+        // `allow-uid` once let other users connect, but they never could: the socket lives in your private
+        // runtime directory (0700) and is itself 0600. The agent serves your uid only; the key is refused.
+        for origin in config.origins(of: "allow-uid") {
+            problems.append("\(origin): allow-uid is not supported: the agent serves only your own uid (its socket is in your private "
+                            + "runtime directory, which other users cannot reach); remove the line")
+        }
         var settings = AgentSettings(
             paths: paths,
             lockoutPolicy: .load(paths: paths, systemDirectory: systemDirectory, problems: &problems),
             idleLock: number("idle-lock-minutes", 15, in: 0...525_600) * 60,
             presenceWait: number("presence-wait-seconds", 30, in: 0...86_400),
-            allowedUIDs: allowed,
             maximumConnections: Int(number("max-connections", 512, in: 1...65_536)),
             connectionIdle: number("connection-idle-seconds", 600, in: 1...604_800),
             requestTimeout: number("request-seconds", 10, in: 0.1...3600),

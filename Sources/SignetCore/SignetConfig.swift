@@ -80,6 +80,11 @@ public struct SignetConfig: Sendable, Equatable {
     /// Every value given for `key`, in order.
     public func values(_ key: String) -> [String] { entries.filter { $0.key == key }.map(\.value) }
 
+    /// Where each line giving `key` was written, as "FILE line N", in file order.
+    public func origins(of key: String) -> [String] {
+        entries.indices.filter { entries[$0].key == key }.map { "\(origins[$0].file) line \(origins[$0].line)" }
+    }
+
     /// The last value given for `key` (the user's overrides the administrator's).
     public func value(_ key: String) -> String? { values(key).last }
 

@@ -113,19 +113,29 @@ public enum UnixSocket {
     /// - Parameter spin: on machines with more than one CPU, poll without sleeping for up to this many
     ///   seconds first. A request–answer round trip then costs no sleep and wake-up on either side,
     ///   which on virtual machines is most of its time; the spin is short, so an idle peer costs little.
-    public static func readExactly(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, timeout: Double?, spin: Double = 0) throws(SocketError) {
+    /// - Parameter onceStarted: when given, the rest must arrive within this many seconds of the first
+    ///   byte (`timeout` then bounds only the wait for that first byte).
+    /// - Returns: when the first byte arrived (`MonotonicClock` seconds).
+    @discardableResult
+    public static func readExactly(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, timeout: Double?, spin: Double = 0,
+                                   onceStarted: Double? = nil) throws(SocketError) -> Double {
         var offset = 0
+        var deadline = timeout.map { MonotonicClock.seconds() + $0 }
+        var firstByte = MonotonicClock.seconds()
+        func started() {
+            firstByte = MonotonicClock.seconds()
+            if let onceStarted { deadline = firstByte + onceStarted }
+        }
         if spin > 0, processorCount > 1 {
             let until = MonotonicClock.seconds() + spin
             while offset < buffer.count {
                 let n = recv(fd, buffer.baseAddress! + offset, buffer.count - offset, Int32(MSG_DONTWAIT))
-                if n > 0 { offset += n; continue }
+                if n > 0 { if offset == 0 { started() }; offset += n; continue }
                 if n == 0 { throw SocketError("eof", offset == 0 ? 0 : EPIPE) }
                 guard errno == EAGAIN || errno == EINTR else { throw SocketError("recv", errno) }
                 if MonotonicClock.seconds() >= until { break }
             }
         }
-        let deadline = timeout.map { MonotonicClock.seconds() + $0 }
         while offset < buffer.count {
             let left = deadline.map { $0 - MonotonicClock.seconds() }
             if let left, left <= 0 { throw SocketError("read", ETIMEDOUT) }
@@ -136,8 +146,10 @@ public enum UnixSocket {
                 throw SocketError("recv", errno)
             }
             if n == 0 { throw SocketError("eof", offset == 0 ? 0 : EPIPE) }
+            if offset == 0 { started() }
             offset += n
         }
+        return firstByte
     }
 }
 

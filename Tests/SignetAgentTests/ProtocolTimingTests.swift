@@ -1,0 +1,61 @@
+import Foundation
+import SignetAgentProtocol
+import SignetCore
+import SignetTestSupport
+import Testing
+
+/// What docs/protocol.md promises about frames and the handshake, held to the letter (issue 19 #15).
+@Suite("Frame timing and the handshake", .serialized)
+struct ProtocolTimingTests {
+    @Test("A client that sends part of a length prefix is timed out after request-seconds, not connection-idle-seconds")
+    func partialPrefixTimesOut() throws {
+        let agent = try AgentFixture(config: "request-seconds = 1\nconnection-idle-seconds = 600")
+        try agent.start()
+        let slow = try RawClient.connect(agent.socketPath)
+        defer { close(slow) }
+        RawClient.write(slow, Array(RawClient.hello.prefix(2)))
+        let started = Date()
+        guard case .error(let code, _)? = RawClient.readResponse(slow, timeout: 8) else {
+            Issue.record("no timeout within 8 s of half a length prefix"); return
+        }
+        #expect(code == .timeout)
+        #expect(Date().timeIntervalSince(started) < 4)
+        #expect(RawClient.isClosed(slow))
+    }
+
+    @Test("A well-formed frame of an unknown kind before hello gets handshake-required and the connection is closed")
+    func unknownKindBeforeHello() throws {
+        let agent = try AgentFixture()
+        try agent.start()
+        let fd = try RawClient.connect(agent.socketPath)
+        defer { close(fd) }
+        // Kind 0x7E, id 9, no fields.
+        RawClient.write(fd, [0, 0, 0, 5, 0x7E, 0, 0, 0, 9])
+        guard case .error(let code, _)? = RawClient.readResponse(fd, timeout: 5) else { Issue.record("no answer"); return }
+        #expect(code == .handshakeRequired)
+        #expect(RawClient.isClosed(fd, timeout: 5))
+        // After hello, an unknown kind is answered and the connection stays open (newer clients may probe).
+        let greeted = try RawClient.connect(agent.socketPath)
+        defer { close(greeted) }
+        RawClient.write(greeted, RawClient.hello)
+        guard case .hello? = RawClient.readResponse(greeted) else { Issue.record("no hello"); return }
+        RawClient.write(greeted, [0, 0, 0, 5, 0x7E, 0, 0, 0, 9])
+        guard case .error(let unknown, _)? = RawClient.readResponse(greeted) else { Issue.record("no answer after hello"); return }
+        #expect(unknown == .unknownRequest)
+        #expect(!RawClient.isClosed(greeted, timeout: 0.3))
+    }
+
+    @Test("allow-uid is refused with its file and line; the agent serves its own uid only")
+    func allowUIDRefused() throws {
+        let agent = try AgentFixture(config: "allow-uid = 65534")
+        try agent.start()
+        let client = try agent.client()
+        guard case .status = try client.call(.status) else { Issue.record("no status"); return }
+        #expect(agent.agentLog.contains("line 3: allow-uid is not supported"), "\(agent.agentLog)")
+        let other = try Run.command("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=+dac_override",
+                                                "--ambient-caps=+dac_override", AgentFixture.signet, "status", "--no-start"],
+                                    environment: agent.environment)
+        #expect(other.status != 0)
+        #expect(other.errors.contains("uid 65534 may not use it"), "\(other.errors)")
+    }
+}
