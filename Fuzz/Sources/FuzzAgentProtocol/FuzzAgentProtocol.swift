@@ -30,5 +30,8 @@ public func fuzzAgentProtocol(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int3
 
 @main
 enum Main {
-    static func main() { runFuzzer(fuzzAgentProtocol) }
+    static func main() {
+        if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "--write-seeds" { writeSeeds(to: CommandLine.arguments[2]); return }
+        runFuzzer(fuzzAgentProtocol)
+    }
 }

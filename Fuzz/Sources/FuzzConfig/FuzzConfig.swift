@@ -9,10 +9,7 @@ import SignetAccessCode
 import SignetAgentCore
 import SignetCore
 
-private let directory: String = {
-    let made = mkdtemp(strdup("/tmp/signet-fuzz-config-XXXXXX"))!
-    return String(cString: made)
-}()
+private let directory = temporaryDirectory("/tmp/signet-fuzz-config-XXXXXX")
 /// The user's side points at a directory with no files, so only the fuzzed one is read.
 private let paths = SignetPaths(environment: ["HOME": directory + "/home"])
 

@@ -21,3 +21,10 @@ public func runFuzzer(_ testOneInput: FuzzTestOneInput) -> Never {
     var argv = CommandLine.unsafeArgv
     exit(LLVMFuzzerRunDriver(&argc, &argv, testOneInput))
 }
+
+/// A new directory made from `template` (ending in XXXXXX), for a target's files of its own.
+public func temporaryDirectory(_ template: String) -> String {
+    var name = Array(template.utf8CString)
+    guard mkdtemp(&name) != nil else { fatalError("cannot make \(template)") }
+    return String(cString: name)
+}

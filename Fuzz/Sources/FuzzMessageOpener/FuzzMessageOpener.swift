@@ -14,8 +14,7 @@ import SignetOpenSSL
 /// trusting `Tests/testdata/thunderbird-smime/smime/TestCA.pem` when run from the repository.
 /// (libFuzzer calls the target from one thread only.)
 nonisolated(unsafe) private let policy: TrustPolicy = {
-    let home = mkdtemp(strdup("/tmp/signet-fuzz-opener-XXXXXX"))!
-    let path = String(cString: home)
+    let path = temporaryDirectory("/tmp/signet-fuzz-opener-XXXXXX")
     for name in ["HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"] { setenv(name, path, 1) }
     var policy = TrustPolicy()
     policy.at = "2027-01-01T00:00:00Z"  // the test certificates are valid until 2031
