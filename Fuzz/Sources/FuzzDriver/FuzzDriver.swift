@@ -26,5 +26,5 @@ public func runFuzzer(_ testOneInput: FuzzTestOneInput) -> Never {
 public func temporaryDirectory(_ template: String) -> String {
     var name = Array(template.utf8CString)
     guard mkdtemp(&name) != nil else { fatalError("cannot make \(template)") }
-    return String(cString: name)
+    return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
