@@ -117,7 +117,7 @@ let package = Package(
         ),
         .testTarget(name: "SignetCoreTests", dependencies: ["SignetCore", "SignetTestSupport"]),
         .testTarget(name: "SignetAgentProtocolTests", dependencies: ["SignetAgentProtocol", "SignetTestSupport"]),
-        .testTarget(name: "SignetOpenSSLTests", dependencies: ["SignetOpenSSL", "SignetTestSupport"]),
+        .testTarget(name: "SignetOpenSSLTests", dependencies: ["SignetOpenSSL", "SignetTestSupport", "COpenSSL"]),  // COpenSSL: FuzzRegressionTests counts BIOs
         .testTarget(
             name: "SignetAgentTests",
             dependencies: ["SignetAgentClient", "SignetAgentProtocol", "SignetPKCS11", "SignetTestSupport", "SignetOpenSSL"]
