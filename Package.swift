@@ -15,6 +15,12 @@ let package = Package(
         .library(name: "SignetPKCS11", targets: ["SignetPKCS11"]),
         .library(name: "SignetPCSC", targets: ["SignetPCSC"]),
         .library(name: "SignetAccessCode", targets: ["SignetAccessCode"]),
+        // For the fuzz targets in Fuzz/ (a separate package: `scripts/fuzz`), which reach these layers as products.
+        .library(name: "SignetCore", targets: ["SignetCore"]),
+        .library(name: "SignetAgentProtocol", targets: ["SignetAgentProtocol"]),
+        .library(name: "SignetOpenSSL", targets: ["SignetOpenSSL"]),
+        .library(name: "SignetMail", targets: ["SignetMail"]),
+        .library(name: "SignetAgentCore", targets: ["SignetAgentCore"]),
         // Test tooling: a PKCS#11 module that wraps SoftHSM2 to count presented codes.
         .library(name: "SignetTestPKCS11Wrapper", type: .dynamic, targets: ["CTestPKCS11Wrapper"]),
     ],
@@ -115,7 +121,7 @@ let package = Package(
         ),
         .testTarget(name: "SignetCoreTests", dependencies: ["SignetCore", "SignetTestSupport"]),
         .testTarget(name: "SignetAgentProtocolTests", dependencies: ["SignetAgentProtocol", "SignetTestSupport"]),
-        .testTarget(name: "SignetOpenSSLTests", dependencies: ["SignetOpenSSL", "SignetTestSupport"]),
+        .testTarget(name: "SignetOpenSSLTests", dependencies: ["SignetOpenSSL", "SignetTestSupport", "COpenSSL"]),  // COpenSSL: FuzzRegressionTests counts BIOs
         .testTarget(
             name: "SignetAgentTests",
             dependencies: ["SignetAgentClient", "SignetAgentProtocol", "SignetPKCS11", "SignetTestSupport", "SignetOpenSSL"]

@@ -131,8 +131,16 @@ public final class SignedMessage {
     }
 }
 
-/// A memory BIO over `bytes` when there are any, else nil.
+/// A BIO reading `bytes` when there are any, else nil: for CMS_verify's detached content.
+/// A memory BIO behind a buffering filter, not a bare one: given a memory BIO, OpenSSL 3.0's
+/// CMS_verify copies it into one of its own, which it loses when CMS_BINARY is set and the
+/// message's digests cannot be set up (openssl/openssl#30471; found by Fuzz/ message-opener).
 func withOptionalMemoryBIO<R>(_ bytes: [UInt8]?, _ body: (OpaquePointer?) throws -> R) throws -> R {
     guard let bytes else { return try body(nil) }
-    return try withMemoryBIO(bytes) { try body($0) }
+    return try withMemoryBIO(bytes) { memory in
+        guard let buffer = BIO_new(BIO_f_buffer()) else { throw OpenSSLError("BIO_new") }
+        let chain = BIO_push(buffer, memory)
+        defer { _ = BIO_pop(buffer); BIO_free(buffer) }  // the memory BIO is withMemoryBIO's to free
+        return try body(chain)
+    }
 }
