@@ -32,7 +32,7 @@ let package = Package(
         fuzzTarget("FuzzEnvelopeStream", ["SignetOpenSSL", "SignetCore"]),
         fuzzTarget("FuzzPKCS12", ["SignetOpenSSL", "SignetCore"]),
         fuzzTarget("FuzzConfig", ["SignetCore", "SignetAccessCode", "SignetAgentCore"]),
-        fuzzTarget("FuzzPKCS11URI", ["SignetPKCS11"]),
+        fuzzTarget("FuzzPKCS11URI", ["SignetCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

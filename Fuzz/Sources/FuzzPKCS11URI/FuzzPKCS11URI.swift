@@ -1,8 +1,6 @@
-// The PKCS#11 URI parser (RFC 7512). PKCS11URI is moving out of SignetPKCS11
-// (issue 16): after that move only this import line changes, and the product in
-// Package.swift.
+// The PKCS#11 URI parser (RFC 7512), in SignetCore where the agent and the CLI both reach it.
 import FuzzDriver
-import SignetPKCS11
+import SignetCore
 
 /// Parses the input as a URI; what parses must print as text that parses back to the same URI.
 @_cdecl("LLVMFuzzerTestOneInput")
