@@ -76,8 +76,8 @@ final class TokenRegistry: Sendable {
             throw AgentFailure(.noToken, uri.map { "No token matches \($0)." } ?? "No token is present.")
         }
         guard candidates.count == 1 else {
-            let names = candidates.map { "\($0.label) serial \($0.token.info.serialNumber)" }.joined(separator: ", ")
-            throw AgentFailure(.tokenAmbiguous, "\(candidates.count) tokens match (\(names)); name one with --token URI (see `signet tokens`).")
+            throw AgentFailure(.tokenAmbiguous, PKCS11URI.ambiguity(uri?.description,
+                                                                    tokens: candidates.map { "\($0.label) serial \($0.token.info.serialNumber)" }))
         }
         return first
     }

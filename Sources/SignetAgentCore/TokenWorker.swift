@@ -22,7 +22,7 @@ struct AgentFailure: Error, Sendable {
         switch error {
         case .tokenNotFound(let what): return AgentFailure(.noToken, "No token matches \(what). Run `signet tokens`, or present your token.")
         case .ambiguousToken(let uri, let matches):
-            return AgentFailure(.tokenAmbiguous, "\(matches.count) tokens match \(uri) (\(matches.joined(separator: ", "))); name one with its full URI.")
+            return AgentFailure(.tokenAmbiguous, PKCS11URI.ambiguity(uri, tokens: matches))
         case .objectNotFound(let what): return AgentFailure(.objectNotFound, "No key or certificate matches \(what) on \(label). Run `signet keys` to list them.")
         case .ambiguousObject(let what): return AgentFailure(.objectAmbiguous, "More than one object matches \(what); add id= or object= to the URI.")
         case .invalidURI(let reason): return AgentFailure(.invalidArgument, "Invalid PKCS#11 URI: \(reason).")

@@ -42,7 +42,7 @@ struct PinCommand: ParsableCommand {
             guard matching.count == 1, let token = matching.first else {
                 throw CLIError(description: matching.isEmpty
                     ? "No token is present\(wanted.map { " that matches \($0)" } ?? ""). Insert your token or tap it on the reader."
-                    : "\(matching.count) tokens are present; choose one with --token URI (see `signet status`).")
+                    : PKCS11URI.ambiguity(selection.token, tokens: matching.map { "\($0.label) serial \($0.serial)" }))
             }
             let entry = Entry(token: token.label, uri: token.uri, failures: token.failures, triesLeft: token.triesLeft,
                               lockedSeconds: token.lockedSeconds, tokenCounter: token.tokenCounter, ledgerDamage: token.ledgerDamage)

@@ -9,6 +9,13 @@
 /// selects tokens with it, the command line reads and builds the URIs the agent
 /// returns without loading any token library.
 public struct PKCS11URI: Sendable, Equatable, CustomStringConvertible {
+    /// The one wording of "several tokens match": how many, which (label and serial), and what to do.
+    /// - Parameter uri: the URI given, or nil when none was (every present token matched).
+    public static func ambiguity(_ uri: String?, tokens: [String]) -> String {
+        "\(tokens.count) tokens match\(uri.map { " \($0)" } ?? "") (\(tokens.joined(separator: "; "))); "
+            + "name one with --token and its URI from `signet tokens` (serial= tells them apart)."
+    }
+
     /// Why a text is not an acceptable PKCS#11 URI.
     public struct ParseError: Error, Sendable, Equatable, CustomStringConvertible {
         /// The reason, in words ("unknown attribute \"bogus\"").

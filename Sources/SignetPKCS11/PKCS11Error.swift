@@ -1,4 +1,5 @@
 import CP11Kit
+import SignetCore
 
 /// A PKCS#11 return value (`CK_RV`) with a name and a readable meaning.
 public struct CKReturn: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
@@ -172,7 +173,7 @@ public enum PKCS11Error: Error, Equatable, CustomStringConvertible {
         case .moduleLoad(let path, let reason): "could not load PKCS#11 module \(path): \(reason)"
         case .tokenNotFound(let uri): "no token matches \(uri); run `signet tokens` to see what is connected, or present your token"
         case .ambiguousToken(let uri, let matches):
-            "\(matches.count) tokens match \(uri) (\(matches.joined(separator: "; "))); add serial= to the URI"
+            PKCS11URI.ambiguity(uri, tokens: matches)
         case .objectNotFound(let what): "no object matches \(what) on the token"
         case .ambiguousObject(let what): "more than one object matches \(what); add id= or object= to the URI"
         case .invalidURI(let reason): "invalid PKCS#11 URI: \(reason)"
