@@ -74,6 +74,9 @@ public enum AgentMain {
         let handler = RequestHandler(audit: audit, settings: settings, connectionCount: { counter.count() })
         let server = AgentServer(listener: socket.fd, handler: handler, logger: logger) { kill(getpid(), SIGTERM) }
         counter.server = server
+        // Recorded before the first request can be: with a slow module, requests are served (and audited)
+        // while the modules load.
+        audit.record(AuditEvent(action: AuditAction.agentStart.rawValue, result: "ok", detail: "version \(version), pid \(getpid())"))
         server.start()
 
         if SoftwareTokens.installedModulePath() != nil { try? SoftwareTokens.ensureConfiguration(paths: paths) }
@@ -112,8 +115,6 @@ public enum AgentMain {
             }
         }
 
-        audit.record(AuditEvent(action: AuditAction.agentStart.rawValue, result: "ok",
-                                detail: "version \(version), pid \(getpid()), \(registry.presentWorkers.count) token(s)"))
         logger.info("signet-agent \(version) listening", metadata: [
             "pid": "\(getpid())", "socket": "\(socket.path)", "systemd": "\(socket.fromSystemd)",
             "tokens": "\(registry.presentWorkers.count)",

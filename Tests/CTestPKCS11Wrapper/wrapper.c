@@ -38,7 +38,12 @@ static void record(const char *what, CK_SESSION_HANDLE session) {
     close(fd);
 }
 
+static int flag(const char *name);
+
+/// With a file named `slow-initialize` in SIGNET_WRAPPER_FLAGS_DIR, C_Initialize takes 1.5 s more,
+/// as a module probing an unknown card does.
 static CK_RV wrap_Initialize(void *args) {
+    if (flag("slow-initialize")) usleep(1500 * 1000);
     CK_RV rv = real.C_Initialize(args);
     // The test process may have initialised the same SoftHSM2 directly.
     return rv == CKR_CRYPTOKI_ALREADY_INITIALIZED ? CKR_OK : rv;

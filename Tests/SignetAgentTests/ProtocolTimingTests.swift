@@ -45,6 +45,21 @@ struct ProtocolTimingTests {
         #expect(!RawClient.isClosed(greeted, timeout: 0.3))
     }
 
+    @Test("agent-start is the first audit record even when a request is served while a slow module loads")
+    func agentStartComesFirst() throws {
+        let flags = try TestPaths.temporaryDirectory("signet-wrapper-flags")
+        _ = FileManager.default.createFile(atPath: flags.appendingPathComponent("slow-initialize").path, contents: nil)
+        let agent = try AgentFixture(countingCodes: true, extraEnvironment: ["SIGNET_WRAPPER_FLAGS_DIR": flags.path])
+        try agent.start()
+        let client = try agent.client()
+        // Refused at once (the URI does not parse), and audited, while C_Initialize is still sleeping.
+        #expect(throws: (any Error).self) { try client.call(.lock(token: "not a URI")) }
+        guard case .status = try client.call(.status) else { Issue.record("no status"); return }  // waits for the modules
+        let actions = agent.auditEntries.compactMap { $0["action"] as? String }
+        #expect(actions.first == "agent-start", "\(actions)")
+        #expect(actions.contains("lock"), "\(actions)")
+    }
+
     @Test("allow-uid is refused with its file and line; the agent serves its own uid only")
     func allowUIDRefused() throws {
         let agent = try AgentFixture(config: "allow-uid = 65534")
