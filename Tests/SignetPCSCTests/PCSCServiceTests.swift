@@ -52,7 +52,12 @@ final class PCSCServiceTests {
     func cliReaders() throws {
         let connection = try insertCard()
         defer { connection.remove() }
-        let result = try Run.checked(TestPaths.binaries.appendingPathComponent("signet").path, ["readers", "--json"])
+        // `readers` asks the agent: one of its own (SoftHSM2 only), not one in the real home that would load
+        // every p11-kit module, OpenSC among them, and hold the virtual card for the tests after this one.
+        let agent = try AgentFixture()
+        try agent.start()
+        let result = try agent.signet(["readers", "--json"])
+        try #require(result.status == 0, "\(result.errors)")
         let entries = try #require(try JSONSerialization.jsonObject(with: result.stdout) as? [[String: Any]])
         let reader = try #require(entries.first { $0["name"] as? String == PCSCDaemon.readerName })
         #expect(reader["cardPresent"] as? Bool == true)
@@ -204,8 +209,10 @@ final class PCSCServiceTests {
         let context = try PCSCContext()
         #expect(try context.readerNames() == [])
         #expect(try context.readerStatuses() == [])
-        let result = try Run.checked(TestPaths.binaries.appendingPathComponent("signet").path, ["readers"])
-        #expect(result.output.contains("No smart-card readers are connected"))
+        let agent = try AgentFixture()
+        try agent.start()
+        let result = try agent.signet(["readers"])
+        #expect(result.output.contains("No smart-card readers are connected"), "\(result.output) \(result.errors)")
     }
 }
 
