@@ -40,12 +40,7 @@ struct DecryptCommand: ParsableCommand {
         defer { opener.rememberTrustedSigners() }
         let content = try opener.open(message)
         guard let content, Self.acceptable(opener.status) else { throw ExitCode(opener.status.rawValue) }
-        guard opener.encryptedLayers + opener.signedLayers > 0 else {
-            throw SignetError(.malformed, "This is not an S/MIME encrypted message (no application/pkcs7-mime enveloped data).")
-        }
-        guard opener.encryptedLayers > 0 else {
-            throw SignetError(.malformed, "The message is signed but not encrypted; `signet verify --out -` shows its content.")
-        }
+        try opener.requireEncrypted()
         try writeOutput(content, to: out, mode: 0o600)
         if opener.status != .success { throw ExitCode(opener.status.rawValue) }
     }
@@ -73,10 +68,8 @@ struct DecryptCommand: ParsableCommand {
         guard try opener.decryptStreamed(stream, into: target) else { throw ExitCode(opener.status.rawValue) }
         let plaintext = FileView(fd: target)
         let nested = MessageOpener.mayBeLayer(plaintext.head(64 << 10))
-        if nested && plaintext.size > MessageOpener.maximumSize {
-            // Signatures are checked in memory: a layer this large inside is passed on unchecked, and said so.
-            Console.error("Layer 2: an S/MIME layer of \(plaintext.size >> 20) MiB, larger than the \(MessageOpener.maximumSize >> 20) MiB "
-                          + "Signet checks; its signature was NOT checked. It is written as it is.")
+        if nested, let unchecked = MessageOpener.uncheckedInnerLayer(size: plaintext.size) {
+            Console.error(Console.safe(unchecked))
             if let spool { try spool.copy(to: output.fd) }
             try output.commit()
             throw ExitCode(ExitStatus.untrusted.rawValue)
@@ -94,68 +87,5 @@ struct DecryptCommand: ParsableCommand {
         }
         try output.commit()
         if opener.status != .success { throw ExitCode(opener.status.rawValue) }
-    }
-}
-
-/// The top of a message, read to decide whether its outer layer is enveloped data that can be decrypted as it
-/// streams in: DER/BER CMS, or `application/pkcs7-mime` in base64 (or binary).
-struct EnvelopeProbe {
-    /// What was read (headers and the start of the body); the rest is still in the descriptor.
-    let prefix: [UInt8]
-    /// A reader of the enveloped data's encoding (the prefix included), when the outer layer is one.
-    let reader: BERReader?
-
-    init(fd: Int32) throws {
-        var prefix: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 << 10)
-        var bodyStart: Int?
-        while prefix.count < 1 << 20 {
-            if let start = bodyStart ?? Self.bodyStart(prefix) {
-                bodyStart = start
-                if prefix.count >= start + 512 { break }
-            }
-            let got = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if got < 0 && errno == EINTR { continue }
-            guard got >= 0 else { throw CLIError(description: "Reading the message failed: \(String(cString: strerror(errno))).") }
-            if got == 0 { break }
-            prefix += chunk[..<got]
-        }
-        self.prefix = prefix
-        reader = Self.reader(prefix: prefix, bodyStart: bodyStart ?? Self.bodyStart(prefix), fd: fd)
-    }
-
-    /// Where the body starts: 0 for DER, after the first empty line for MIME.
-    private static func bodyStart(_ bytes: [UInt8]) -> Int? {
-        if bytes.first == 0x30 { return 0 }
-        var index = 0
-        while let newline = bytes[index...].firstIndex(of: 0x0A) {
-            let next = newline + 1
-            if next < bytes.count, bytes[next] == 0x0A { return next + 1 }
-            if next + 1 < bytes.count, bytes[next] == 0x0D, bytes[next + 1] == 0x0A { return next + 2 }
-            index = next
-        }
-        return nil
-    }
-
-    private static func reader(prefix: [UInt8], bodyStart: Int?, fd: Int32) -> BERReader? {
-        guard let bodyStart else { return nil }
-        if bodyStart == 0 {
-            return EnvelopeStream.recognises(prefix) ? BERReader(DescriptorSource(fd: fd, prefix: prefix)) : nil
-        }
-        let headers = MIMEHeaders(message: prefix)
-        guard let type = headers.value("content-type"),
-              ["application/pkcs7-mime", "application/x-pkcs7-mime"].contains(MIMEHeaders.mainValue(type)) else { return nil }
-        if let smimeType = MIMEHeaders.parameter(type, "smime-type")?.lowercased(),
-           !["enveloped-data", "authenveloped-data"].contains(smimeType) { return nil }
-        let body = DescriptorSource(fd: fd, prefix: Array(prefix[bodyStart...]))
-        let encoding = headers.value("content-transfer-encoding").map { MIMEHeaders.mainValue($0) }
-        if encoding == "base64" {
-            let sample = Base64DecodingSource(ArraySource(Array(prefix[bodyStart...].prefix(256))))
-            var decoded = [UInt8](repeating: 0, count: 192)
-            let got = (try? decoded.withUnsafeMutableBytes { try sample.read(into: $0) }) ?? 0
-            guard EnvelopeStream.recognises(Array(decoded.prefix(got))) else { return nil }
-            return BERReader(Base64DecodingSource(body))
-        }
-        return EnvelopeStream.recognises(Array(prefix[bodyStart...])) ? BERReader(body) : nil
     }
 }

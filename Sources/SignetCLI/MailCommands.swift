@@ -142,12 +142,7 @@ struct VerifyCommand: ParsableCommand {
             defer { opener.finishReport() }  // also when opening throws
             result = try opener.open(message)
             opener.finishReport()  // the report before any verdict below
-            if opener.signedLayers + opener.encryptedLayers == 0 && opener.status == .success {
-                throw SignetError(.malformed, "This is not a signed S/MIME message (no multipart/signed or application/pkcs7-mime).")
-            }
-            if result != nil && opener.signedLayers == 0 {
-                throw SignetError(.malformed, "The message is encrypted but not signed.")
-            }
+            try opener.requireSigned(opened: result != nil)
         }
         if output.json { try JSONOutput.print(opener.reports) }
         if let result, let out, [ExitStatus.success, ExitStatus.untrusted, ExitStatus.headerMismatch].contains(opener.status) {

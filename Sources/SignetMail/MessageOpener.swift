@@ -119,6 +119,35 @@ public final class MessageOpener {
         return ["multipart/signed", "application/pkcs7-mime", "application/x-pkcs7-mime"].contains(MIMEHeaders.mainValue(type))
     }
 
+    /// The verdict `signet verify` adds once a message is opened: it must hold a signature.
+    /// - Parameter opened: whether its content came out (an encrypted message that opened but held no signature).
+    /// - Throws: `SignetError` (`malformed`) when there was nothing to verify.
+    public func requireSigned(opened: Bool) throws(SignetError) {
+        if signedLayers + encryptedLayers == 0 && status == .success {
+            throw SignetError(.malformed, "This is not a signed S/MIME message (no multipart/signed or application/pkcs7-mime).")
+        }
+        if opened && signedLayers == 0 { throw SignetError(.malformed, "The message is encrypted but not signed.") }
+    }
+
+    /// The verdict `signet decrypt` adds once a message is opened: it must have been encrypted.
+    /// - Throws: `SignetError` (`malformed`) for a message with no S/MIME layer, or one only signed.
+    public func requireEncrypted() throws(SignetError) {
+        guard encryptedLayers + signedLayers > 0 else {
+            throw SignetError(.malformed, "This is not an S/MIME encrypted message (no application/pkcs7-mime enveloped data).")
+        }
+        guard encryptedLayers > 0 else {
+            throw SignetError(.malformed, "The message is signed but not encrypted; `signet verify --out -` shows its content.")
+        }
+    }
+
+    /// What to say about a layer found inside a streamed decryption that is too large to check in memory
+    /// (signatures are checked in memory): nil when it is small enough. Such a layer is passed on as it is.
+    public static func uncheckedInnerLayer(size: Int) -> String? {
+        guard size > maximumSize else { return nil }
+        return "Layer 2: an S/MIME layer of \(size >> 20) MiB, larger than the \(maximumSize >> 20) MiB "
+            + "Signet checks; its signature was NOT checked. It is written as it is."
+    }
+
     /// Opens every layer; returns the innermost content, or nil when a layer failed (see `status`).
     /// A message that is not S/MIME at all comes back as it is, with no layer counted.
     /// - Throws: `SignetError` when the agent or the token fails (not the message: that is a verdict).

@@ -41,6 +41,21 @@ struct VerdictTests {
         #expect(opener.trustedSigners.map(\.emails) == [["alice@example.com"]])
     }
 
+    @Test("verify wants a signature and decrypt an encryption: a plain message and a signed-only one get their own messages")
+    func layerVerdicts() throws {
+        let plain = try Self.open(Array("Content-Type: text/plain\r\n\r\nhello\r\n".utf8))
+        #expect(throws: SignetError.self) { try plain.requireSigned(opened: true) }
+        do { try plain.requireSigned(opened: true) } catch { #expect(error.code == .malformed && error.message.contains("not a signed S/MIME message")) }
+        #expect(throws: SignetError.self) { try plain.requireEncrypted() }
+        do { try plain.requireEncrypted() } catch { #expect(error.code == .malformed && error.message.contains("not an S/MIME encrypted message")) }
+        let signed = try Self.open(try Self.message("alice.dsig.SHA256.multipart.eml"))
+        try signed.requireSigned(opened: true)
+        #expect(throws: SignetError.self) { try signed.requireEncrypted() }
+        do { try signed.requireEncrypted() } catch { #expect(error.message.contains("signed but not encrypted")) }
+        #expect(MessageOpener.uncheckedInnerLayer(size: MessageOpener.maximumSize) == nil)
+        #expect(MessageOpener.uncheckedInnerLayer(size: MessageOpener.maximumSize + 1)?.contains("NOT checked") == true)
+    }
+
     @Test("A good signature from a signer whose root is not trusted is untrusted (14)")
     func untrustedSigner() throws {
         let opener = try Self.open(try Self.message("alice.dsig.SHA256.multipart.eml"), Self.policy(trustingTestCA: false))
