@@ -139,24 +139,13 @@ struct CertCommand: ParsableCommand {
 
         func run() throws {
             let client = try Agent.connect()
-            let inventory = try Inventory.load(client: client, token: token)
-            guard inventory.objects.contains(where: { $0.kind == .privateKey }) else {
-                throw SignetError(.notUnlocked, "No private keys are visible; unlock the token first (`signet unlock`).")
-            }
-            var changed = 0
-            for installed in inventory.certificates {
-                guard let key = installed.privateKey else {
+            let changed = try CertificateInstaller.relink(try Inventory.load(client: client, token: token), client: client) { outcome in
+                switch outcome {
+                case .noKey(let installed):
                     print(Console.safe("No key on the token for \(installed.certificate.subject) (id \(installed.id)); left as it is."))
-                    continue
+                case .relinked(let installed, let key):
+                    print(Console.safe("Re-linked \(installed.certificate.subject): certificate id \(Hex.encode(installed.entry.id)) → \(Hex.encode(key.id)) (key \"\(key.label)\")."))
                 }
-                guard installed.entry.id != key.id else { continue }
-                let label = installed.entry.label.isEmpty ? installed.certificate.label : installed.entry.label
-                if !inventory.certificates.contains(where: { $0.entry.id == key.id && $0.certificate.der == installed.certificate.der }) {
-                    _ = try Agent.call(.storeCertificate(token: key.uri, der: installed.certificate.der, id: key.id, label: label), client: client)
-                }
-                _ = try Agent.call(.deleteObject(object: installed.entry.uri), client: client)
-                print(Console.safe("Re-linked \(installed.certificate.subject): certificate id \(Hex.encode(installed.entry.id)) → \(Hex.encode(key.id)) (key \"\(key.label)\")."))
-                changed += 1
             }
             print(changed == 0 ? "Every certificate is linked to its key; nothing changed." : "Repaired \(changed) certificate(s).")
         }

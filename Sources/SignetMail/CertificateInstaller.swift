@@ -7,6 +7,43 @@ import SignetOpenSSL
 /// with the key's id, replacing an older certificate of the same key only when asked, and putting
 /// the old one back when storing the new one fails.
 public enum CertificateInstaller {
+    /// What `relink` did for one certificate.
+    public enum Relinked {
+        /// No key on the token has this certificate's public key; it is left as it is.
+        case noKey(Inventory.Installed)
+        /// The certificate now carries its key's id (it was stored again under that id, the old object deleted).
+        case relinked(Inventory.Installed, key: ObjectEntry)
+    }
+
+    /// Re-links certificates to their keys by public key where the ids disagree ("private key missing" while the
+    /// key is on the token): each such certificate is stored under its key's id (unless a copy already is) and
+    /// the old object deleted. Certificates already linked are not touched. `each` hears of every certificate
+    /// as it is dealt with, so a failure part-way leaves a record of what was already done.
+    /// - Returns: how many were re-linked.
+    /// - Throws: `SignetError` (`notUnlocked`) when no private key is visible, or when the agent fails.
+    @discardableResult
+    public static func relink(_ inventory: Inventory, client: AgentClient, each: (Relinked) -> Void) throws(SignetError) -> Int {
+        guard inventory.objects.contains(where: { $0.kind == .privateKey }) else {
+            throw SignetError(.notUnlocked, "No private keys are visible; unlock the token first (`signet unlock`).")
+        }
+        var relinked = 0
+        for installed in inventory.certificates {
+            guard let key = installed.privateKey else {
+                each(.noKey(installed))
+                continue
+            }
+            guard installed.entry.id != key.id else { continue }
+            let label = installed.entry.label.isEmpty ? installed.certificate.label : installed.entry.label
+            if !inventory.certificates.contains(where: { $0.entry.id == key.id && $0.certificate.der == installed.certificate.der }) {
+                _ = try client.request(.storeCertificate(token: key.uri, der: installed.certificate.der, id: key.id, label: label))
+            }
+            _ = try client.request(.deleteObject(object: installed.entry.uri))
+            relinked += 1
+            each(.relinked(installed, key: key))
+        }
+        return relinked
+    }
+
     /// What happened to one person's certificate of a file.
     public enum Outcome {
         /// The token holds this certificate already; nothing was written.
