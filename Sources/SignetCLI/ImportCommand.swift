@@ -41,7 +41,7 @@ struct ImportCommand: ParsableCommand {
             throw CLIError(description: failure.description)
         }
         let certificate = contents.certificate
-        Console.error("\(file): \(certificate.keyDescription) key for \(certificate.subject); encryption: \(contents.encryption)"
+        Console.error("\(file): \(certificate.keyDescription) key for \(Console.safe(certificate.subject)); encryption: \(contents.encryption)"
                       + (contents.legacy ? " (legacy PKCS#12 encryption; re-export with AES when you can)" : "") + ".")
 
         let client = try Agent.connect()

@@ -198,7 +198,7 @@ struct EncryptCommand: ParsableCommand {
                                                alone: certificates.isEmpty)
         if !certificates.contains(where: { $0.sha256 == own.sha256 }) { certificates.append(own) }
         for certificate in certificates where certificate.validity() != .valid {
-            throw CLIError(description: "The certificate of \(certificate.subject) is \(certificate.validity().rawValue) "
+            throw CLIError(description: "The certificate of \(Console.safe(certificate.subject)) is \(certificate.validity().rawValue) "
                            + "(valid \(Dates.day(certificate.notBefore)) to \(Dates.day(certificate.notAfter))); ask for a current one.")
         }
         var options = MessageEncryptor.Options()

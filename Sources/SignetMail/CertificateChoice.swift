@@ -54,12 +54,12 @@ public enum CertificateChoice {
             }
             if let email, !entry.certificate.emails.contains(email.lowercased()) {
                 let names = entry.certificate.emails
-                why.append("it is not for \(email) (\(names.isEmpty ? "it names no address" : "it is for \(names.joined(separator: ", "))"))")
+                why.append("it is not for \(email) (\(names.isEmpty ? "it names no address" : "it is for \(Console.safe(names.joined(separator: ", ")))"))")
             }
             if let pinned, !entry.certificate.sha256.lowercased().hasPrefix(pinned.lowercased()), entry.entry.uri != pinned {
                 why.append("the configuration pins \(configKey(purpose)) = \(pinned), another certificate")
             }
-            lines.append("  \(entry.id)  \(entry.certificate.subject): \(why.isEmpty ? "usable, but not chosen" : why.joined(separator: "; "))")
+            lines.append("  \(entry.id)  \(Console.safe(entry.certificate.subject)): \(why.isEmpty ? "usable, but not chosen" : why.joined(separator: "; "))")
         }
         let usages = purpose == .signing ? "key usage digitalSignature" : "key usage keyEncipherment (RSA) or keyAgreement (EC)"
         lines.append("A mail certificate must be current, not a CA certificate, and carry extended key usage emailProtection and \(usages) "

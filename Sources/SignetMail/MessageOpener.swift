@@ -285,11 +285,11 @@ public final class MessageOpener {
                 " The message is not at fault: try again; if it fails again, remove and re-insert the token, and run `signet report` for your helpdesk."
             default: ""
             }
-            throw SignetError(ExitStatus(error.code), "Layer \(depth): the token could not decrypt for \(installed.certificate.subject): \(error.description)\(next)",
+            throw SignetError(ExitStatus(error.code), "Layer \(depth): the token could not decrypt for \(Console.safe(installed.certificate.subject)): \(error.description)\(next)",
                               cause: error)
         } catch {
             report(["layer": "\(depth)", "kind": "encrypted", "result": "failed"],
-                   "Layer \(depth): could not decrypt the message for \(installed.certificate.subject): \(error). It may be damaged.",
+                   "Layer \(depth): could not decrypt the message for \(Console.safe(installed.certificate.subject)): \(error). It may be damaged.",
                    status: ExitStatus.damaged)
             return nil
         }

@@ -126,6 +126,22 @@ struct CertificateChoiceTests {
                                          config: SignetConfig(), at: at) == nil)
     }
 
+    @Test("Terminal controls in a certificate's addresses are escaped in the explanation itself, whoever prints it")
+    func hostileAddressIsEscaped() throws {
+        let peer = try OpenSSLPeer()
+        // OpenSSL escapes controls in the subject it prints; the addresses of subjectAltName come as they are.
+        let made = try peer.run(["req", "-x509", "-utf8", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30",
+                                 "-subj", "/CN=Evil", "-addext", "subjectAltName=email:evil@example.org\u{1B}[2KVerification successful",
+                                 "-keyout", peer.path("k.pem"), "-out", peer.path("c.pem")])
+        try #require(made.status == 0, "\(made.errors)")
+        let evil = try #require(try readCertificateFile(peer.path("c.pem")).certificates.first)
+        try #require(evil.emails.contains { $0.unicodeScalars.contains("\u{1B}") }, "\(evil.emails)")
+        let text = try #require(CertificateChoice.explanation(.signing, installed: [Self.installed(evil, withKey: true)],
+                                                             email: "bob@example.com", config: SignetConfig()))
+        #expect(!text.unicodeScalars.contains("\u{1B}"), "\(text.debugDescription)")
+        #expect(text.contains("\\e[2kverification"), "\(text.debugDescription)")  // addresses are kept lowercased
+    }
+
     @Test("A CA certificate does not fit, and the explanation says so and what to do")
     func caRefused() throws {
         let ca = try #require(try readCertificateFile(VerdictTests.smime.appendingPathComponent("TestCA.pem").path).certificates.first)
