@@ -81,8 +81,17 @@ struct ReportCommand: ParsableCommand {
         let agentLog = (FileIO.readText(paths.state + "/agent.log", limit: 1 << 22) ?? "").split(separator: "\n", omittingEmptySubsequences: false).suffix(500)
         try write("agent-log.txt", agentLog.joined(separator: "\n"))
 
-        let status = try ReportCommand.tar(["-czf", destination, "-C", staging.path, "signet-report"])
-        guard status == 0 else { throw CLIError(description: "tar failed (exit \(status)) writing \(destination)") }
+        // tar writes inside the private directory; the archive then reaches `destination` under a random temporary
+        // name and a rename, so a symlink planted at a guessable name (./signet-report-<time>.tar.gz in a shared
+        // directory) is replaced, never written through.
+        let packed = staging.path + "/signet-report.tar.gz"
+        let status = try ReportCommand.tar(["-czf", packed, "-C", staging.path, "signet-report"])
+        guard status == 0, let archive = FileIO.readBytes(packed, limit: 256 << 20) else {
+            throw CLIError(description: "tar failed (exit \(status)) packing the report")
+        }
+        guard FileIO.writeAtomically(destination, bytes: archive, mode: 0o600) else {
+            throw CLIError(description: "Cannot write \(destination): \(String(cString: strerror(errno))).")
+        }
         print("Wrote \(destination). It holds versions and PKCS#11 modules, readers, tokens, configuration (codes and secrets blanked), "
               + "the last \(recent.count) audit entries and \(errors.count) recent error\(errors.count == 1 ? "" : "s") from them.")
     }

@@ -47,6 +47,20 @@ final class ReportStagingTests {
         #expect(!listing.contains("the victim's own file"))
     }
 
+    @Test("A symlink planted at the archive's name is replaced by the archive (0600), not written through")
+    func plantedArchiveNameIsReplaced() throws {
+        let victim = home.appendingPathComponent("victim/own.txt").path
+        try "the victim's own file\n".write(toFile: victim, atomically: true, encoding: .utf8)
+        let archive = home.appendingPathComponent("signet-report.tar.gz").path
+        #expect(symlink(victim, archive) == 0)
+        let result = try Run.command(signet, ["report", "-o", archive], environment: environment, timeout: 60)
+        #expect(result.status == 0, "\(result.errors)")
+        #expect((try? String(contentsOfFile: victim, encoding: .utf8)) == "the victim's own file\n")
+        var info = stat()
+        #expect(lstat(archive, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG && (info.st_mode & 0o777) == 0o600)
+        #expect(try Run.checked("/bin/tar", ["-tzf", archive]).output.contains("signet-report/configuration.txt"))
+    }
+
     @Test("The report's folder and files are private (0700, 0600 in the archive), and nothing is left in TMPDIR")
     func stagingIsPrivateAndRemoved() throws {
         let archive = home.appendingPathComponent("report.tar.gz").path
