@@ -17,11 +17,17 @@ public final class CRLFetcher {
 
     /// Whether loopback and link-local addresses are fetched from (`crl-fetch-local = yes`).
     public let allowLocal: Bool
+    private let limits: (fetches: Int, total: Double, each: Double)
     private var fetched: [String: RevocationList] = [:]
     private var requests = 0
     private var deadline: Double?
 
-    public init(allowLocal: Bool) { self.allowLocal = allowLocal }
+    /// - Parameters: the limits, the defaults above unless a test needs them small.
+    public init(allowLocal: Bool, maximumFetches: Int = CRLFetcher.maximumFetches, totalSeconds: Double = CRLFetcher.totalSeconds,
+                eachSeconds: Double = CRLFetcher.eachSeconds) {
+        self.allowLocal = allowLocal
+        limits = (maximumFetches, totalSeconds, eachSeconds)
+    }
 
     /// The CRLs named by the certificates of `path` below its anchor (the last one), fetched once per URL.
     /// `note` gets one line for each URL that could not be fetched or was not, and why.
@@ -29,16 +35,16 @@ public final class CRLFetcher {
         var lists: [RevocationList] = []
         for url in path.dropLast().flatMap(\.crlDistributionPoints) {
             if let list = fetched[url] { lists.append(list); continue }
-            guard requests < Self.maximumFetches else {
-                note("not fetched from \(url): Signet makes at most \(Self.maximumFetches) CRL requests per message"); continue
+            guard requests < limits.fetches else {
+                note("not fetched from \(url): Signet makes at most \(limits.fetches) CRL requests per message"); continue
             }
             let now = MonotonicClock.seconds()
-            let end = deadline ?? now + Self.totalSeconds
+            let end = deadline ?? now + limits.total
             deadline = end
-            guard now < end else { note("not fetched from \(url): the \(Int(Self.totalSeconds)) s for fetching this message's CRLs are spent"); continue }
+            guard now < end else { note("not fetched from \(url): the \(DurationText.words(limits.total)) for fetching this message's CRLs are spent"); continue }
             requests += 1
             do {
-                let body = try HTTPGet.fetch(url, allowLocal: allowLocal, deadline: min(end, now + Self.eachSeconds), limit: RevocationList.maximumSize)
+                let body = try HTTPGet.fetch(url, allowLocal: allowLocal, deadline: min(end, now + limits.each), limit: RevocationList.maximumSize)
                 let list = try RevocationList(bytes: body)
                 fetched[url] = list
                 lists.append(list)
