@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "SignetOpenSSL", targets: ["SignetOpenSSL"]),
         .library(name: "SignetMail", targets: ["SignetMail"]),
         .library(name: "SignetAgentCore", targets: ["SignetAgentCore"]),
+        .library(name: "SignetProtocolSamples", targets: ["SignetProtocolSamples"]),
         // Test tooling: a PKCS#11 module that wraps SoftHSM2 to count presented codes.
         .library(name: "SignetTestPKCS11Wrapper", type: .dynamic, targets: ["CTestPKCS11Wrapper"]),
     ],
@@ -120,7 +121,9 @@ let package = Package(
             path: "Tests/SignetTestSupport"
         ),
         .testTarget(name: "SignetCoreTests", dependencies: ["SignetCore", "SignetTestSupport"]),
-        .testTarget(name: "SignetAgentProtocolTests", dependencies: ["SignetAgentProtocol", "SignetTestSupport"]),
+        // One of every request and response: the protocol tests' vectors and the protocol fuzz target's seeds.
+        .target(name: "SignetProtocolSamples", dependencies: ["SignetAgentProtocol", "SignetCore"], path: "Tests/SignetProtocolSamples"),
+        .testTarget(name: "SignetAgentProtocolTests", dependencies: ["SignetAgentProtocol", "SignetProtocolSamples", "SignetTestSupport"]),
         .testTarget(name: "SignetOpenSSLTests", dependencies: ["SignetOpenSSL", "SignetTestSupport", "COpenSSL"]),  // COpenSSL: FuzzRegressionTests counts BIOs
         .testTarget(
             name: "SignetAgentTests",

@@ -25,7 +25,7 @@ let package = Package(
     dependencies: [.package(path: "..")],
     targets: [
         .target(name: "FuzzDriver"),
-        fuzzTarget("FuzzAgentProtocol", ["SignetAgentProtocol"]),
+        fuzzTarget("FuzzAgentProtocol", ["SignetAgentProtocol", "SignetProtocolSamples"]),
         fuzzTarget("FuzzCertificateFile", ["SignetOpenSSL"]),
         fuzzTarget("FuzzMIME", ["SignetOpenSSL"]),
         fuzzTarget("FuzzMessageOpener", ["SignetMail", "SignetOpenSSL", "SignetCore"]),
