@@ -67,11 +67,9 @@ final class MailOutput {
     func commit() throws {
         done = true
         guard let temporary, let destination else { return }
-        guard fsync(fd) == 0, close(fd) == 0, rename(temporary, destination) == 0 else {
-            unlink(temporary)
+        guard FileIO.commit(fd, temporary: temporary, to: destination) else {
             throw CLIError(description: "Could not write \(destination).")
         }
-        FileIO.syncDirectory(of: destination)
     }
 
     /// Throws away what was written to a file.

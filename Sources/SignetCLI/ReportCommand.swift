@@ -81,17 +81,13 @@ struct ReportCommand: ParsableCommand {
         let agentLog = (FileIO.readText(paths.state + "/agent.log", limit: 1 << 22) ?? "").split(separator: "\n", omittingEmptySubsequences: false).suffix(500)
         try write("agent-log.txt", agentLog.joined(separator: "\n"))
 
-        // tar writes inside the private directory; the archive then reaches `destination` under a random temporary
-        // name and a rename, so a symlink planted at a guessable name (./signet-report-<time>.tar.gz in a shared
-        // directory) is replaced, never written through.
-        let packed = staging.path + "/signet-report.tar.gz"
-        let status = try ReportCommand.tar(["-czf", packed, "-C", staging.path, "signet-report"])
-        guard status == 0, let archive = FileIO.readBytes(packed, limit: 256 << 20) else {
-            throw CLIError(description: "tar failed (exit \(status)) packing the report")
-        }
-        guard FileIO.writeAtomically(destination, bytes: archive, mode: 0o600) else {
-            throw CLIError(description: "Cannot write \(destination): \(String(cString: strerror(errno))).")
-        }
+        // tar writes to standard output, a file opened as every -o is (MailOutput): a random temporary name beside
+        // the destination, renamed over it at the end, so a symlink planted at a guessable name
+        // (./signet-report-<time>.tar.gz in a shared directory) is replaced, never written through.
+        let archive = try MailOutput(destination, mode: 0o600)
+        let status = try ReportCommand.tar(["-czf", "-", "-C", staging.path, "signet-report"], output: archive.fd)
+        guard status == 0 else { throw CLIError(description: "tar failed (exit \(status)) writing \(destination)") }
+        try archive.commit()
         print("Wrote \(destination). It holds versions and PKCS#11 modules, readers, tokens, configuration (codes and secrets blanked), "
               + "the last \(recent.count) audit entries and \(errors.count) recent error\(errors.count == 1 ? "" : "s") from them.")
     }
@@ -168,12 +164,17 @@ struct ReportCommand: ParsableCommand {
         }.joined(separator: "\n")
     }
 
-    /// Runs /bin/tar and waits (posix_spawn and waitpid; Foundation's Process was seen to hang here).
-    static func tar(_ arguments: [String]) throws -> Int32 {
+    /// Runs /bin/tar with its standard output on `output` and waits (posix_spawn and waitpid; Foundation's
+    /// Process was seen to hang here).
+    static func tar(_ arguments: [String], output: Int32) throws -> Int32 {
         let argv = (["/bin/tar"] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, output, 1)
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, "/bin/tar", nil, nil, argv, environ)
+        let result = posix_spawn(&pid, "/bin/tar", &actions, nil, argv, environ)
         guard result == 0 else { throw CLIError(description: "cannot run /bin/tar: \(String(cString: strerror(result)))") }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}

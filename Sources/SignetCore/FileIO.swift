@@ -65,17 +65,28 @@ public enum FileIO {
     @discardableResult
     public static func writeAtomically(_ path: String, bytes: [UInt8], mode: mode_t = 0o600) -> Bool {
         guard let (fd, temporary) = createTemporary(beside: path, mode: mode) else { return false }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
-            if n < 0 { if errno == EINTR { continue }; close(fd); unlink(temporary); return false }
-            written += n
-        }
-        guard fsync(fd) == 0, close(fd) == 0, rename(temporary, path) == 0 else {
+        let written = bytes.withUnsafeBytes { raw in (try? writeAll(fd, raw)) != nil }
+        guard written else {
+            close(fd)
             unlink(temporary)
             return false
         }
-        return syncDirectory(of: path)
+        return commit(fd, temporary: temporary, to: path)
+    }
+
+    /// Makes a file written through `fd` at `temporary` (from `createTemporary(beside: path, …)`) the file at
+    /// `path`: fsync, close, rename over `path`, then fsync of the directory (so the rename is durable too).
+    /// `fd` is closed either way, and `temporary` removed when the rename did not happen.
+    /// - Returns: whether the new file is at `path`; when `false`, the old file is left in place.
+    @discardableResult
+    public static func commit(_ fd: Int32, temporary: String, to path: String) -> Bool {
+        let synced = fsync(fd) == 0
+        guard close(fd) == 0, synced, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            return false
+        }
+        syncDirectory(of: path)
+        return true
     }
 
     /// Creates a new, empty file for reading and writing next to `path` (to be renamed over it), named
