@@ -5,14 +5,12 @@ import SignetPKCS11
 /// Lists a token's keys and certificates: names, ids, types, sizes and
 /// usages only. Private objects appear once the token is unlocked.
 enum ObjectListing {
-    /// Every key and certificate on the token (public objects only while it is locked).
-    static func list(_ state: inout TokenState) throws(PKCS11Error) -> [ObjectEntry] {
-        try list(&state, certificateValues: false).entries
-    }
+    /// Objects of each class listed at most.
+    static let limit = 4096
 
-    /// The listing, and with `certificateValues` each certificate's DER (`values` has one element per
-    /// entry, empty for keys). A token holds at most `limit` objects of each class in the listing.
-    static func list(_ state: inout TokenState, certificateValues: Bool, limit: Int = 4096) throws(PKCS11Error)
+    /// Every key and certificate on the token (public objects only while it is locked), and with
+    /// `certificateValues` each certificate's DER (`values` has one element per entry, empty for keys).
+    static func list(_ state: inout TokenState, certificateValues: Bool) throws(PKCS11Error)
         -> (entries: [ObjectEntry], values: [[UInt8]]) {
         let session = try state.openSession()
         var entries: [ObjectEntry] = []
