@@ -111,6 +111,9 @@ let package = Package(
             dependencies: ["SignetAgentClient", "SignetAgentProtocol", "SignetPKCS11", "SignetCore"],
             path: "Benchmarks/signet-bench-agent"
         ),
+        // A C loop signing through any PKCS#11 module path (libsignet-pkcs11.so, SoftHSM2,
+        // p11-kit-client.so) against a bare Unix-socket round trip: Benchmarks/run-module-bench.
+        .executableTarget(name: "signet-bench-module", dependencies: ["CP11Kit"], path: "Benchmarks/signet-bench-module"),
 
         // MARK: Tests.
         .target(
