@@ -89,7 +89,7 @@ final class SetupTests {
 
     @Test("An entry named Signet for another library (an older install) is replaced, not kept beside the new one")
     func replacesStaleEntry() throws {
-        let old = home.path + "/old/libsignet-pkcs11.so"
+        let old = home.path + "/old/libsignet-front-end.so"  // found by its name, Signet, not by its file name
         try FileManager.default.createDirectory(atPath: home.path + "/old", withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: module, toPath: old)
         try Run.checked("modutil", ["-dbdir", "sql:" + thunderbird, "-add", "Signet", "-libfile", old, "-force"], environment: environment)
