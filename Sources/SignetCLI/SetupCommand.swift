@@ -12,15 +12,9 @@ struct SetupCommand: ParsableCommand {
         commandName: "setup",
         abstract: "Register Signet's PKCS#11 module with p11-kit, Thunderbird, Firefox, Chromium and gpgsm (--undo removes it).",
         discussion: """
-        Registers libsignet-pkcs11.so ($SIGNET_FRONTEND_MODULE, else beside the signet program, else ../lib/signet/ \
-        beside it, else /usr/lib/x86_64-linux-gnu/pkcs11/) in:
-          p11-kit:  ~/.config/pkcs11/modules/signet.module (GnuTLS, p11-kit-proxy and other p11-kit programs);
-          NSS:      every Thunderbird and Firefox profile (also their snap and flatpak ones) and ~/.pki/nssdb (Chromium,
-                    Evolution), through modutil;
-          gpgsm:    through gnupg-pkcs11-scd: ~/.gnupg/gnupg-pkcs11-scd.conf and a scdaemon-program line in gpg-agent.conf.
-        Running it again changes nothing. A profile whose program is running is left as it is (quit the program, then
-        run setup again); the other targets are still done, and the exit status is 1. Lines Signet adds to your GnuPG
-        files are marked, and --undo removes exactly those; a scdaemon-program of your own is never replaced.
+        Finds libsignet-pkcs11.so ($SIGNET_FRONTEND_MODULE, else beside the signet program, else ../lib/signet/ beside it, else /usr/lib/x86_64-linux-gnu/pkcs11/) and registers it with p11-kit (~/.config/pkcs11/modules/signet.module), in every Thunderbird and Firefox profile (also snap and flatpak ones) and ~/.pki/nssdb (Chromium, Evolution) through modutil, and for gpgsm through gnupg-pkcs11-scd (~/.gnupg/gnupg-pkcs11-scd.conf, and scdaemon-program in gpg-agent.conf).
+
+        Running it again changes nothing. A profile whose program is running is left as it is (quit the program, then run setup again); the other targets are still done, and the exit status is 1. The lines added to GnuPG's files are marked, and --undo removes exactly those; a scdaemon-program of your own is never replaced.
         """
     )
 
