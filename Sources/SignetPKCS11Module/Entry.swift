@@ -325,16 +325,16 @@ func signet_C_Login(_ session: CK_SESSION_HANDLE, _ userType: CK_USER_TYPE, _ pi
         let found = try state.session(session)
         guard userType == CKU_USER else { return userType == CKU_SO ? CKR_FUNCTION_NOT_SUPPORTED : CKR_USER_TYPE_INVALID }
         state.refreshTokens(force: true)
-        let (entry, already) = try state.lock.withLock { (inner) throws(ModuleError) -> (TokenEntry, Bool) in
+        let entry = try state.lock.withLock { (inner) throws(ModuleError) -> TokenEntry in
             guard let slot = inner.slots[found.slot], slot.present else { throw ModuleError(CKR_DEVICE_REMOVED) }
-            return (slot.entry, inner.loggedIn.contains(found.slot))
+            return slot.entry
         }
         if entry.unlocked {
-            // Unlocked at the agent (by `signet unlock`, or another program): this program logs in without a
-            // try. A code given now is not checked, as `signet unlock` does not check it on an unlocked token:
-            // any program of this user could use the unlocked token through the agent anyway.
-            if already { return CKR_USER_ALREADY_LOGGED_IN }
-            state.lock.withLock { _ = $0.loggedIn.insert(found.slot) }
+            // Unlocked at the agent (by `signet unlock`, or another program): this program is logged in, and
+            // CKR_OK rather than CKR_USER_ALREADY_LOGGED_IN (on which pkcs11-tool gives up). A code given now
+            // is not checked, as `signet unlock` does not check it on an unlocked token: any program of this
+            // user could use the unlocked token through the agent anyway.
+            state.lock.withLock { _ = $0.loggedOut.remove(found.slot) }
             return CKR_OK
         }
         guard let pin else {
@@ -350,7 +350,7 @@ func signet_C_Login(_ session: CK_SESSION_HANDLE, _ userType: CK_USER_TYPE, _ pi
         state.refreshTokens(force: true)
         switch outcome.kind {
         case .unlocked, .alreadyUnlocked:
-            state.lock.withLock { _ = $0.loggedIn.insert(found.slot) }
+            state.lock.withLock { _ = $0.loggedOut.remove(found.slot) }
             return CKR_OK
         case .wrongCode: return CKR_PIN_INCORRECT
         case .locked, .cardFinalTry, .cardBlocked: return CKR_PIN_LOCKED
@@ -367,8 +367,9 @@ func signet_C_Logout(_ session: CK_SESSION_HANDLE) -> CK_RV {
         let found = try state.session(session)
         // This program stops using the token; the agent keeps it unlocked for the others that
         // share it (`signet lock` locks it for all). See docs/pkcs11-module.md.
-        let was = state.lock.withLock { $0.loggedIn.remove(found.slot) != nil }
-        return was ? CKR_OK : CKR_USER_NOT_LOGGED_IN
+        guard state.loggedIn(found.slot) else { return CKR_USER_NOT_LOGGED_IN }
+        state.lock.withLock { _ = $0.loggedOut.insert(found.slot) }
+        return CKR_OK
     }
 }
 

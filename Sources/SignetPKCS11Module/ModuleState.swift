@@ -57,9 +57,9 @@ final class ModuleState: @unchecked Sendable {
         var nextHandle: CK_OBJECT_HANDLE = 1
         /// Session objects (derived keys), by handle.
         var sessionObjects: [CK_OBJECT_HANDLE: ModuleObject] = [:]
-        /// Slots this process logged in to (`C_Login`), while the agent holds the token unlocked. The unlock
-        /// is the agent's and shared; the login is this program's, and `C_Logout` ends only that.
-        var loggedIn: Set<CK_SLOT_ID> = []
+        /// Slots this process logged out of (`C_Logout`). The unlock is the agent's and shared: a program
+        /// is logged in while the agent holds the token unlocked, unless it logged out, which ends only its own use.
+        var loggedOut: Set<CK_SLOT_ID> = []
         /// Presence last reported by `C_WaitForSlotEvent`.
         var reportedPresence: [CK_SLOT_ID: Bool] = [:]
         /// When the agent was last started from here (at most one attempt in `startInterval`).
@@ -148,7 +148,7 @@ final class ModuleState: @unchecked Sendable {
         inner.sessions.removeAll()
         inner.sessionObjects.removeAll()
         inner.idle.removeAll()
-        inner.loggedIn.removeAll()
+        inner.loggedOut.removeAll()
         inner.listedAt = -1
         for id in inner.slots.keys { inner.slots[id]?.objects = nil }
     }
@@ -204,7 +204,7 @@ final class ModuleState: @unchecked Sendable {
                 let id = inner.slots.values.first { ModuleState.sameToken($0.entry, entry) }?.id
                     ?? ModuleState.slotID(for: entry) { inner.slots[$0] != nil }
                 seen.insert(id)
-                if !entry.unlocked { inner.loggedIn.remove(id) }  // locked at the agent: this program's login ended too
+                if !entry.unlocked { inner.loggedOut.remove(id) }  // locked at the agent: the next unlock counts for all again
                 if var slot = inner.slots[id] {
                     slot.entry = entry
                     if !slot.present { slot.objects = nil }
@@ -220,7 +220,7 @@ final class ModuleState: @unchecked Sendable {
                     inner.slots[id]?.present = false
                     inner.slots[id]?.objects = nil
                     for (handle, session) in inner.sessions where session.slot == id { inner.sessions[handle] = nil }
-                    inner.loggedIn.remove(id)
+                    inner.loggedOut.remove(id)
                 }
             }
             inner.listedAt = MonotonicClock.seconds()
@@ -295,17 +295,17 @@ final class ModuleState: @unchecked Sendable {
         }
     }
 
-    /// Whether this process may use `slot`'s private keys now: it logged in, and the agent still
-    /// holds the token unlocked.
+    /// Whether this process may use `slot`'s private keys now: the agent holds the token unlocked,
+    /// and this process has not logged out of it.
     func loggedIn(_ slot: CK_SLOT_ID) -> Bool {
-        lock.withLock { inner in (inner.slots[slot]?.entry.unlocked ?? false) && inner.loggedIn.contains(slot) }
+        lock.withLock { inner in (inner.slots[slot]?.entry.unlocked ?? false) && !inner.loggedOut.contains(slot) }
     }
 
     /// The agent said the token is locked: believe it at once (another program locked it, or the idle lock).
     func noteLocked(_ slot: CK_SLOT_ID) {
         lock.withLock { inner in
             inner.slots[slot]?.entry.unlocked = false
-            inner.loggedIn.remove(slot)
+            inner.loggedOut.remove(slot)
         }
     }
 }
