@@ -165,6 +165,14 @@ let package = Package(
         .testTarget(name: "SignetMailTests", dependencies: ["SignetMail", "SignetOpenSSL", "SignetTestSupport"]),
         .testTarget(name: "SignetCLITests", dependencies: ["SignetCLI", "SignetMail", "SignetTestSupport"]),
         .testTarget(name: "UdevRulesTests", dependencies: ["SignetTestSupport"]),
+        // libsignet-pkcs11.so loaded by its real consumers (pkcs11-tool, NSS, OpenSSL, GnuTLS, gpgsm, Thunderbird).
+        .testTarget(name: "SignetModuleTests", dependencies: ["SignetTestSupport"]),
+        // A long-running PKCS#11 host in C for those tests: sensitive attributes, agent restarts, threads, ECDH values.
+        .executableTarget(
+            name: "signet-module-probe",
+            path: "Tests/signet-module-probe",
+            cSettings: [.unsafeFlags(["-I/usr/include/p11-kit-1"])]
+        ),
         .target(name: "CTestPKCS11Wrapper", dependencies: ["CP11Kit"], path: "Tests/CTestPKCS11Wrapper"),
         .executableTarget(
             name: "signet-test-helper",

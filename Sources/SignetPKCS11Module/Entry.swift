@@ -97,8 +97,8 @@ func signet_C_GetInfo(_ info: UnsafeMutablePointer<CK_INFO>?) -> CK_RV {
 func signet_C_GetSlotList(_ tokenPresent: CK_BBOOL, _ list: UnsafeMutablePointer<CK_SLOT_ID>?, _ count: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     withModule { state in
         guard let count else { return CKR_ARGUMENTS_BAD }
-        // The size query reads the list; the call that fills it uses the same answer.
-        if list == nil { state.refreshTokens(force: true) }
+        // The size query reads the list again; the call that fills it right after uses the same answer.
+        state.refreshTokens(force: list == nil)
         let ids = state.lock.withLock { inner in
             inner.slots.values.filter { tokenPresent == 0 || $0.present }.map(\.id).sorted()
         }
