@@ -22,6 +22,9 @@ let package = Package(
         .library(name: "SignetMail", targets: ["SignetMail"]),
         .library(name: "SignetAgentCore", targets: ["SignetAgentCore"]),
         .library(name: "SignetProtocolSamples", targets: ["SignetProtocolSamples"]),
+        // The PKCS#11 module onto the agent, for NSS (Thunderbird, Firefox, Chromium, Evolution), OpenSSL,
+        // GnuTLS and gpgsm: libsignet-pkcs11.so (docs/pkcs11-module.md).
+        .library(name: "signet-pkcs11", type: .dynamic, targets: ["SignetPKCS11Module"]),
         // Test tooling: a PKCS#11 module that wraps SoftHSM2 to count presented codes.
         .library(name: "SignetTestPKCS11Wrapper", type: .dynamic, targets: ["CTestPKCS11Wrapper"]),
     ],
@@ -91,6 +94,23 @@ let package = Package(
             ]
         ),
 
+        // MARK: The PKCS#11 module (a front end, like the CLI: no token layer, only the agent protocol).
+        // The function list in C (module.c), the functions in Swift. The Swift runtime is linked in
+        // statically and only C_GetFunctionList is exported, so it loads into programs with no Swift.
+        .target(
+            name: "CSignetPKCS11Module",
+            exclude: ["exports.map"],
+            cSettings: [.unsafeFlags(["-I/usr/include/p11-kit-1"])]
+        ),
+        .target(
+            name: "SignetPKCS11Module",
+            dependencies: ["CSignetPKCS11Module", "COpenSSL", "SignetCore", "SignetAgentProtocol", "SignetAgentClient"],
+            swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/p11-kit-1"])],
+            linkerSettings: [
+                .unsafeFlags(["-static-stdlib", "-Xlinker", "--version-script=Sources/CSignetPKCS11Module/exports.map"]),
+            ]
+        ),
+
         // MARK: Executables (thin).
         .executableTarget(name: "signet", dependencies: ["SignetCLI"]),
         .executableTarget(name: "signet-agent", dependencies: ["SignetAgentCore"]),
@@ -148,6 +168,14 @@ let package = Package(
         .testTarget(name: "SignetMailTests", dependencies: ["SignetMail", "SignetOpenSSL", "SignetTestSupport"]),
         .testTarget(name: "SignetCLITests", dependencies: ["SignetCLI", "SignetMail", "SignetTestSupport"]),
         .testTarget(name: "UdevRulesTests", dependencies: ["SignetTestSupport"]),
+        // libsignet-pkcs11.so loaded by its real consumers (pkcs11-tool, NSS, OpenSSL, GnuTLS, gpgsm, Thunderbird).
+        .testTarget(name: "SignetModuleTests", dependencies: ["SignetTestSupport"]),
+        // A long-running PKCS#11 host in C for those tests: sensitive attributes, agent restarts, threads, ECDH values.
+        .executableTarget(
+            name: "signet-module-probe",
+            path: "Tests/signet-module-probe",
+            cSettings: [.unsafeFlags(["-I/usr/include/p11-kit-1"])]
+        ),
         .target(name: "CTestPKCS11Wrapper", dependencies: ["CP11Kit"], path: "Tests/CTestPKCS11Wrapper"),
         .executableTarget(
             name: "signet-test-helper",

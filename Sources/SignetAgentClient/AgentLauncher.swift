@@ -10,15 +10,18 @@ public enum AgentLauncher {
     public static func socketPath(_ paths: SignetPaths = .current) -> String { paths.agentSocket }
 
     /// A connected client; starts the agent first when none answers and `start` is set.
+    /// - Parameter besideFile: a file the agent executable may sit beside (the PKCS#11 module's
+    ///   own path: in a mail program, this process's executable is not Signet's).
     /// - Throws: `AgentClientError`.
-    public static func connect(paths: SignetPaths = .current, start: Bool = true, clientName: String = "signet") throws(AgentClientError) -> AgentClient {
+    public static func connect(paths: SignetPaths = .current, start: Bool = true, clientName: String = "signet",
+                               besideFile: String? = nil) throws(AgentClientError) -> AgentClient {
         let path = socketPath(paths)
         do throws(AgentClientError) {
             return try AgentClient(socketPath: path, clientName: clientName)
         } catch {
             guard start, case .notRunning = error else { throw error }
         }
-        try launch(paths: paths)
+        try launch(paths: paths, besideFile: besideFile)
         let deadline = MonotonicClock.seconds() + 10
         var lastError = AgentClientError.notRunning(path)
         while MonotonicClock.seconds() < deadline {
@@ -33,17 +36,20 @@ public enum AgentLauncher {
         throw .startFailed("it did not answer within 10 s (\(lastError)); see \(paths.state)/agent.log")
     }
 
-    /// The agent executable: `$SIGNET_AGENT`, else `signet-agent` beside this program, else on `$PATH`.
-    public static func executable() -> String? {
+    /// The agent executable: `$SIGNET_AGENT`, else `signet-agent` beside `besideFile` (when given), or
+    /// beside this program, else on `$PATH`.
+    public static func executable(besideFile: String? = nil) -> String? {
         if let explicit = ProcessEnvironment.value("SIGNET_AGENT") { return explicit }
+        func sibling(of file: String) -> String? {
+            guard let slash = file.lastIndex(of: "/") else { return nil }
+            let candidate = String(file[...slash]) + "signet-agent"
+            return access(candidate, X_OK) == 0 ? candidate : nil
+        }
+        if let besideFile, let found = sibling(of: besideFile) { return found }
         var buffer = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        if n > 0 {
-            let own = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            if let slash = own.lastIndex(of: "/") {
-                let sibling = own[...slash] + "signet-agent"
-                if access(String(sibling), X_OK) == 0 { return String(sibling) }
-            }
+        if n > 0, let found = sibling(of: String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)) {
+            return found
         }
         for directory in (ProcessEnvironment.value("PATH") ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
             let candidate = "\(directory)/signet-agent"
@@ -54,8 +60,8 @@ public enum AgentLauncher {
 
     /// Starts the agent in its own session, detached from this terminal, with
     /// standard input from /dev/null and its log in `$XDG_STATE_HOME/signet/agent.log`.
-    static func launch(paths: SignetPaths) throws(AgentClientError) {
-        guard let path = executable() else { throw .startFailed("signet-agent is not installed beside signet or on PATH") }
+    static func launch(paths: SignetPaths, besideFile: String? = nil) throws(AgentClientError) {
+        guard let path = executable(besideFile: besideFile) else { throw .startFailed("signet-agent is not installed beside signet or on PATH") }
         if let note = paths.runtimeNote { Console.error("Note: \(note)") }
         _ = FileIO.makeDirectories(paths.state)
         let log = paths.state + "/agent.log"

@@ -91,6 +91,7 @@ public enum AgentMain {
             return 1
         }
         for failure in context.failures { logger.warning("module \(failure.path) not loaded: \(failure.reason)") }
+        for skip in context.skipped { logger.info("module \(skip.path) skipped: \(skip.reason)") }
         let registry = TokenRegistry(context: context, stateDirectory: paths.state)
         handler.install(registry)
         Housekeeping(handler: handler, logger: logger).start()

@@ -44,7 +44,7 @@ enum ObjectRequests: RequestGroup {
                     let session = try state.openSession()
                     try refuseTakenID(id, session, "generate")
                     let (publicKey, _) = try session.generateKeyPair(spec, id: id, label: label)
-                    state.objectsChanged()
+                    state.contentChanged()
                     let spki = try session.publicKey(publicKey).subjectPublicKeyInfoDER
                     return (objectURI(state, id: id, label: label, type: "public"), objectURI(state, id: id, label: label, type: "private"), spki)
                 }
@@ -60,7 +60,7 @@ enum ObjectRequests: RequestGroup {
                     try agent.requireUnlocked(&state)
                     _ = try state.openSession().createObject(Templates.certificate(der: der, id: id, label: label, subject: names.subject,
                                                                                     issuer: names.issuer, serialNumber: names.serialNumber))
-                    state.objectsChanged()
+                    state.contentChanged()
                     return objectURI(state, id: id, label: label, type: "cert")
                 }
                 context.record(.certificateStored, token: worker.uriText, key: uri)
@@ -79,7 +79,7 @@ enum ObjectRequests: RequestGroup {
                     try TokenWorker.withObject(uri, defaultType: "cert", in: &state) { (handle, state) throws(PKCS11Error) in
                         try state.openSession().destroyObject(handle)
                     }
-                    state.objectsChanged()
+                    state.contentChanged()
                 }
                 context.record(.objectDeleted, token: worker.uriText, key: object)
                 return .ok(message: "Deleted.")
@@ -93,7 +93,7 @@ enum ObjectRequests: RequestGroup {
                     let session = try state.openSession()
                     try refuseTakenID(id, session, "import")
                     try KeyImport.create(key, id: id, label: label, session: session)
-                    state.objectsChanged()
+                    state.contentChanged()
                     return objectURI(state, id: id, label: label, type: "private")
                 }
                 context.record(.keyImported, token: worker.uriText, key: uri)

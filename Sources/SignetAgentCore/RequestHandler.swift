@@ -125,7 +125,7 @@ final class RequestHandler: Sendable {
                     model: state.token.info.model, serial: state.token.info.serialNumber, software: state.token.isSoftware,
                     unlocked: state.unlocked, failures: UInt32(status.failures), triesLeft: UInt32(status.triesLeft),
                     lockedSeconds: status.lockedRemaining.map { UInt32($0.seconds.rounded(.up)) },
-                    tokenCounter: status.card.words, ledgerDamage: status.damaged)
+                    tokenCounter: status.card.words, ledgerDamage: status.damaged, changes: state.changes)
         }
     }
 

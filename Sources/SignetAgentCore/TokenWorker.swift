@@ -34,7 +34,8 @@ struct AgentFailure: Error, Sendable {
             return removed(label: label)
         case .userNotLoggedIn:
             return AgentFailure(.notUnlocked, "\(label) is locked. Unlock it with `signet unlock`.")
-        case .mechanismInvalid, .mechanismParamInvalid:
+        case .mechanismInvalid, .mechanismParamInvalid, .argumentsBad:
+            // SoftHSM2 answers CKR_ARGUMENTS_BAD for parameters it does not take (OAEP with SHA-256).
             return AgentFailure(.mechanismInvalid, "\(label) does not support this mechanism or its parameters (\(code)).")
         case .dataInvalid, .dataLenRange, .encryptedDataInvalid, .encryptedDataLenRange:
             return AgentFailure(.dataInvalid, "\(label) refused the input (\(code)): check the digest or ciphertext length for this key.")
@@ -124,6 +125,15 @@ struct TokenState: @unchecked Sendable {
 
     /// Objects were created or destroyed on the token: what a URI names may have changed.
     mutating func objectsChanged() { objects.clear() }
+
+    /// Counts what `TokenEntry.changes` reports: objects written or deleted, the token presented again.
+    private(set) var changes: UInt32 = 0
+    /// A key or certificate was written or deleted (or the token came back): cached handles go, and
+    /// clients that cache the objects see `changes` move.
+    mutating func contentChanged() {
+        changes &+= 1
+        objects.clear()
+    }
 
     mutating func remember(_ handle: ObjectHandle, for key: String) { objects.remember(handle, for: key) }
     mutating func remember(signatureLength: Int?, for handle: ObjectHandle) { objects.remember(signatureLength: signatureLength, for: handle) }
@@ -220,10 +230,11 @@ final class TokenWorker: Sendable {
             if let token {
                 if !state.present || token.slotID != state.token.slotID {
                     state.dropSession()
+                    state.contentChanged()  // presented again: perhaps another card, or the same one written elsewhere
                 }
                 let changed = token.info != state.token.info || !state.present
                 // A token re-initialised in place (new label, objects gone) keeps its slot: forget what was read.
-                if token.info.label != state.token.info.label { state.objectsChanged() }
+                if token.info.label != state.token.info.label { state.contentChanged() }
                 state.token = token
                 state.present = true
                 if changed { snapshot.withLock { $0 = (token, token.uri.description) } }

@@ -127,25 +127,31 @@ public struct TokenEntry: Sendable, Equatable {
     public var tokenCounter: String
     /// Why the ledger is unreadable, if it is.
     public var ledgerDamage: String?
+    /// Counts changes to the token's objects (a key or certificate written or deleted, the token
+    /// presented again) since the agent started: a client that caches the objects (the PKCS#11
+    /// module) lists them again when it moves.
+    public var changes: UInt32
 
     public init(uri: String, label: String, manufacturer: String, model: String, serial: String, software: Bool, unlocked: Bool,
-                failures: UInt32, triesLeft: UInt32, lockedSeconds: UInt32?, tokenCounter: String, ledgerDamage: String?) {
+                failures: UInt32, triesLeft: UInt32, lockedSeconds: UInt32?, tokenCounter: String, ledgerDamage: String?,
+                changes: UInt32 = 0) {
         self.uri = uri; self.label = label; self.manufacturer = manufacturer; self.model = model; self.serial = serial
         self.software = software; self.unlocked = unlocked; self.failures = failures; self.triesLeft = triesLeft
-        self.lockedSeconds = lockedSeconds; self.tokenCounter = tokenCounter; self.ledgerDamage = ledgerDamage
+        self.lockedSeconds = lockedSeconds; self.tokenCounter = tokenCounter; self.ledgerDamage = ledgerDamage; self.changes = changes
     }
 
     func write(_ w: WireWriter) {
         w.string(uri); w.string(label); w.string(manufacturer); w.string(model); w.string(serial)
         w.bool(software); w.bool(unlocked); w.u32(failures); w.u32(triesLeft)
-        w.optional(lockedSeconds, w.u32); w.string(tokenCounter); w.optional(ledgerDamage, w.string)
+        w.optional(lockedSeconds, w.u32); w.string(tokenCounter); w.optional(ledgerDamage, w.string); w.u32(changes)
     }
     static func read(_ r: inout WireReader) throws(WireError) -> TokenEntry {
         TokenEntry(uri: try r.string(), label: try r.string(), manufacturer: try r.string(), model: try r.string(), serial: try r.string(),
                    software: try r.bool(), unlocked: try r.bool(), failures: try r.u32(), triesLeft: try r.u32(),
                    lockedSeconds: try r.optional { (r: inout WireReader) throws(WireError) in try r.u32() },
                    tokenCounter: try r.string(),
-                   ledgerDamage: try r.optional { (r: inout WireReader) throws(WireError) in try r.string() })
+                   ledgerDamage: try r.optional { (r: inout WireReader) throws(WireError) in try r.string() },
+                   changes: try r.u32())
     }
 }
 

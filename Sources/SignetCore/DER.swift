@@ -78,6 +78,15 @@ public enum DER {
         return (bytes[index..<index + length], bytes[(index + length)...])
     }
 
+    /// Reads the value at the start of `bytes`, whatever its (single-byte) tag: the tag, the whole
+    /// encoding (tag and length included), its contents and the rest.
+    public static func element(_ bytes: ArraySlice<UInt8>) throws(ParseError)
+        -> (tag: UInt8, whole: ArraySlice<UInt8>, contents: ArraySlice<UInt8>, rest: ArraySlice<UInt8>) {
+        guard let tag = bytes.first else { throw .truncated }
+        let (contents, rest) = try readTLV(bytes, tag: tag)
+        return (tag, bytes[bytes.startIndex..<rest.startIndex], contents, rest)
+    }
+
     static func length(_ count: Int) -> [UInt8] {
         if count < 0x80 { return [UInt8(count)] }
         var bytes: [UInt8] = []

@@ -170,6 +170,8 @@ public final class PKCS11Context: @unchecked Sendable {
     public let modules: [PKCS11Module]
     /// Modules that could not be loaded, with the reason (shown by `signet tokens`).
     public let failures: [(path: String, reason: String)]
+    /// Registered modules left out because they are Signet's own front end (`FrontEndGuard`), with the reason.
+    public let skipped: [(path: String, reason: String)]
 
     /// Loads and initialises modules.
     /// - Throws: never for a module that fails (it is listed in `failures`);
@@ -177,9 +179,10 @@ public final class PKCS11Context: @unchecked Sendable {
     public init(configuration: PKCS11Configuration = .resolved()) throws(PKCS11Error) {
         var modules: [PKCS11Module] = []
         var failures: [(String, String)] = []
+        var skipped: [(String, String)] = []
         var seenPaths = Set<String>()
 
-        if configuration.loadRegisteredModules, let list = p11_kit_modules_load_and_initialize(0) {
+        if configuration.loadRegisteredModules, let list = FrontEndGuard.loadRegisteredModules(skipped: &skipped) {
             let owner = ModuleOwner.registered(list)
             var cursor = list
             while let function = cursor.pointee {
@@ -198,6 +201,10 @@ public final class PKCS11Context: @unchecked Sendable {
         }
 
         for path in configuration.modulePaths where !seenPaths.contains(canonicalPath(path)) {
+            if let reason = FrontEndGuard.reason(path: path) {
+                skipped.append((path, reason))
+                continue
+            }
             guard let function = p11_kit_module_load(path, 0) else {
                 failures.append((path, p11KitMessage() ?? "the file could not be loaded"))
                 continue
@@ -219,6 +226,7 @@ public final class PKCS11Context: @unchecked Sendable {
         }
         self.modules = modules
         self.failures = failures
+        self.skipped = skipped
         if modules.isEmpty, let first = failures.first, !configuration.modulePaths.isEmpty {
             throw .moduleLoad(path: first.0, reason: first.1)
         }

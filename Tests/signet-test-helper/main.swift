@@ -6,6 +6,9 @@
 //        signet-test-helper read-key --module PATH --serial S --id HEX
 //          logs in and asks the token for the private key's flags and secret
 //          values, printing `name=value` (hex) or `name=refused` per attribute.
+//        signet-test-helper list-modules
+//          loads the modules registered with p11-kit as the agent does and prints
+//          `loaded PATH` or `skipped PATH: REASON` per module.
 // The code is read from standard input (one line). Environment: SOFTHSM2_CONF
 // and the wrapper module's variables, as the test sets them.
 #if canImport(Glibc)
@@ -16,8 +19,8 @@ import SignetCore
 import SignetPKCS11
 
 let arguments = Array(CommandLine.arguments.dropFirst())
-guard arguments.first == "unlock" || arguments.first == "read-key" else {
-    Console.error("usage: signet-test-helper unlock --state DIR --module PATH --serial S [--crash-at STEP] | read-key --module PATH --serial S --id HEX")
+guard ["unlock", "read-key", "list-modules"].contains(arguments.first ?? "") else {
+    Console.error("usage: signet-test-helper unlock --state DIR --module PATH --serial S [--crash-at STEP] | read-key --module PATH --serial S --id HEX | list-modules")
     exit(2)
 }
 func option(_ name: String) -> String? {
@@ -25,6 +28,17 @@ func option(_ name: String) -> String? {
     return arguments[index + 1]
 }
 
+if arguments.first == "list-modules" {
+    do {
+        let context = try PKCS11Context(configuration: PKCS11Configuration(loadRegisteredModules: true))
+        for module in context.modules { Console.out("loaded \(module.path)\n") }
+        for skip in context.skipped { Console.out("skipped \(skip.path): \(skip.reason)\n") }
+    } catch {
+        Console.error("\(error)")
+        exit(1)
+    }
+    exit(0)
+}
 if arguments.first == "read-key" {
     guard let module = option("--module"), let serial = option("--serial"), let id = option("--id").flatMap(Hex.decode) else {
         Console.error("missing --module, --serial or --id")

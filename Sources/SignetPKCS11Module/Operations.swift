@@ -1,0 +1,294 @@
+import COpenSSL
+import CSignetPKCS11Module
+import SignetAgentProtocol
+import SignetCore
+
+/// The hashes the module computes itself, for the `CKM_SHA*_RSA_PKCS`, `_PSS` and `CKM_ECDSA_SHA*` mechanisms.
+enum Hash {
+    case sha1, sha224, sha256, sha384, sha512
+
+    init?(mechanism: CK_MECHANISM_TYPE) {
+        switch mechanism {
+        case CKM_SHA_1: self = .sha1
+        case CKM_SHA224: self = .sha224
+        case CKM_SHA256: self = .sha256
+        case CKM_SHA384: self = .sha384
+        case CKM_SHA512: self = .sha512
+        default: return nil
+        }
+    }
+
+    var mechanism: CK_MECHANISM_TYPE {
+        switch self {
+        case .sha1: CKM_SHA_1
+        case .sha224: CKM_SHA224
+        case .sha256: CKM_SHA256
+        case .sha384: CKM_SHA384
+        case .sha512: CKM_SHA512
+        }
+    }
+
+    var mgf: CK_ULONG {
+        switch self {
+        case .sha1: CKG_MGF1_SHA1
+        case .sha224: CKG_MGF1_SHA224
+        case .sha256: CKG_MGF1_SHA256
+        case .sha384: CKG_MGF1_SHA384
+        case .sha512: CKG_MGF1_SHA512
+        }
+    }
+
+    var length: Int {
+        switch self {
+        case .sha1: 20
+        case .sha224: 28
+        case .sha256: 32
+        case .sha384: 48
+        case .sha512: 64
+        }
+    }
+
+    /// The DER DigestInfo prefix for PKCS#1 v1.5 signatures (the digest follows it).
+    var digestInfoPrefix: [UInt8] {
+        switch self {
+        case .sha1: [0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2B, 0x0E, 0x03, 0x02, 0x1A, 0x05, 0x00, 0x04, 0x14]
+        case .sha224: [0x30, 0x2D, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x04, 0x05, 0x00, 0x04, 0x1C]
+        case .sha256: [0x30, 0x31, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20]
+        case .sha384: [0x30, 0x41, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30]
+        case .sha512: [0x30, 0x51, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40]
+        }
+    }
+
+    fileprivate var evp: OpaquePointer? {
+        switch self {
+        case .sha1: EVP_sha1()
+        case .sha224: EVP_sha224()
+        case .sha256: EVP_sha256()
+        case .sha384: EVP_sha384()
+        case .sha512: EVP_sha512()
+        }
+    }
+
+    func digest(_ parts: [UInt8]...) -> [UInt8] {
+        let digester = Digester(self)
+        for part in parts { digester.update(part) }
+        return digester.finish()
+    }
+}
+
+/// A hash being computed over the parts of a multi-part signature (`C_SignUpdate`), so a large
+/// input is never held whole.
+final class Digester: @unchecked Sendable {
+    private let context = EVP_MD_CTX_new()
+
+    init(_ hash: Hash) { EVP_DigestInit_ex(context, hash.evp, nil) }
+    deinit { EVP_MD_CTX_free(context) }
+
+    func update(_ part: [UInt8]) { part.withUnsafeBytes { _ = EVP_DigestUpdate(context, $0.baseAddress, $0.count) } }
+
+    func finish() -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        EVP_DigestFinal_ex(context, &out, &length)
+        return Array(out.prefix(Int(length)))
+    }
+}
+
+/// A signature under way: the mechanism as the agent gets it, and what is hashed here first.
+struct SignOperation {
+    let key: ModuleObject
+    /// Sent to the agent: `CKM_RSA_PKCS`, `CKM_RSA_PKCS_PSS` or `CKM_ECDSA`.
+    let wire: WireMechanism
+    /// Hashed here before signing (nil: the caller passes the digest or DigestInfo).
+    let hash: Hash?
+    /// PKCS#1 v1.5 over a hash computed here: the DigestInfo is built here too.
+    let digestInfo: Bool
+    /// Multi-part input so far: hashed as it comes for the hashing mechanisms, else joined (one digest).
+    var digester: Digester?
+    var data: [UInt8] = []
+    var parts = false
+
+    static let rsaPKCS: CK_MECHANISM_TYPE = CKM_RSA_PKCS
+    static let hashedRSA: [CK_MECHANISM_TYPE: Hash] = [CKM_SHA1_RSA_PKCS: .sha1, CKM_SHA224_RSA_PKCS: .sha224, CKM_SHA256_RSA_PKCS: .sha256,
+                                                       CKM_SHA384_RSA_PKCS: .sha384, CKM_SHA512_RSA_PKCS: .sha512]
+    static let hashedPSS: [CK_MECHANISM_TYPE: Hash] = [CKM_SHA1_RSA_PKCS_PSS: .sha1, CKM_SHA224_RSA_PKCS_PSS: .sha224,
+                                                       CKM_SHA256_RSA_PKCS_PSS: .sha256, CKM_SHA384_RSA_PKCS_PSS: .sha384,
+                                                       CKM_SHA512_RSA_PKCS_PSS: .sha512]
+    static let hashedECDSA: [CK_MECHANISM_TYPE: Hash] = [CKM_ECDSA_SHA1: .sha1, CKM_ECDSA_SHA224: .sha224, CKM_ECDSA_SHA256: .sha256,
+                                                         CKM_ECDSA_SHA384: .sha384, CKM_ECDSA_SHA512: .sha512]
+
+    init(mechanism: CK_MECHANISM, key: ModuleObject) throws(ModuleError) {
+        guard key.objectClass == CKO_PRIVATE_KEY, let keyType = key.keyType else { throw ModuleError(CKR_KEY_TYPE_INCONSISTENT) }
+        guard key.usages.contains(.sign) else { throw ModuleError(CKR_KEY_FUNCTION_NOT_PERMITTED) }
+        self.key = key
+        let type = mechanism.mechanism
+        switch type {
+        case CKM_RSA_PKCS, CKM_ECDSA:
+            guard keyType == (type == CKM_ECDSA ? .ec : .rsa) else { throw ModuleError(CKR_KEY_TYPE_INCONSISTENT) }
+            wire = WireMechanism(type: UInt64(type)); hash = nil; digestInfo = false
+        case CKM_RSA_PKCS_PSS:
+            guard keyType == .rsa else { throw ModuleError(CKR_KEY_TYPE_INCONSISTENT) }
+            wire = try SignOperation.pss(mechanism, hashedHere: nil); hash = nil; digestInfo = false
+        default:
+            if let found = SignOperation.hashedRSA[type] {
+                guard keyType == .rsa else { throw ModuleError(CKR_KEY_TYPE_INCONSISTENT) }
+                wire = WireMechanism(type: UInt64(CKM_RSA_PKCS)); hash = found; digestInfo = true
+            } else if let found = SignOperation.hashedPSS[type] {
+                guard keyType == .rsa else { throw ModuleError(CKR_KEY_TYPE_INCONSISTENT) }
+                wire = try SignOperation.pss(mechanism, hashedHere: found); hash = found; digestInfo = false
+            } else if let found = SignOperation.hashedECDSA[type] {
+                guard keyType == .ec else { throw ModuleError(CKR_KEY_TYPE_INCONSISTENT) }
+                wire = WireMechanism(type: UInt64(CKM_ECDSA)); hash = found; digestInfo = false
+            } else {
+                throw ModuleError(CKR_MECHANISM_INVALID)
+            }
+        }
+    }
+
+    /// The PSS parameters, checked: the hash named must be the one hashed here, when one is.
+    private static func pss(_ mechanism: CK_MECHANISM, hashedHere: Hash?) throws(ModuleError) -> WireMechanism {
+        guard let parameter = mechanism.pParameter, mechanism.ulParameterLen == CK_ULONG(MemoryLayout<CK_RSA_PKCS_PSS_PARAMS>.size) else {
+            throw ModuleError(CKR_MECHANISM_PARAM_INVALID)
+        }
+        let params = parameter.loadUnaligned(as: CK_RSA_PKCS_PSS_PARAMS.self)
+        guard let named = Hash(mechanism: params.hashAlg), hashedHere == nil || hashedHere == named, params.mgf == named.mgf else {
+            throw ModuleError(CKR_MECHANISM_PARAM_INVALID)
+        }
+        return WireMechanism(type: UInt64(CKM_RSA_PKCS_PSS), hash: UInt64(params.hashAlg), mgf: UInt64(params.mgf), saltLength: UInt32(params.sLen))
+    }
+
+    /// Takes one part of a multi-part signature.
+    mutating func update(_ part: [UInt8]) throws(ModuleError) {
+        parts = true
+        if let hash {
+            if digester == nil { digester = Digester(hash) }
+            digester!.update(part)
+        } else {
+            guard data.count + part.count <= 1024 else { throw ModuleError(CKR_DATA_LEN_RANGE) }
+            data += part
+        }
+    }
+
+    /// What the agent signs: for `input` (one part), or for the parts given so far (nil).
+    func agentInput(_ input: [UInt8]?) throws(ModuleError) -> [UInt8] {
+        guard let hash else {
+            let all = input ?? data
+            if wire.type == UInt64(CKM_RSA_PKCS), all.count > key.signatureLength - 11 { throw ModuleError(CKR_DATA_LEN_RANGE) }
+            return all
+        }
+        let digest = input.map { hash.digest($0) } ?? (digester ?? Digester(hash)).finish()
+        return digestInfo ? hash.digestInfoPrefix + digest : digest
+    }
+
+}
+
+/// A decryption under way: RSA with a token key (at the agent), or AES key unwrap with a key this
+/// module derived (here: NSS unwraps a message's content key on the slot that derived the KEK).
+struct DecryptOperation {
+    enum Kind {
+        case rsa(WireMechanism)
+        case aesUnwrap(iv: [UInt8])
+    }
+    let key: ModuleObject
+    let kind: Kind
+    /// A plaintext already computed that did not fit the caller's buffer: the next call takes it.
+    var pending: SharedSecret?
+
+    init(mechanism: CK_MECHANISM, key: ModuleObject) throws(ModuleError) {
+        self.key = key
+        switch mechanism.mechanism {
+        case CKM_RSA_PKCS, CKM_RSA_PKCS_OAEP:
+            guard key.objectClass == CKO_PRIVATE_KEY, key.keyType == .rsa else { throw ModuleError(CKR_KEY_TYPE_INCONSISTENT) }
+            guard key.usages.contains(.decrypt) || key.usages.contains(.unwrap) else { throw ModuleError(CKR_KEY_FUNCTION_NOT_PERMITTED) }
+            if mechanism.mechanism == CKM_RSA_PKCS {
+                kind = .rsa(WireMechanism(type: UInt64(CKM_RSA_PKCS)))
+            } else {
+                guard let parameter = mechanism.pParameter, mechanism.ulParameterLen == CK_ULONG(MemoryLayout<CK_RSA_PKCS_OAEP_PARAMS>.size) else {
+                    throw ModuleError(CKR_MECHANISM_PARAM_INVALID)
+                }
+                let params = parameter.loadUnaligned(as: CK_RSA_PKCS_OAEP_PARAMS.self)
+                guard Hash(mechanism: params.hashAlg) != nil else { throw ModuleError(CKR_MECHANISM_PARAM_INVALID) }
+                // No label: CMS never uses one, and SoftHSM2 and the cards Signet knows refuse it.
+                guard params.source == 0 || params.ulSourceDataLen == 0 else { throw ModuleError(CKR_MECHANISM_PARAM_INVALID) }
+                kind = .rsa(WireMechanism(type: UInt64(CKM_RSA_PKCS_OAEP), hash: UInt64(params.hashAlg), mgf: UInt64(params.mgf)))
+            }
+        case CKM_AES_KEY_WRAP, CSIGNET_CKM_NSS_AES_KEY_WRAP:
+            guard key.secret != nil, key.keyType == nil else { throw ModuleError(CKR_KEY_TYPE_INCONSISTENT) }
+            var iv: [UInt8] = []
+            if let parameter = mechanism.pParameter, mechanism.ulParameterLen > 0 {
+                guard mechanism.ulParameterLen == 8 else { throw ModuleError(CKR_MECHANISM_PARAM_INVALID) }
+                iv = Array(UnsafeRawBufferPointer(start: parameter, count: 8))
+            }
+            kind = .aesUnwrap(iv: iv)
+        default:
+            throw ModuleError(CKR_MECHANISM_INVALID)
+        }
+    }
+
+    /// Upper bound of the plaintext, for a length query.
+    var maximumLength: Int {
+        switch kind {
+        case .rsa: key.signatureLength
+        case .aesUnwrap: 1024
+        }
+    }
+}
+
+/// RFC 3394 AES key unwrap (what CMS's id-aes*-wrap is), with a KEK this module derived.
+enum KeyUnwrap {
+    static func unwrap(kek: SharedSecret, wrapped: [UInt8], iv: [UInt8]) throws(ModuleError) -> SharedSecret {
+        guard wrapped.count >= 24, wrapped.count % 8 == 0, wrapped.count <= 1024 else { throw ModuleError(CKR_ENCRYPTED_DATA_LEN_RANGE) }
+        let cipher: OpaquePointer? = switch kek.count {
+        case 16: EVP_aes_128_wrap()
+        case 24: EVP_aes_192_wrap()
+        case 32: EVP_aes_256_wrap()
+        default: nil
+        }
+        guard let cipher, let context = EVP_CIPHER_CTX_new() else { throw ModuleError(CKR_KEY_SIZE_RANGE) }
+        defer { EVP_CIPHER_CTX_free(context) }
+        EVP_CIPHER_CTX_set_flags(context, Int32(EVP_CIPHER_CTX_FLAG_WRAP_ALLOW))
+        var plain = [UInt8](repeating: 0, count: wrapped.count + 16)
+        defer { plain.withUnsafeMutableBytes { SecretBytes.wipe($0) } }
+        var length: Int32 = 0, final: Int32 = 0
+        let ok: Bool = kek.use { key in
+            key.withUnsafeBytes { keyBytes in
+                iv.withUnsafeBufferPointer { ivBytes in
+                    guard EVP_DecryptInit_ex(context, cipher, nil, keyBytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                                             iv.isEmpty ? nil : ivBytes.baseAddress) == 1,
+                          EVP_DecryptUpdate(context, &plain, &length, wrapped, Int32(wrapped.count)) == 1
+                    else { return false }
+                    return plain.withUnsafeMutableBufferPointer { buffer in
+                        EVP_DecryptFinal_ex(context, buffer.baseAddress! + Int(length), &final) == 1
+                    }
+                }
+            }
+        }
+        guard ok else { throw ModuleError(CKR_ENCRYPTED_DATA_INVALID) }
+        return SharedSecret(SecretBytes(copying: plain.prefix(Int(length + final))))
+    }
+}
+
+/// ANSI X9.63 key derivation (the `CKD_SHA*_KDF` of `CKM_ECDH1_DERIVE`), over the raw ECDH secret the agent returns.
+enum X963 {
+    static func hash(forKDF kdf: CK_ULONG) -> Hash? {
+        switch kdf {
+        case CKD_SHA1_KDF: .sha1
+        case CKD_SHA224_KDF: .sha224
+        case CKD_SHA256_KDF: .sha256
+        case CKD_SHA384_KDF: .sha384
+        case CKD_SHA512_KDF: .sha512
+        default: nil
+        }
+    }
+
+    static func derive(_ secret: [UInt8], hash: Hash, sharedInfo: [UInt8], length: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        var counter: UInt32 = 1
+        while out.count < length {
+            let counterBytes = [UInt8(counter >> 24), UInt8((counter >> 16) & 0xFF), UInt8((counter >> 8) & 0xFF), UInt8(counter & 0xFF)]
+            out += hash.digest(secret, counterBytes, sharedInfo)
+            counter += 1
+        }
+        return Array(out.prefix(length))
+    }
+}

@@ -1,0 +1,202 @@
+import Foundation
+import SignetTestSupport
+import Testing
+
+/// `signet setup` in a home of its own, with real NSS databases made by certutil and checked with modutil.
+/// The module it registers is a copy of SoftHSM2 named libsignet-pkcs11.so: modutil loads what it adds,
+/// so it has to be a real PKCS#11 module (Signet's own front end is built by another target).
+@Suite("signet setup")
+final class SetupTests {
+    let home: URL
+    let environment: [String: String]
+    let module: String
+    var signet: String { TestPaths.binaries.appendingPathComponent("signet").path }
+
+    /// The profiles made: a Thunderbird one (a database and profiles.ini), a flatpak Thunderbird one
+    /// (a database only) and a Firefox one (listed in profiles.ini, no database yet).
+    var thunderbird: String { home.path + "/.thunderbird/x.default-esr" }
+    var flatpakThunderbird: String { home.path + "/.var/app/org.mozilla.Thunderbird/.thunderbird/z.default" }
+    var firefox: String { home.path + "/.mozilla/firefox/y.default-release" }
+    var chromium: String { home.path + "/.pki/nssdb" }
+    var databases: [String] { [thunderbird, flatpakThunderbird, firefox, chromium] }
+    var agentConfig: String { home.path + "/.gnupg/gpg-agent.conf" }
+    let ownAgentLines = "# my settings\ndefault-cache-ttl 600\npinentry-program /usr/bin/pinentry-tty\n"
+
+    init() throws {
+        home = try TestPaths.temporaryDirectory("signet-setup-home")
+        let files = FileManager.default
+        try files.createDirectory(atPath: home.path + "/tokens", withIntermediateDirectories: true)
+        try "directories.tokendir = \(home.path)/tokens\nobjectstore.backend = file\nlog.level = ERROR\n"
+            .write(toFile: home.path + "/softhsm2.conf", atomically: true, encoding: .utf8)
+        module = home.path + "/lib/libsignet-pkcs11.so"
+        try files.createDirectory(atPath: home.path + "/lib", withIntermediateDirectories: true)
+        let softhsm = URL(fileURLWithPath: "/usr/lib/softhsm/libsofthsm2.so").resolvingSymlinksInPath().path
+        try files.copyItem(atPath: softhsm, toPath: module)
+
+        var env = TestPaths.userEnvironment(home: home)
+        env["SOFTHSM2_CONF"] = home.path + "/softhsm2.conf"
+        env["SIGNET_FRONTEND_MODULE"] = module
+        env["GNUPGHOME"] = nil
+        environment = env
+
+        for profile in [thunderbird, flatpakThunderbird, firefox] { try files.createDirectory(atPath: profile, withIntermediateDirectories: true) }
+        try Run.checked("certutil", ["-N", "--empty-password", "-d", "sql:" + thunderbird], environment: env)
+        try Run.checked("certutil", ["-N", "--empty-password", "-d", "sql:" + flatpakThunderbird], environment: env)
+        try "[General]\nStartWithLastProfile=1\n\n[Profile0]\nName=default-esr\nIsRelative=1\nPath=x.default-esr\nDefault=1\n"
+            .write(toFile: home.path + "/.thunderbird/profiles.ini", atomically: true, encoding: .utf8)
+        try "[Profile0]\nName=default-release\nIsRelative=1\nPath=y.default-release\n"
+            .write(toFile: home.path + "/.mozilla/firefox/profiles.ini", atomically: true, encoding: .utf8)
+        try files.createDirectory(atPath: home.path + "/.gnupg", withIntermediateDirectories: true)
+        try ownAgentLines.write(toFile: agentConfig, atomically: true, encoding: .utf8)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: home) }
+
+    func setup(_ arguments: [String] = []) throws -> Run.Result {
+        try Run.command(signet, ["setup"] + arguments, environment: environment, timeout: 60)
+    }
+
+    /// How many modules named Signet `modutil -list` shows in the database (0 when there is none).
+    func signetEntries(_ directory: String) throws -> Int {
+        guard FileManager.default.fileExists(atPath: directory + "/cert9.db") else { return 0 }
+        let listing = try Run.checked("modutil", ["-list", "-dbdir", "sql:" + directory], environment: environment).output
+        return listing.split(separator: "\n").filter { $0.range(of: #"^\s+\d+\. Signet$"#, options: .regularExpression) != nil }.count
+    }
+
+    func read(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }
+
+    /// A process that stays alive for the test (a Thunderbird stand-in), killed at the end by the caller.
+    func sleeper() throws -> pid_t {
+        try AgentFixture.spawn("/bin/sleep", ["120"], environment: environment, log: home.path + "/sleep.log")
+    }
+
+    @Test("setup registers Signet once in every NSS database (profiles, the flatpak one, one listed only in profiles.ini, ~/.pki/nssdb); again, it stays once")
+    func registersOnce() throws {
+        let first = try setup()
+        #expect(first.status == 0, "\(first.errors)")
+        for database in databases { #expect(try signetEntries(database) == 1, "\(database): \(first.output)") }
+        #expect(first.output.contains("Thunderbird profile x.default-esr: registered"), "\(first.output)")
+        #expect(first.output.contains("Thunderbird (flatpak) profile z.default: registered"), "\(first.output)")
+        #expect(first.output.contains("Firefox profile y.default-release: registered"), "\(first.output)")
+        #expect(first.output.contains("~/.pki/nssdb: created, registered"), "\(first.output)")
+
+        let second = try setup()
+        #expect(second.status == 0, "\(second.errors)")
+        for database in databases { #expect(try signetEntries(database) == 1, "\(database): \(second.output)") }
+        #expect(second.output.contains("Thunderbird profile x.default-esr: already registered"), "\(second.output)")
+        #expect(second.output.contains("~/.pki/nssdb: already registered"), "\(second.output)")
+    }
+
+    @Test("An entry named Signet for another library (an older install) is replaced, not kept beside the new one")
+    func replacesStaleEntry() throws {
+        let old = home.path + "/old/libsignet-front-end.so"  // found by its name, Signet, not by its file name
+        try FileManager.default.createDirectory(atPath: home.path + "/old", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: module, toPath: old)
+        try Run.checked("modutil", ["-dbdir", "sql:" + thunderbird, "-add", "Signet", "-libfile", old, "-force"], environment: environment)
+        let result = try setup()
+        #expect(result.status == 0, "\(result.errors)")
+        #expect(result.output.contains("Thunderbird profile x.default-esr: registered (replaced the entry for \(old))"), "\(result.output)")
+        let listing = try Run.checked("modutil", ["-list", "-dbdir", "sql:" + thunderbird], environment: environment).output
+        #expect(listing.contains("library name: \(module)") && !listing.contains("library name: \(old)"), "\(listing)")
+        #expect(try signetEntries(thunderbird) == 1)
+    }
+
+    @Test("A profile whose Thunderbird runs (its lock names a live pid) is refused and left untouched; the others are registered, and the exit status is 1")
+    func refusesRunningProfile() throws {
+        let pid = try sleeper()
+        defer { kill(pid, SIGKILL); waitpid(pid, nil, 0) }
+        try FileManager.default.createSymbolicLink(atPath: thunderbird + "/lock", withDestinationPath: "127.0.0.1:+\(pid)")
+        let before = read(thunderbird + "/pkcs11.txt")
+        let result = try setup()
+        #expect(result.status == 1, "\(result.output)")
+        #expect(result.output.contains("Thunderbird profile x.default-esr: in use by Thunderbird (pid \(pid)): quit Thunderbird first"), "\(result.output)")
+        #expect(result.errors.contains("1 of 7 targets was left as it was"), "\(result.errors)")
+        #expect(read(thunderbird + "/pkcs11.txt") == before)
+        #expect(try signetEntries(thunderbird) == 0)
+        for database in [flatpakThunderbird, firefox, chromium] { #expect(try signetEntries(database) == 1, "\(database)") }
+    }
+
+    @Test("A lock left by a Thunderbird that is gone (a dead pid) does not stop setup")
+    func staleLockIgnored() throws {
+        let pid = try AgentFixture.spawn("/bin/true", [], environment: environment, log: home.path + "/true.log")
+        waitpid(pid, nil, 0)
+        try FileManager.default.createSymbolicLink(atPath: thunderbird + "/lock", withDestinationPath: "127.0.0.1:+\(pid)")
+        let result = try setup()
+        #expect(result.status == 0, "\(result.output)\(result.errors)")
+        #expect(try signetEntries(thunderbird) == 1)
+    }
+
+    @Test("The p11-kit module file names the module, is not critical, and is disabled in signet-agent and signet")
+    func p11KitModuleFile() throws {
+        let result = try setup()
+        #expect(result.status == 0, "\(result.errors)")
+        let text = try #require(read(home.path + "/config/pkcs11/modules/signet.module"))
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(lines.contains("module: \(module)"), "\(text)")
+        #expect(lines.contains("critical: no"), "\(text)")
+        #expect(lines.contains("disable-in: signet-agent signet"), "\(text)")
+        #expect(lines.allSatisfy { $0.hasPrefix("#") || $0.contains(": ") }, "\(text)")
+
+        let system = try setup(["--system-file", "-"])
+        #expect(system.status == 0, "\(system.errors)")
+        #expect(system.output.contains("module: \(module)\ncritical: no\ndisable-in: signet-agent signet\n"), "\(system.output)")
+    }
+
+    @Test("gnupg-pkcs11-scd.conf names the module as provider signet, gpg-agent.conf gains scdaemon-program, and the user's own lines stay")
+    func gnupgLines() throws {
+        let result = try setup()
+        #expect(result.status == 0, "\(result.errors)")
+        let daemon = try #require(read(home.path + "/.gnupg/gnupg-pkcs11-scd.conf"))
+        #expect(daemon.split(separator: "\n").contains("providers signet"), "\(daemon)")
+        #expect(daemon.split(separator: "\n").contains("provider-signet-library \(module)"), "\(daemon)")
+        let agent = try #require(read(agentConfig))
+        #expect(agent.hasPrefix(ownAgentLines), "\(agent)")
+        #expect(agent.split(separator: "\n").filter { $0 == "scdaemon-program /usr/bin/gnupg-pkcs11-scd" }.count == 1, "\(agent)")
+        _ = try setup()
+        #expect(read(agentConfig) == agent)
+    }
+
+    @Test("A scdaemon-program of the user's own is not replaced, and setup says so")
+    func ownScdaemonKept() throws {
+        let own = ownAgentLines + "scdaemon-program /usr/lib/gnupg/scdaemon\n"
+        try own.write(toFile: agentConfig, atomically: true, encoding: .utf8)
+        let result = try setup()
+        #expect(result.status == 0, "\(result.errors)")
+        #expect(read(agentConfig) == own)
+        #expect(result.output.contains("gpg-agent (~/.gnupg/gpg-agent.conf): uses scdaemon-program /usr/lib/gnupg/scdaemon (a line of your own); left as it is"), "\(result.output)")
+    }
+
+    @Test("setup --undo removes every registration and Signet's lines, and keeps the user's own")
+    func undoRemovesAll() throws {
+        #expect(try setup().status == 0)
+        let undo = try setup(["--undo"])
+        #expect(undo.status == 0, "\(undo.output)\(undo.errors)")
+        for database in databases { #expect(try signetEntries(database) == 0, "\(database): \(undo.output)") }
+        #expect(!FileManager.default.fileExists(atPath: home.path + "/config/pkcs11/modules/signet.module"))
+        #expect(!FileManager.default.fileExists(atPath: home.path + "/.gnupg/gnupg-pkcs11-scd.conf"))
+        #expect(read(agentConfig) == ownAgentLines)
+        let again = try setup(["--undo"])
+        #expect(again.status == 0)
+        #expect(again.output.contains("Thunderbird profile x.default-esr: not registered"), "\(again.output)")
+    }
+
+    @Test("--dry-run says what it would do and changes nothing")
+    func dryRun() throws {
+        let result = try setup(["--dry-run"])
+        #expect(result.status == 0, "\(result.errors)")
+        #expect(result.output.contains("Thunderbird profile x.default-esr: would register"), "\(result.output)")
+        for database in databases { #expect(try signetEntries(database) == 0) }
+        #expect(read(agentConfig) == ownAgentLines)
+        #expect(!FileManager.default.fileExists(atPath: home.path + "/config/pkcs11/modules/signet.module"))
+    }
+
+    @Test("Without the module, setup refuses and names where it looked")
+    func moduleMissing() throws {
+        var environment = environment
+        environment["SIGNET_FRONTEND_MODULE"] = home.path + "/nowhere/libsignet-pkcs11.so"
+        let result = try Run.command(signet, ["setup"], environment: environment, timeout: 60)
+        #expect(result.status == 1)
+        #expect(result.errors.contains("SIGNET_FRONTEND_MODULE is \(home.path)/nowhere/libsignet-pkcs11.so, which is not a file"), "\(result.errors)")
+        #expect(try signetEntries(thunderbird) == 0)
+    }
+}
