@@ -15,15 +15,16 @@ enum KeyOperations: RequestGroup {
         switch request {
         case .sign(let key, let mechanism, let data):
             Route(.sign, key: key) { (context) throws(AgentFailure) in
-                .signature(try withPrivateKey(key, .sign, context, reading: signatureLength) { (session, handle, length) throws(PKCS11Error) -> [UInt8] in
-                    let raw = try session.sign(try mechanism.pkcs11(), key: handle, data: data, expectedLength: length ?? 512)
+                .signature(try withPrivateKey(key, .sign, context) { (handle, state) throws(PKCS11Error) -> [UInt8] in
+                    let length = try signatureLength(handle, in: &state)
+                    let raw = try state.openSession().sign(try mechanism.pkcs11(), key: handle, data: data, expectedLength: length ?? 512)
                     return length.map { RSASignatures.exactLength(raw, modulusBytes: $0) } ?? raw
                 })
             }
         case .decrypt(let key, let mechanism, let ciphertext):
             Route(.decrypt, key: key) { (context) throws(AgentFailure) in
-                .plaintext(try withPrivateKey(key, .decrypt, context, reading: { _, _ in }) { (session, handle, _) throws(PKCS11Error) -> [UInt8] in
-                    try session.decrypt(try mechanism.pkcs11(), key: handle, ciphertext: ciphertext)
+                .plaintext(try withPrivateKey(key, .decrypt, context) { (handle, state) throws(PKCS11Error) -> [UInt8] in
+                    try state.openSession().decrypt(try mechanism.pkcs11(), key: handle, ciphertext: ciphertext)
                 })
             }
         case .derive(let key, let kdf, let sharedData, let peerPoint):
@@ -37,29 +38,8 @@ enum KeyOperations: RequestGroup {
         }
     }
 
-    /// Runs `operate` with the private key `key` names on a session of its unlocked token (waiting
-    /// for the token when absent), beside other key operations where the token allows it
-    /// (`TokenWorker.runKeyOperation`); `reading` learns, under the token's lock, what the
-    /// operation needs to know of the key. Records `action` when it succeeds.
-    private static func withPrivateKey<Known: Sendable>(
-        _ key: String, _ action: AuditAction, _ context: RequestContext,
-        reading: @escaping (ObjectHandle, inout TokenState) throws(PKCS11Error) -> Known,
-        _ operate: @escaping (Session, ObjectHandle, Known) throws(PKCS11Error) -> [UInt8]
-    ) throws(AgentFailure) -> [UInt8] {
-        let uri = try context.parse(key)
-        let worker = try context.agent.awaitToken(uri, notify: context.notify)
-        let agent = context.agent
-        let result = try worker.runKeyOperation({ (state) throws(PKCS11Error) -> KeyInHand<Known> in
-            try agent.requireUnlocked(&state)
-            let handle = try TokenWorker.find(uri, defaultType: "private", in: &state)
-            return KeyInHand(handle: handle, known: try reading(handle, &state))
-        }, { (session, key) throws(PKCS11Error) -> [UInt8] in try operate(session, key.handle, key.known) })
-        context.record(action, token: worker.uriText, key: key)
-        return result
-    }
-
-    /// Runs `body` with the private key `key` names under the token's lock, on its unlocked token
-    /// (waiting for the token when absent), and records `action` when it succeeds.
+    /// Runs `body` with the private key `key` names, on its unlocked token (waiting for the
+    /// token when absent), and records `action` when it succeeds.
     private static func withPrivateKey(_ key: String, _ action: AuditAction, _ context: RequestContext,
                                        _ body: (ObjectHandle, inout TokenState) throws(PKCS11Error) -> [UInt8]) throws(AgentFailure) -> [UInt8] {
         let uri = try context.parse(key)
@@ -81,12 +61,6 @@ enum KeyOperations: RequestGroup {
         state.remember(signatureLength: length, for: handle)
         return length
     }
-}
-
-/// A private key resolved under the token's lock, for the part of an operation that runs outside it.
-struct KeyInHand<Known: Sendable>: Sendable {
-    var handle: ObjectHandle
-    var known: Known
 }
 
 extension WireMechanism {

@@ -89,13 +89,10 @@ struct ObjectCache {
 struct TokenState: @unchecked Sendable {
     var token: Token
     /// Changing the session (opened, dropped) forgets every handle read through the old one.
-    var session: Session? { didSet { if session !== oldValue { objects.clear(); epoch &+= 1 } } }
+    var session: Session? { didSet { if session !== oldValue { objects.clear() } } }
     /// Logging in or out forgets every handle: private objects' handles die at `C_Logout`,
     /// and a lookup made while logged out never saw them.
-    var unlocked = false { didSet { if unlocked != oldValue { objects.clear(); epoch &+= 1 } } }
-    /// Moves whenever the session or the login state changes, so that an operation that ran
-    /// outside the lock (`OperationLanes`) can tell whether what it saw still holds.
-    private(set) var epoch: UInt64 = 0
+    var unlocked = false { didSet { if unlocked != oldValue { objects.clear() } } }
     var present = true
     var lastUsed = MonotonicClock.seconds()
     /// Handles and lengths valid for the current session and login state only.
@@ -156,8 +153,6 @@ final class TokenWorker: Sendable {
     private let lockedUntil = Mutex<Double?>(nil)
 
     private let queue: TokenQueue
-    /// Sessions for key operations side by side outside the lock; nil for cards (one at a time).
-    private let lanes: OperationLanes?
 
     init(token: Token) {
         identity = token.identity
@@ -165,7 +160,6 @@ final class TokenWorker: Sendable {
         self.state = state
         snapshot = Mutex((token, token.uri.description))
         queue = TokenQueue(state: state)
-        lanes = token.isSoftware ? OperationLanes(limit: max(2, UnixSocket.processorCount)) : nil
     }
 
     /// The token (label, URI), without waiting for an operation in progress.
@@ -185,17 +179,8 @@ final class TokenWorker: Sendable {
     /// - Parameter use: whether this counts as using the token for the idle lock (key operations,
     ///   unlocking, writing); listings, status and lock do not, so a program that polls `status`
     ///   never keeps a token unlocked.
-    /// - Parameter alongsideOperations: `body` only reads what key operations read (resolving a key
-    ///   for one): it need not wait for the key operations under way on `OperationLanes` sessions.
-    ///   Any other body waits for them to finish first, as a writer waits for readers.
-    func run<R: Sendable>(use: Bool = true, alongsideOperations: Bool = false,
-                          _ body: (inout TokenState) throws(PKCS11Error) -> R) throws(AgentFailure) -> R {
-        let lanes = self.lanes
+    func run<R: Sendable>(use: Bool = true, _ body: (inout TokenState) throws(PKCS11Error) -> R) throws(AgentFailure) -> R {
         let guarded = { (state: inout TokenState) -> Result<R, AgentFailure> in
-            let epoch = state.epoch
-            if let lanes, !alongsideOperations { lanes.waitUntilIdle() }
-            // A session or login change: the spare sessions belong to what was before (and none is in use).
-            defer { if let lanes, !alongsideOperations, state.epoch != epoch { lanes.discardSpare() } }
             guard state.present else {
                 return .failure(AgentFailure(.tokenRemoved, "\(state.token.info.label) is not present. Present it, then unlock it with `signet unlock`."))
             }
@@ -236,83 +221,12 @@ final class TokenWorker: Sendable {
 
     /// Runs `body` only if nothing else holds the token (for housekeeping).
     func runIfIdle(_ body: (inout TokenState) -> Void) {
-        _ = state.withLockIfAvailable { state in
-            guard lanes?.isIdle ?? true else { return }
-            let epoch = state.epoch
-            body(&state)
-            if state.epoch != epoch { lanes?.discardSpare() }
-        }
-    }
-
-    /// Runs a private-key operation (sign, decrypt): `prepare` resolves what it needs under the
-    /// lock (the token unlocked, the key's handle, cached lengths), then `operate` runs on a
-    /// session of its own outside the lock, beside other such operations, when the token is a
-    /// software token and a lane is free; under the lock otherwise, as before.
-    /// A cached handle the token no longer knows is looked up again and the operation run once more.
-    func runKeyOperation<P: Sendable>(_ prepare: @escaping (inout TokenState) throws(PKCS11Error) -> P,
-                                      _ operate: @escaping (Session, P) throws(PKCS11Error) -> [UInt8]) throws(AgentFailure) -> [UInt8] {
-        let serial = { (state: inout TokenState) throws(PKCS11Error) -> [UInt8] in
-            do throws(PKCS11Error) {
-                return try operate(try state.openSession(), try prepare(&state))
-            } catch where error.code == .objectHandleInvalid || error.code == .keyHandleInvalid {
-                state.objectsChanged()
-                return try operate(try state.openSession(), try prepare(&state))
-            }
-        }
-        guard let lanes else { return try run(serial) }
-        let step = try run(alongsideOperations: true) { (state) throws(PKCS11Error) -> KeyOperationStep<P> in
-            let token = state.token
-            // Read-write like the token's own session: a read-only one would stop the administrator
-            // logging in (CKR_SESSION_READ_ONLY_EXISTS) while it is kept spare.
-            guard let session = try lanes.take(opening: { () throws(PKCS11Error) in try token.openSession(readWrite: true) }) else {
-                return .done(try serial(&state))  // every lane busy: this one runs under the lock
-            }
-            do throws(PKCS11Error) {
-                return .outside(session, try prepare(&state), epoch: state.epoch)
-            } catch {
-                lanes.giveBack(session)
-                throw error
-            }
-        }
-        let (session, prepared, epoch): (Session, P, UInt64)
-        switch step {
-        case .done(let result): return result
-        case .outside(let lane, let value, let seen): (session, prepared, epoch) = (lane, value, seen)
-        }
-        let label = self.label
-        do throws(PKCS11Error) {
-            let result = try ModuleWatch.shared.watching(.request(token: label)) { () throws(PKCS11Error) in try operate(session, prepared) }
-            lanes.giveBack(session)
-            return result
-        } catch {
-            let failure = AgentFailure.token(error, label: label)
-            lanes.giveBack(failure.code == .tokenRemoved ? nil : session)
-            if error.code == .objectHandleInvalid || error.code == .keyHandleInvalid {
-                // The handle came from the cache and another process changed the token: look it up again.
-                return try run(alongsideOperations: true) { (state) throws(PKCS11Error) -> [UInt8] in
-                    state.objectsChanged()
-                    return try serial(&state)
-                }
-            }
-            if failure.code == .tokenRemoved || failure.code == .notUnlocked {
-                // What the token said holds for the state the operation started from, not for one changed since.
-                state.withLock { state in
-                    lanes.waitUntilIdle()
-                    guard state.epoch == epoch else { return }
-                    if failure.code == .tokenRemoved { state.dropSession() } else { state.unlocked = false }
-                    lanes.discardSpare()
-                }
-            }
-            throw failure
-        }
+        _ = state.withLockIfAvailable { body(&$0) }
     }
 
     /// Called when a rescan sees the token (perhaps in a new slot) or misses it.
     func update(present token: Token?) {
         state.withLock { state in
-            lanes?.waitUntilIdle()
-            let epoch = state.epoch
-            defer { if state.epoch != epoch { lanes?.discardSpare() } }
             if let token {
                 if !state.present || token.slotID != state.token.slotID {
                     state.dropSession()
@@ -473,95 +387,5 @@ final class TokenQueue: @unchecked Sendable {
                 }
             }
         }
-    }
-}
-
-/// Where `TokenWorker.runKeyOperation` goes after the part under the lock: done there, or on to a lane.
-private enum KeyOperationStep<P: Sendable>: Sendable {
-    case done([UInt8])
-    case outside(Session, P, epoch: UInt64)
-}
-
-/// Sessions on which a software token's key operations run outside the token's lock, side by side.
-///
-/// A signature or a decryption needs an unlocked token, a key handle and a session, and changes
-/// nothing the agent keeps; SoftHSM2 signs on several sessions at once (1.7 times the P-256 rate
-/// with 2 threads on 2 processors). So `TokenWorker.runKeyOperation` resolves the key under the
-/// token's lock and signs on a session of its own from here, outside the lock, while every other
-/// use of the token (unlock, lock, writes, listings, rescans) waits under the lock until the
-/// operations under way have finished, as a writer waits for readers: no operation overlaps a
-/// change of the login or session state, and none starts while such a change waits.
-/// Cards get no lanes: a card runs one command at a time, so their operations stay on the token's
-/// one serial path.
-final class OperationLanes: @unchecked Sendable {
-    /// Operations at most outside the lock; one more waits for a lane under the lock.
-    let limit: Int
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let finished = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private var running = 0
-    private var spare: [Session] = []
-
-    init(limit: Int) {
-        self.limit = limit
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(finished, nil)
-    }
-
-    deinit {
-        pthread_cond_destroy(finished)
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-        finished.deallocate()
-    }
-
-    /// A session for one operation: a spare one, or one `opening` makes; nil when `limit` run.
-    /// Called with the token's lock held (so the token's state cannot change meanwhile).
-    func take(opening: () throws(PKCS11Error) -> Session) throws(PKCS11Error) -> Session? {
-        pthread_mutex_lock(mutex)
-        guard running < limit else {
-            pthread_mutex_unlock(mutex)
-            return nil
-        }
-        running += 1
-        let session = spare.popLast()
-        pthread_mutex_unlock(mutex)
-        if let session { return session }
-        do throws(PKCS11Error) {
-            return try opening()
-        } catch {
-            giveBack(nil)
-            throw error
-        }
-    }
-
-    /// Ends an operation; its session is kept for the next one (nil: it is not worth keeping).
-    func giveBack(_ session: Session?) {
-        pthread_mutex_lock(mutex)
-        if let session { spare.append(session) }
-        running -= 1
-        if running == 0 { pthread_cond_broadcast(finished) }
-        pthread_mutex_unlock(mutex)
-    }
-
-    /// Waits until no operation runs. Called with the token's lock held, so none can start.
-    func waitUntilIdle() {
-        pthread_mutex_lock(mutex)
-        while running > 0 { pthread_cond_wait(finished, mutex) }
-        pthread_mutex_unlock(mutex)
-    }
-
-    var isIdle: Bool {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return running == 0
-    }
-
-    /// Closes the spare sessions (the session or login state they were opened under has changed).
-    func discardSpare() {
-        pthread_mutex_lock(mutex)
-        let closing = spare
-        spare = []
-        pthread_mutex_unlock(mutex)
-        _ = closing  // released here, outside the mutex: each closes its session
     }
 }
