@@ -100,6 +100,23 @@ static int read_all(int fd, void *buffer, size_t length) {
     return 0;
 }
 
+/// Reads `length` bytes, polling without sleeping for up to `spin` seconds first, then blocking
+/// (as the agent's connection threads and its clients do, so the polling ping-pong prices a round
+/// trip as the module's path makes it).
+static int read_polling(int fd, void *buffer, size_t length, double spin) {
+    char *bytes = buffer;
+    if (spin > 0) {
+        double until = now() + spin;
+        while (length > 0) {
+            ssize_t n = recv(fd, bytes, length, MSG_DONTWAIT);
+            if (n > 0) { bytes += n; length -= (size_t)n; continue; }
+            if (n == 0 || (errno != EAGAIN && errno != EINTR)) return -1;
+            if (now() >= until) break;
+        }
+    }
+    return read_all(fd, bytes, length);
+}
+
 // MARK: The PIN: read once from a descriptor or a file, kept in locked memory, wiped at exit.
 
 static unsigned char pin[256];
@@ -253,14 +270,19 @@ static long measure_rss(Module *module) {
     return added;
 }
 
-// MARK: The echo server for the ping-pong baseline: a process, one thread per connection (as the agent).
+// MARK: The echo server for the ping-pong baselines: a process, one thread per connection (as the agent).
 
 static char echo_path[108];
+/// The polling windows of the agent's connection threads and of its clients (SignetAgentClient).
+static const double server_spin = 0.000050, client_spin = 0.000200;
 
 static void *echo_connection(void *argument) {
     int fd = (int)(intptr_t)argument;
-    char frame[FRAME_BYTES];
-    while (read_all(fd, frame, sizeof frame) == 0 && write_all(fd, frame, sizeof frame) == 0) {}
+    char frame[FRAME_BYTES], mode = 0;
+    if (read_all(fd, &mode, 1) == 0) {
+        double spin = mode == 'p' ? server_spin : 0;
+        while (read_polling(fd, frame, sizeof frame, spin) == 0 && write_all(fd, frame, sizeof frame) == 0) {}
+    }
     close(fd);
     return NULL;
 }
@@ -286,11 +308,14 @@ static pid_t start_echo_server(void) {
     return child;
 }
 
-static int connect_echo(void) {
+/// A connection to the echo server; `polling`: both ends poll before they sleep.
+static int connect_echo(int polling) {
     struct sockaddr_un address = { .sun_family = AF_UNIX };
     snprintf(address.sun_path, sizeof address.sun_path, "%s", echo_path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&address, sizeof address) != 0) fail("cannot connect to %s", echo_path);
+    char mode = polling ? 'p' : 'b';
+    if (write_all(fd, &mode, 1) != 0) fail("cannot write to %s", echo_path);
     return fd;
 }
 
@@ -298,7 +323,8 @@ static int connect_echo(void) {
 
 typedef struct {
     const Module *module;  // NULL: the ping-pong
-    int which;
+    int which;             // the case; for the ping-pong, whether it polls
+    double spin;
     double seconds;
     pthread_barrier_t *barrier;
     CK_SESSION_HANDLE session;
@@ -319,7 +345,7 @@ static void *run_worker(void *argument) {
         if (w->module) {
             w->error = sign_once(w->module, w->session, w->which);
             if (w->error != CKR_OK) break;
-        } else if (write_all(w->fd, frame, sizeof frame) != 0 || read_all(w->fd, frame, sizeof frame) != 0) {
+        } else if (write_all(w->fd, frame, sizeof frame) != 0 || read_polling(w->fd, frame, sizeof frame, w->spin) != 0) {
             w->error = CKR_DEVICE_ERROR;
             break;
         }
@@ -353,7 +379,8 @@ static Figures measure(const Module *module, int which, int threads, double seco
         if (module) {
             check(module->functions->C_OpenSession(module->slot, CKF_SERIAL_SESSION, NULL, NULL, &w->session), "C_OpenSession", module);
         } else {
-            w->fd = connect_echo();
+            w->fd = connect_echo(which);
+            w->spin = which ? client_spin : 0;
         }
         pthread_create(&ids[i], NULL, run_worker, w);
     }
@@ -364,7 +391,7 @@ static Figures measure(const Module *module, int which, int threads, double seco
         pthread_join(ids[i], NULL);
         if (workers[i].error != CKR_OK) {
             fprintf(stderr, "signet-bench-module: %s %s: C_Sign returned 0x%lx\n", module ? module->name : "ping-pong",
-                    case_names[which], (unsigned long)workers[i].error);
+                    module ? case_names[which] : "", (unsigned long)workers[i].error);
             exit(1);
         }
         total += workers[i].count;
@@ -388,7 +415,10 @@ static Figures measure(const Module *module, int which, int threads, double seco
 
 // MARK: The run.
 
-enum { UNDER_TEST, DIRECT, REMOTE, MODULES };
+enum { UNDER_TEST, DIRECT, REMOTE, MODULES, PING = MODULES, POLL, METHODS };
+static const char *ping_names[2] = { "ping-pong 300 B", "ping-pong 300 B, poll" };
+
+static const char *method_name(const Module *modules, int m) { return m < MODULES ? modules[m].name : ping_names[m - PING]; }
 
 int main(int argc, char **argv) {
     Module modules[MODULES] = {
@@ -433,15 +463,15 @@ int main(int argc, char **argv) {
     pid_t echo = start_echo_server();
     for (int m = 0; m < MODULES; m++) if (modules[m].path) open_module(&modules[m]);
 
-    // [round][case][threads 0: 1, 1: many][method]; method MODULES is the ping-pong (case-independent).
-    static Figures figures[MAX_ROUNDS][CASES][2][MODULES + 1];
+    // [round][case][threads 0: 1, 1: many][method]; the ping-pongs do not depend on the case.
+    static Figures figures[MAX_ROUNDS][CASES][2][METHODS];
     for (int r = 0; r < rounds; r++) {
         for (int c = 0; c < CASES; c++) {
             for (int t = 0; t < 2; t++) {
-                for (int k = 0; k <= MODULES; k++) {
-                    int m = r % 2 == 0 ? k : MODULES - k;  // alternate the order round by round
-                    if (m == MODULES) {
-                        if (c == 0) figures[r][c][t][m] = measure(NULL, c, t ? many : 1, seconds);
+                for (int k = 0; k < METHODS; k++) {
+                    int m = r % 2 == 0 ? k : METHODS - 1 - k;  // alternate the order round by round
+                    if (m >= PING) {
+                        if (c == 0) figures[r][c][t][m] = measure(NULL, m == POLL, t ? many : 1, seconds);
                         else figures[r][c][t][m] = figures[r][0][t][m];
                     } else if (modules[m].path) {
                         figures[r][c][t][m] = measure(&modules[m], c, t ? many : 1, seconds);
@@ -459,34 +489,36 @@ int main(int argc, char **argv) {
     printf("%-9s %-22s %7s %10s %9s %9s\n", "case", "method", "threads", "ops/s", "p50 us", "p99 us");
     double values[MAX_ROUNDS], p50[MAX_ROUNDS], p99[MAX_ROUNDS];
     for (int c = 0; c <= CASES; c++) {
-        for (int m = 0; m <= MODULES; m++) {
-            if ((c == CASES) != (m == MODULES) || (m < MODULES && !modules[m].path)) continue;
+        for (int m = 0; m < METHODS; m++) {
+            if ((c == CASES) != (m >= PING) || (m < MODULES && !modules[m].path)) continue;
             for (int t = 0; t < 2; t++) {
                 for (int r = 0; r < rounds; r++) {
                     Figures f = figures[r][c == CASES ? 0 : c][t][m];
                     values[r] = f.rate; p50[r] = f.p50 * 1e6; p99[r] = f.p99 * 1e6;
                 }
-                printf("%-9s %-22s %7d %10.0f %9.1f %9.1f\n", c == CASES ? "-" : case_names[c],
-                       m == MODULES ? "ping-pong 300 B" : modules[m].name, t ? many : 1,
-                       median(values, rounds), median(p50, rounds), median(p99, rounds));
+                printf("%-9s %-22s %7d %10.0f %9.1f %9.1f\n", c == CASES ? "-" : case_names[c], method_name(modules, m),
+                       t ? many : 1, median(values, rounds), median(p50, rounds), median(p99, rounds));
             }
         }
     }
 
-    printf("\nRatios (per round, then the median):\n");
+    printf("\nRatios (per round, then the median). Overhead: (module - direct) per operation, in round trips of\n"
+           "the ping-pong (blocking reads; with \"poll\", both ends poll first as the agent and its clients do);\n"
+           "per operation is threads / rate (mean) or the median latency (p50).\n");
     if (modules[UNDER_TEST].path && modules[DIRECT].path) {
         for (int c = 0; c < CASES; c++) {
             for (int t = 0; t < 2; t++) {
                 int threads = t ? many : 1;
-                for (int r = 0; r < rounds; r++) {
-                    // Mean time per operation as each thread sees it: threads / rate.
-                    double module_op = threads / figures[r][c][t][UNDER_TEST].rate;
-                    double direct_op = threads / figures[r][c][t][DIRECT].rate;
-                    double trip = threads / figures[r][c][t][MODULES].rate;
-                    values[r] = (module_op - direct_op) / trip;
+                for (int ping = PING; ping <= POLL; ping++) {
+                    for (int r = 0; r < rounds; r++) {
+                        const Figures *f = figures[r][c][t];
+                        values[r] = (threads / f[UNDER_TEST].rate - threads / f[DIRECT].rate) / (threads / f[ping].rate);
+                        p50[r] = (f[UNDER_TEST].p50 - f[DIRECT].p50) / f[ping].p50;
+                    }
+                    printf("  %-9s %2d thr  module overhead over direct, %-22s %7.2f mean %7.2f p50%s\n", case_names[c], threads,
+                           ping_names[ping - PING], median(values, rounds), median(p50, rounds),
+                           threads == 1 ? "   (target <= 1.2)" : "");
                 }
-                printf("  %-9s %2d thr  module overhead over direct, in bare round trips: %6.2f%s\n", case_names[c], threads,
-                       median(values, rounds), threads == 1 ? "   (target <= 1.2)" : "");
             }
         }
     }
@@ -494,17 +526,17 @@ int main(int argc, char **argv) {
         for (int c = 0; c < CASES; c++) {
             for (int t = 0; t < 2; t++) {
                 for (int r = 0; r < rounds; r++) values[r] = figures[r][c][t][UNDER_TEST].rate / figures[r][c][t][REMOTE].rate;
-                printf("  %-9s %2d thr  module / p11-kit-client throughput:            %6.2f%s\n", case_names[c], t ? many : 1,
+                printf("  %-9s %2d thr  module / p11-kit-client throughput: %6.2f%s\n", case_names[c], t ? many : 1,
                        median(values, rounds), c == EC && t ? "   (target >= 2)" : "");
             }
         }
     }
-    for (int m = 0; m <= MODULES; m++) {
+    for (int m = 0; m < METHODS; m++) {
         if (m < MODULES && !modules[m].path) continue;
-        for (int c = 0; c < (m == MODULES ? 1 : CASES); c++) {
+        for (int c = 0; c < (m >= PING ? 1 : CASES); c++) {
             for (int r = 0; r < rounds; r++) values[r] = figures[r][c][1][m].rate / figures[r][c][0][m].rate;
-            printf("  %-9s %-22s %d-thread rate / 1-thread rate: %6.2f\n", m == MODULES ? "-" : case_names[c],
-                   m == MODULES ? "ping-pong 300 B" : modules[m].name, many, median(values, rounds));
+            printf("  %-9s %-22s %d-thread rate / 1-thread rate: %6.2f\n", m >= PING ? "-" : case_names[c],
+                   method_name(modules, m), many, median(values, rounds));
         }
     }
     printf("\nResident memory added to the host (VmRSS before dlopen, after C_Initialize, login and one P-256 signature):\n");
