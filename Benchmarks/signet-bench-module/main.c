@@ -509,7 +509,8 @@ int main(int argc, char **argv) {
         for (int c = 0; c < CASES; c++) {
             for (int t = 0; t < 2; t++) {
                 int threads = t ? many : 1;
-                for (int ping = PING; ping <= POLL; ping++) {
+                // Polling pays only when a processor is free for each end: against the polling ping-pong, 1 thread only.
+                for (int ping = PING; ping <= (threads == 1 ? POLL : PING); ping++) {
                     for (int r = 0; r < rounds; r++) {
                         const Figures *f = figures[r][c][t];
                         values[r] = (threads / f[UNDER_TEST].rate - threads / f[DIRECT].rate) / (threads / f[ping].rate);
