@@ -81,14 +81,18 @@ public final class AuditLog: Sendable {
     public func record(_ event: AuditEvent) {
         let time = AuditLog.timestamp()
         let now = MonotonicClock.seconds()
+        let limited = FailureBudget.applies(to: event)
+        // Formatted before the lock, which every connection takes for every signature: under it,
+        // only the budget and the write.
+        let eventLine = limited ? nil : AuditLog.line(event, time: time) + "\n"
         state.withLock { state in
-            if FailureBudget.applies(to: event), !state.budget.admit(now: now) {
+            if limited, !state.budget.admit(now: now) {
                 state.budget.suppress(event.action, time: time)
                 return
             }
             var line = ""
             if let summary = state.budget.takeSummary() { line = AuditLog.line(summary, time: time) + "\n" }
-            line += AuditLog.line(event, time: time) + "\n"
+            line += eventLine ?? AuditLog.line(event, time: time) + "\n"
             write(line, to: &state.fd)
         }
     }
@@ -206,6 +210,10 @@ struct FailureBudget {
 /// JSON string quoting without Foundation.
 public enum JSONText {
     public static func quote(_ text: String) -> String {
+        // Most fields (URIs, paths, results) need no escape: one pass over the bytes, one copy.
+        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            return "\"" + text + "\""
+        }
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {
