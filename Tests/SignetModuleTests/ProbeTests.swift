@@ -69,6 +69,22 @@ final class ProbeTests {
         #expect(output.contains("after: CKR_OK 256"), "\(output)")
     }
 
+    @Test("A certificate deleted with signet while a host runs: the host's next search no longer finds it")
+    func cacheFollowsChanges() throws {
+        let log = fixture.path("probe-watch.log"), go = fixture.path("go-watch")
+        let pid = try spawn(["watch", go], log: log)
+        #expect(waitFor("READY", in: log))
+        let list = try fixture.agent.signet(["cert", "list"])
+        let id = list.output.split(separator: "\n").first { $0.contains("Alice ec") }?.split(separator: " ").first.map(String.init)
+        #expect(id != nil, "\(list.output)")
+        let delete = try fixture.agent.signet(["cert", "delete", id ?? "none", "--yes"])
+        #expect(delete.status == 0, "\(delete.output)\(delete.errors)")
+        _ = FileManager.default.createFile(atPath: go, contents: Data())
+        #expect(exitStatus(pid) == 0)
+        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(output.contains("before: 2 certificates") && output.contains("after: 1 certificates"), "\(output)")
+    }
+
     @Test("Eight threads sign with RSA and P-256 at once through one module, each answer the right length")
     func threads() throws {
         let result = try probe(["threads", "8", "40"])

@@ -6,6 +6,7 @@
 //   signet-module-probe MODULE restart FILE       sign; print READY; wait for FILE to exist; sign again
 //   signet-module-probe MODULE threads N COUNT    N threads sign COUNT times each (RSA and EC)
 //   signet-module-probe MODULE loop               sign until killed
+//   signet-module-probe MODULE watch FILE         count certificates; print READY; wait for FILE; count again
 //   signet-module-probe MODULE derive POINT INFO LENGTH   ECDH with CKD_SHA256_KDF; prints the key (hex)
 //
 // The token must be unlocked (signet unlock) before; the probe calls C_Login(NULL) like a
@@ -182,6 +183,35 @@ static int loop(void) {
     }
 }
 
+static int count_certificates(CK_SESSION_HANDLE session) {
+    CK_OBJECT_CLASS class = CKO_CERTIFICATE;
+    CK_ATTRIBUTE template[] = { { CKA_CLASS, &class, sizeof class } };
+    CK_OBJECT_HANDLE found[64];
+    CK_ULONG count = 0;
+    if (p11->C_FindObjectsInit(session, template, 1) != CKR_OK) return -1;
+    p11->C_FindObjects(session, found, 64, &count);
+    p11->C_FindObjectsFinal(session);
+    return (int)count;
+}
+
+static int watch(const char *go) {
+    CK_SESSION_HANDLE session;
+    if (open_session(&session) != CKR_OK) return 1;
+    printf("before: %d certificates\n", count_certificates(session));
+    printf("READY\n");
+    fflush(stdout);
+    for (int i = 0; access(go, F_OK) != 0; i++) {
+        if (i > 600) return 1;
+        usleep(100000);
+    }
+    // What NSS does while it runs: it asks for session and slot information now and then.
+    usleep(600000);
+    CK_SESSION_INFO info;
+    p11->C_GetSessionInfo(session, &info);
+    printf("after: %d certificates\n", count_certificates(session));
+    return 0;
+}
+
 static int unhex(const char *text, unsigned char *out, int max) {
     int n = 0;
     for (; text[0] && text[1] && n < max; text += 2) {
@@ -233,6 +263,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[2], "restart") == 0 && argc >= 4) status = restart(argv[3]);
     else if (strcmp(argv[2], "threads") == 0 && argc >= 5) status = threads(atoi(argv[3]), atoi(argv[4]));
     else if (strcmp(argv[2], "loop") == 0) status = loop();
+    else if (strcmp(argv[2], "watch") == 0 && argc >= 4) status = watch(argv[3]);
     else if (strcmp(argv[2], "derive") == 0 && argc >= 6) status = derive(argv[3], argv[4], (CK_ULONG)atol(argv[5]));
     p11->C_Finalize(NULL);
     return status;
