@@ -6,16 +6,19 @@ import Testing
 /// NSS is driven in ThunderbirdTests), added to a fresh database by modutil, with OpenSSL checking the results.
 @Suite("PKCS#11 module: NSS", .serialized)
 final class NSSTests {
-    let fixture: ModuleFixture
-    let db: String
+    var fixture: ModuleFixture!
+    var db = ""
 
-    init() throws {
+    // Every test runs off Swift's cooperative pool (offPool): these block for seconds in subprocesses,
+    // and on two cores that starved the async PC/SC tests beside them (events seen after 3.5 s).
+    func prepare() throws {
         fixture = try ModuleFixture()
         db = try fixture.nssDatabase()
     }
 
     @Test("certutil lists the token's certificates with the token locked, and no code is asked for")
-    func listWithoutLogin() throws {
+    func listWithoutLogin() async throws { try await offPool { try self.prepare(); try self.listWithoutLoginBody() } }
+    func listWithoutLoginBody() throws {
         try fixture.lock()
         let result = try fixture.run("certutil", ["-L", "-d", db, "-h", "all"], stdin: "")
         #expect(result.status == 0, "\(result.errors)")
@@ -25,7 +28,8 @@ final class NSSTests {
     }
 
     @Test("cmsutil -S signs with the RSA and the EC key, and openssl cms -verify accepts both")
-    func sign() throws {
+    func sign() async throws { try await offPool { try self.prepare(); try self.signBody() } }
+    func signBody() throws {
         for name in ["rsa", "ec"] {
             let signed = "signed-\(name).p7m"
             let result = try fixture.run("cmsutil", ["-S", "-N", "Module Test:Alice \(name)", "-H", "SHA256", "-d", db,
@@ -39,7 +43,8 @@ final class NSSTests {
     }
 
     @Test("cmsutil -D decrypts a message OpenSSL encrypted to the token's RSA certificate")
-    func decrypt() throws {
+    func decrypt() async throws { try await offPool { try self.prepare(); try self.decryptBody() } }
+    func decryptBody() throws {
         let encrypt = try fixture.run("openssl", ["cms", "-encrypt", "-aes256", "-in", "message.txt", "-outform", "DER",
                                                   "-out", "to-rsa.p7m", "rsa.pem"])
         #expect(encrypt.status == 0, "\(encrypt.errors)")
@@ -49,7 +54,8 @@ final class NSSTests {
     }
 
     @Test("A locked token: cmsutil fails at once, without a prompt loop or a hang")
-    func locked() throws {
+    func locked() async throws { try await offPool { try self.prepare(); try self.lockedBody() } }
+    func lockedBody() throws {
         try fixture.lock()
         let start = Date()
         let result = try fixture.run("cmsutil", ["-S", "-N", "Module Test:Alice rsa", "-d", db, "-i", "message.txt", "-o", "x.p7m"],

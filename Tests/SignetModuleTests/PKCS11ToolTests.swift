@@ -5,16 +5,19 @@ import Testing
 /// libsignet-pkcs11.so driven by OpenSC's pkcs11-tool, an independent PKCS#11 client.
 @Suite("PKCS#11 module: pkcs11-tool", .serialized)
 final class PKCS11ToolTests {
-    let fixture: ModuleFixture
+    var fixture: ModuleFixture!
 
-    init() throws { fixture = try ModuleFixture() }
+    // Every test runs off Swift's cooperative pool (offPool): these block for seconds in subprocesses,
+    // and on two cores that starved the async PC/SC tests beside them (events seen after 3.5 s).
+    func prepare() throws { fixture = try ModuleFixture() }
 
     func tool(_ arguments: [String], timeout: TimeInterval = 120) throws -> Run.Result {
         try fixture.run("pkcs11-tool", ["--module", fixture.module] + arguments, timeout: timeout)
     }
 
     @Test("The module exports only the PKCS#11 entry point and needs only system libraries")
-    func exportsAndLibraries() throws {
+    func exportsAndLibraries() async throws { try await offPool { try self.prepare(); try self.exportsAndLibrariesBody() } }
+    func exportsAndLibrariesBody() throws {
         let symbols = try Run.command("nm", ["-D", "--defined-only", fixture.module])
         let global = symbols.output.split(separator: "\n").filter { line in
             let fields = line.split(separator: " ")
@@ -30,7 +33,8 @@ final class PKCS11ToolTests {
     }
 
     @Test("Slots and objects: the token's identity, lockout flags, certificates without a login, the profile object")
-    func slotsAndObjects() throws {
+    func slotsAndObjects() async throws { try await offPool { try self.prepare(); try self.slotsAndObjectsBody() } }
+    func slotsAndObjectsBody() throws {
         let slots = try tool(["--list-slots"])
         #expect(slots.status == 0, "\(slots.errors)")
         #expect(slots.output.contains("Signet: Module Test"))
@@ -54,7 +58,8 @@ final class PKCS11ToolTests {
     }
 
     @Test("pkcs11-tool --test --login signs and decrypts with the token's RSA key through the agent")
-    func selfTest() throws {
+    func selfTest() async throws { try await offPool { try self.prepare(); try self.selfTestBody() } }
+    func selfTestBody() throws {
         try fixture.lock()
         let result = try tool(["--login", "--pin", fixture.code, "--test"])
         let output = result.output + result.errors
@@ -71,7 +76,8 @@ final class PKCS11ToolTests {
     }
 
     @Test("pkcs11-tool --test-fork: a forked child initialises the module on its own connection")
-    func fork() throws {
+    func fork() async throws { try await offPool { try self.prepare(); try self.forkBody() } }
+    func forkBody() throws {
         let result = try tool(["--login", "--pin", fixture.code, "--test-fork"])
         #expect(result.status == 0, "\(result.output)\(result.errors)")
         #expect(result.output.contains("Calling C_Initialize in forked child process"))
@@ -79,10 +85,11 @@ final class PKCS11ToolTests {
     }
 
     @Test("pkcs11-tool --test-threads: three threads initialise and read slots and tokens at once")
-    func threads() async throws {
-        // pkcs11-tool sleeps 30 s before it ends this test: off the cooperative pool.
+    func threads() async throws { try await offPool { try self.prepare(); try self.threadsBody() } }
+    func threadsBody() throws {
+        // pkcs11-tool sleeps 30 s before it ends this test.
         let arguments = ["--test-threads", "ILGISLT0", "--test-threads", "ILGISLT0", "--test-threads", "INGISLT0"]
-        let result = try await offPool { try self.tool(arguments) }
+        let result = try tool(arguments)
         let output = result.output + result.errors
         #expect(result.status == 0, "\(output)")
         #expect(output.contains("test_threads all threads have ended") || !output.contains("some errors"), "\(output)")
@@ -95,8 +102,10 @@ final class PKCS11ToolTests {
 /// and the right code refused; the token itself saw exactly three logins.
 @Suite("PKCS#11 module: lockout", .serialized)
 final class ModuleLockoutTests {
+    func prepare() throws {}
     @Test("Three wrong C_Login codes lock the token; CKF_USER_PIN_LOCKED is set and the right code is then refused")
-    func lockout() throws {
+    func lockout() async throws { try await offPool { try self.prepare(); try self.lockoutBody() } }
+    func lockoutBody() throws {
         let fixture = try ModuleFixture(countingCodes: true)
         try fixture.lock()
         let before = try String(contentsOfFile: fixture.agent.wrapperLog, encoding: .utf8)

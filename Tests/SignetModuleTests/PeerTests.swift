@@ -7,12 +7,14 @@ import Testing
 /// Whatever they sign is checked by a tool that never loads the module.
 @Suite("PKCS#11 module: OpenSSL, GnuTLS, gpgsm", .serialized)
 final class PeerTests {
-    let fixture: ModuleFixture
+    var fixture: ModuleFixture!
     static let keys = [("rsa", "pkcs11:token=Module%20Test;id=%01;type=private"),
                        ("ec", "pkcs11:token=Module%20Test;id=%02;type=private")]
     static let rsaKey = keys[0].1
 
-    init() throws { fixture = try ModuleFixture() }
+    // Every test runs off Swift's cooperative pool (offPool): these block for seconds in subprocesses,
+    // and on two cores that starved the async PC/SC tests beside them (events seen after 3.5 s).
+    func prepare() throws { fixture = try ModuleFixture() }
 
     /// libp11's engine loads `PKCS11_MODULE_PATH`; without it, it loads p11-kit's proxy, which would reach
     /// the SoftHSM2 token directly and not through the module.
@@ -25,7 +27,8 @@ final class PeerTests {
     // MARK: OpenSSL through libengine-pkcs11-openssl
 
     @Test("openssl cms -sign with the engine's RSA and P-256 keys; openssl cms -verify, without the engine, accepts both")
-    func engineSign() throws {
+    func engineSign() async throws { try await offPool { try self.prepare(); try self.engineSignBody() } }
+    func engineSignBody() throws {
         for (name, key) in Self.keys {
             let sign = try openssl(["cms", "-sign", "-engine", "pkcs11", "-keyform", "engine", "-inkey", key, "-signer", "\(name).pem",
                                     "-nodetach", "-in", "message.txt", "-outform", "DER", "-out", "engine-\(name).p7m"])
@@ -38,7 +41,8 @@ final class PeerTests {
     }
 
     @Test("openssl cms -decrypt with the engine's RSA key opens a message openssl cms -encrypt made to rsa.pem")
-    func engineDecrypt() throws {
+    func engineDecrypt() async throws { try await offPool { try self.prepare(); try self.engineDecryptBody() } }
+    func engineDecryptBody() throws {
         let encrypt = try fixture.run("openssl", ["cms", "-encrypt", "-aes256", "-in", "message.txt", "-outform", "DER",
                                                   "-out", "to-rsa.p7m", "rsa.pem"], timeout: 30)
         #expect(encrypt.status == 0, "\(encrypt.errors)")
@@ -49,7 +53,8 @@ final class PeerTests {
     }
 
     @Test("TLS client authentication: s_client signs with the engine's keys (TLS 1.3 RSA-PSS and ECDSA, TLS 1.2 RSA), s_server verifies the certificate")
-    func tlsClientAuthentication() throws {
+    func tlsClientAuthentication() async throws { try await offPool { try self.prepare(); try self.tlsClientAuthenticationBody() } }
+    func tlsClientAuthenticationBody() throws {
         let server = try serverCertificate()
         for (name, key, protocolOptions) in [("rsa", Self.keys[0].1, ["-tls1_3"]), ("ec", Self.keys[1].1, ["-tls1_3"]),
                                              ("rsa", Self.keys[0].1, ["-tls1_2", "-sigalgs", "RSA+SHA256"])] {
@@ -105,7 +110,8 @@ final class PeerTests {
     // MARK: GnuTLS
 
     @Test("p11tool --provider lists both certificates without a login")
-    func gnutlsListCertificates() throws {
+    func gnutlsListCertificates() async throws { try await offPool { try self.prepare(); try self.gnutlsListCertificatesBody() } }
+    func gnutlsListCertificatesBody() throws {
         try fixture.lock()
         let result = try fixture.run("p11tool", ["--provider", fixture.module, "--list-all-certs"], stdin: "", timeout: 60)
         #expect(result.status == 0, "\(result.errors)")
@@ -116,7 +122,8 @@ final class PeerTests {
     }
 
     @Test("p11tool --test-sign signs with the RSA key (PKCS#1 v1.5 and PSS) and the P-256 key, and checks each against the token's public key")
-    func gnutlsTestSign() throws {
+    func gnutlsTestSign() async throws { try await offPool { try self.prepare(); try self.gnutlsTestSignBody() } }
+    func gnutlsTestSignBody() throws {
         // No --login, no code: the token is unlocked in the agent, and p11tool sees a protected authentication path.
         for (name, key, options) in [("rsa", Self.keys[0].1, [String]()), ("rsa-pss", Self.keys[0].1, ["--sign-params", "RSA-PSS"]),
                                      ("ec", Self.keys[1].1, [])] {
@@ -133,7 +140,8 @@ final class PeerTests {
     // MARK: gpgsm through gnupg-pkcs11-scd
 
     @Test("gpgsm --learn-card finds the RSA key through gnupg-pkcs11-scd, signs with it in --batch without a prompt, and OpenSSL checks the signature")
-    func gpgsmSign() throws {
+    func gpgsmSign() async throws { try await offPool { try self.prepare(); try self.gpgsmSignBody() } }
+    func gpgsmSignBody() throws {
         let home = fixture.path("gnupg")
         try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         defer { _ = try? Run.command("gpgconf", ["--homedir", home, "--kill", "all"], environment: fixture.environment, timeout: 30) }

@@ -6,10 +6,12 @@ import Testing
 /// through and a one-shot tool cannot show.
 @Suite("PKCS#11 module: a long-running host", .serialized)
 final class ProbeTests {
-    let fixture: ModuleFixture
+    var fixture: ModuleFixture!
     static var probe: String { TestPaths.binaries.appendingPathComponent("signet-module-probe").path }
 
-    init() throws { fixture = try ModuleFixture() }
+    // Every test runs off Swift's cooperative pool (offPool): these block for seconds in subprocesses,
+    // and on two cores that starved the async PC/SC tests beside them (events seen after 3.5 s).
+    func prepare() throws { fixture = try ModuleFixture() }
 
     func probe(_ arguments: [String], timeout: TimeInterval = 60) throws -> Run.Result {
         try fixture.run(Self.probe, [fixture.module] + arguments, timeout: timeout)
@@ -42,7 +44,8 @@ final class ProbeTests {
     }
 
     @Test("No key material: private keys answer CKA_PRIVATE_EXPONENT, the primes and CKA_VALUE with CKR_ATTRIBUTE_SENSITIVE")
-    func sensitive() throws {
+    func sensitive() async throws { try await offPool { try self.prepare(); try self.sensitiveBody() } }
+    func sensitiveBody() throws {
         let result = try probe(["sensitive"])
         #expect(result.status == 0, "\(result.output)\(result.errors)")
         #expect(result.output.contains("rsa CKA_PRIVATE_EXPONENT: CKR_ATTRIBUTE_SENSITIVE"))
@@ -51,7 +54,8 @@ final class ProbeTests {
     }
 
     @Test("The agent killed and restarted under a running host: old sessions are invalid, new ones sign after the unlock")
-    func agentRestart() throws {
+    func agentRestart() async throws { try await offPool { try self.prepare(); try self.agentRestartBody() } }
+    func agentRestartBody() throws {
         let log = fixture.path("probe-restart.log"), go = fixture.path("go")
         let pid = try spawn(["restart", go], log: log)
         #expect(waitFor("READY", in: log), "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
@@ -70,7 +74,8 @@ final class ProbeTests {
     }
 
     @Test("A certificate deleted with signet while a host runs: the host's next search no longer finds it")
-    func cacheFollowsChanges() throws {
+    func cacheFollowsChanges() async throws { try await offPool { try self.prepare(); try self.cacheFollowsChangesBody() } }
+    func cacheFollowsChangesBody() throws {
         let log = fixture.path("probe-watch.log"), go = fixture.path("go-watch")
         let pid = try spawn(["watch", go], log: log)
         #expect(waitFor("READY", in: log))
@@ -86,14 +91,16 @@ final class ProbeTests {
     }
 
     @Test("Eight threads sign with RSA and P-256 at once through one module, each answer the right length")
-    func threads() throws {
+    func threads() async throws { try await offPool { try self.prepare(); try self.threadsBody() } }
+    func threadsBody() throws {
         let result = try probe(["threads", "8", "40"])
         #expect(result.status == 0, "\(result.output)\(result.errors)")
         #expect(result.output.contains("8 threads, 320 signatures, 0 failed"))
     }
 
     @Test("A host killed while signing leaves the agent serving the next one")
-    func killedMidOperation() throws {
+    func killedMidOperation() async throws { try await offPool { try self.prepare(); try self.killedMidOperationBody() } }
+    func killedMidOperationBody() throws {
         for round in 0..<3 {
             let log = fixture.path("probe-loop-\(round).log")
             let pid = try spawn(["loop"], log: log)
@@ -107,7 +114,8 @@ final class ProbeTests {
     }
 
     @Test("ECDH through C_DeriveKey with CKD_SHA256_KDF gives the key OpenSSL derives (X9.63) from the same points")
-    func ecdhDerive() throws {
+    func ecdhDerive() async throws { try await offPool { try self.prepare(); try self.ecdhDeriveBody() } }
+    func ecdhDeriveBody() throws {
         // The peer's side: a new P-256 key, the shared secret with the token's certificate key, then X9.63.
         let ok = { (result: Run.Result) in result.status == 0 }
         #expect(ok(try fixture.run("openssl", ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "peer.key"])))
