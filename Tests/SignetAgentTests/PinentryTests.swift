@@ -262,3 +262,133 @@ struct PinentryTests {
         }
     }
 }
+
+/// The real pinentry programs, driven as a person would: pinentry-tty in a tmux terminal, and
+/// pinentry-gtk2 under Xvfb typed with xdotool (both installed by `scripts/setup-debian`).
+@Suite("Real pinentry programs", .serialized)
+struct RealPinentryTests {
+    /// The pids of the pinentry programs the agent runs now (children of `agent`).
+    static func pinentries(of agent: pid_t) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { pid_t($0) }.filter { pid in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 2 && pid_t(fields[1]) == agent && stat.contains("(pinentry")
+        }
+    }
+
+    /// Greps what a running pinentry was given (argv, environment) for `codes`.
+    static func expectNoCodes(_ codes: [String], inPinentriesOf agent: pid_t) {
+        let running = pinentries(of: agent)
+        #expect(!running.isEmpty, "no pinentry is running")
+        for pid in running {
+            for file in ["cmdline", "environ"] {
+                guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/\(file)") else { Issue.record("cannot read /proc/\(pid)/\(file)"); continue }
+                for code in codes { #expect(data.range(of: Data(code.utf8)) == nil, "\(code) in /proc/\(pid)/\(file)") }
+            }
+        }
+    }
+
+    @Test("pinentry-tty in a terminal: a wrong code then the right one; later 3 wrong codes lock the token, and the next prompt shows the lock without asking",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/pinentry-tty")))
+    func pinentryTTY() throws {
+        let agent = try AgentFixture(countingCodes: true)
+        try agent.start()
+        try agent.makeToken("Terminal Token", code: "right-code")
+        var environment = agent.environment
+        for name in ["DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY", "DBUS_SESSION_BUS_ADDRESS"] { environment[name] = nil }
+        let directory = agent.home.path
+        let script = directory + "/unlocks.sh"
+        let clear = #"printf '\033[2J\033[H'"#
+        try """
+        #!/bin/sh
+        signet="\(AgentFixture.signet)"
+        "$signet" unlock --pinentry; echo "EXIT1=$?"
+        "$signet" lock >/dev/null; sleep 1; \(clear); echo PHASE2
+        "$signet" unlock --pinentry; echo "EXIT2=$?"
+        sleep 1; \(clear); echo PHASE3
+        "$signet" unlock --pinentry; echo "EXIT3=$?"
+        sleep 60
+
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        func codes() -> Int {
+            ((try? String(contentsOfFile: agent.wrapperLog, encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.hasPrefix("C_Login USER") }.count
+        }
+        let terminal = try TerminalSession(script, socketDirectory: directory, environment: environment)
+
+        try terminal.waitFor("3 of 3 tries left before a 15-minute lock")
+        #expect(terminal.screen.contains("Unlock the token \"Terminal Token\""))
+        try terminal.send("wrong-code", "Enter")
+        try terminal.waitFor("Wrong access code — 2 tries left before the token is locked for 15 minutes")
+        RealPinentryTests.expectNoCodes(["wrong-code", "right-code"], inPinentriesOf: agent.pid)
+        try terminal.send("right-code", "Enter")
+        try terminal.waitFor("EXIT1=0")
+        #expect(codes() == 2)
+
+        try terminal.waitFor("PHASE2")
+        try terminal.waitFor("3 of 3 tries left")
+        for (index, next) in ["2 tries left before the token", "1 try left before the token", "after 3 wrong access codes"].enumerated() {
+            try terminal.send("wrong-\(index)", "Enter")
+            try terminal.waitFor(next)
+        }
+        #expect(terminal.screen.range(of: #"Locked for 1[45] min( \d+ s)? \(until \d\d:\d\d\)"#, options: .regularExpression) != nil, "\(terminal.screen)")
+        try terminal.send("Enter")
+        try terminal.waitFor("EXIT2=3")
+        #expect(codes() == 5, "exactly 3 codes reached the token in the lockout")
+
+        try terminal.waitFor("PHASE3")
+        let locked = try terminal.waitFor("after 3 wrong access codes")
+        #expect(!locked.contains("Access code:"), "a locked token was asked for a code:\n\(locked)")
+        try terminal.send("Enter")
+        try terminal.waitFor("EXIT3=3")
+        #expect(codes() == 5)
+    }
+
+    @Test("pinentry-gtk2 under Xvfb: one unlock typed into the window",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/pinentry-gtk-2") && FileManager.default.isExecutableFile(atPath: "/usr/bin/Xvfb")
+                   && FileManager.default.isExecutableFile(atPath: "/usr/bin/xdotool")))
+    func pinentryGTK() throws {
+        let agent = try AgentFixture(countingCodes: true)
+        try agent.start()
+        try agent.makeToken("Window Token", code: "gui-code-1")
+        // A display number of our own: the first free one from 70.
+        let number = try #require((70..<200).first { !FileManager.default.fileExists(atPath: "/tmp/.X11-unix/X\($0)") && !FileManager.default.fileExists(atPath: "/tmp/.X\($0)-lock") })
+        let xvfb = try AgentFixture.spawn("/usr/bin/Xvfb", [":\(number)", "-nolisten", "tcp", "-screen", "0", "1024x768x24"],
+                                          environment: ["PATH": "/usr/bin:/bin"], log: agent.home.path + "/xvfb.log")
+        defer {
+            // SIGKILL: Xvfb inherits the test runner's blocked signals, SIGTERM among them.
+            kill(xvfb, SIGKILL)
+            var status: Int32 = 0
+            waitpid(xvfb, &status, 0)
+            unlink("/tmp/.X\(number)-lock")
+            unlink("/tmp/.X11-unix/X\(number)")
+        }
+        #expect(eventually(timeout: .seconds(10)) { FileManager.default.fileExists(atPath: "/tmp/.X11-unix/X\(number)") })
+        var environment = agent.environment
+        environment["DISPLAY"] = ":\(number)"
+        for name in ["WAYLAND_DISPLAY", "XAUTHORITY", "DBUS_SESSION_BUS_ADDRESS"] { environment[name] = nil }
+        let result = Mutex<Run.Result?>(nil)
+        let unlockEnvironment = environment
+        let unlock = Thread {
+            let run = try? Run.command("/usr/bin/setsid", [AgentFixture.signet, "unlock", "--pinentry"], environment: unlockEnvironment, timeout: 90)
+            result.withLock { $0 = run }
+        }
+        unlock.start()
+        let x = ["DISPLAY": ":\(number)", "PATH": "/usr/bin:/bin"]
+        #expect(eventually(timeout: .seconds(30)) {
+            ((try? Run.command("/usr/bin/xdotool", ["search", "--name", "Signet: unlock Window Token"], environment: x, timeout: 10))?.status ?? 1) == 0
+        })
+        RealPinentryTests.expectNoCodes(["gui-code-1"], inPinentriesOf: agent.pid)
+        usleep(300_000)  // the window takes the keyboard once mapped
+        #expect(try Run.command("/usr/bin/xdotool", ["type", "--delay", "30", "gui-code-1"], environment: x, timeout: 20).status == 0)
+        #expect(try Run.command("/usr/bin/xdotool", ["key", "Return"], environment: x, timeout: 10).status == 0)
+        #expect(eventually(timeout: .seconds(30)) { result.withLock { $0 } != nil })
+        let run = try #require(result.withLock { $0 })
+        #expect(run.status == 0, "\(run.errors)")
+        #expect(run.output == "Unlocked.\n")
+        let status = try agent.signet(["status", "--json"])
+        #expect(status.output.contains("\"unlocked\" : true"), "\(status.output)")
+    }
+}
