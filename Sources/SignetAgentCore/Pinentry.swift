@@ -177,7 +177,8 @@ final class PinentrySession {
             try answer(deadline: MonotonicClock.seconds() + timeout + 2) { _ in }
             return true
         } catch {
-            if case .failed(let text) = error, text.hasPrefix("ERR \(PinentrySession.notConfirmedCode)") { return false }
+            if case .failed(let text) = error, let code = text.split(separator: " ").dropFirst().first.flatMap({ UInt32($0) }),
+               code & 0xFFFF == PinentrySession.notConfirmedCode { return false }
             throw error
         }
     }
