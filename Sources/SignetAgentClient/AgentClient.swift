@@ -50,10 +50,14 @@ public final class AgentClient {
     /// token thread idle most of the time: 0.6 times the 1-client rate), so after an answer that
     /// missed the window the next wait sleeps at once, and polling resumes after one that made it.
     static let spinWindow = 0.000_2
+    /// Requests whose answers nobody waits for (`clientEnvironment`): skipped when they arrive.
+    private var unread: Set<UInt32> = []
 
     /// Connects to the socket at `path` and performs the handshake.
+    /// - Parameter environment: where this client can be asked for a code (`CallerEnvironment.current()`), sent
+    ///   right behind the hello, in the same burst: it costs no round trip, and its answer is skipped when it arrives.
     /// - Throws: `.notRunning` when nothing listens there; `.agent` when the agent refuses (not permitted, busy).
-    public init(socketPath path: String, clientName: String = "signet") throws(AgentClientError) {
+    public init(socketPath path: String, clientName: String = "signet", environment: [(String, String)]? = nil) throws(AgentClientError) {
         do throws(SocketError) {
             fd = try UnixSocket.connect(path)
         } catch {
@@ -64,7 +68,8 @@ public final class AgentClient {
         let response: AgentResponse
         do throws(AgentClientError) {
             // A bounded wait: something that accepts but never answers is not an agent.
-            response = try call(.hello(minVersion: AgentProtocol.version, maxVersion: AgentProtocol.version, client: clientName), timeout: 10)
+            response = try call(.hello(minVersion: AgentProtocol.version, maxVersion: AgentProtocol.version, client: clientName), timeout: 10,
+                                then: environment.map { .clientEnvironment(entries: $0) })
         } catch {
             close(fd)
             throw error
@@ -133,11 +138,14 @@ public final class AgentClient {
     /// Sends `request` and returns its final answer; interim notices go to `onNotice`.
     /// - Throws: `.agent` when the answer is an error.
     /// - Parameter timeout: seconds to wait for each message (nil: as long as the agent takes).
-    public func call(_ request: AgentRequest, timeout: Double? = nil,
+    /// - Parameter then: a request sent right behind `request`, whose answer is not awaited (skipped when it arrives).
+    public func call(_ request: AgentRequest, timeout: Double? = nil, then unanswered: AgentRequest? = nil,
                      onNotice: (NoticeKind, String) -> Void = { _, message in Console.error(message) }) throws(AgentClientError) -> AgentResponse {
         let id: UInt32
         do throws(AgentClientError) {
             id = try send(request)
+            // An agent that refused the first request has closed: its reason is read below, so a failure here is ignored.
+            if let unanswered, let other = try? send(unanswered) { unread.insert(other) }
         } catch {
             // The agent may have refused the connection and closed it before we wrote: its reason is waiting to be read.
             if case (_, .error(let code, let message))? = try? receive(timeout: 1) { throw .agent(code, message) }
@@ -145,6 +153,7 @@ public final class AgentClient {
         }
         while true {
             let (answerID, response) = try receive(timeout: timeout)
+            if answerID != id, answerID != 0, unread.remove(answerID) != nil { continue }
             if case .error(let code, let message) = response, answerID == id || answerID == 0 { throw .agent(code, message) }
             guard answerID == id else { throw .protocolViolation("an answer to request \(answerID) while waiting for \(id)") }
             if case .notice(let kind, let message) = response {
@@ -153,5 +162,35 @@ public final class AgentClient {
             }
             return response
         }
+    }
+}
+
+/// Where this process can show a prompt: what a client sends in `clientEnvironment`, so that the
+/// agent can ask the person for a code (or for permission) on this client's screen or terminal.
+public enum CallerEnvironment {
+    /// `DISPLAY`, `WAYLAND_DISPLAY`, `XAUTHORITY`, `DBUS_SESSION_BUS_ADDRESS` and `TERM` from this
+    /// process's environment, and `tty`: the terminal of standard input or standard error, else the
+    /// controlling terminal's (`/dev/tty`). Entries that are unset, empty or over the protocol's bounds are left out.
+    public static func current() -> [(String, String)] {
+        var entries: [(String, String)] = []
+        func add(_ name: String, _ value: String?) {
+            guard let value, !value.isEmpty, name.utf8.count + value.utf8.count <= ClientEnvironmentLimits.bytes else { return }
+            entries.append((name, value))
+        }
+        for name in ["DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY", "DBUS_SESSION_BUS_ADDRESS"] { add(name, getenv(name).map { String(cString: $0) }) }
+        add("tty", terminalName())
+        add("TERM", getenv("TERM").map { String(cString: $0) })
+        return entries
+    }
+
+    /// The name of this process's terminal, if it has one.
+    static func terminalName() -> String? {
+        for fd in [Int32(0), 2] where isatty(fd) == 1 {
+            if let name = ttyname(fd) { return String(cString: name) }
+        }
+        let fd = open("/dev/tty", O_RDONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        return ttyname(fd).map { String(cString: $0) }
     }
 }

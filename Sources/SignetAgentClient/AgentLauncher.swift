@@ -12,12 +12,13 @@ public enum AgentLauncher {
     /// A connected client; starts the agent first when none answers and `start` is set.
     /// - Parameter besideFile: a file the agent executable may sit beside (the PKCS#11 module's
     ///   own path: in a mail program, this process's executable is not Signet's).
+    /// - Parameter environment: sent behind the hello (`CallerEnvironment.current()`), for the prompts the agent may make.
     /// - Throws: `AgentClientError`.
     public static func connect(paths: SignetPaths = .current, start: Bool = true, clientName: String = "signet",
-                               besideFile: String? = nil) throws(AgentClientError) -> AgentClient {
+                               besideFile: String? = nil, environment: [(String, String)]? = nil) throws(AgentClientError) -> AgentClient {
         let path = socketPath(paths)
         do throws(AgentClientError) {
-            return try AgentClient(socketPath: path, clientName: clientName)
+            return try AgentClient(socketPath: path, clientName: clientName, environment: environment)
         } catch {
             guard start, case .notRunning = error else { throw error }
         }
@@ -26,7 +27,7 @@ public enum AgentLauncher {
         var lastError = AgentClientError.notRunning(path)
         while MonotonicClock.seconds() < deadline {
             do throws(AgentClientError) {
-                return try AgentClient(socketPath: path, clientName: clientName)
+                return try AgentClient(socketPath: path, clientName: clientName, environment: environment)
             } catch {
                 lastError = error
                 guard case .notRunning = error else { throw error }

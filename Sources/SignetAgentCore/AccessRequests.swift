@@ -8,6 +8,7 @@ extension AuditAction {
     static let pinChanged = AuditAction(rawValue: "pin-changed")
     static let pinUnblocked = AuditAction(rawValue: "pin-unblocked")
     static let ledgerRepaired = AuditAction(rawValue: "ledger-repaired")
+    static let clientEnvironment = AuditAction(rawValue: "client-environment")
 }
 
 /// Access codes: unlock, lock, change, unblock, and repairing the ledger. Every
@@ -24,6 +25,21 @@ enum AccessRequests: RequestGroup {
                     if result == .unlocked || result == .alreadyUnlocked { state.unlocked = true }
                     return result
                 }
+            }
+        case .unlockAsking(let token):
+            Route(.unlock, token: token) { (context) throws(AgentFailure) in try unlockAsking(token, context) }
+        case .clientEnvironment(let entries):
+            Route { (context) throws(AgentFailure) in
+                // Where to ask this connection's client for codes (and, with a client policy, for permission).
+                guard entries.count <= ClientEnvironmentLimits.entries else {
+                    throw AgentFailure(.invalidArgument, "A client environment has at most \(ClientEnvironmentLimits.entries) entries, not \(entries.count).")
+                }
+                if let long = entries.first(where: { $0.0.utf8.count + $0.1.utf8.count > ClientEnvironmentLimits.bytes }) {
+                    throw AgentFailure(.invalidArgument, "The client environment entry \(Console.safe(String(long.0.prefix(40)))) is longer than \(ClientEnvironmentLimits.bytes) bytes.")
+                }
+                let environment = ClientEnvironment(entries: entries, uid: context.peer.uid)
+                context.cache.environment = environment
+                return .ok(message: environment.refused.isEmpty ? "" : "Not used: " + environment.refused.joined(separator: "; "))
             }
         case .lock(let token):
             Route(.lock, token: token) { (context) throws(AgentFailure) in
@@ -88,6 +104,142 @@ enum AccessRequests: RequestGroup {
         return .access(AccessOutcome(result, role: role))
     }
 
+    /// `unlockAsking`: asks the person for the code through pinentry and unlocks with it, asking again in the
+    /// same pinentry after a wrong code, and showing the lock (no `GETPIN`) while the token is locked. One
+    /// prompt per token: a request that comes while one runs waits for its outcome and answers the same.
+    private static func unlockAsking(_ token: String?, _ context: RequestContext) throws(AgentFailure) -> AgentResponse {
+        let worker = try context.awaitToken(token)
+        let settings = context.agent.currentSettings
+        let environment = context.cache.environment
+        guard let program = Prompting.program(configured: settings.pinentryProgram, for: environment) else {
+            context.record(.unlock, result: "nowhere-to-ask", token: worker.uriText,
+                           detail: environment.refused.isEmpty ? nil : "refused: " + environment.refused.joined(separator: "; "))
+            return .access(AccessOutcome(kind: .nowhereToAsk, message: Prompting.nowhereMessage))
+        }
+        let (gate, first) = context.agent.prompts.withLock { (running: inout [String: Gate<Result<AccessOutcome, AgentFailure>>]) in
+            if let gate = running[worker.identity] { return (gate, false) }
+            let gate = Gate<Result<AccessOutcome, AgentFailure>>()
+            running[worker.identity] = gate
+            return (gate, true)
+        }
+        guard first else { return .access(try gate.wait.get()) }
+        var result: Result<AccessOutcome, AgentFailure> = .failure(AgentFailure(.internalError, "the prompt ended without an outcome"))
+        defer {
+            context.agent.prompts.withLock { _ = $0.removeValue(forKey: worker.identity) }
+            gate.open(result)
+        }
+        do throws(AgentFailure) {
+            result = .success(try prompt(worker, program: program, environment: environment, timeout: settings.pinentryTimeout,
+                                         key: try token.map { (text) throws(AgentFailure) in try context.parse(text) }.flatMap { $0.text("object") },
+                                         context))
+        } catch {
+            result = .failure(error)
+        }
+        return .access(try result.get())
+    }
+
+    /// The prompt itself: at most one `GETPIN` per try the lockout rule leaves, and a few more for codes of
+    /// a length the token refuses (which are not counted).
+    private static func prompt(_ worker: TokenWorker, program: String, environment: ClientEnvironment, timeout: Double, key: String?,
+                               _ context: RequestContext) throws(AgentFailure) -> AccessOutcome {
+        let manager = context.manager
+        let policy = manager.policy
+        func status() throws(AgentFailure) -> (AccessStatus, Bool) {
+            try worker.run(use: false) { (state) throws(PKCS11Error) -> (AccessStatus, Bool) in
+                let target = PKCS11CodeTarget(token: state.token, session: try state.openSession())
+                return (manager.status(target), state.unlocked)
+            }
+        }
+        var (current, unlocked) = try status()
+        if unlocked { return AccessOutcome(.alreadyUnlocked) }
+        let info = worker.token.info
+        func ended(_ failure: PinentryFailure) -> AccessOutcome {
+            let (kind, name, message): (AccessOutcome.Kind, String, String) = switch failure {
+            case .cancelled: (.cancelled, "prompt-cancelled", "Cancelled; no try was used.")
+            case .timedOut: (.timedOut, "prompt-timed-out", "Nobody answered the prompt within \(Int(timeout)) s; no try was used.")
+            case .noTerminal(let why): (.nowhereToAsk, "nowhere-to-ask", "\(Prompting.nowhereMessage) (\(program): \(why))")
+            case .failed(let why): (.cancelled, "prompt-failed", "The prompt failed (\(why)); no try was used.")
+            }
+            context.record(.unlock, result: name, token: worker.uriText, detail: program)
+            return AccessOutcome(kind: kind, message: message)
+        }
+        let session: PinentrySession
+        do throws(PinentryFailure) {
+            session = try Prompting.open(program, for: environment, timeout: timeout, title: "Signet: unlock \(Console.safe(info.label))")
+        } catch {
+            return ended(error)
+        }
+        defer { session.end() }
+        var error: String?
+        do {
+            for _ in 0..<(policy.maximumFailures + 3) {
+                if let damage = current.damaged {
+                    let result = AccessResult.ledgerDamaged(damage)
+                    try session.set("SETDESC", result.message())
+                    try session.message()
+                    return AccessOutcome(result)
+                }
+                if let remaining = current.lockedRemaining {
+                    // Locked: no code is asked for, the lock is shown.
+                    let result = AccessResult.locked(remaining: remaining, untilWall: manager.clock.wallSeconds() + remaining.seconds,
+                                                     failures: max(current.failures, policy.maximumFailures))
+                    context.record(.unlock, result: "refused-locked", token: worker.uriText)
+                    try show(result, session)
+                    return AccessOutcome(result)
+                }
+                try session.set("SETDESC", Prompting.unlockDescription(
+                    label: info.label, serial: info.serialNumber, program: context.peer.executable, pid: context.peer.pid, key: key,
+                    operation: nil, triesLeft: current.triesLeft, policy: policy))
+                try session.set("SETPROMPT", "Access code:")
+                try session.set("SETOK", "Unlock", optional: true)
+                try session.set("SETCANCEL", "Cancel", optional: true)
+                if let error { try session.set("SETERROR", error) }
+                let code = try session.getPin()
+                let (result, wasLocked) = try worker.run { (state) throws(PKCS11Error) -> (AccessResult, Bool) in
+                    let target = PKCS11CodeTarget(token: state.token, session: try state.openSession())
+                    let wasLocked = manager.status(target).lockedRemaining != nil
+                    let result = manager.unlock(target, code: code)
+                    if result == .unlocked || result == .alreadyUnlocked { state.unlocked = true }
+                    return (result, wasLocked)
+                }
+                recordAccess(.unlock, result, wasLocked: wasLocked, worker: worker, context)
+                switch result {
+                case .unlocked, .alreadyUnlocked:
+                    return AccessOutcome(result)
+                case .wrongCode(let left, _, _):
+                    error = Prompting.wrongCodeError(triesLeft: left, policy: policy)
+                case .failed(let reason, let left):
+                    error = "The token did not answer clearly (\(reason)); this counts as a wrong code — \(left) \(left == 1 ? "try" : "tries") left"
+                case .invalidLength:
+                    error = result.message()  // not counted: ask again
+                case .locked:
+                    try show(result, session)
+                    return AccessOutcome(result)
+                case .cardFinalTry, .cardBlocked, .notPresented, .ledgerDamaged:
+                    try session.set("SETDESC", result.message())
+                    try session.message()
+                    return AccessOutcome(result)
+                }
+                (current, unlocked) = try status()
+                if unlocked { return AccessOutcome(.alreadyUnlocked) }
+            }
+            return AccessOutcome(kind: .cancelled, message: "Too many codes the token could not take; no further try was used.")
+        } catch let failure as PinentryFailure {
+            return ended(failure)
+        } catch let failure as AgentFailure {
+            throw failure
+        } catch {
+            throw AgentFailure(.internalError, "\(error)")
+        }
+    }
+
+    /// Shows a lock in words (`MESSAGE`, no `GETPIN`).
+    private static func show(_ locked: AccessResult, _ session: PinentrySession) throws(PinentryFailure) {
+        guard case .locked(let remaining, let until, let failures) = locked else { return }
+        try session.set("SETDESC", Prompting.lockedMessage(remaining: remaining, untilWall: until, failures: failures))
+        try session.message()
+    }
+
     /// Records an access-code attempt in words, and the lock it started, if any.
     private static func recordAccess(_ action: AuditAction, _ result: AccessResult, wasLocked: Bool, worker: TokenWorker,
                                      _ context: RequestContext, role: CodeRole = .user) {
@@ -104,6 +256,9 @@ enum AccessRequests: RequestGroup {
         case .notPresented: "not-presented"
         case .failed: "failed"
         case .ledgerDamaged: "ledger-damaged"
+        case .cancelled: "prompt-cancelled"
+        case .timedOut: "prompt-timed-out"
+        case .nowhereToAsk: "nowhere-to-ask"
         }
         context.record(action, result: name, token: token)
         // The attempt that used the last try starts a lock.

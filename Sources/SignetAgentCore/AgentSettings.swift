@@ -26,6 +26,12 @@ public struct AgentSettings: Sendable {
     /// How often the agent checks that its socket file is still its own (`socket-check-seconds`,
     /// default 10); an agent whose socket was removed or replaced cannot be reached, so it stops.
     public var socketCheck: Double
+    /// The pinentry the agent asks through (`pinentry-program = PATH`); nil: the first installed that fits
+    /// the client's screen or terminal (`Prompting.program`).
+    public var pinentryProgram: String?
+    /// Seconds a person has to answer each prompt (`pinentry-timeout-seconds`, default 60); the pinentry is
+    /// told (`SETTIMEOUT`) and killed when it outlives this by 2 s.
+    public var pinentryTimeout: Double
     /// Values refused while loading (not numbers, `inf`, out of range), each naming its file and
     /// line and what is used instead; the agent logs them. Configuration never stops or crashes it.
     public var problems: [String] = []
@@ -58,8 +64,18 @@ public struct AgentSettings: Sendable {
             connectionIdle: number("connection-idle-seconds", 600, in: 1...604_800),
             requestTimeout: number("request-seconds", 10, in: 0.1...3600),
             moduleTimeout: number("module-timeout-seconds", 180, in: 0...86_400),
-            socketCheck: number("socket-check-seconds", 10, in: 0.1...3600)
+            socketCheck: number("socket-check-seconds", 10, in: 0.1...3600),
+            pinentryProgram: nil,
+            pinentryTimeout: number("pinentry-timeout-seconds", 60, in: 1...3600)
         )
+        if let program = config.value("pinentry-program") {
+            if program.hasPrefix("/") && access(program, X_OK) == 0 {
+                settings.pinentryProgram = program
+            } else {
+                let origin = config.origins(of: "pinentry-program").last ?? "pinentry-program"
+                problems.append("\(origin): pinentry-program = \(program) is not an executable absolute path; choosing a pinentry by the client's screen or terminal")
+            }
+        }
         settings.problems = problems
         return settings
     }

@@ -26,6 +26,8 @@ final class RequestHandler: Sendable {
     let started = MonotonicClock.seconds()
     let stopping = Atomic<Bool>(false)
     let connectionCount: @Sendable () -> Int
+    /// The prompt running for each token (by identity): a second request for the same token waits for its outcome.
+    let prompts = Mutex<[String: Gate<Result<AccessOutcome, AgentFailure>>]>([:])
 
     init(audit: AuditLog, settings: AgentSettings, connectionCount: @escaping @Sendable () -> Int) {
         self.audit = audit
@@ -146,6 +148,8 @@ final class RequestHandler: Sendable {
 final class ConnectionCache {
     private var uris: [String: PKCS11URI] = [:]
     private var bytes = 0
+    /// Where this connection's client can be asked (its `clientEnvironment`, checked); nowhere until it says.
+    var environment = ClientEnvironment.none
 
     /// Longest URI accepted. The URIs `signet keys` prints are a few hundred bytes; token labels are 32.
     static let maximumURIBytes = 2048

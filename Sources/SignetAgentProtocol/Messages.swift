@@ -253,6 +253,12 @@ public struct ObjectPage: Sendable, Equatable {
 public struct AccessOutcome: Sendable, Equatable {
     public enum Kind: UInt8, Sendable, Equatable, CaseIterable {
         case unlocked = 0, alreadyUnlocked, wrongCode, locked, cardFinalTry, cardBlocked, invalidLength, notPresented, failed, ledgerDamaged
+        /// `unlockAsking`: the person cancelled the prompt, or the prompt program ended without an answer (nothing counted).
+        case cancelled = 10
+        /// `unlockAsking`: nobody answered the prompt in time (nothing counted).
+        case timedOut = 11
+        /// `unlockAsking`: the client named no screen or terminal the agent may use (nothing asked, nothing counted).
+        case nowhereToAsk = 12
     }
     public var kind: Kind
     public var triesLeft: UInt32?
@@ -281,6 +287,16 @@ public struct ImportedKey: Sendable {
     public init(keyType: WireKeyType, components: [(Component, SharedSecret)]) {
         self.keyType = keyType; self.components = components
     }
+}
+
+/// Bounds of a `clientEnvironment` request: what a client says about where it runs, no more.
+public enum ClientEnvironmentLimits {
+    /// Entries per request.
+    public static let entries = 16
+    /// Bytes of one entry, name and value together.
+    public static let bytes = 1024
+    /// The names a client sends (others are kept but never used).
+    public static let names = ["DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY", "DBUS_SESSION_BUS_ADDRESS", "tty", "TERM"]
 }
 
 /// A request from a client.
@@ -321,6 +337,13 @@ public enum AgentRequest: Sendable {
     /// A page of what `listObjects` lists, from entry `start` on, with the certificates' DER when asked for:
     /// one frame whatever the token holds, and no `getCertificate` round trip per certificate.
     case listObjectPage(token: String?, start: UInt32, certificateValues: Bool)
+    /// Where the client can be asked (its `DISPLAY`, `WAYLAND_DISPLAY`, `XAUTHORITY`, `DBUS_SESSION_BUS_ADDRESS`,
+    /// `tty`, `TERM`), kept by the agent for the prompts it makes for this connection. At most
+    /// `ClientEnvironmentLimits.entries` entries of at most `ClientEnvironmentLimits.bytes` each.
+    case clientEnvironment(entries: [(String, String)])
+    /// Unlocks a token (the only one when nil) with a code the agent asks the person for itself,
+    /// through pinentry on the screen or terminal `clientEnvironment` named. Answers `access`.
+    case unlockAsking(token: String?)
     /// Stops the agent (owner only, like every request).
     case shutdown
 
@@ -349,6 +372,8 @@ public enum AgentRequest: Sendable {
         case .listReaders: 0x19
         case .versions: 0x1A
         case .listObjectPage: 0x1B
+        case .clientEnvironment: 0x1C
+        case .unlockAsking: 0x1D
         case .shutdown: 0x1F
         }
     }
@@ -378,6 +403,8 @@ public enum AgentRequest: Sendable {
         case .listReaders: "list-readers"
         case .versions: "versions"
         case .listObjectPage: "list-object-page"
+        case .clientEnvironment: "client-environment"
+        case .unlockAsking: "unlock-asking"
         case .shutdown: "shutdown"
         }
     }
@@ -388,8 +415,10 @@ public enum AgentRequest: Sendable {
             w.buffer.append(contentsOf: AgentProtocol.magic); w.u16(minVersion); w.u16(maxVersion); w.string(client)
         case .status, .listTokens, .shutdown, .tokenDetails, .listReaders, .versions:
             break
-        case .listObjects(let token), .repairLedger(let token):
+        case .listObjects(let token), .repairLedger(let token), .unlockAsking(let token):
             w.optional(token, w.string)
+        case .clientEnvironment(let entries):
+            w.array(entries) { w.string($0.0); w.string($0.1) }
         case .listObjectPage(let token, let start, let certificateValues):
             w.optional(token, w.string); w.u32(start); w.bool(certificateValues)
         case .getCertificate(let object), .deleteObject(let object):
@@ -464,6 +493,10 @@ public enum AgentRequest: Sendable {
         case 0x19: return .listReaders
         case 0x1A: return .versions
         case 0x1B: return .listObjectPage(token: try optionalText(&r), start: try r.u32(), certificateValues: try r.bool())
+        case 0x1C:
+            // The bounds are the agent's to enforce (with an answer the client can read), not the frame's.
+            return .clientEnvironment(entries: try r.array { (r: inout WireReader) throws(WireError) -> (String, String) in (try r.string(), try r.string()) })
+        case 0x1D: return .unlockAsking(token: try optionalText(&r))
         case 0x1F: return .shutdown
         default: return nil
         }

@@ -82,8 +82,10 @@ extension Agent {
 struct UnlockCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "unlock",
-        abstract: "Unlock a token with its access code (asked on the terminal without echo).",
+        abstract: "Unlock a token with its access code (asked on the terminal without echo, or by the agent through pinentry).",
         discussion: """
+        With --pinentry, or when there is no terminal and no --code-fd, the agent asks for the code itself through \
+        pinentry: in a window when DISPLAY or WAYLAND_DISPLAY is set, else on this terminal (pinentry-tty or -curses). \
         The agent keeps the token unlocked until `signet lock`, 15 minutes without use, the token being \
         removed, or the agent stopping. Three wrong codes in a row lock the token for 15 minutes. \
         Exit status: 0 unlocked, 2 wrong code, 3 locked, 4 the token refuses, 5 the token was not presented (all statuses: docs/exit-status.md).
@@ -95,12 +97,23 @@ struct UnlockCommand: ParsableCommand {
     var codeFD: Int32?
     @Flag(name: .customLong("final-try"), help: "Send the code even if the token reports its final try.")
     var finalTry = false
+    @Flag(name: .long, help: "Have the agent ask for the code through pinentry (a window, or this terminal).")
+    var pinentry = false
+
+    func validate() throws {
+        if pinentry && codeFD != nil { throw ValidationError("--pinentry and --code-fd exclude each other.") }
+        if pinentry && finalTry { throw ValidationError("--final-try needs the code on the terminal or --code-fd.") }
+    }
 
     func run() throws {
         let client = try Agent.connect()
+        if pinentry { return try Agent.finish(try Agent.call(.unlockAsking(token: token), client: client), success: "Unlocked.") }
         let code: SharedSecret
         do {
             code = SharedSecret(try AccessCodeInput.obtain(fd: codeFD, prompt: "Access code: "))
+        } catch AccessCodeInput.Failure.noTerminal {
+            // No terminal (started from a desktop launcher, a mail program): the agent asks in a window, or says why it cannot.
+            return try Agent.finish(try Agent.call(.unlockAsking(token: token), client: client), success: "Unlocked.")
         } catch {
             throw CLIError(description: error.description)
         }

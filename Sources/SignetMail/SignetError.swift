@@ -106,11 +106,12 @@ extension AgentClient {
 
 /// Connecting to the agent for a mail or enrollment workflow.
 public enum AgentConnection {
-    /// Connects to the agent, starting it when none runs and `start` is true.
+    /// Connects to the agent, starting it when none runs and `start` is true, and tells it where this
+    /// process can be asked for a code (`CallerEnvironment`: pipelined behind the hello, no round trip).
     /// - Throws: `SignetError` (`tokenAbsent`, ... as the agent's code says, else `failure`).
     public static func open(start: Bool = true) throws(SignetError) -> AgentClient {
         do throws(AgentClientError) {
-            return try AgentLauncher.connect(start: start)
+            return try AgentLauncher.connect(start: start, environment: CallerEnvironment.current())
         } catch {
             throw SignetError(error)
         }

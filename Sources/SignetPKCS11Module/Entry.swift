@@ -337,14 +337,17 @@ func signet_C_Login(_ session: CK_SESSION_HANDLE, _ userType: CK_USER_TYPE, _ pi
             state.lock.withLock { _ = $0.loggedOut.remove(found.slot) }
             return CKR_OK
         }
-        guard let pin else {
-            // The protected path (Thunderbird, Firefox): the agent asks the person itself (issue 18).
-            // Until it can, the token is unlocked with `signet unlock` first, and this answers "cancelled".
-            return CKR_FUNCTION_CANCELED
+        let request: AgentRequest
+        if let pin {
+            guard pinLength > 0, pinLength <= CK_ULONG(SecretBytes.maximumCount) else { return CKR_PIN_LEN_RANGE }
+            request = .unlock(token: entry.uri, code: SharedSecret(copying: UnsafeRawBufferPointer(start: pin, count: Int(pinLength))), finalTry: false)
+        } else {
+            // The protected path (Thunderbird, Firefox): the agent asks the person itself, through pinentry on the
+            // screen or terminal this program's environment names (sent with each connection). A person may take
+            // a while, for up to three codes: the agent bounds each question (`pinentry-timeout-seconds`).
+            request = .unlockAsking(token: entry.uri)
         }
-        guard pinLength > 0, pinLength <= CK_ULONG(SecretBytes.maximumCount) else { return CKR_PIN_LEN_RANGE }
-        let code = SharedSecret(copying: UnsafeRawBufferPointer(start: pin, count: Int(pinLength)))
-        guard case .access(let outcome) = try state.call(.unlock(token: entry.uri, code: code, finalTry: false), timeout: 60) else {
+        guard case .access(let outcome) = try state.call(request, timeout: pin == nil ? 900 : 60) else {
             return CKR_DEVICE_ERROR
         }
         state.refreshTokens(force: true)
@@ -357,6 +360,7 @@ func signet_C_Login(_ session: CK_SESSION_HANDLE, _ userType: CK_USER_TYPE, _ pi
         case .invalidLength: return CKR_PIN_LEN_RANGE
         case .notPresented: return CKR_DEVICE_REMOVED
         case .failed, .ledgerDamaged: return CKR_DEVICE_ERROR
+        case .cancelled, .timedOut, .nowhereToAsk: return CKR_FUNCTION_CANCELED
         }
     }
 }

@@ -109,12 +109,14 @@ final class ModuleState: @unchecked Sendable {
         }
         let client: AgentClient
         do throws(AgentClientError) {
-            client = try AgentLauncher.connect(start: false, clientName: "libsignet-pkcs11")
+            // The host program's screen and terminal go with each new connection: a `C_Login(NULL)` on it may prompt.
+            client = try AgentLauncher.connect(start: false, clientName: "libsignet-pkcs11", environment: CallerEnvironment.current())
         } catch {
             guard start, case .notRunning = error else { throw ModuleError(CKR_DEVICE_REMOVED) }
             lock.withLock { $0.startedAt = MonotonicClock.seconds() }
             do throws(AgentClientError) {
-                client = try AgentLauncher.connect(start: true, clientName: "libsignet-pkcs11", besideFile: modulePath)
+                client = try AgentLauncher.connect(start: true, clientName: "libsignet-pkcs11", besideFile: modulePath,
+                                                   environment: CallerEnvironment.current())
             } catch {
                 throw ModuleError(CKR_DEVICE_REMOVED)
             }

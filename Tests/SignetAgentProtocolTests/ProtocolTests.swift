@@ -58,6 +58,16 @@ struct ProtocolTests {
         #expect(AgentFrame.encode(AgentRequest.versions, id: 4).bytes == [0, 0, 0, 5, 0x1A, 0, 0, 0, 4])
     }
 
+    @Test("The prompting requests have the documented kinds and bytes: 0x1C with name/value pairs, 0x1D with an optional URI")
+    func promptingRequestBytes() {
+        #expect(AgentFrame.encode(AgentRequest.clientEnvironment(entries: [("tty", "/x")]), id: 4).bytes
+            == [0, 0, 0, 22, 0x1C, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 3] + Array("tty".utf8) + [0, 0, 0, 2] + Array("/x".utf8))
+        #expect(AgentFrame.encode(AgentRequest.unlockAsking(token: nil), id: 4).bytes == [0, 0, 0, 6, 0x1D, 0, 0, 0, 4, 0])
+        #expect(AgentFrame.encode(AgentRequest.unlockAsking(token: "k"), id: 4).bytes == [0, 0, 0, 11, 0x1D, 0, 0, 0, 4, 1, 0, 0, 0, 1, 0x6B])
+        // The outcomes appended for prompts: 10 cancelled, 11 timed out, 12 nowhere to ask.
+        #expect(AccessOutcome.Kind.cancelled.rawValue == 10 && AccessOutcome.Kind.timedOut.rawValue == 11 && AccessOutcome.Kind.nowhereToAsk.rawValue == 12)
+    }
+
     @Test("A readers response has exactly the documented bytes")
     func readersBytes() {
         let frame = AgentFrame.encode(AgentResponse.readers([ReaderEntry(name: "r", cardPresent: true, state: ["p"], atr: [0x3B], transport: "u")]), id: 5)

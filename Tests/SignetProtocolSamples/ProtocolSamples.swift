@@ -34,6 +34,10 @@ public enum ProtocolSamples {
         .versions,
         .listObjectPage(token: nil, start: 0, certificateValues: true),
         .listObjectPage(token: "pkcs11:token=Alice", start: 40, certificateValues: false),
+        .clientEnvironment(entries: [("DISPLAY", ":0"), ("tty", "/dev/pts/3"), ("TERM", "xterm-256color")]),
+        .clientEnvironment(entries: []),
+        .unlockAsking(token: nil),
+        .unlockAsking(token: "pkcs11:token=Alice"),
         .shutdown,
     ]
 
@@ -47,6 +51,9 @@ public enum ProtocolSamples {
         .certificate(der: [0x30, 0x00]),
         .access(AccessOutcome(kind: .locked, triesLeft: 0, lockedSeconds: 900, message: "Token locked for 15 min")),
         .access(AccessOutcome(kind: .unlocked, message: "Unlocked.")),
+        .access(AccessOutcome(kind: .nowhereToAsk, message: "No screen or terminal to ask for the access code — run `signet unlock`")),
+        .access(AccessOutcome(kind: .cancelled, message: "Cancelled; no try was used.")),
+        .access(AccessOutcome(kind: .timedOut, message: "Nobody answered")),
         .ok(message: "Locked."),
         .signature(Array(repeating: 1, count: 256)),
         .plaintext([1, 2, 3]),
