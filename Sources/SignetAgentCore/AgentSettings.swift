@@ -26,6 +26,12 @@ public struct AgentSettings: Sendable {
     /// How often the agent checks that its socket file is still its own (`socket-check-seconds`,
     /// default 10); an agent whose socket was removed or replaced cannot be reached, so it stops.
     public var socketCheck: Double
+    /// The per-client rules from `/etc/signet/clients` and `$XDG_CONFIG_HOME/signet/clients` (`docs/clients.md`).
+    var clients: ClientPolicy = .none
+    /// The key operations that send a desktop notification (`notify = sign,decrypt`; none by default).
+    var notify: Set<KeyOperation> = []
+    /// How long a `confirm` rule's prompt waits for an answer (`confirm-seconds`, default 60).
+    public var confirmTimeout: Double = 60
     /// Values refused while loading (not numbers, `inf`, out of range), each naming its file and
     /// line and what is used instead; the agent logs them. Configuration never stops or crashes it.
     public var problems: [String] = []
@@ -60,6 +66,24 @@ public struct AgentSettings: Sendable {
             moduleTimeout: number("module-timeout-seconds", 180, in: 0...86_400),
             socketCheck: number("socket-check-seconds", 10, in: 0.1...3600)
         )
+        settings.confirmTimeout = number("confirm-seconds", 60, in: 1...3600)
+        for (index, value) in config.values("notify").enumerated() {
+            let origin = config.origins(of: "notify")[index]
+            var operations: Set<KeyOperation> = []
+            for word in value.split(separator: ",").map({ $0.trimmingSpaces() }) where !word.isEmpty && word != "none" {
+                if let operation = KeyOperation(rawValue: String(word)) { operations.insert(operation) } else {
+                    problems.append("\(origin): notify = \(value): \"\(word)\" is not sign, decrypt or derive; it is ignored")
+                }
+            }
+            settings.notify = operations  // the last line wins, like other keys
+        }
+        // The administrator's rules; SIGNET_ADMIN_CLIENTS names another file for tests. A user who can set the
+        // agent's environment can as well run an agent of their own: the rules guard against mistakes, not against them.
+        let administrator = ProcessEnvironment.value("SIGNET_ADMIN_CLIENTS").flatMap { $0.hasPrefix("/") ? $0 : nil } ?? systemDirectory + "/clients"
+        settings.clients = ClientPolicy.load(administrator: administrator, user: paths.config + "/clients")
+        for problem in settings.clients.problems {
+            problems.append("\(problem); every key use is denied until the file is fixed (then SIGHUP the agent)")
+        }
         settings.problems = problems
         return settings
     }

@@ -21,7 +21,7 @@ private let everyRequest: [AgentRequest] = [
     .changeCode(token: nil, old: secret([1]), new: secret([2]), finalTry: false),
     .unblock(token: nil, soCode: secret([1]), newCode: secret([2]), finalTry: false),
     .initSoftwareToken(label: "t", userCode: secret([1]), soCode: secret([2])),
-    .tokenDetails, .repairLedger(token: nil), .listReaders, .versions, .listObjectPage(token: nil, start: 0, certificateValues: false), .shutdown,
+    .tokenDetails, .repairLedger(token: nil), .listReaders, .versions, .listObjectPage(token: nil, start: 0, certificateValues: false), .policy, .shutdown,
 ]
 
 /// A request handler with its own state directory over the shared SoftHSM2 fixture: the agent's
