@@ -30,6 +30,8 @@ public struct AgentSettings: Sendable {
     var clients: ClientPolicy = .none
     /// The key operations that send a desktop notification (`notify = sign,decrypt`; none by default).
     var notify: Set<KeyOperation> = []
+    /// Uses of one key by one program within this many seconds make one notification (`notify-seconds`, default 10).
+    public var notifyWindow: Double = 10
     /// How long a `confirm` rule's prompt waits for an answer (`confirm-seconds`, default 60).
     public var confirmTimeout: Double = 60
     /// Values refused while loading (not numbers, `inf`, out of range), each naming its file and
@@ -67,6 +69,7 @@ public struct AgentSettings: Sendable {
             socketCheck: number("socket-check-seconds", 10, in: 0.1...3600)
         )
         settings.confirmTimeout = number("confirm-seconds", 60, in: 1...3600)
+        settings.notifyWindow = number("notify-seconds", 10, in: 1...3600)
         for (index, value) in config.values("notify").enumerated() {
             let origin = config.origins(of: "notify")[index]
             var operations: Set<KeyOperation> = []

@@ -54,8 +54,10 @@ enum KeyOperations: RequestGroup {
         agent.record(action, result: "ok", peer: context.peer, start: context.start, token: worker.uriText, key: key, detail: verdict.detail,
                      decision: verdict.decision, rule: verdict.rule)
         agent.recentUses.note(context.peer, key: verdict.keyName, operation: operation, decision: verdict.decision ?? "allowed")
-        if agent.currentSettings.notify.contains(operation) {
-            agent.notifier.used(program: context.peer.program, pid: context.peer.pid, key: verdict.keyName, operation: operation, bus: agent.sessionBus)
+        let settings = agent.currentSettings
+        if settings.notify.contains(operation) {
+            agent.notifier.used(program: context.peer.program, pid: context.peer.pid, key: verdict.keyName, operation: operation, bus: agent.sessionBus,
+                                window: settings.notifyWindow)
         }
         return result
     }

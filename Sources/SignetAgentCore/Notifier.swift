@@ -7,12 +7,11 @@ import SignetCore
 /// Desktop notifications of key use (`notify = sign,decrypt` in the configuration), through
 /// `org.freedesktop.Notifications.Notify` on the session bus.
 ///
-/// Coalesced: the first use by a program of a key is shown at once; further uses within `window`
+/// Coalesced: the first use by a program of a key is shown at once; further uses within `notify-seconds`
 /// seconds are counted and shown as one notification when the window ends. Never on the request
 /// path: `gdbus` runs on a thread of its own, is given `timeout` seconds and then killed, so a
 /// missing or hung notification server costs an operation nothing.
 final class Notifier: Sendable {
-    let window: Double
     let timeout: Double
     /// The program that sends (argv[0] first); tests may replace it.
     let command: String
@@ -24,15 +23,16 @@ final class Notifier: Sendable {
         var flushScheduled: Bool
     }
 
-    init(window: Double = 10, timeout: Double = 5, command: String = "gdbus") {
-        self.window = window
+    init(timeout: Double = 5, command: String = "gdbus") {
         self.timeout = timeout
         self.command = command
     }
 
     /// Notes one use of `key` by `program` for `operation`, sending a notification now or at the window's end.
-    /// - Parameter bus: the session bus address (`DBUS_SESSION_BUS_ADDRESS`); nothing is sent without one.
-    func used(program: String, pid: Int32, key: String, operation: KeyOperation, bus: String?) {
+    /// - Parameters:
+    ///   - bus: the session bus address (`DBUS_SESSION_BUS_ADDRESS`); nothing is sent without one.
+    ///   - window: uses within this many seconds of a notification are counted into the next.
+    func used(program: String, pid: Int32, key: String, operation: KeyOperation, bus: String?, window: Double) {
         guard let bus else { return }
         let id = program + "\u{0}" + key + "\u{0}" + operation.rawValue
         let now = MonotonicClock.seconds()
@@ -138,8 +138,18 @@ final class Notifier: Sendable {
         defer { argv.forEach { free($0) } }
         let envp = environment.map { strdup($0) } + [nil]
         defer { envp.forEach { free($0) } }
+        // The agent blocks SIGTERM, SIGINT and SIGHUP in every thread (it takes them with sigwait): the child must not inherit that.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
-        guard posix_spawnp(&pid, arguments[0], &actions, nil, argv, envp) == 0 else { return nil }
+        guard posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, envp) == 0 else { return nil }
         return pid
     }
 }
