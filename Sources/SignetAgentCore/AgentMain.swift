@@ -71,7 +71,12 @@ public enum AgentMain {
         // probes an unknown card can take seconds, and clients should not time out meanwhile.
         let audit = AuditLog(directory: paths.state)
         let counter = ConnectionCounter()
-        let handler = RequestHandler(audit: audit, settings: settings, connectionCount: { counter.count() })
+        // The confirmer reads `pinentry-program` from the handler's settings, which SIGHUP replaces.
+        let reference = HandlerReference()
+        let handler = RequestHandler(audit: audit, settings: settings,
+                                     confirmer: PinentryConfirmer(program: { reference.handler?.currentSettings.pinentryProgram }),
+                                     connectionCount: { counter.count() })
+        reference.handler = handler
         let server = AgentServer(listener: socket.fd, handler: handler, logger: logger) { kill(getpid(), SIGTERM) }
         counter.server = server
         // Recorded before the first request can be: with a slow module, requests are served (and audited)

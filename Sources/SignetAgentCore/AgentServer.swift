@@ -71,7 +71,9 @@ final class AgentServer: Sendable {
             close(fd)
             return
         }
-        let peer = PeerProcess.describe(pid: credentials.pid, uid: credentials.uid)
+        // Identified now, at accept time (pidfd, executable, script, start time), and again before each key operation.
+        let caller = Caller(socket: fd, pid: credentials.pid, uid: credentials.uid)
+        let peer = caller.peer
         guard credentials.uid == getuid() else {
             logger.warning("refused a connection from uid \(credentials.uid) pid \(credentials.pid) (\(peer.executable))")
             handler.record(.connectionRefused, result: "not-permitted", peer: peer, start: MonotonicClock.seconds(),
@@ -90,7 +92,7 @@ final class AgentServer: Sendable {
             return
         }
         let started = DetachedThread.start(stackSize: 256 * 1024) { [self] in
-            serve(fd, peer: peer)
+            serve(fd, caller: caller)
             connections.withLock { _ = $0.removeValue(forKey: fd) }
             close(fd)
         }
@@ -121,7 +123,7 @@ final class AgentServer: Sendable {
     private var spinSeconds: Double { connectionCount <= UnixSocket.processorCount ? 0.000_05 : 0 }
 
     /// Reads, answers and writes frames until the client leaves or misbehaves.
-    private func serve(_ fd: Int32, peer: PeerProcess) {
+    private func serve(_ fd: Int32, caller: Caller) {
         var greeted = false
         let cache = ConnectionCache()
         let prefix = UnsafeMutableRawBufferPointer.allocate(byteCount: 4, alignment: 4)
@@ -192,6 +194,15 @@ final class AgentServer: Sendable {
                 greeted = true
                 if !send(fd, .hello(version: AgentProtocol.version, agentVersion: AgentMain.version, pid: UInt32(getpid())), id: id) { return }
                 continue
+            }
+            // A program that connected and then executed another is judged as the one it is now.
+            var peer = caller.peer
+            if request.usesPrivateKey {
+                let before = caller.peer
+                peer = caller.recheck()
+                if peer != before, !peer.sameProgram(as: before) {
+                    logger.info("pid \(peer.pid) is now \(peer.program), not \(before.program) as it was when it connected")
+                }
             }
             let response = handler.handle(request, peer: peer, connection: cache) { notice in send(fd, notice, id: id) }
             guard send(fd, response, id: id) else { return }

@@ -32,6 +32,14 @@ public struct AgentSettings: Sendable {
     /// Seconds a person has to answer each prompt (`pinentry-timeout-seconds`, default 60); the pinentry is
     /// told (`SETTIMEOUT`) and killed when it outlives this by 2 s.
     public var pinentryTimeout: Double
+    /// The per-client rules from `/etc/signet/clients` and `$XDG_CONFIG_HOME/signet/clients` (`docs/clients.md`).
+    var clients: ClientPolicy = .none
+    /// The key operations that send a desktop notification (`notify = sign,decrypt`; none by default).
+    var notify: Set<KeyOperation> = []
+    /// Uses of one key by one program within this many seconds make one notification (`notify-seconds`, default 10).
+    public var notifyWindow: Double = 10
+    /// How long a `confirm` rule's prompt waits for an answer (`confirm-seconds`, default 60).
+    public var confirmTimeout: Double = 60
     /// Values refused while loading (not numbers, `inf`, out of range), each naming its file and
     /// line and what is used instead; the agent logs them. Configuration never stops or crashes it.
     public var problems: [String] = []
@@ -75,6 +83,25 @@ public struct AgentSettings: Sendable {
                 let origin = config.origins(of: "pinentry-program").last ?? "pinentry-program"
                 problems.append("\(origin): pinentry-program = \(program) is not an executable absolute path; choosing a pinentry by the client's screen or terminal")
             }
+        }
+        settings.confirmTimeout = number("confirm-seconds", 60, in: 1...3600)
+        settings.notifyWindow = number("notify-seconds", 10, in: 1...3600)
+        for (index, value) in config.values("notify").enumerated() {
+            let origin = config.origins(of: "notify")[index]
+            var operations: Set<KeyOperation> = []
+            for word in value.split(separator: ",").map({ $0.trimmingSpaces() }) where !word.isEmpty && word != "none" {
+                if let operation = KeyOperation(rawValue: String(word)) { operations.insert(operation) } else {
+                    problems.append("\(origin): notify = \(value): \"\(word)\" is not sign, decrypt or derive; it is ignored")
+                }
+            }
+            settings.notify = operations  // the last line wins, like other keys
+        }
+        // The administrator's rules; SIGNET_ADMIN_CLIENTS names another file for tests. A user who can set the
+        // agent's environment can as well run an agent of their own: the rules guard against mistakes, not against them.
+        let administrator = ProcessEnvironment.value("SIGNET_ADMIN_CLIENTS").flatMap { $0.hasPrefix("/") ? $0 : nil } ?? systemDirectory + "/clients"
+        settings.clients = ClientPolicy.load(administrator: administrator, user: paths.config + "/clients")
+        for problem in settings.clients.problems {
+            problems.append("\(problem); every key use is denied until the file is fixed (then SIGHUP the agent)")
         }
         settings.problems = problems
         return settings

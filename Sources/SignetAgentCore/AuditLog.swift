@@ -4,22 +4,49 @@ import Glibc
 import Synchronization
 import SignetCore
 
-/// Who is on the other end of a connection, from `SO_PEERCRED` and `/proc`.
+/// Who is on the other end of a connection, from `SO_PEERCRED` and `/proc` (see `Caller`).
 public struct PeerProcess: Sendable, Equatable {
     public var pid: Int32
     public var uid: UInt32
+    /// The executable's path (`/proc/PID/exe`), without the kernel's " (deleted)"; empty when it could not be read.
     public var executable: String
+    /// The executable was deleted or replaced after the program started (an upgrade, or a copy removed).
+    public var deleted: Bool
+    /// For a script run by an interpreter (python3, perl, sh, …): the script's absolute path (from
+    /// `/proc/PID/cmdline` and `/proc/PID/cwd`), or `-c`/`-e`/`-m NAME` for inline code and modules.
+    public var script: String?
+    /// The process's start time (field 22 of `/proc/PID/stat`, clock ticks since boot): with the pid, it
+    /// names one process, since a pid can be reused but not at the same start time.
+    public var startTime: UInt64?
+    /// The process that connected has exited (or was never seen alive): the connection is held by
+    /// a process Signet cannot name, which only `program=*` rules match.
+    public var exited: Bool
+    /// What the process was when it connected, when it has since executed another program.
+    public var connectedAs: String?
 
-    public init(pid: Int32, uid: UInt32, executable: String) {
-        self.pid = pid; self.uid = uid; self.executable = executable
+    public init(pid: Int32, uid: UInt32, executable: String, deleted: Bool = false, script: String? = nil, startTime: UInt64? = nil,
+                exited: Bool = false, connectedAs: String? = nil) {
+        self.pid = pid; self.uid = uid; self.executable = executable; self.deleted = deleted; self.script = script
+        self.startTime = startTime; self.exited = exited; self.connectedAs = connectedAs
     }
 
-    /// Reads the executable path of `pid` from `/proc/<pid>/exe` (empty when not allowed).
+    /// The program as a person reads it: the executable, or interpreter and script, flagged when deleted.
+    public var program: String {
+        if exited { return "(pid \(pid), exited)" }
+        var text = executable.isEmpty ? "(unknown program)" : executable
+        if deleted { text += " (deleted)" }
+        if let script { text += " " + script }
+        return text
+    }
+
+    /// Identifies `pid` from `/proc` without a pidfd (the in-process tests' peer, and old kernels).
     public static func describe(pid: Int32, uid: UInt32) -> PeerProcess {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/\(pid)/exe", &buffer, buffer.count - 1)
-        let path = n > 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
-        return PeerProcess(pid: pid, uid: uid, executable: path)
+        Caller.identify(pid: pid, uid: uid, pidfd: -1)
+    }
+
+    /// Whether `other` is the same program (executable and script), whatever its pid.
+    func sameProgram(as other: PeerProcess) -> Bool {
+        executable == other.executable && script == other.script && deleted == other.deleted && exited == other.exited
     }
 }
 
@@ -33,11 +60,16 @@ public struct AuditEvent: Sendable {
     public var peer: PeerProcess?
     public var durationMilliseconds: Double?
     public var detail: String?
+    /// For a key operation under a `clients` rule: `allowed`, `confirmed`, `denied`, `prompt-cancelled`,
+    /// `prompt-timed-out` or `nowhere-to-ask` (nil when no rule applied: the default allows).
+    public var decision: String?
+    /// The rule that decided, as `FILE:LINE`.
+    public var rule: String?
 
     public init(action: String, result: String, token: String? = nil, key: String? = nil, peer: PeerProcess? = nil,
-                durationMilliseconds: Double? = nil, detail: String? = nil) {
+                durationMilliseconds: Double? = nil, detail: String? = nil, decision: String? = nil, rule: String? = nil) {
         self.action = action; self.result = result; self.token = token; self.key = key; self.peer = peer
-        self.durationMilliseconds = durationMilliseconds; self.detail = detail
+        self.durationMilliseconds = durationMilliseconds; self.detail = detail; self.decision = decision; self.rule = rule
     }
 }
 
@@ -128,8 +160,13 @@ public final class AuditLog: Sendable {
         if let peer = event.peer {
             fields.append(("uid", "\(peer.uid)"))
             fields.append(("pid", "\(peer.pid)"))
-            fields.append(("exe", quote(peer.executable)))
+            fields.append(("exe", quote(peer.exited ? "" : peer.executable + (peer.deleted ? " (deleted)" : ""))))
+            if let script = peer.script { fields.append(("script", quote(script))) }
+            if peer.exited { fields.append(("exited", "true")) }
+            if let connectedAs = peer.connectedAs { fields.append(("connected_as", quote(connectedAs))) }
         }
+        if let decision = event.decision { fields.append(("decision", quote(decision))) }
+        if let rule = event.rule { fields.append(("rule", quote(rule))) }
         if let duration = event.durationMilliseconds {
             fields.append(("duration_ms", "\((duration * 1000).rounded() / 1000)"))
         }

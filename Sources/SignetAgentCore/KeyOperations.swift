@@ -15,7 +15,7 @@ enum KeyOperations: RequestGroup {
         switch request {
         case .sign(let key, let mechanism, let data):
             Route(.sign, key: key) { (context) throws(AgentFailure) in
-                .signature(try withPrivateKey(key, .sign, context) { (handle, state) throws(PKCS11Error) -> [UInt8] in
+                .signature(try withPrivateKey(key, .sign, .sign, context) { (handle, state) throws(PKCS11Error) -> [UInt8] in
                     let length = try signatureLength(handle, in: &state)
                     let raw = try state.openSession().sign(try mechanism.pkcs11(), key: handle, data: data, expectedLength: length ?? 512)
                     return length.map { RSASignatures.exactLength(raw, modulusBytes: $0) } ?? raw
@@ -23,13 +23,13 @@ enum KeyOperations: RequestGroup {
             }
         case .decrypt(let key, let mechanism, let ciphertext):
             Route(.decrypt, key: key) { (context) throws(AgentFailure) in
-                .plaintext(try withPrivateKey(key, .decrypt, context) { (handle, state) throws(PKCS11Error) -> [UInt8] in
+                .plaintext(try withPrivateKey(key, .decrypt, .decrypt, context) { (handle, state) throws(PKCS11Error) -> [UInt8] in
                     try state.openSession().decrypt(try mechanism.pkcs11(), key: handle, ciphertext: ciphertext)
                 })
             }
         case .derive(let key, let kdf, let sharedData, let peerPoint):
             Route(.derive, key: key) { (context) throws(AgentFailure) in
-                .derived(try withPrivateKey(key, .derive, context) { (handle, state) throws(PKCS11Error) -> [UInt8] in
+                .derived(try withPrivateKey(key, .derive, .derive, context) { (handle, state) throws(PKCS11Error) -> [UInt8] in
                     try state.openSession().deriveECDH(key: handle, peerPoint: peerPoint, kdf: ECKDF(rawValue: UInt(kdf)), sharedData: sharedData)
                 })
             }
@@ -39,17 +39,27 @@ enum KeyOperations: RequestGroup {
     }
 
     /// Runs `body` with the private key `key` names, on its unlocked token (waiting for the
-    /// token when absent), and records `action` when it succeeds.
-    private static func withPrivateKey(_ key: String, _ action: AuditAction, _ context: RequestContext,
+    /// token when absent), once the `clients` rules let the caller use it for `operation`; records
+    /// `action` (with the rule's decision) when it succeeds, and notifies when `notify` asks.
+    private static func withPrivateKey(_ key: String, _ operation: KeyOperation, _ action: AuditAction, _ context: RequestContext,
                                        _ body: (ObjectHandle, inout TokenState) throws(PKCS11Error) -> [UInt8]) throws(AgentFailure) -> [UInt8] {
         let uri = try context.parse(key)
         let worker = try context.agent.awaitToken(uri, notify: context.notify)
         let agent = context.agent
+        let verdict = try ClientGuard.check(operation, action, key: key, uri: uri, worker: worker, context)
         let result = try worker.run { (state) throws(PKCS11Error) -> [UInt8] in
             try agent.requireUnlocked(&state)
             return try TokenWorker.withObject(uri, defaultType: "private", in: &state, body)
         }
-        context.record(action, token: worker.uriText, key: key)
+        agent.record(action, result: "ok", peer: context.peer, start: context.start, token: worker.uriText, key: key, detail: verdict.detail,
+                     decision: verdict.decision, rule: verdict.rule)
+        agent.recentUses.note(context.peer, key: verdict.keyName, operation: operation, decision: verdict.decision ?? "allowed")
+        let settings = agent.currentSettings
+        if settings.notify.contains(operation) {
+            agent.notifier.used(program: context.peer.program, pid: context.peer.pid, key: verdict.keyName, operation: operation,
+                                bus: context.cache.environment.dbusAddress ?? agent.sessionBus,
+                                window: settings.notifyWindow)
+        }
         return result
     }
 

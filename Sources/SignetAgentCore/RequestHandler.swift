@@ -28,11 +28,22 @@ final class RequestHandler: Sendable {
     let connectionCount: @Sendable () -> Int
     /// The prompt running for each token (by identity): a second request for the same token waits for its outcome.
     let prompts = Mutex<[String: Gate<Result<AccessOutcome, AgentFailure>>]>([:])
+    /// Asks the person to confirm a key use that a `confirm` rule names (the pinentry prompt, once plugged in).
+    let confirmer: any Confirming
+    let confirmations = Confirmations()
+    let recentUses = RecentUses()
+    let notifier: Notifier
+    /// The session bus for notifications when the client sent none in `clientEnvironment`: the agent's own.
+    let sessionBus: String?
 
-    init(audit: AuditLog, settings: AgentSettings, connectionCount: @escaping @Sendable () -> Int) {
+    init(audit: AuditLog, settings: AgentSettings, confirmer: any Confirming = NoConfirmer(), notifier: Notifier = Notifier(),
+         sessionBus: String? = Notifier.sessionBus(ProcessEnvironment.all()), connectionCount: @escaping @Sendable () -> Int) {
         self.audit = audit
         self.settings = Mutex(settings)
         accessManager = Mutex(AccessCodeManager(stateDirectory: settings.paths.state, policy: settings.lockoutPolicy))
+        self.confirmer = confirmer
+        self.notifier = notifier
+        self.sessionBus = sessionBus
         self.connectionCount = connectionCount
     }
 
@@ -42,12 +53,13 @@ final class RequestHandler: Sendable {
     /// Applies reloaded settings (SIGHUP).
     func reload(_ new: AgentSettings) {
         settings.withLock { $0 = new }
+        confirmations.clear()
         accessManager.withLock { $0 = AccessCodeManager(stateDirectory: new.paths.state, policy: new.lockoutPolicy) }
     }
 
     /// The groups that handle requests, one file each. A request belongs to exactly one
     /// (`SignetAgentCoreTests` checks it); adding a request touches only its group.
-    static let groups: [any RequestGroup.Type] = [AccessRequests.self, KeyOperations.self, ObjectRequests.self, AdminRequests.self]
+    static let groups: [any RequestGroup.Type] = [AccessRequests.self, KeyOperations.self, ObjectRequests.self, AdminRequests.self, PolicyRequests.self]
 
     /// Handles one request. `notify` sends an interim message (present your token).
     /// A request that fails is recorded under its group's audit action, if it has one.
@@ -62,7 +74,7 @@ final class RequestHandler: Sendable {
             do throws(AgentFailure) {
                 return try route.run(context)
             } catch {
-                if let action = route.action {
+                if let action = route.action, !error.audited {
                     record(action, result: "error:\(error.code)", peer: peer, start: start, token: route.token, key: route.key, detail: error.message)
                 }
                 return .error(error.code, message: error.message)
@@ -135,9 +147,9 @@ final class RequestHandler: Sendable {
 
     /// Writes one audit line: what was done, to which token and key, for whom, how long it took.
     func record(_ action: AuditAction, result: String, peer: PeerProcess?, start: Double, token: String? = nil, key: String? = nil,
-                detail: String? = nil) {
+                detail: String? = nil, decision: String? = nil, rule: String? = nil) {
         audit.record(AuditEvent(action: action.rawValue, result: result, token: token, key: key, peer: peer,
-                                durationMilliseconds: (MonotonicClock.seconds() - start) * 1000, detail: detail))
+                                durationMilliseconds: (MonotonicClock.seconds() - start) * 1000, detail: detail, decision: decision, rule: rule))
     }
 }
 

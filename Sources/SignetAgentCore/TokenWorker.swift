@@ -11,6 +11,8 @@ import SignetPKCS11
 struct AgentFailure: Error, Sendable {
     var code: AgentErrorCode
     var message: String
+    /// Already written to the audit log (with its decision), so the request's failure is not written again.
+    var audited = false
     init(_ code: AgentErrorCode, _ message: String) { self.code = code; self.message = message }
 
     static func removed(label: String) -> AgentFailure {

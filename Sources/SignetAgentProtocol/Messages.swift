@@ -46,6 +46,11 @@ public struct AgentErrorCode: RawRepresentable, Hashable, Sendable, CustomString
     public static let dataInvalid = AgentErrorCode(rawValue: 33)
     public static let keyUsageNotPermitted = AgentErrorCode(rawValue: 34)
     public static let invalidArgument = AgentErrorCode(rawValue: 35)
+    // Per-client policy (`docs/clients.md`).
+    /// A rule in a `clients` file, or the person at the prompt, refused this program the key.
+    public static let deniedByPolicy = AgentErrorCode(rawValue: 36)
+    /// A rule asks to confirm each use, and no yes came: the prompt was cancelled, timed out, or could not be shown.
+    public static let notConfirmed = AgentErrorCode(rawValue: 37)
     public static let tokenFailure = AgentErrorCode(rawValue: 40)
     public static let unsupported = AgentErrorCode(rawValue: 50)
     public static let internalError = AgentErrorCode(rawValue: 99)
@@ -56,7 +61,7 @@ public struct AgentErrorCode: RawRepresentable, Hashable, Sendable, CustomString
             5: "unknown-request", 6: "timeout", 7: "too-many-connections", 8: "not-permitted", 9: "shutting-down",
             20: "no-token", 21: "token-ambiguous", 22: "token-absent", 23: "token-removed", 24: "not-unlocked",
             30: "object-not-found", 31: "object-ambiguous", 32: "mechanism-invalid", 33: "data-invalid",
-            34: "key-usage-not-permitted", 35: "invalid-argument", 40: "token-failure", 50: "unsupported", 99: "internal-error",
+            34: "key-usage-not-permitted", 35: "invalid-argument", 36: "denied-by-policy", 37: "not-confirmed", 40: "token-failure", 50: "unsupported", 99: "internal-error",
         ]
         return names[rawValue] ?? "error-\(rawValue)"
     }
@@ -344,6 +349,8 @@ public enum AgentRequest: Sendable {
     /// Unlocks a token (the only one when nil) with a code the agent asks the person for itself,
     /// through pinentry on the screen or terminal `clientEnvironment` named. Answers `access`.
     case unlockAsking(token: String?)
+    /// The per-client rules in effect (from which file and line) and the programs that used keys recently.
+    case policy
     /// Stops the agent (owner only, like every request).
     case shutdown
 
@@ -374,7 +381,16 @@ public enum AgentRequest: Sendable {
         case .listObjectPage: 0x1B
         case .clientEnvironment: 0x1C
         case .unlockAsking: 0x1D
+        case .policy: 0x1E
         case .shutdown: 0x1F
+        }
+    }
+
+    /// Sign, decrypt and derive: the requests that use a private key (per-client rules apply to them).
+    public var usesPrivateKey: Bool {
+        switch self {
+        case .sign, .decrypt, .derive: true
+        default: false
         }
     }
 
@@ -405,6 +421,7 @@ public enum AgentRequest: Sendable {
         case .listObjectPage: "list-object-page"
         case .clientEnvironment: "client-environment"
         case .unlockAsking: "unlock-asking"
+        case .policy: "policy"
         case .shutdown: "shutdown"
         }
     }
@@ -413,7 +430,7 @@ public enum AgentRequest: Sendable {
         switch self {
         case .hello(let minVersion, let maxVersion, let client):
             w.buffer.append(contentsOf: AgentProtocol.magic); w.u16(minVersion); w.u16(maxVersion); w.string(client)
-        case .status, .listTokens, .shutdown, .tokenDetails, .listReaders, .versions:
+        case .status, .listTokens, .shutdown, .tokenDetails, .listReaders, .versions, .policy:
             break
         case .listObjects(let token), .repairLedger(let token), .unlockAsking(let token):
             w.optional(token, w.string)
@@ -497,6 +514,7 @@ public enum AgentRequest: Sendable {
             // The bounds are the agent's to enforce (with an answer the client can read), not the frame's.
             return .clientEnvironment(entries: try r.array { (r: inout WireReader) throws(WireError) -> (String, String) in (try r.string(), try r.string()) })
         case 0x1D: return .unlockAsking(token: try optionalText(&r))
+        case 0x1E: return .policy
         case 0x1F: return .shutdown
         default: return nil
         }
@@ -544,6 +562,8 @@ public enum AgentResponse: Sendable, Equatable {
     case versions(AgentVersions)
     /// Answers `listObjectPage`.
     case objectPage(ObjectPage)
+    /// Answers `policy`.
+    case policy(PolicyReport)
     /// Interim: the request goes on; the final response follows with the same id.
     case notice(NoticeKind, message: String)
     case error(AgentErrorCode, message: String)
@@ -567,6 +587,7 @@ public enum AgentResponse: Sendable, Equatable {
         case .readers: 0x8F
         case .versions: 0x90
         case .objectPage: 0x91
+        case .policy: 0x92
         case .error: 0xFF
         }
     }
@@ -603,6 +624,8 @@ public enum AgentResponse: Sendable, Equatable {
             versions.write(w)
         case .objectPage(let page):
             page.write(w)
+        case .policy(let report):
+            report.write(w)
         case .notice(let kind, let message):
             w.u8(kind.rawValue); w.string(message)
         case .error(let code, let message):
@@ -634,6 +657,7 @@ public enum AgentResponse: Sendable, Equatable {
         case 0x8F: return .readers(try r.array(ReaderEntry.read))
         case 0x90: return .versions(try AgentVersions.read(&r))
         case 0x91: return .objectPage(try ObjectPage.read(&r))
+        case 0x92: return .policy(try PolicyReport.read(&r))
         case 0x8E:
             let raw = try r.u8()
             guard let notice = NoticeKind(rawValue: raw) else { throw WireError("unknown notice \(raw)") }

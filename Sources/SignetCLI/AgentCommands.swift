@@ -261,8 +261,23 @@ struct AgentCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agent",
         abstract: "Start or stop signet-agent (other commands start it when needed).",
-        subcommands: [Start.self, Stop.self]
+        subcommands: [Start.self, Stop.self, Reload.self]
     )
+
+    struct Reload: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "reload", abstract: "Make the running agent read its configuration and client rules again (SIGHUP).")
+        func run() throws {
+            guard let client = try? AgentLauncher.connect(start: false) else {
+                print("signet-agent is not running; it reads the files when it starts.")
+                return
+            }
+            guard kill(pid_t(client.agentPID), SIGHUP) == 0 else {
+                throw CLIError(description: "cannot signal signet-agent (pid \(client.agentPID)): \(String(cString: strerror(errno)))")
+            }
+            print("signet-agent (pid \(client.agentPID)) is reading its configuration and client rules again; `signet policy` shows them.")
+        }
+    }
 
     struct Start: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "start", abstract: "Start the agent if it is not running.")

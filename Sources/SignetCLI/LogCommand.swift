@@ -50,8 +50,12 @@ struct LogCommand: ParsableCommand {
         var uid: Int?
         var pid: Int?
         var exe: String?
+        var script: String?
+        var connected_as: String?
         var duration_ms: Double?
         var detail: String?
+        var decision: String?
+        var rule: String?
     }
 
     func run() throws {
@@ -86,9 +90,12 @@ struct LogCommand: ParsableCommand {
         if let token = entry.token { parts.append("token=\(wide ? token : shortToken(token))") }
         if let key = entry.key { parts.append("key=\(wide ? key : shortKey(key))") }
         if let pid = entry.pid {
-            let program = wide ? entry.exe ?? "" : programName(entry.exe ?? "")
+            var program = wide ? entry.exe ?? "" : programName(entry.exe ?? "")
+            if let script = entry.script { program += " " + (wide ? script : programName(script)) }
             parts.append("by pid \(pid) \(program) uid \(entry.uid.map(String.init) ?? "?")")
+            if let before = entry.connected_as { parts.append("(connected as \(wide ? before : programName(before)))") }
         }
+        if let decision = entry.decision { parts.append("\(decision)\(entry.rule.map { " by \($0)" } ?? "")") }
         if let duration = entry.duration_ms { parts.append("\(oneDecimal(duration)) ms") }
         if let detail = entry.detail { parts.append("(\(detail))") }
         return Console.safe(parts.joined(separator: "  "))

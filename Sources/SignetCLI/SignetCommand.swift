@@ -18,7 +18,7 @@ public struct SignetCommand: ParsableCommand {
         subcommands: [
             StatusCommand.self, UnlockCommand.self, LockCommand.self, KeysCommand.self, ReadersCommand.self, TokensCommand.self,
             TokenCommand.self, PinCommand.self, KeyCommand.self, CSRCommand.self, CertCommand.self, ImportCommand.self, TrustCommand.self, SignCommand.self, VerifyCommand.self, EncryptCommand.self, DecryptCommand.self,
-            LogCommand.self, ReportCommand.self, SetupCommand.self, AgentCommand.self, VersionCommand.self,
+            LogCommand.self, PolicyCommand.self, ReportCommand.self, SetupCommand.self, AgentCommand.self, VersionCommand.self,
         ]
     )
 

@@ -164,6 +164,7 @@ final class ModuleState: @unchecked Sendable {
         case .mechanismInvalid: CKR_MECHANISM_INVALID
         case .dataInvalid: CKR_DATA_INVALID
         case .keyUsageNotPermitted: CKR_KEY_FUNCTION_NOT_PERMITTED
+        case .deniedByPolicy, .notConfirmed: CKR_FUNCTION_REJECTED
         case .invalidArgument: CKR_ARGUMENTS_BAD
         case .notPermitted: CKR_FUNCTION_CANCELED
         default: CKR_DEVICE_ERROR

@@ -22,7 +22,7 @@ private let everyRequest: [AgentRequest] = [
     .unblock(token: nil, soCode: secret([1]), newCode: secret([2]), finalTry: false),
     .initSoftwareToken(label: "t", userCode: secret([1]), soCode: secret([2])),
     .tokenDetails, .repairLedger(token: nil), .listReaders, .versions, .listObjectPage(token: nil, start: 0, certificateValues: false),
-    .clientEnvironment(entries: []), .unlockAsking(token: nil), .shutdown,
+    .clientEnvironment(entries: []), .unlockAsking(token: nil), .policy, .shutdown,
 ]
 
 /// A request handler with its own state directory over the shared SoftHSM2 fixture: the agent's

@@ -76,6 +76,21 @@ struct ProtocolTests {
         #expect(frame.bytes == expected)
     }
 
+    @Test("The policy request is kind 0x1E with no fields, and its answer 0x92 has exactly the documented bytes")
+    func policyBytes() {
+        #expect(AgentFrame.encode(AgentRequest.policy, id: 4).bytes == [0, 0, 0, 5, 0x1E, 0, 0, 0, 4])
+        let report = PolicyReport(
+            files: [.init(path: "f", administrator: true, state: .loaded)],
+            rules: [.init(file: "f", line: 2, action: "deny", program: "*", script: nil, key: "*", operations: ["sign"])],
+            recent: [.init(program: "p", pid: 7, key: "k", operation: "sign", decision: "denied", time: "t", count: 1)])
+        func text(_ value: String) -> [UInt8] { [0, 0, 0, UInt8(value.utf8.count)] + Array(value.utf8) }
+        let files: [UInt8] = [0, 0, 0, 1] + text("f") + [1, 1] + [0, 0, 0, 0]
+        let rules: [UInt8] = [0, 0, 0, 1] + text("f") + [0, 0, 0, 2] + text("deny") + text("*") + [0] + text("*") + [0, 0, 0, 1] + text("sign")
+        let recent: [UInt8] = [0, 0, 0, 1] + text("p") + [0, 0, 0, 7] + text("k") + text("sign") + text("denied") + text("t") + [0, 0, 0, 1]
+        let body: [UInt8] = [0x92, 0, 0, 0, 5] + files + rules + recent
+        #expect(AgentFrame.encode(AgentResponse.policy(report), id: 5).bytes == [0, 0, 0, UInt8(body.count)] + body)
+    }
+
     @Test("An error response carries a stable numeric code")
     func errorBytes() {
         let frame = AgentFrame.encode(AgentResponse.error(.notUnlocked, message: ""), id: 3).bytes

@@ -38,6 +38,7 @@ public enum ProtocolSamples {
         .clientEnvironment(entries: []),
         .unlockAsking(token: nil),
         .unlockAsking(token: "pkcs11:token=Alice"),
+        .policy,
         .shutdown,
     ]
 
@@ -70,6 +71,16 @@ public enum ProtocolSamples {
                                 modules: [sampleModule], moduleFailures: [ModuleFailure(path: "/x.so", reason: "no")])),
         .objectPage(ObjectPage(objects: [sampleObject, sampleObject], values: [[], [0x30, 0x00]], next: 2)),
         .objectPage(ObjectPage(objects: [], values: [], next: nil)),
+        .policy(PolicyReport(
+            files: [.init(path: "/etc/signet/clients", administrator: true, state: .absent),
+                    .init(path: "/home/a/.config/signet/clients", administrator: false, state: .refused,
+                          problems: ["/home/a/.config/signet/clients: writable by group or others (mode 0666)"])],
+            rules: [.init(file: "/etc/signet/clients", line: 3, action: "confirm", program: "/usr/bin/python3.11", script: "/home/a/sign.py",
+                          key: "label:Mail", operations: ["sign"]),
+                    .init(file: "/etc/signet/clients", line: 4, action: "deny", program: "*", script: nil, key: "*", operations: ["sign", "decrypt", "derive"])],
+            recent: [.init(program: "/usr/bin/signet", pid: 4242, key: "Mail", operation: "sign", decision: "allowed",
+                           time: "2026-11-22T10:15:30.123Z", count: 3)])),
+        .policy(PolicyReport(files: [], rules: [], recent: [])),
     ]
 
     static let sampleObject = ObjectEntry(uri: "pkcs11:id=%01;type=cert", kind: .certificate, label: "c", id: [1], keyType: nil, bits: 0, usages: [],
