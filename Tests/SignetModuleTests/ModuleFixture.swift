@@ -72,7 +72,7 @@ final class ModuleFixture: @unchecked Sendable {
         for (tool, arguments) in [("certutil", ["-N", "--empty-password", "-d", db]),
                                   ("modutil", ["-dbdir", db, "-add", "Signet", "-libfile", module, "-force"]),
                                   ("certutil", ["-A", "-d", db, "-n", "test-ca", "-t", "C,C,C", "-i", path("ca.pem")])] {
-            let result = try run(tool, arguments, stdin: "\n")
+            let result = try run(tool, arguments)
             guard result.status == 0 else { throw TestFailure("\(tool) \(arguments.first ?? "") failed: \(result.output)\(result.errors)") }
         }
         return db

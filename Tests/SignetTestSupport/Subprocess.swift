@@ -3,6 +3,10 @@ import SignetCore
 
 /// Runs helper programs (openssl, pkcs11-tool, the built signet binaries) for tests.
 public enum Run {
+    /// A child that exits before reading what a test writes to it (its stdin, or a pinentry that dies
+    /// in the in-process prompt tests) must be an EPIPE, not a SIGPIPE that kills the whole test run.
+    public static let ignoreBrokenPipes: Void = { signal(SIGPIPE, SIG_IGN) }()
+
     public struct Result: Sendable {
         public var status: Int32
         public var stdout: Data
@@ -45,6 +49,7 @@ public enum Run {
             close(inPipe[1]); close(outPipe[0]); close(errPipe[0])
             throw TestFailure("could not start \(executable): \(String(cString: strerror(rv)))")
         }
+        Run.ignoreBrokenPipes
         if let stdin {
             stdin.withUnsafeBytes { raw in
                 var offset = 0
@@ -141,6 +146,7 @@ public enum TestPaths {
 
     /// A new empty temporary directory.
     public static func temporaryDirectory(_ prefix: String = "signet-test") throws -> URL {
+        Run.ignoreBrokenPipes
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
