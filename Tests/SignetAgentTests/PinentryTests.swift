@@ -366,6 +366,12 @@ struct RealPinentryTests {
             unlink("/tmp/.X11-unix/X\(number)")
         }
         #expect(eventually(timeout: .seconds(10)) { FileManager.default.fileExists(atPath: "/tmp/.X11-unix/X\(number)") })
+        // The socket is there before the server answers (under load, seconds before): a pinentry-gtk2 that
+        // cannot open the display falls back to a terminal it does not have. Wait until a client gets in.
+        let ready = ["DISPLAY": ":\(number)", "PATH": "/usr/bin:/bin"]
+        #expect(eventually(timeout: .seconds(20)) {
+            ((try? Run.command("/usr/bin/xdotool", ["getdisplaygeometry"], environment: ready, timeout: 10))?.status ?? 1) == 0
+        })
         var environment = agent.environment
         environment["DISPLAY"] = ":\(number)"
         for name in ["WAYLAND_DISPLAY", "XAUTHORITY", "DBUS_SESSION_BUS_ADDRESS"] { environment[name] = nil }

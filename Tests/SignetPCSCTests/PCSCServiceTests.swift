@@ -80,13 +80,13 @@ final class PCSCServiceTests {
         try connection.insert()
         let inserted = await recorder.next(within: .seconds(3)) { $0 == .cardInserted(reader: PCSCDaemon.readerName, atr: card.atr) }
         #expect(inserted != nil, "no cardInserted within 3 s")
-        let insertLatency = clock.now - start
+        let insertLatency = (recorder.lastArrival ?? clock.now) - start
 
         start = clock.now
         connection.remove()
         let removed = await recorder.next(within: .seconds(3)) { $0 == .cardRemoved(reader: PCSCDaemon.readerName) }
         #expect(removed != nil, "no cardRemoved within 3 s")
-        let removeLatency = clock.now - start
+        let removeLatency = (recorder.lastArrival ?? clock.now) - start
         print("event latency: insert \(insertLatency), remove \(removeLatency)")
         monitor.stop()
         // The stream finishes after stop() (within one wait of the monitor thread).
@@ -219,16 +219,21 @@ final class PCSCServiceTests {
 /// Collects a monitor's events in the background so tests can wait for one.
 final class EventRecorder: Sendable {
     private final class Box: Sendable {
-        let events = Mutex<[ReaderEvent]>([])
+        let events = Mutex<[(event: ReaderEvent, at: ContinuousClock.Instant)]>([])
         let finished = Mutex(false)
+        /// When the event `next` last returned arrived.
+        let lastArrival = Mutex<ContinuousClock.Instant?>(nil)
     }
     private let box = Box()
     private let task: Task<Void, Never>
 
+    /// The stream is read on a thread of its own, not on Swift's cooperative pool: with the pool's two
+    /// threads busy with blocking tests, events were read seconds after the monitor sent them, and the
+    /// test measured the test runner rather than the monitor. Each event is stamped when it arrives.
     init(_ stream: AsyncStream<ReaderEvent>) {
         let box = self.box
-        task = Task {
-            for await event in stream { box.events.withLock { $0.append(event) } }
+        task = Task(executorPreference: ThreadExecutor()) {
+            for await event in stream { box.events.withLock { $0.append((event, ContinuousClock.now)) } }
             box.finished.withLock { $0 = true }
         }
     }
@@ -238,20 +243,57 @@ final class EventRecorder: Sendable {
     /// Whether the stream has ended.
     var isFinished: Bool { box.finished.withLock { $0 } }
 
-    /// Waits for the next event that satisfies `match`, consuming it and
-    /// everything before it; `nil` when none arrives within `timeout`.
+    /// When the event `next` last returned arrived from the monitor.
+    var lastArrival: ContinuousClock.Instant? { box.lastArrival.withLock { $0 } }
+
+    /// Waits for the next event that satisfies `match`, consuming it and everything before it; `nil`
+    /// when none arrived within `timeout` of this call (by its arrival stamp: this task may itself be
+    /// scheduled late, so it looks a few seconds longer for an event that arrived in time).
     func next(within timeout: Duration, where match: (ReaderEvent) -> Bool) async -> ReaderEvent? {
         let deadline = ContinuousClock.now + timeout
         repeat {
-            let found = box.events.withLock { list -> ReaderEvent? in
-                guard let index = list.firstIndex(where: match) else { return nil }
-                let event = list[index]
+            let found = box.events.withLock { list -> (event: ReaderEvent, at: ContinuousClock.Instant)? in
+                guard let index = list.firstIndex(where: { match($0.event) }) else { return nil }
+                let entry = list[index]
                 list.removeFirst(index + 1)
-                return event
+                return entry
             }
-            if let found { return found }
+            if let found {
+                guard found.at <= deadline else { return nil }  // it came, but late
+                box.lastArrival.withLock { $0 = found.at }
+                return found.event
+            }
             try? await Task.sleep(for: .milliseconds(20))
-        } while ContinuousClock.now < deadline
+        } while ContinuousClock.now < deadline + .seconds(5)
         return nil
+    }
+}
+
+/// Runs its jobs on one thread of its own (for `EventRecorder`'s reading of the event stream).
+final class ThreadExecutor: TaskExecutor, @unchecked Sendable {
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+
+    init() {
+        let thread = Thread { [unowned self] in self.run() }
+        thread.start()
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let unowned = UnownedJob(job)
+        condition.lock()
+        jobs.append(unowned)
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while jobs.isEmpty { condition.wait() }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        }
     }
 }
