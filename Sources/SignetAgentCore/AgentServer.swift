@@ -195,9 +195,11 @@ final class AgentServer: Sendable {
                 if !send(fd, .hello(version: AgentProtocol.version, agentVersion: AgentMain.version, pid: UInt32(getpid())), id: id) { return }
                 continue
             }
-            // A program that connected and then executed another is judged as the one it is now.
+            // A program that connected and then executed another is judged as the one it is now. Only
+            // with client rules: without them nothing is decided by the program, and every signature
+            // would pay for the re-check's reads of /proc.
             var peer = caller.peer
-            if request.usesPrivateKey {
+            if request.usesPrivateKey, !handler.currentSettings.clients.isDefault {
                 let before = caller.peer
                 peer = caller.recheck()
                 if peer != before, !peer.sameProgram(as: before) {
