@@ -12,7 +12,7 @@ struct PromptingTests {
     func fake(_ plan: [String]) throws -> (program: String, directory: URL) {
         let directory = try TestPaths.temporaryDirectory("signet-confirm")
         let program = directory.appendingPathComponent("fake-pinentry").path
-        try FileManager.default.copyItem(atPath: TestPaths.testData.appendingPathComponent("pinentry/fake-pinentry").path, toPath: program)
+        try TestPaths.copyExecutable(TestPaths.testData.appendingPathComponent("pinentry/fake-pinentry").path, to: program)
         try plan.map { $0 + "\n" }.joined().write(to: directory.appendingPathComponent("plan"), atomically: true, encoding: .utf8)
         return (program, directory)
     }

@@ -116,7 +116,7 @@ struct ClientPolicyAgentTests {
         let setup = try PolicyAgentSetup(rules: Self.onlyTheClient)
         #expect(try setup.sign() == "signed")
         let copy = setup.directory.appendingPathComponent("python3.11").path
-        try FileManager.default.copyItem(atPath: URL(fileURLWithPath: "/usr/bin/python3").resolvingSymlinksInPath().path, toPath: copy)
+        try TestPaths.copyExecutable(URL(fileURLWithPath: "/usr/bin/python3").resolvingSymlinksInPath().path, to: copy)
         let answer = try setup.sign(with: copy)
         #expect(answer.hasPrefix("error 36 signet: \(copy) \(setup.client) (pid "), "\(answer)")
         #expect(answer.contains("may not sign with the key \"mail\" (rule at \(setup.clientsFile):2)"), "\(answer)")

@@ -21,7 +21,7 @@ final class PromptedAgent: @unchecked Sendable {
         let home = try TestPaths.temporaryDirectory("signet-pinentry")
         directory = home
         let fake = home.appendingPathComponent("fake-pinentry").path
-        try FileManager.default.copyItem(atPath: TestPaths.testData.appendingPathComponent("pinentry/fake-pinentry").path, toPath: fake)
+        try TestPaths.copyExecutable(TestPaths.testData.appendingPathComponent("pinentry/fake-pinentry").path, to: fake)
         agent = try AgentFixture(config: "pinentry-program = \(fake)\n\(config)", countingCodes: true)
         try agent.start()
         let client = try agent.client()

@@ -15,7 +15,7 @@ final class ModulePromptTests {
     func prepare() throws {
         let directory = try TestPaths.temporaryDirectory("signet-module-pinentry")
         pinentry = directory.appendingPathComponent("fake-pinentry").path
-        try FileManager.default.copyItem(atPath: TestPaths.testData.appendingPathComponent("pinentry/fake-pinentry").path, toPath: pinentry)
+        try TestPaths.copyExecutable(TestPaths.testData.appendingPathComponent("pinentry/fake-pinentry").path, to: pinentry)
         fixture = try ModuleFixture(countingCodes: true, config: "pinentry-program = \(pinentry)")
     }
 

@@ -144,6 +144,14 @@ public enum TestPaths {
         return environment
     }
 
+    /// Copies a program that a test will run. The copy is written by `cp` in a process of its own: a file
+    /// this process had open for writing is inherited by any child another test forks meanwhile, and
+    /// running the copy then fails with "Text file busy" (ETXTBSY) until that child has exec'd.
+    public static func copyExecutable(_ source: String, to destination: String) throws {
+        let result = try Run.command("/bin/cp", [source, destination])
+        guard result.status == 0 else { throw TestFailure("cp \(source) \(destination): \(result.errors)") }
+    }
+
     /// A new empty temporary directory.
     public static func temporaryDirectory(_ prefix: String = "signet-test") throws -> URL {
         Run.ignoreBrokenPipes
