@@ -57,8 +57,8 @@ final class Caller: @unchecked Sendable {
             executable.removeLast(" (deleted)".count)
             deleted = true
         }
-        let arguments = commandLine(pid)
-        let script = Interpreters.isInterpreter(executable) ? Interpreters.script(arguments, cwd: link("/proc/\(pid)/cwd")) : nil
+        // The arguments only for an interpreter (its script): every connection is identified, `signet sign` per message.
+        let script = Interpreters.isInterpreter(executable) ? Interpreters.script(commandLine(pid), cwd: link("/proc/\(pid)/cwd")) : nil
         let after = startTime(pid)
         if pidfd >= 0 {
             guard before != nil, before == after, csignetagent_pidfd_alive(pidfd) == 1 else { return gone }
