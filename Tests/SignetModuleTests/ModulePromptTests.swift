@@ -8,7 +8,6 @@ import Testing
 /// real pinentry-tty and pinentry-gtk2 are driven in SignetAgentTests' RealPinentryTests.
 @Suite("PKCS#11 module: prompting through the agent", .serialized)
 final class ModulePromptTests {
-    let check = Checks()
     var fixture: ModuleFixture!
     var pinentry = ""
 
@@ -40,59 +39,50 @@ final class ModulePromptTests {
     }
 
     @Test("C_Login(NULL) on a locked token: the agent asks; a wrong code, then the right one, unlocks it")
-    func protectedPath() async throws {
-        defer { check.report() }
-        try await offPool { try self.prepare(); try self.protectedPathBody() }
-    }
+    func protectedPath() async throws { try await offPool { try self.prepare(); try self.protectedPathBody() } }
     func protectedPathBody() throws {
         try fixture.lock()
         let before = logins()
         try plan(["code \(hex("wrong-code"))", "code \(hex(fixture.code))"])
         let result = try login()
-        check.expect(result.status == 0, "\(result.output)\(result.errors)")
-        check.expect(result.output.contains("Private Key Object"), "\(result.output)")
-        check.expect(logins() - before == 2)
-        check.expect(pinentryLog.contains("SETERROR"), "\(pinentryLog)")
-        check.expect(pinentryLog.contains("pkcs11-tool"), "the prompt names the calling program: \(pinentryLog)")
+        #expect(result.status == 0, "\(result.output)\(result.errors)")
+        #expect(result.output.contains("Private Key Object"), "\(result.output)")
+        #expect(logins() - before == 2)
+        #expect(pinentryLog.contains("SETERROR"), "\(pinentryLog)")
+        #expect(pinentryLog.contains("pkcs11-tool"), "the prompt names the calling program: \(pinentryLog)")
     }
 
     @Test("C_Login(NULL) cancelled at the prompt: CKR_FUNCTION_CANCELED, and no code reached the token")
-    func cancelled() async throws {
-        defer { check.report() }
-        try await offPool { try self.prepare(); try self.cancelledBody() }
-    }
+    func cancelled() async throws { try await offPool { try self.prepare(); try self.cancelledBody() } }
     func cancelledBody() throws {
         try fixture.lock()
         let before = logins()
         try plan(["cancel"])
         let result = try login()
-        check.expect(result.status != 0)
-        check.expect((result.output + result.errors).contains("CKR_FUNCTION_CANCELED"), "\(result.output)\(result.errors)")
-        check.expect(logins() == before)
+        #expect(result.status != 0)
+        #expect((result.output + result.errors).contains("CKR_FUNCTION_CANCELED"), "\(result.output)\(result.errors)")
+        #expect(logins() == before)
     }
 
     @Test("A confirm rule for pkcs11-tool: Allow signs, Deny is CKR_FUNCTION_REJECTED; the prompt comes through pinentry")
-    func confirmRule() async throws {
-        defer { check.report() }
-        try await offPool { try self.prepare(); try self.confirmRuleBody() }
-    }
+    func confirmRule() async throws { try await offPool { try self.prepare(); try self.confirmRuleBody() } }
     func confirmRuleBody() throws {
         let rules = fixture.environment["XDG_CONFIG_HOME"]! + "/signet/clients"
         try "confirm program=/usr/bin/pkcs11-tool operations=sign\n".write(toFile: rules, atomically: true, encoding: .utf8)
         chmod(rules, 0o600)
         let reload = try fixture.agent.signet(["agent", "reload"])
-        check.expect(reload.status == 0, "\(reload.errors)")
+        #expect(reload.status == 0, "\(reload.errors)")
         usleep(300_000)
         try fixture.write("data.bin", "to be signed")
         let sign = ["--sign", "--id", "01", "--mechanism", "SHA256-RSA-PKCS", "--input-file", "data.bin", "--output-file", "sig.bin"]
         try plan(["ok"])
         let allowed = try login(sign)
-        check.expect(allowed.status == 0, "\(allowed.output)\(allowed.errors)")
-        check.expect(pinentryLog.contains("CONFIRM"), "\(pinentryLog)")
+        #expect(allowed.status == 0, "\(allowed.output)\(allowed.errors)")
+        #expect(pinentryLog.contains("CONFIRM"), "\(pinentryLog)")
         try plan(["cancel"])  // the Deny button
         let denied = try login(sign)
-        check.expect(denied.status != 0)
+        #expect(denied.status != 0)
         // pkcs11-tool 0.23 has no name for CKR_FUNCTION_REJECTED (0x200).
-        check.expect((denied.output + denied.errors).contains("(0x200)"), "\(denied.output)\(denied.errors)")
+        #expect((denied.output + denied.errors).contains("(0x200)"), "\(denied.output)\(denied.errors)")
     }
 }

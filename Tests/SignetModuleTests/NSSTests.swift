@@ -6,7 +6,6 @@ import Testing
 /// NSS is driven in ThunderbirdTests), added to a fresh database by modutil, with OpenSSL checking the results.
 @Suite("PKCS#11 module: NSS", .serialized)
 final class NSSTests {
-    let check = Checks()
     var fixture: ModuleFixture!
     var db = ""
 
@@ -18,62 +17,50 @@ final class NSSTests {
     }
 
     @Test("certutil lists the token's certificates with the token locked, and no code is asked for")
-    func listWithoutLogin() async throws {
-        defer { check.report() }
-        try await offPool { try self.prepare(); try self.listWithoutLoginBody() }
-    }
+    func listWithoutLogin() async throws { try await offPool { try self.prepare(); try self.listWithoutLoginBody() } }
     func listWithoutLoginBody() throws {
         try fixture.lock()
         let result = try fixture.run("certutil", ["-L", "-d", db, "-h", "all"], stdin: "")
-        check.expect(result.status == 0, "\(result.errors)")
-        check.expect(result.output.contains("Module Test:Alice rsa"), "\(result.output)")
-        check.expect(result.output.contains("Module Test:Alice ec"), "\(result.output)")
-        check.expect(!result.errors.contains("password") && !result.output.contains("password"), "\(result.output)\(result.errors)")
+        #expect(result.status == 0, "\(result.errors)")
+        #expect(result.output.contains("Module Test:Alice rsa"), "\(result.output)")
+        #expect(result.output.contains("Module Test:Alice ec"), "\(result.output)")
+        #expect(!result.errors.contains("password") && !result.output.contains("password"), "\(result.output)\(result.errors)")
     }
 
     @Test("cmsutil -S signs with the RSA and the EC key, and openssl cms -verify accepts both")
-    func sign() async throws {
-        defer { check.report() }
-        try await offPool { try self.prepare(); try self.signBody() }
-    }
+    func sign() async throws { try await offPool { try self.prepare(); try self.signBody() } }
     func signBody() throws {
         for name in ["rsa", "ec"] {
             let signed = "signed-\(name).p7m"
             let result = try fixture.run("cmsutil", ["-S", "-N", "Module Test:Alice \(name)", "-H", "SHA256", "-d", db,
                                                      "-i", "message.txt", "-o", signed], stdin: "")
-            check.expect(result.status == 0, "\(name): \(result.errors)")
+            #expect(result.status == 0, "\(name): \(result.errors)")
             let verify = try fixture.run("openssl", ["cms", "-verify", "-inform", "DER", "-in", signed, "-CAfile", "ca.pem",
                                                      "-purpose", "smimesign", "-out", "verified-\(name).txt"])
-            check.expect(verify.status == 0, "\(name): \(verify.errors)")
-            check.expect(try String(contentsOfFile: fixture.path("verified-\(name).txt"), encoding: .utf8).contains("PKCS#11 module test"))
+            #expect(verify.status == 0, "\(name): \(verify.errors)")
+            #expect(try String(contentsOfFile: fixture.path("verified-\(name).txt"), encoding: .utf8).contains("PKCS#11 module test"))
         }
     }
 
     @Test("cmsutil -D decrypts a message OpenSSL encrypted to the token's RSA certificate")
-    func decrypt() async throws {
-        defer { check.report() }
-        try await offPool { try self.prepare(); try self.decryptBody() }
-    }
+    func decrypt() async throws { try await offPool { try self.prepare(); try self.decryptBody() } }
     func decryptBody() throws {
         let encrypt = try fixture.run("openssl", ["cms", "-encrypt", "-aes256", "-in", "message.txt", "-outform", "DER",
                                                   "-out", "to-rsa.p7m", "rsa.pem"])
-        check.expect(encrypt.status == 0, "\(encrypt.errors)")
+        #expect(encrypt.status == 0, "\(encrypt.errors)")
         let result = try fixture.run("cmsutil", ["-D", "-d", db, "-i", "to-rsa.p7m"], stdin: "")
-        check.expect(result.status == 0, "\(result.errors)")
-        check.expect(result.output.contains("Hello from the PKCS#11 module test."), "\(result.output)")
+        #expect(result.status == 0, "\(result.errors)")
+        #expect(result.output.contains("Hello from the PKCS#11 module test."), "\(result.output)")
     }
 
     @Test("A locked token: cmsutil fails at once, without a prompt loop or a hang")
-    func locked() async throws {
-        defer { check.report() }
-        try await offPool { try self.prepare(); try self.lockedBody() }
-    }
+    func locked() async throws { try await offPool { try self.prepare(); try self.lockedBody() } }
     func lockedBody() throws {
         try fixture.lock()
         let start = Date()
         let result = try fixture.run("cmsutil", ["-S", "-N", "Module Test:Alice rsa", "-d", db, "-i", "message.txt", "-o", "x.p7m"],
                                      stdin: "", timeout: 30)
-        check.expect(result.status != 0)
-        check.expect(Date().timeIntervalSince(start) < 10)
+        #expect(result.status != 0)
+        #expect(Date().timeIntervalSince(start) < 10)
     }
 }

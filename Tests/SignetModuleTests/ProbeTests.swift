@@ -6,7 +6,6 @@ import Testing
 /// through and a one-shot tool cannot show.
 @Suite("PKCS#11 module: a long-running host", .serialized)
 final class ProbeTests {
-    let check = Checks()
     var fixture: ModuleFixture!
     static var probe: String { TestPaths.binaries.appendingPathComponent("signet-module-probe").path }
 
@@ -45,103 +44,85 @@ final class ProbeTests {
     }
 
     @Test("No key material: private keys answer CKA_PRIVATE_EXPONENT, the primes and CKA_VALUE with CKR_ATTRIBUTE_SENSITIVE")
-    func sensitive() async throws {
-        defer { check.report() }
-        try await offPool { try self.prepare(); try self.sensitiveBody() }
-    }
+    func sensitive() async throws { try await offPool { try self.prepare(); try self.sensitiveBody() } }
     func sensitiveBody() throws {
         let result = try probe(["sensitive"])
-        check.expect(result.status == 0, "\(result.output)\(result.errors)")
-        check.expect(result.output.contains("rsa CKA_PRIVATE_EXPONENT: CKR_ATTRIBUTE_SENSITIVE"))
-        check.expect(result.output.contains("ec CKA_VALUE: CKR_ATTRIBUTE_SENSITIVE"))
-        check.expect(result.output.contains("rsa CKA_SENSITIVE=1 CKA_EXTRACTABLE=0"))
+        #expect(result.status == 0, "\(result.output)\(result.errors)")
+        #expect(result.output.contains("rsa CKA_PRIVATE_EXPONENT: CKR_ATTRIBUTE_SENSITIVE"))
+        #expect(result.output.contains("ec CKA_VALUE: CKR_ATTRIBUTE_SENSITIVE"))
+        #expect(result.output.contains("rsa CKA_SENSITIVE=1 CKA_EXTRACTABLE=0"))
     }
 
     @Test("The agent killed and restarted under a running host: old sessions are invalid, new ones sign after the unlock")
-    func agentRestart() async throws {
-        defer { check.report() }
-        try await offPool { try self.prepare(); try self.agentRestartBody() }
-    }
+    func agentRestart() async throws { try await offPool { try self.prepare(); try self.agentRestartBody() } }
     func agentRestartBody() throws {
         let log = fixture.path("probe-restart.log"), go = fixture.path("go")
         let pid = try spawn(["restart", go], log: log)
-        check.expect(waitFor("READY", in: log), "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        #expect(waitFor("READY", in: log), "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
         fixture.agent.kill9()
         try fixture.agent.start()
         try fixture.unlock()
         _ = FileManager.default.createFile(atPath: go, contents: Data())
         let status = exitStatus(pid)
         let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        check.expect(status == 0, "\(output)")
-        check.expect(output.contains("before: CKR_OK 256"))
-        check.expect(output.contains("old session: CKR_SESSION_HANDLE_INVALID") || output.contains("old session: CKR_DEVICE_REMOVED"), "\(output)")
-        check.expect(output.contains("new session: CKR_OK"))
-        check.expect(output.contains("key handle unchanged"))
-        check.expect(output.contains("after: CKR_OK 256"), "\(output)")
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("before: CKR_OK 256"))
+        #expect(output.contains("old session: CKR_SESSION_HANDLE_INVALID") || output.contains("old session: CKR_DEVICE_REMOVED"), "\(output)")
+        #expect(output.contains("new session: CKR_OK"))
+        #expect(output.contains("key handle unchanged"))
+        #expect(output.contains("after: CKR_OK 256"), "\(output)")
     }
 
     @Test("A certificate deleted with signet while a host runs: the host's next search no longer finds it")
-    func cacheFollowsChanges() async throws {
-        defer { check.report() }
-        try await offPool { try self.prepare(); try self.cacheFollowsChangesBody() }
-    }
+    func cacheFollowsChanges() async throws { try await offPool { try self.prepare(); try self.cacheFollowsChangesBody() } }
     func cacheFollowsChangesBody() throws {
         let log = fixture.path("probe-watch.log"), go = fixture.path("go-watch")
         let pid = try spawn(["watch", go], log: log)
-        check.expect(waitFor("READY", in: log))
+        #expect(waitFor("READY", in: log))
         let list = try fixture.agent.signet(["cert", "list"])
         let id = list.output.split(separator: "\n").first { $0.contains("Alice ec") }?.split(separator: " ").first.map(String.init)
-        check.expect(id != nil, "\(list.output)")
+        #expect(id != nil, "\(list.output)")
         let delete = try fixture.agent.signet(["cert", "delete", id ?? "none", "--yes"])
-        check.expect(delete.status == 0, "\(delete.output)\(delete.errors)")
+        #expect(delete.status == 0, "\(delete.output)\(delete.errors)")
         _ = FileManager.default.createFile(atPath: go, contents: Data())
-        check.expect(exitStatus(pid) == 0)
+        #expect(exitStatus(pid) == 0)
         let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        check.expect(output.contains("before: 2 certificates") && output.contains("after: 1 certificates"), "\(output)")
+        #expect(output.contains("before: 2 certificates") && output.contains("after: 1 certificates"), "\(output)")
     }
 
     @Test("Eight threads sign with RSA and P-256 at once through one module, each answer the right length")
-    func threads() async throws {
-        defer { check.report() }
-        try await offPool { try self.prepare(); try self.threadsBody() }
-    }
+    func threads() async throws { try await offPool { try self.prepare(); try self.threadsBody() } }
     func threadsBody() throws {
         let result = try probe(["threads", "8", "40"])
-        check.expect(result.status == 0, "\(result.output)\(result.errors)")
-        check.expect(result.output.contains("8 threads, 320 signatures, 0 failed"))
+        #expect(result.status == 0, "\(result.output)\(result.errors)")
+        #expect(result.output.contains("8 threads, 320 signatures, 0 failed"))
     }
 
     @Test("A host killed while signing leaves the agent serving the next one")
-    func killedMidOperation() async throws {
-        defer { check.report() }
-        try await offPool { try self.prepare(); try self.killedMidOperationBody() }
-    }
+    func killedMidOperation() async throws { try await offPool { try self.prepare(); try self.killedMidOperationBody() } }
     func killedMidOperationBody() throws {
         for round in 0..<3 {
             let log = fixture.path("probe-loop-\(round).log")
             let pid = try spawn(["loop"], log: log)
-            check.expect(waitFor("SIGNING", in: log))
+            #expect(waitFor("SIGNING", in: log))
             usleep(UInt32(50_000 + round * 70_000))
             kill(pid, SIGKILL)
             _ = exitStatus(pid)
         }
         let result = try probe(["threads", "2", "10"])
-        check.expect(result.output.contains("2 threads, 20 signatures, 0 failed"), "\(result.output)")
+        #expect(result.output.contains("2 threads, 20 signatures, 0 failed"), "\(result.output)")
     }
 
     @Test("ECDH through C_DeriveKey with CKD_SHA256_KDF gives the key OpenSSL derives (X9.63) from the same points")
-    func ecdhDerive() async throws {
-        defer { check.report() }
-        try await offPool { try self.prepare(); try self.ecdhDeriveBody() }
-    }
+    func ecdhDerive() async throws { try await offPool { try self.prepare(); try self.ecdhDeriveBody() } }
     func ecdhDeriveBody() throws {
         // The peer's side: a new P-256 key, the shared secret with the token's certificate key, then X9.63.
         let ok = { (result: Run.Result) in result.status == 0 }
-        check.expect(ok(try fixture.run("openssl", ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "peer.key"])))
-        check.expect(ok(try fixture.run("openssl", ["x509", "-in", "ec.pem", "-pubkey", "-noout", "-out", "token-ec.pub"])))
-        check.expect(ok(try fixture.run("openssl", ["pkeyutl", "-derive", "-inkey", "peer.key", "-peerkey", "token-ec.pub", "-out", "z.bin"])))
+        #expect(ok(try fixture.run("openssl", ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "peer.key"])))
+        #expect(ok(try fixture.run("openssl", ["x509", "-in", "ec.pem", "-pubkey", "-noout", "-out", "token-ec.pub"])))
+        #expect(ok(try fixture.run("openssl", ["pkeyutl", "-derive", "-inkey", "peer.key", "-peerkey", "token-ec.pub", "-out", "z.bin"])))
         let z = try Data(contentsOf: URL(fileURLWithPath: fixture.path("z.bin"))).map { String(format: "%02x", $0) }.joined()
-        check.expect(z.count == 64)
+        #expect(z.count == 64)
         let info = "3015300b0609608648016503040105a2060404000000803a"
         let kdf = try fixture.run("openssl", ["kdf", "-keylen", "32", "-kdfopt", "digest:SHA256", "-kdfopt", "hexsecret:\(z)",
                                               "-kdfopt", "hexinfo:\(info)", "X963KDF"])
@@ -149,8 +130,8 @@ final class ProbeTests {
         let point = try fixture.run("openssl", ["ec", "-in", "peer.key", "-pubout", "-conv_form", "uncompressed", "-outform", "DER"])
         let peerPoint = point.stdout.suffix(65).map { String(format: "%02x", $0) }.joined()
         let derived = try probe(["derive", peerPoint, info, "32"])
-        check.expect(derived.status == 0, "\(derived.output)")
-        check.expect(!expected.isEmpty && derived.output.trimmingCharacters(in: .whitespacesAndNewlines) == expected,
+        #expect(derived.status == 0, "\(derived.output)")
+        #expect(!expected.isEmpty && derived.output.trimmingCharacters(in: .whitespacesAndNewlines) == expected,
                 "module \(derived.output) openssl \(expected)")
     }
 }

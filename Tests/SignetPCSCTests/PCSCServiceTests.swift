@@ -227,12 +227,12 @@ final class EventRecorder: Sendable {
     private let box = Box()
     private let task: Task<Void, Never>
 
-    /// The stream is read on a thread of its own, not on Swift's cooperative pool: with the pool's two
+    /// The stream is read on a thread of `BlockingTestExecutor`, not on Swift's cooperative pool: with the pool's two
     /// threads busy with blocking tests, events were read seconds after the monitor sent them, and the
     /// test measured the test runner rather than the monitor. Each event is stamped when it arrives.
     init(_ stream: AsyncStream<ReaderEvent>) {
         let box = self.box
-        task = Task(executorPreference: ThreadExecutor()) {
+        task = Task(executorPreference: BlockingTestExecutor.shared) {
             for await event in stream { box.events.withLock { $0.append((event, ContinuousClock.now)) } }
             box.finished.withLock { $0 = true }
         }
@@ -269,31 +269,3 @@ final class EventRecorder: Sendable {
     }
 }
 
-/// Runs its jobs on one thread of its own (for `EventRecorder`'s reading of the event stream).
-final class ThreadExecutor: TaskExecutor, @unchecked Sendable {
-    private let condition = NSCondition()
-    private var jobs: [UnownedJob] = []
-
-    init() {
-        let thread = Thread { [unowned self] in self.run() }
-        thread.start()
-    }
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let unowned = UnownedJob(job)
-        condition.lock()
-        jobs.append(unowned)
-        condition.signal()
-        condition.unlock()
-    }
-
-    private func run() {
-        while true {
-            condition.lock()
-            while jobs.isEmpty { condition.wait() }
-            let job = jobs.removeFirst()
-            condition.unlock()
-            job.runSynchronously(on: asUnownedTaskExecutor())
-        }
-    }
-}

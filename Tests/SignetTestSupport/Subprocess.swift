@@ -161,17 +161,55 @@ public enum TestPaths {
     }
 }
 
-/// Runs a long blocking test body on its own thread, so that it does not hold one of the few
-/// threads of Swift's cooperative pool (two on a two-core machine) for its whole run, which
-/// starves the async tests running beside it.
+/// Runs a long blocking test body on a thread of `BlockingTestExecutor`, so that it does not hold one
+/// of the few threads of Swift's cooperative pool (two on a two-core machine) for its whole run, which
+/// starves the async tests running beside it. It runs in the test's own task (a task executor
+/// preference, not a detached thread), so an `#expect` in it is recorded against that test.
 public func offPool<T>(_ body: @escaping () throws -> T) async throws -> T {
     let box = UncheckedSendable(body)
-    return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<UncheckedSendable<T>, Error>) in
-        let started = DetachedThread.start(stackSize: 8 << 20) {
-            do { continuation.resume(returning: UncheckedSendable(try box.value())) } catch { continuation.resume(throwing: error) }
-        }
-        if !started { continuation.resume(throwing: TestFailure("could not start a thread for the test")) }
+    return try await withTaskExecutorPreference(BlockingTestExecutor.shared) {
+        UncheckedSendable(try box.value())
     }.value
+}
+
+/// Threads for test code that blocks (subprocesses, sockets, event streams read as they come): a job
+/// waits for a free thread of its own, and a thread is added whenever none is free, so no job waits for
+/// another to finish its blocking.
+public final class BlockingTestExecutor: TaskExecutor, @unchecked Sendable {
+    public static let shared = BlockingTestExecutor()
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+    private var idle = 0
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let unowned = UnownedJob(job)
+        condition.lock()
+        jobs.append(unowned)
+        // More jobs waiting than threads waiting for them: one more thread (a thread that was signalled
+        // counts as idle until it wakes, so this never leaves a job behind one that blocks).
+        let start = jobs.count > idle
+        condition.signal()
+        condition.unlock()
+        if start {
+            let executor = UncheckedSendable(self)
+            if !DetachedThread.start(stackSize: 8 << 20, { executor.value.work() }) { fatalError("could not start a thread for a test") }
+        }
+    }
+
+    private func work() {
+        condition.lock()
+        while true {
+            while jobs.isEmpty {
+                idle += 1
+                condition.wait()
+                idle -= 1
+            }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job.runSynchronously(on: asUnownedTaskExecutor())
+            condition.lock()
+        }
+    }
 }
 
 /// A value handed across threads that the caller knows is used by one thread at a time.
