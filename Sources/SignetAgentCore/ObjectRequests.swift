@@ -53,7 +53,7 @@ enum ObjectRequests: RequestGroup {
             }
         case .storeCertificate(let token, let der, let id, let label):
             Route(.certificateStored, token: token) { (context) throws(AgentFailure) in
-                let names = try CertificateNames(der: der)
+                let names = try CertificateFields.checked(der)
                 let worker = try context.resolve(token)
                 let agent = context.agent
                 let uri = try worker.run { (state) throws(PKCS11Error) -> String in

@@ -64,41 +64,16 @@ enum ObjectListing {
     }
 }
 
-/// Subject, issuer and serial number of a DER certificate, for the
-/// attributes NSS and other PKCS#11 clients search by. A bounded parse of
-/// the outer structure only; anything malformed is refused.
-struct CertificateNames {
-    var subject: [UInt8]
-    var issuer: [UInt8]
-    var serialNumber: [UInt8]
-
-    init(der: [UInt8]) throws(AgentFailure) {
+extension CertificateFields {
+    /// The fields of a certificate a client asks to store, or the error for it.
+    static func checked(_ der: [UInt8]) throws(AgentFailure) -> CertificateFields {
         func fail(_ why: String) -> AgentFailure { AgentFailure(.dataInvalid, "This is not a DER X.509 certificate (\(why)).") }
-        func element(_ bytes: ArraySlice<UInt8>, _ tag: UInt8) throws(AgentFailure) -> (whole: ArraySlice<UInt8>, rest: ArraySlice<UInt8>) {
-            do throws(DER.ParseError) {
-                let (_, rest) = try DER.readTLV(bytes, tag: tag)
-                return (bytes[bytes.startIndex..<rest.startIndex], rest)
-            } catch {
-                throw fail(error.description)
-            }
-        }
         guard der.count <= AgentProtocol.maximumFrame else { throw fail("too large") }
-        let outer: (contents: ArraySlice<UInt8>, rest: ArraySlice<UInt8>)
-        do throws(DER.ParseError) { outer = try DER.readTLV(der[...], tag: 0x30) } catch { throw fail(error.description) }
-        guard outer.rest.isEmpty else { throw fail("bytes after the certificate") }
-        let certificate = outer.contents
-        let tbs: ArraySlice<UInt8>
-        do throws(DER.ParseError) { tbs = try DER.readTLV(certificate, tag: 0x30).contents } catch { throw fail(error.description) }
-        var rest = tbs
-        if rest.first == 0xA0 { rest = try element(rest, 0xA0).rest }  // [0] version
-        let serial = try element(rest, 0x02)
-        let algorithm = try element(serial.rest, 0x30)
-        let issuer = try element(algorithm.rest, 0x30)
-        let validity = try element(issuer.rest, 0x30)
-        let subject = try element(validity.rest, 0x30)
-        self.subject = Array(subject.whole)
-        self.issuer = Array(issuer.whole)
-        serialNumber = Array(serial.whole)
+        do throws(DER.ParseError) {
+            return try CertificateFields(der: der)
+        } catch {
+            throw fail(error == .trailingBytes ? "bytes after the certificate" : error.description)
+        }
     }
 }
 

@@ -8,6 +8,8 @@ public enum DER {
         case truncated
         case unexpectedTag(expected: UInt8, found: UInt8)
         case badLength
+        /// More bytes after the value that should be all there is.
+        case trailingBytes
 
         public var description: String {
             switch self {
@@ -15,6 +17,7 @@ public enum DER {
             case .unexpectedTag(let expected, let found):
                 "DER tag 0x\(Hex.encode([found])) where 0x\(Hex.encode([expected])) was expected"
             case .badLength: "DER length is malformed"
+            case .trailingBytes: "bytes after the DER value"
             }
         }
     }
@@ -76,6 +79,17 @@ public enum DER {
         }
         guard bytes.endIndex - index >= length else { throw .truncated }
         return (bytes[index..<index + length], bytes[(index + length)...])
+    }
+
+    /// An uncompressed EC point from `value`: the point itself, or the point inside a DER OCTET STRING
+    /// (`CKA_EC_POINT` is specified as the latter, some modules give the former, and NSS sends ECDH
+    /// peers both ways); the field's size tells them apart. Nil for anything else.
+    public static func uncompressedPoint(_ value: [UInt8], fieldLength: Int) -> [UInt8]? {
+        let rawLength = 2 * fieldLength + 1
+        if value.count == rawLength, value.first == 0x04 { return value }
+        guard let (contents, rest) = try? readTLV(value[...], tag: 0x04), rest.isEmpty, contents.count == rawLength,
+              contents.first == 0x04 else { return nil }
+        return Array(contents)
     }
 
     /// Reads the value at the start of `bytes`, whatever its (single-byte) tag: the tag, the whole

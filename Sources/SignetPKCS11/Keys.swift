@@ -126,12 +126,10 @@ extension Session {
     /// `CKA_EC_POINT` is specified as a DER OCTET STRING, but some modules
     /// return the raw point; the curve's size tells them apart.
     static func unwrapPoint(_ value: [UInt8], curve: NamedCurve) throws(PKCS11Error) -> [UInt8] {
-        let rawLength = 2 * curve.fieldLength + 1
-        if value.count == rawLength, value.first == 0x04 { return value }
-        guard let (contents, rest) = try? DER.readTLV(value[...], tag: 0x04), rest.isEmpty, contents.count == rawLength else {
+        guard let point = DER.uncompressedPoint(value, fieldLength: curve.fieldLength) else {
             throw .malformed("EC point of \(value.count) bytes for \(curve.rawValue)")
         }
-        return Array(contents)
+        return point
     }
 }
 

@@ -636,17 +636,6 @@ func signet_C_Decrypt(_ session: CK_SESSION_HANDLE, _ data: UnsafeMutablePointer
 
 // MARK: Key agreement
 
-/// The uncompressed point from `CK_ECDH1_DERIVE_PARAMS.pPublicData`: raw, or inside a DER OCTET STRING
-/// (NSS tries both, see pk11_PubDeriveECKeyWithKDF).
-func peerPoint(_ data: [UInt8], fieldBytes: Int) -> [UInt8]? {
-    let raw = 1 + 2 * fieldBytes
-    if data.count == raw, data.first == 0x04 { return data }
-    if let (contents, rest) = try? DER.readTLV(data[...], tag: 0x04), rest.isEmpty, contents.count == raw, contents.first == 0x04 {
-        return Array(contents)
-    }
-    return nil
-}
-
 @_cdecl("signet_C_DeriveKey")
 func signet_C_DeriveKey(_ session: CK_SESSION_HANDLE, _ mechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ baseKey: CK_OBJECT_HANDLE,
                         _ template: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ count: CK_ULONG, _ key: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV {
@@ -662,7 +651,8 @@ func signet_C_DeriveKey(_ session: CK_SESSION_HANDLE, _ mechanism: UnsafeMutable
         let kdfHash = X963.hash(forKDF: params.kdf)
         guard params.kdf == CKD_NULL || kdfHash != nil else { return CKR_MECHANISM_PARAM_INVALID }
         let fieldBytes = (object.bits + 7) / 8
-        guard let point = peerPoint(bytes(params.pPublicData, params.ulPublicDataLen), fieldBytes: fieldBytes) else {
+        // Raw or inside an OCTET STRING: NSS tries both (pk11_PubDeriveECKeyWithKDF).
+        guard let point = DER.uncompressedPoint(bytes(params.pPublicData, params.ulPublicDataLen), fieldLength: fieldBytes) else {
             return CKR_MECHANISM_PARAM_INVALID
         }
         let sharedInfo = bytes(params.pSharedData, params.ulSharedDataLen)

@@ -77,17 +77,17 @@ enum ObjectBuilder {
         // A key without its own public key info borrows its certificate's (same CKA_ID).
         var certificateKeys: [[UInt8]: [UInt8]] = [:]
         var certificateSubjects: [[UInt8]: [UInt8]] = [:]
-        var certificates: [(ObjectEntry, CertificateFields)] = []
+        var certificates: [(ObjectEntry, [UInt8], CertificateFields)] = []
         for (index, entry) in entries.enumerated() where entry.kind == .certificate {
             let der = index < values.count ? values[index] : []
             guard let fields = try? CertificateFields(der: der) else { continue }  // unreadable: not shown
             certificateKeys[entry.id] = fields.publicKeyInfo
             certificateSubjects[entry.id] = fields.subject
-            certificates.append((entry, fields))
+            certificates.append((entry, der, fields))
         }
         let privateIDs = Set(entries.filter { $0.kind == .privateKey }.map(\.id))
-        for (entry, fields) in certificates {
-            result.append(certificate(entry, fields, userCertificate: privateIDs.contains(entry.id), handle: handle(entry.uri)))
+        for (entry, der, fields) in certificates {
+            result.append(certificate(entry, der: der, fields, userCertificate: privateIDs.contains(entry.id), handle: handle(entry.uri)))
         }
         for entry in entries where entry.kind != .certificate {
             let spki = entry.publicKeyInfo.isEmpty ? certificateKeys[entry.id] ?? [] : entry.publicKeyInfo
@@ -106,10 +106,11 @@ enum ObjectBuilder {
         return attributes
     }
 
-    static func certificate(_ entry: ObjectEntry, _ fields: CertificateFields, userCertificate: Bool, handle: CK_OBJECT_HANDLE) -> ModuleObject {
+    static func certificate(_ entry: ObjectEntry, der: [UInt8], _ fields: CertificateFields, userCertificate: Bool,
+                            handle: CK_OBJECT_HANDLE) -> ModuleObject {
         var attributes = common(CKO_CERTIFICATE, label: entry.label, id: entry.id, isPrivate: false)
         attributes[CKA_CERTIFICATE_TYPE] = .ulong(CKC_X_509)
-        attributes[CKA_VALUE] = .bytes(fields.der)
+        attributes[CKA_VALUE] = .bytes(der)
         attributes[CKA_SUBJECT] = .bytes(fields.subject)
         attributes[CKA_ISSUER] = .bytes(fields.issuer)
         attributes[CKA_SERIAL_NUMBER] = .bytes(fields.serialNumber)
@@ -165,33 +166,6 @@ enum ObjectBuilder {
             CSIGNET_CKA_PROFILE_ID: .ulong(CSIGNET_CKP_PUBLIC_CERTIFICATES_TOKEN),
         ]
         return ModuleObject(handle: handle, uri: "", objectClass: CSIGNET_CKO_PROFILE, keyType: nil, bits: 0, usages: [], attributes: attributes)
-    }
-}
-
-/// The fields of a DER X.509 certificate that PKCS#11 attributes carry.
-struct CertificateFields {
-    let der: [UInt8]
-    let subject: [UInt8]
-    let issuer: [UInt8]
-    /// The DER INTEGER, tag and length included (`CKA_SERIAL_NUMBER`).
-    let serialNumber: [UInt8]
-    let publicKeyInfo: [UInt8]
-
-    init(der: [UInt8]) throws(DER.ParseError) {
-        self.der = der
-        let certificate = try DER.readTLV(der[...], tag: 0x30).contents
-        var tbs = try DER.readTLV(certificate, tag: 0x30).contents
-        if tbs.first == 0xA0 { tbs = try DER.element(tbs).rest }  // [0] version
-        let serial = try DER.element(tbs)
-        guard serial.tag == 0x02 else { throw .unexpectedTag(expected: 0x02, found: serial.tag) }
-        serialNumber = Array(serial.whole)
-        let signature = try DER.element(serial.rest)
-        let issuerElement = try DER.element(signature.rest)
-        issuer = Array(issuerElement.whole)
-        let validity = try DER.element(issuerElement.rest)
-        let subjectElement = try DER.element(validity.rest)
-        subject = Array(subjectElement.whole)
-        publicKeyInfo = Array(try DER.element(subjectElement.rest).whole)
     }
 }
 
