@@ -20,7 +20,11 @@ struct Slot {
     var entry: TokenEntry
     var present: Bool
     /// The objects, read once per `changes` and unlock state of the token.
-    var objects: [ModuleObject]?
+    var objects: [ModuleObject]? {
+        didSet { byHandle = Dictionary((objects ?? []).map { ($0.handle, $0) }) { first, _ in first } }
+    }
+    /// The same objects by handle (every attribute read looks one up), kept with `objects`.
+    private(set) var byHandle: [CK_OBJECT_HANDLE: ModuleObject] = [:]
     var objectsKey: (changes: UInt32, unlocked: Bool)?
 }
 
@@ -274,7 +278,8 @@ final class ModuleState: @unchecked Sendable {
             return found.slot
         }
         if let own = lock.withLock({ $0.sessionObjects[handle] }) { return own }
-        guard let found = try objects(slot).first(where: { $0.handle == handle }) else { throw ModuleError(CKR_OBJECT_HANDLE_INVALID) }
+        _ = try objects(slot)  // listed again if the token changed
+        guard let found = lock.withLock({ $0.slots[slot]?.byHandle[handle] }) else { throw ModuleError(CKR_OBJECT_HANDLE_INVALID) }
         return found
     }
 
