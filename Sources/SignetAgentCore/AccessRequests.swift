@@ -111,7 +111,7 @@ enum AccessRequests: RequestGroup {
         let worker = try context.awaitToken(token)
         let settings = context.agent.currentSettings
         let environment = context.cache.environment
-        guard let program = Prompting.program(configured: settings.pinentryProgram, for: environment) else {
+        guard Prompting.program(configured: settings.pinentryProgram, for: environment) != nil else {
             context.record(.unlock, result: "nowhere-to-ask", token: worker.uriText,
                            detail: environment.refused.isEmpty ? nil : "refused: " + environment.refused.joined(separator: "; "))
             return .access(AccessOutcome(kind: .nowhereToAsk, message: Prompting.nowhereMessage))
@@ -129,7 +129,7 @@ enum AccessRequests: RequestGroup {
             gate.open(result)
         }
         do throws(AgentFailure) {
-            result = .success(try prompt(worker, program: program, environment: environment, timeout: settings.pinentryTimeout,
+            result = .success(try prompt(worker, configured: settings.pinentryProgram, environment: environment, timeout: settings.pinentryTimeout,
                                          key: try token.map { (text) throws(AgentFailure) in try context.parse(text) }.flatMap { $0.text("object") },
                                          context))
         } catch {
@@ -139,8 +139,10 @@ enum AccessRequests: RequestGroup {
     }
 
     /// The prompt itself: at most one `GETPIN` per try the lockout rule leaves, and a few more for codes of
-    /// a length the token refuses (which are not counted).
-    private static func prompt(_ worker: TokenWorker, program: String, environment: ClientEnvironment, timeout: Double, key: String?,
+    /// a length the token refuses (which are not counted). It waits (up to `timeout`) for its turn at the
+    /// client's screen or terminal, whose places are checked again for the caller as the pinentry starts
+    /// (`Prompting.begin`), and holds the turn until the pinentry ends.
+    private static func prompt(_ worker: TokenWorker, configured: String?, environment: ClientEnvironment, timeout: Double, key: String?,
                                _ context: RequestContext) throws(AgentFailure) -> AccessOutcome {
         let manager = context.manager
         let policy = manager.policy
@@ -153,6 +155,28 @@ enum AccessRequests: RequestGroup {
         var (current, unlocked) = try status()
         if unlocked { return AccessOutcome(.alreadyUnlocked) }
         let info = worker.token.info
+        let started: (turn: PromptQueue.Turn, program: String, environment: ClientEnvironment)
+        do throws(Prompting.NotShown) {
+            started = try Prompting.begin(for: environment, caller: context.peer, configured: configured, queue: context.agent.promptQueue,
+                                          until: MonotonicClock.seconds() + timeout)
+        } catch {
+            switch error {
+            case .nowhere(let reasons):
+                context.record(.unlock, result: "prompt-refused", token: worker.uriText, detail: reasons.joined(separator: "; "))
+                return AccessOutcome(kind: .nowhereToAsk, message: "Signet did not prompt: the screen or terminal this program named is no longer "
+                                     + "its own (\(reasons.joined(separator: "; "))); no try was used. Run `signet unlock` from your own terminal.")
+            case .waited(let waited):
+                let why = "waited \(Int(waited.seconds.rounded())) s behind \(waited.words); not shown"
+                context.record(.unlock, result: "prompt-timed-out", token: worker.uriText, detail: why)
+                return AccessOutcome(kind: .timedOut, message: "Not asked: \(waited.words) held your screen or terminal for "
+                                     + "\(Int(waited.seconds.rounded())) s; no try was used. Answer that prompt, then try again.")
+            }
+        }
+        defer { started.turn.end() }
+        // Another prompt may have unlocked it while this one waited for its turn.
+        (current, unlocked) = try status()
+        if unlocked { return AccessOutcome(.alreadyUnlocked) }
+        let program = started.program
         func ended(_ failure: PinentryFailure) -> AccessOutcome {
             let (kind, name, message): (AccessOutcome.Kind, String, String) = switch failure {
             case .cancelled: (.cancelled, "prompt-cancelled", "Cancelled; no try was used.")
@@ -165,7 +189,7 @@ enum AccessRequests: RequestGroup {
         }
         let session: PinentrySession
         do throws(PinentryFailure) {
-            session = try Prompting.open(program, for: environment, timeout: timeout, title: "Signet: unlock \(Console.safe(info.label))")
+            session = try Prompting.open(program, for: started.environment, timeout: timeout, title: "Signet: unlock \(Console.safe(info.label))")
         } catch {
             return ended(error)
         }

@@ -73,9 +73,10 @@ public enum AgentMain {
         let counter = ConnectionCounter()
         // The confirmer reads `pinentry-program` from the handler's settings, which SIGHUP replaces.
         let reference = HandlerReference()
+        let promptQueue = PromptQueue()
         let handler = RequestHandler(audit: audit, settings: settings,
-                                     confirmer: PinentryConfirmer(program: { reference.handler?.currentSettings.pinentryProgram }),
-                                     connectionCount: { counter.count() })
+                                     confirmer: PinentryConfirmer(program: { reference.handler?.currentSettings.pinentryProgram }, queue: promptQueue),
+                                     promptQueue: promptQueue, connectionCount: { counter.count() })
         reference.handler = handler
         let server = AgentServer(listener: socket.fd, handler: handler, logger: logger) { kill(getpid(), SIGTERM) }
         counter.server = server

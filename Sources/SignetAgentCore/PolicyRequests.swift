@@ -59,9 +59,9 @@ enum ClientGuard {
         let decision = policy.decide(peer, operation, facts)
         verdict.rule = decision.rule?.origin
         let what = "\(peer.program) (pid \(peer.pid)) may not \(operation.rawValue) with the key \"\(verdict.keyName)\""
-        func refuse(_ code: AgentErrorCode, _ word: String, _ message: String) -> AgentFailure {
+        func refuse(_ code: AgentErrorCode, _ word: String, _ message: String, detail: String? = nil) -> AgentFailure {
             agent.record(action, result: word, peer: peer, start: context.start, token: worker.uriText, key: key,
-                         detail: decision.refusal, decision: word, rule: verdict.rule)
+                         detail: detail ?? decision.refusal, decision: word, rule: verdict.rule)
             agent.recentUses.note(peer, key: verdict.keyName, operation: operation, decision: word)
             var failure = AgentFailure(code, "signet: " + message)
             failure.audited = true
@@ -84,8 +84,8 @@ enum ClientGuard {
                 verdict.detail = "allowed for 5 minutes at an earlier prompt"
                 return verdict
             }
-            let text = "\(peer.program) (pid \(peer.pid)) wants to \(operation.rawValue) with the key \"\(verdict.keyName)\" on \(worker.label)."
-            switch agent.confirmer.confirm(text, connection: context.cache, peer: peer, timeout: settings.confirmTimeout) {
+            let question = ConfirmQuestion(program: peer.program, pid: peer.pid, operation: operation.rawValue, key: verdict.keyName, token: worker.label)
+            switch agent.confirmer.confirm(question, connection: context.cache, peer: peer, timeout: settings.confirmTimeout) {
             case .allow:
                 verdict.decision = "confirmed"
                 return verdict
@@ -101,6 +101,13 @@ enum ClientGuard {
             case .timedOut:
                 throw refuse(.notConfirmed, "prompt-timed-out", "\(what): no answer at the prompt within \(Int(settings.confirmTimeout)) s "
                              + "(rule at \(verdict.rule ?? "?") asks to confirm each use). Try again and answer it.")
+            case .timedOutWaiting(let why):
+                throw refuse(.notConfirmed, "prompt-timed-out", "\(what): no answer within \(Int(settings.confirmTimeout)) s — the prompt waited for "
+                             + "another one on the same screen or terminal and was not shown (rule at \(verdict.rule ?? "?") asks to confirm each use). "
+                             + "Answer the prompt that is shown, then try again.", detail: why)
+            case .placeRefused(let why):
+                throw refuse(.notConfirmed, "prompt-refused", "\(what) without a yes: Signet did not prompt, because the screen or terminal "
+                             + "this program named is no longer its own (\(why)). Run it again from your own terminal or desktop session.", detail: why)
             case .nowhereToAsk:
                 throw refuse(.notConfirmed, "nowhere-to-ask", "\(what) without a yes, and there is no screen or terminal to ask on (rule at "
                              + "\(verdict.rule ?? "?") asks to confirm each use). Run it from your desktop session, or allow it in that rule.")

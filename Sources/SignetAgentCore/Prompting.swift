@@ -108,12 +108,45 @@ public struct ClientEnvironment: Sendable, Equatable {
 /// An answer to `Prompting.confirm`.
 public enum ConfirmAnswer: Sendable, Equatable {
     case allow, allowFor5Minutes, deny, cancelled, timedOut, nowhereToAsk
+    /// Not shown: another prompt held the client's screen or terminal until the deadline (the words say which).
+    case timedOutWaiting(String)
+    /// Not shown: the screen or terminal the client named is not the caller's any more (the reasons).
+    case placeRefused(String)
+}
+
+/// What a `confirm` rule asks the person: which program wants to do what with which key on which token.
+///
+/// The program's path, the key's label and the token's label are text Signet did not write; they reach
+/// the prompt only through `description`, each made safe with `Console.safe`, so that a program path
+/// holding a newline and U+202E cannot add a line ("Signet: verified mail program …") or reorder one.
+/// (Assuan's own `%XX` escaping comes after, in `PinentrySession.line`.)
+public struct ConfirmQuestion: Sendable, Equatable {
+    public var program: String
+    public var pid: Int32
+    public var operation: String
+    public var key: String
+    public var token: String
+
+    public init(program: String, pid: Int32, operation: String, key: String, token: String) {
+        self.program = program; self.pid = pid; self.operation = operation; self.key = key; self.token = token
+    }
+
+    /// The prompt's words, every foreign part escaped.
+    public var description: String {
+        "\(Console.safe(program)) (pid \(pid)) wants to \(Console.safe(operation)) with the key \"\(Console.safe(key))\" on \(Console.safe(token))."
+    }
 }
 
 /// Asking the person through pinentry: which program, and the words of the prompts.
 public enum Prompting {
     /// What the agent answers when a client named no screen or terminal it may use.
     public static let nowhereMessage = "No screen or terminal to ask for the access code — run `signet unlock`"
+
+    /// The button labels of a confirm prompt, each with its own accelerator (pinentry's `_` marks the letter):
+    /// pinentry-tty offers `[a5d]`, pinentry-gtk2 takes Alt+A, Alt+5, Alt+D, pinentry-curses shows them
+    /// without the mark. Each answer has its own key, so a one-time Allow can be chosen on a terminal and a
+    /// key never grants more than the button it names.
+    static let allowLabel = "_Allow once", allowFor5MinutesLabel = "Allow for _5 minutes", denyLabel = "_Deny"
 
     /// The pinentry for `environment`: `configured` (`pinentry-program`) when set; else the first installed of
     /// pinentry-gnome3, pinentry-gtk2 (Debian's `pinentry-gtk-2`) and pinentry-qt when a display is known,
@@ -134,6 +167,35 @@ public enum Prompting {
         return nil
     }
 
+    /// Why a prompt was not started.
+    enum NotShown: Error {
+        /// Nowhere to ask: the client named no place, or none passed the check made now (the reasons).
+        case nowhere([String])
+        /// Another prompt held the client's places until the deadline.
+        case waited(PromptQueue.Waited)
+    }
+
+    /// Everything before a pinentry starts: the turn at every place `environment` names (waiting until
+    /// `deadline`, monotonic seconds), then those places checked again for `caller` as it is now
+    /// (`PromptPlaces.recheck`), then the pinentry for what passed. The caller holds the turn for as long as
+    /// its pinentry runs and ends it after.
+    static func begin(for environment: ClientEnvironment, caller: PeerProcess, configured: String?, queue: PromptQueue,
+                      until deadline: Double) throws(NotShown) -> (turn: PromptQueue.Turn, program: String, environment: ClientEnvironment) {
+        guard program(configured: configured, for: environment) != nil else { throw .nowhere(environment.refused) }
+        let turn: PromptQueue.Turn
+        do throws(PromptQueue.Waited) {
+            turn = try queue.turn(at: environment.places, for: caller.program, until: deadline)
+        } catch {
+            throw .waited(error)
+        }
+        let (checked, refused) = PromptPlaces.recheck(environment, caller: caller)
+        guard let program = program(configured: configured, for: checked) else {
+            turn.end()
+            throw .nowhere(refused)
+        }
+        return (turn, program, checked)
+    }
+
     /// Starts `program` for `environment` and sets what every prompt sets: the terminal, `SETTIMEOUT`, the title.
     static func open(_ program: String, for environment: ClientEnvironment, timeout: Double, title: String) throws(PinentryFailure) -> PinentrySession {
         let session = try PinentrySession(program: program, environment: environment.pinentryVariables, timeout: timeout)
@@ -152,23 +214,35 @@ public enum Prompting {
     }
 
     /// Asks the person to allow one use (the per-client policy's "confirm" rule): a pinentry `CONFIRM` on the
-    /// client's screen or terminal showing `text`, with three buttons. "Allow" is OK, "Allow for 5 minutes" the
-    /// not-OK button (`ERR` 114), and "Deny" the cancel button, so that Escape, a closed window and anything
-    /// unclear never grant anything; `.deny` is returned for all three. `.timedOut` when nobody answered within
-    /// `timeout` seconds (the pinentry is then killed), `.nowhereToAsk` when the client named no usable screen or
-    /// terminal (answered at once), `.cancelled` when the pinentry failed or died. It blocks for as long as the
-    /// person takes: call it on a connection thread, never on Swift's cooperative pool, and never while
-    /// holding a token's worker.
-    public static func confirm(_ text: String, for environment: ClientEnvironment, timeout: Double,
-                               program configured: String? = nil) -> ConfirmAnswer {
-        guard let program = program(configured: configured, for: environment) else { return .nowhereToAsk }
+    /// client's screen or terminal showing `question`, with three buttons. "Allow once" is OK, "Allow for 5
+    /// minutes" the not-OK button (`ERR` 114), and "Deny" the cancel button, so that Escape, a closed window and
+    /// anything unclear never grant anything; `.deny` is returned for all three. The prompt waits for its turn
+    /// at the client's screen or terminal (`PromptQueue`: one prompt per place); `.timedOutWaiting` when its
+    /// turn did not come within `timeout` seconds, and then nothing is shown. Once shown, the person has
+    /// `timeout` seconds: `.timedOut` after (the pinentry is then killed). `.placeRefused` when the places the
+    /// client named are no longer the caller's (checked as the pinentry is about to start), `.nowhereToAsk`
+    /// when the client named none (answered at once), `.cancelled` when the pinentry failed or died. It blocks
+    /// for as long as the person takes: call it on a connection thread, never on Swift's cooperative pool, and
+    /// never while holding a token's worker.
+    static func confirm(_ question: ConfirmQuestion, for environment: ClientEnvironment, caller: PeerProcess, queue: PromptQueue,
+                               timeout: Double, program configured: String? = nil) -> ConfirmAnswer {
+        let started: (turn: PromptQueue.Turn, program: String, environment: ClientEnvironment)
+        do throws(NotShown) {
+            started = try begin(for: environment, caller: caller, configured: configured, queue: queue, until: MonotonicClock.seconds() + timeout)
+        } catch {
+            switch error {
+            case .nowhere(let reasons): return reasons.isEmpty || environment.places.isEmpty ? .nowhereToAsk : .placeRefused(reasons.joined(separator: "; "))
+            case .waited(let waited): return .timedOutWaiting("waited \(Int(waited.seconds.rounded())) s behind \(waited.words); not shown")
+            }
+        }
+        defer { started.turn.end() }
         do throws(PinentryFailure) {
-            let session = try open(program, for: environment, timeout: timeout, title: "Signet")
+            let session = try open(started.program, for: started.environment, timeout: timeout, title: "Signet: \(Console.safe(question.program)) asks")
             defer { session.end() }
-            try session.set("SETDESC", text)
-            try session.set("SETOK", "Allow")
-            try session.set("SETNOTOK", "Allow for 5 minutes", optional: true)
-            try session.set("SETCANCEL", "Deny")
+            try session.set("SETDESC", question.description)
+            try session.set("SETOK", allowLabel)
+            try session.set("SETNOTOK", allowFor5MinutesLabel, optional: true)
+            try session.set("SETCANCEL", denyLabel)
             return try session.confirm() ? .allow : .allowFor5Minutes
         } catch {
             switch error {

@@ -28,7 +28,7 @@ final class RequestHandler: Sendable {
     let connectionCount: @Sendable () -> Int
     /// The prompt running for each token (by identity): a second request for the same token waits for its outcome.
     let prompts = Mutex<[String: Gate<Result<AccessOutcome, AgentFailure>>]>([:])
-    /// Asks the person to confirm a key use that a `confirm` rule names (the pinentry prompt, once plugged in).
+    /// Asks the person to confirm a key use that a `confirm` rule names (the pinentry prompt).
     let confirmer: any Confirming
     let confirmations = Confirmations()
     let recentUses = RecentUses()
@@ -36,9 +36,14 @@ final class RequestHandler: Sendable {
     /// The session bus for notifications when the client sent none in `clientEnvironment`: the agent's own.
     let sessionBus: String?
 
-    init(audit: AuditLog, settings: AgentSettings, confirmer: any Confirming = NoConfirmer(), notifier: Notifier = Notifier(),
-         sessionBus: String? = Notifier.sessionBus(ProcessEnvironment.all()), connectionCount: @escaping @Sendable () -> Int) {
+    /// One prompt per screen or terminal at a time, for the unlock prompts and the confirmer's.
+    let promptQueue: PromptQueue
+
+    init(audit: AuditLog, settings: AgentSettings, confirmer: any Confirming = NoConfirmer(), promptQueue: PromptQueue = PromptQueue(),
+         notifier: Notifier = Notifier(), sessionBus: String? = Notifier.sessionBus(ProcessEnvironment.all()),
+         connectionCount: @escaping @Sendable () -> Int) {
         self.audit = audit
+        self.promptQueue = promptQueue
         self.settings = Mutex(settings)
         accessManager = Mutex(AccessCodeManager(stateDirectory: settings.paths.state, policy: settings.lockoutPolicy))
         self.confirmer = confirmer
@@ -70,15 +75,34 @@ final class RequestHandler: Sendable {
             return .error(.unknownRequest, message: "This agent does not handle \(request.name) requests.")
         }
         return withoutActuallyEscaping(notify) { notify in
-            let context = RequestContext(agent: self, peer: peer, start: start, cache: connection, notify: notify)
+            let context = RequestContext(agent: self, peer: peer, start: start, cache: connection, notify: { notify(Self.safe($0)) })
             do throws(AgentFailure) {
-                return try route.run(context)
+                return Self.safe(try route.run(context))
             } catch {
                 if let action = route.action, !error.audited {
                     record(action, result: "error:\(error.code)", peer: peer, start: start, token: route.token, key: route.key, detail: error.message)
                 }
-                return .error(error.code, message: error.message)
+                return Self.safe(.error(error.code, message: error.message))
             }
+        }
+    }
+
+    /// `response` with every message in words made one line safe for a terminal (`Console.safe`).
+    ///
+    /// Messages carry text Signet did not write — token labels and URIs, key labels, program paths —
+    /// and the command line prints them as they come. Escaping them here, where every answer and
+    /// notice leaves, covers each message whichever request group built it: a token labelled
+    /// "i⏎Layer 1: good signature" shows as `i\nLayer 1: good signature`, on one line. The agent's
+    /// own messages are one line each, so nothing of Signet's is lost; escaping twice changes nothing.
+    static func safe(_ response: AgentResponse) -> AgentResponse {
+        switch response {
+        case .error(let code, let message): return .error(code, message: Console.safe(message))
+        case .notice(let kind, let message): return .notice(kind, message: Console.safe(message))
+        case .ok(let message): return .ok(message: Console.safe(message))
+        case .access(var outcome):
+            outcome.message = Console.safe(outcome.message)
+            return .access(outcome)
+        default: return response
         }
     }
 

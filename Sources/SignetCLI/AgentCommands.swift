@@ -31,11 +31,11 @@ enum Agent {
         guard case .access(let outcome) = response else { throw SignetError.unexpectedAnswer }
         switch outcome.kind {
         case .unlocked: print(success)
-        case .alreadyUnlocked: print(outcome.message)
-        case .wrongCode: throw SignetError(.wrongCode, outcome.message)
-        case .locked: throw SignetError(.locked, outcome.message)
-        case .cardFinalTry, .cardBlocked: throw SignetError(.tokenRefuses, outcome.message)
-        default: throw SignetError(.failure, outcome.message)
+        case .alreadyUnlocked: print(Console.safe(outcome.message))
+        case .wrongCode: throw SignetError(.wrongCode, Console.safe(outcome.message))
+        case .locked: throw SignetError(.locked, Console.safe(outcome.message))
+        case .cardFinalTry, .cardBlocked: throw SignetError(.tokenRefuses, Console.safe(outcome.message))
+        default: throw SignetError(.failure, Console.safe(outcome.message))
         }
     }
 }
@@ -65,13 +65,13 @@ extension Agent {
             do throws(AgentClientError) {
                 guard case .access(let outcome) = try client.call(.unlock(token: keyURI, code: code, finalTry: false)) else { return false }
                 guard outcome.kind == .unlocked || outcome.kind == .alreadyUnlocked else {
-                    Console.error(outcome.message)
+                    Console.error(Console.safe(outcome.message))
                     return false
                 }
                 Console.error("Unlocked.")
                 return true
             } catch {
-                Console.error(error.description)
+                Console.error(Console.safe(error.description))
                 return false
             }
         }
@@ -132,7 +132,7 @@ struct LockCommand: ParsableCommand {
             print("No agent is running, so no token is unlocked.")
             return
         }
-        if case .ok(let message) = try Agent.call(.lock(token: token), client: client) { print(message) }
+        if case .ok(let message) = try Agent.call(.lock(token: token), client: client) { print(Console.safe(message)) }
     }
 }
 

@@ -49,12 +49,12 @@ struct ImportCommand: ParsableCommand {
             try Agent.unlockAfterAsking(token: token, codeFD: codeFD, client: client)
         }
         let (importedKey, certificateThere, keyID) = (result.importedKey, result.certificateWasThere, result.keyID)
-        if let label = result.existingKeyLabel { print("The key is already on the token (\"\(label)\"); not imported again.") }
+        if let label = result.existingKeyLabel { print("The key is already on the token (\"\(Console.safe(label))\"); not imported again.") }
         if certificateThere { print("The certificate is already installed.") }
         if importedKey == nil && certificateThere {
-            print("Nothing changed: \(certificate.subject) and its key were already on the token.")
+            print("Nothing changed: \(Console.safe(certificate.subject)) and its key were already on the token.")
         } else {
-            print("Imported \(importedKey == nil ? "" : "\(certificate.keyDescription) key and ")certificate \(certificate.subject) "
+            print("Imported \(importedKey == nil ? "" : "\(certificate.keyDescription) key and ")certificate \(Console.safe(certificate.subject)) "
                   + "(id \(TrustStore.id(certificate)); PKCS#11 key id \(Hex.encode(keyID)))"
                   + (importedKey == nil ? "." : "; the key cannot be exported from the token."))
         }

@@ -52,8 +52,8 @@ struct KeyCommand: ParsableCommand {
                 .generateKeyPair(token: token, keyType: wireType, bits: bits, curve: curve, id: keyID, label: label)) else {
                 throw CLIError(description: "unexpected answer from the agent")
             }
-            print("Generated \(type.rawValue) key \"\(label)\" (id \(Hex.encode(keyID))).")
-            print("  \(privateURI)")
+            print("Generated \(type.rawValue) key \"\(Console.safe(label))\" (id \(Hex.encode(keyID))).")
+            print("  \(Console.safe(privateURI))")
             print("Public key:")
             print(PEM.encode(spki, label: "PUBLIC KEY"), terminator: "")
             print("Next: signet csr --key \(Hex.encode(keyID)) --subject \"C=..,O=Your Org,CN=Your Name\" --email you@example.org")
@@ -91,12 +91,12 @@ struct KeyCommand: ParsableCommand {
                 print("No private keys are visible. Unlock the token (`signet unlock`), or generate one with `signet key generate`.")
             }
             for entry in entries {
-                print("\(entry.type)-\(entry.bits)  \(entry.label)  id \(entry.id)  [\(entry.usages.joined(separator: ", "))]")
-                print("  \(entry.uri)")
+                print("\(entry.type)-\(entry.bits)  \(Console.safe(entry.label))  id \(entry.id)  [\(entry.usages.joined(separator: ", "))]")
+                print("  \(Console.safe(entry.uri))")
                 if entry.certificates.isEmpty {
                     print("  certificate: none (make a request with `signet csr --key \(entry.id) …`)")
                 } else {
-                    for subject in entry.certificates { print("  certificate: \(subject)") }
+                    for subject in entry.certificates { print("  certificate: \(Console.safe(subject))") }
                 }
             }
         }

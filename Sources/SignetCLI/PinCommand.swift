@@ -111,7 +111,7 @@ struct PinCommand: ParsableCommand {
             guard case .ok(let message) = try Agent.call(.repairLedger(token: selection.token)) else {
                 throw CLIError(description: "unexpected answer from the agent")
             }
-            print(message)
+            print(Console.safe(message))
         }
     }
 }

@@ -64,8 +64,8 @@ struct TokenCommand: ParsableCommand {
                 throw CLIError(description: "unexpected answer from the agent")
             }
             let serial = (try? PKCS11URI(parsing: uri))?.text("serial") ?? "?"
-            print("Created software token \"\(label)\" (serial \(serial)).")
-            print("URI: \(uri)")
+            print("Created software token \"\(Console.safe(label))\" (serial \(Console.safe(serial))).")
+            print("URI: \(Console.safe(uri))")
             print("This is a SOFTWARE token for trying Signet out: its keys are files on this computer.")
         }
     }

@@ -53,7 +53,7 @@ struct TokensCommand: ParsableCommand {
         }
         let listing = Listing(tokens: tokens.map(Self.entry), moduleErrors: failures.map { "\($0.path): \($0.reason)" })
         if output.json { return try JSONOutput.print(listing) }
-        for problem in listing.moduleErrors { Console.error("warning: could not use PKCS#11 module \(problem)") }
+        for problem in listing.moduleErrors { Console.error("warning: could not use PKCS#11 module \(Console.safe("\(problem)"))") }
         if listing.tokens.isEmpty {
             print("No tokens found. Insert your token or tap it on the reader; to try Signet without one, run `signet token init --software --label Test`.")
             return

@@ -1,5 +1,6 @@
 import SignetAgentClient
 import SignetAgentProtocol
+import SignetCore
 
 /// What a failed (or partly failed) command means, as the exit status a mail program or script sees.
 /// Each value has one meaning everywhere; docs/exit-status.md is the table people read.
@@ -80,8 +81,11 @@ public struct SignetError: Error, CustomStringConvertible {
     }
 
     /// An agent failure, with the status its code means; the agent's message already says what to do.
+    /// The message is one line whose controls are made visible (`Console.safe`), newlines included: it
+    /// carries token labels, URIs and program paths, and `exit(reporting:)` keeps the newlines of a
+    /// message's own lines, so a label's newline must not reach it raw (an agent escapes them too).
     public init(_ error: AgentClientError) {
-        self.init(ExitStatus(error.code), error.description, cause: error)
+        self.init(ExitStatus(error.code), Console.safe(error.description), cause: error)
     }
 
     /// The agent answered with a response of the wrong kind (a protocol mismatch between versions).

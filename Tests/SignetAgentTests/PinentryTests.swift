@@ -16,8 +16,11 @@ final class PromptedAgent: @unchecked Sendable {
     let directory: URL
     let uri: String
     let serial: String
+    /// The screen the clients name: a stand-in X socket, which the agent checks before a prompt starts.
+    let display: StandInDisplay
 
     init(code: [UInt8], plan: [String] = [], config: String = "", label: String = "Prompted") throws {
+        display = try StandInDisplay()
         let home = try TestPaths.temporaryDirectory("signet-pinentry")
         directory = home
         let fake = home.appendingPathComponent("fake-pinentry").path
@@ -42,8 +45,9 @@ final class PromptedAgent: @unchecked Sendable {
         try lines.map { $0 + "\n" }.joined().write(to: directory.appendingPathComponent("plan"), atomically: true, encoding: .utf8)
     }
 
-    /// A client that said where it can be asked (a display name is enough for the configured pinentry).
-    func client(environment: [(String, String)] = [("DISPLAY", ":99")]) throws -> AgentClient {
+    /// A client that said where it can be asked (the stand-in display, unless `environment` says otherwise).
+    func client(environment: [(String, String)]? = nil) throws -> AgentClient {
+        let environment = environment ?? [("DISPLAY", display.name)]
         let client = try agent.client()
         guard case .ok = try client.call(.clientEnvironment(entries: environment)) else { throw TestFailure("clientEnvironment refused") }
         return client
@@ -353,7 +357,7 @@ struct RealPinentryTests {
         try agent.start()
         try agent.makeToken("Window Token", code: "gui-code-1")
         // A display number of our own: the first free one from 70.
-        let number = try #require((70..<200).first { !FileManager.default.fileExists(atPath: "/tmp/.X11-unix/X\($0)") && !FileManager.default.fileExists(atPath: "/tmp/.X\($0)-lock") })
+        let number = try #require((71..<200).first { !FileManager.default.fileExists(atPath: "/tmp/.X11-unix/X\($0)") && !FileManager.default.fileExists(atPath: "/tmp/.X\($0)-lock") })
         let xvfb = try AgentFixture.spawn("/usr/bin/Xvfb", [":\(number)", "-nolisten", "tcp", "-screen", "0", "1024x768x24"],
                                           environment: ["PATH": "/usr/bin:/bin"], log: agent.home.path + "/xvfb.log")
         defer {

@@ -10,12 +10,15 @@ import Testing
 final class ModulePromptTests {
     var fixture: ModuleFixture!
     var pinentry = ""
+    /// The screen pkcs11-tool names: a stand-in X socket, which the agent checks before a prompt starts.
+    var display: StandInDisplay!
 
     func prepare() throws {
         let directory = try TestPaths.temporaryDirectory("signet-module-pinentry")
         pinentry = directory.appendingPathComponent("fake-pinentry").path
         try TestPaths.copyExecutable(TestPaths.testData.appendingPathComponent("pinentry/fake-pinentry").path, to: pinentry)
         fixture = try ModuleFixture(countingCodes: true, config: "pinentry-program = \(pinentry)")
+        display = try StandInDisplay()
     }
 
     func plan(_ lines: [String]) throws {
@@ -31,7 +34,7 @@ final class ModulePromptTests {
 
     /// pkcs11-tool as Thunderbird logs in: C_Login(CKU_USER, NULL, 0), from a program with a screen.
     func login(_ extra: [String] = ["--list-objects"]) throws -> Run.Result {
-        try fixture.run("pkcs11-tool", ["--module", fixture.module, "--login"] + extra, environment: ["DISPLAY": ":99"])
+        try fixture.run("pkcs11-tool", ["--module", fixture.module, "--login"] + extra, environment: ["DISPLAY": display.name])
     }
 
     func logins() -> Int {
