@@ -73,7 +73,7 @@ public enum AgentMain {
         let counter = ConnectionCounter()
         // The confirmer reads `pinentry-program` from the handler's settings, which SIGHUP replaces.
         let reference = HandlerReference()
-        let promptQueue = PromptQueue()
+        let promptQueue = PromptQueue(onWait: { logger.info("\(Console.safe($0))") })
         let handler = RequestHandler(audit: audit, settings: settings,
                                      confirmer: PinentryConfirmer(program: { reference.handler?.currentSettings.pinentryProgram }, queue: promptQueue),
                                      promptQueue: promptQueue, connectionCount: { counter.count() })

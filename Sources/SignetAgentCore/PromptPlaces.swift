@@ -70,6 +70,7 @@ enum PromptPlaces {
         var info = stat()
         guard lstat(path, &info) == 0 else { return "it is gone (closed)" }
         guard info.st_mode & S_IFMT == S_IFCHR else { return "it is not a terminal" }
+        guard deviceNumbers(UInt64(info.st_rdev)) != (5, 0) else { return "/dev/tty names no terminal in particular" }
         guard info.st_uid == caller.uid else {
             return "it belongs to uid \(info.st_uid) now, not to the caller's uid \(caller.uid) (it was closed and opened again by someone else)"
         }
@@ -186,8 +187,12 @@ final class PromptQueue: @unchecked Sendable {
     /// Prompts waiting, in order of arrival.
     private var waiting: [(ticket: UInt64, places: Set<String>)] = []
     private var nextTicket: UInt64 = 0
+    /// Told (in words) when a prompt has to wait for its turn: the agent logs it, so that a person who
+    /// wonders why no prompt appears can read which one holds the place.
+    private let onWait: (@Sendable (String) -> Void)?
 
-    init() {
+    init(onWait: (@Sendable (String) -> Void)? = nil) {
+        self.onWait = onWait
         pthread_mutex_init(mutex, nil)
         var attributes = pthread_condattr_t()
         pthread_condattr_init(&attributes)
@@ -235,6 +240,7 @@ final class PromptQueue: @unchecked Sendable {
         let ticket = nextTicket
         nextTicket += 1
         waiting.append((ticket, places))
+        var told = false
         while true {
             let free = places.allSatisfy { busy[$0] == nil }
             let first = !waiting.contains { $0.ticket < ticket && !$0.places.isDisjoint(with: places) }
@@ -250,6 +256,12 @@ final class PromptQueue: @unchecked Sendable {
                 pthread_cond_broadcast(changed)
                 let holders = places.sorted().compactMap { place in busy[place].map { "a prompt for \($0) on \(PromptQueue.words(place))" } }
                 throw Waited(seconds: now - start, holders: Array(Set(holders)).sorted())
+            }
+            if !told, let onWait {
+                told = true
+                let holders = Set(places.compactMap { place in busy[place].map { "a prompt for \($0) on \(PromptQueue.words(place))" } })
+                onWait("a prompt for \(holder) waits for its turn at \(places.sorted().map(PromptQueue.words).joined(separator: ", "))"
+                       + (holders.isEmpty ? " (behind an earlier one)" : " behind \(holders.sorted().joined(separator: ", "))"))
             }
             var until = timespec()
             let whole = deadline.rounded(.down)

@@ -84,6 +84,8 @@ public struct ClientEnvironment: Sendable, Equatable {
         switch name {
         case "tty":
             guard value.hasPrefix("/dev/"), !value.contains("/../"), !value.hasSuffix("/..") else { return "not a terminal under /dev" }
+            // /dev/tty is whichever terminal the process that opens it has: for a pinentry the agent starts, none.
+            guard value != "/dev/tty" else { return "/dev/tty names no terminal in particular; name the terminal itself (/dev/pts/N)" }
             return owned(value, S_IFCHR, "terminal")
         case "WAYLAND_DISPLAY":
             guard !value.contains("..") else { return "has .." }
@@ -143,7 +145,7 @@ public enum Prompting {
     public static let nowhereMessage = "No screen or terminal to ask for the access code — run `signet unlock`"
 
     /// The button labels of a confirm prompt, each with its own accelerator (pinentry's `_` marks the letter):
-    /// pinentry-tty offers `[a5d]`, pinentry-gtk2 takes Alt+A, Alt+5, Alt+D, pinentry-curses shows them
+    /// pinentry-tty offers `[ad5]`, pinentry-gtk2 takes Alt+A, Alt+5, Alt+D, pinentry-curses shows them
     /// without the mark. Each answer has its own key, so a one-time Allow can be chosen on a terminal and a
     /// key never grants more than the button it names.
     static let allowLabel = "_Allow once", allowFor5MinutesLabel = "Allow for _5 minutes", denyLabel = "_Deny"
@@ -214,9 +216,11 @@ public enum Prompting {
     }
 
     /// Asks the person to allow one use (the per-client policy's "confirm" rule): a pinentry `CONFIRM` on the
-    /// client's screen or terminal showing `question`, with three buttons. "Allow once" is OK, "Allow for 5
-    /// minutes" the not-OK button (`ERR` 114), and "Deny" the cancel button, so that Escape, a closed window and
-    /// anything unclear never grant anything; `.deny` is returned for all three. The prompt waits for its turn
+    /// client's screen or terminal showing `question`, with three buttons. "Allow once" is OK and grants one use;
+    /// "Deny" is the cancel button, and Escape or a closed window answer the same. "Allow for 5 minutes" is the
+    /// not-OK button (`ERR` 114), which pinentry also answers when it could not show the question, so it grants
+    /// nothing by itself: a second prompt asks for the 5 minutes with only OK and Deny, and only its OK grants
+    /// them. `.deny` is returned for every answer that is not an OK. The prompt waits for its turn
     /// at the client's screen or terminal (`PromptQueue`: one prompt per place); `.timedOutWaiting` when its
     /// turn did not come within `timeout` seconds, and then nothing is shown. Once shown, the person has
     /// `timeout` seconds: `.timedOut` after (the pinentry is then killed). `.placeRefused` when the places the
@@ -236,14 +240,26 @@ public enum Prompting {
             }
         }
         defer { started.turn.end() }
+        let title = "Signet: \(Console.safe(question.program)) asks"
         do throws(PinentryFailure) {
-            let session = try open(started.program, for: started.environment, timeout: timeout, title: "Signet: \(Console.safe(question.program)) asks")
-            defer { session.end() }
-            try session.set("SETDESC", question.description)
-            try session.set("SETOK", allowLabel)
-            try session.set("SETNOTOK", allowFor5MinutesLabel, optional: true)
-            try session.set("SETCANCEL", denyLabel)
-            return try session.confirm() ? .allow : .allowFor5Minutes
+            let first = try open(started.program, for: started.environment, timeout: timeout, title: title)
+            defer { first.end() }
+            try first.set("SETDESC", question.description)
+            try first.set("SETOK", allowLabel)
+            try first.set("SETNOTOK", allowFor5MinutesLabel, optional: true)
+            try first.set("SETCANCEL", denyLabel)
+            if try first.confirm() { return .allow }
+            first.end()
+            // "Not confirmed" is the 5-minute button, but also what pinentry says when it could not show the
+            // question at all (pinentry-tty on a terminal it cannot open). Only an OK grants: the wider grant is
+            // asked once more, with its own OK and Deny, and anything but that OK denies.
+            let again = try open(started.program, for: started.environment, timeout: timeout, title: title)
+            defer { again.end() }
+            try again.set("SETDESC", question.description + "\n\n" + "Allow this program to \(Console.safe(question.operation)) with this key, "
+                          + "without asking, for the next 5 minutes?")
+            try again.set("SETOK", allowFor5MinutesLabel)
+            try again.set("SETCANCEL", denyLabel)
+            return try again.confirm() ? .allowFor5Minutes : .deny
         } catch {
             switch error {
             case .cancelled: return .deny

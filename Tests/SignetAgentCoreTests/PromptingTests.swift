@@ -27,18 +27,31 @@ struct PromptingTests {
 
     @Test("confirm answers allow, allow for 5 minutes and deny for OK, the not-OK button and cancel; each button has its own accelerator")
     func confirmButtons() throws {
-        let (program, directory) = try fake(["ok", "notok", "cancel"])
+        let (program, directory) = try fake(["ok", "notok", "ok", "cancel", "notok", "cancel"])
         let display = try StandInDisplay()
         let screen = ClientEnvironment(display: display.name)
         let queue = PromptQueue()
         #expect(Prompting.confirm(question(), for: screen, caller: me, queue: queue, timeout: 5, program: program) == .allow)
+        // The 5-minute button, then the OK of the question that asks for exactly that.
         #expect(Prompting.confirm(question(), for: screen, caller: me, queue: queue, timeout: 5, program: program) == .allowFor5Minutes)
+        #expect(Prompting.confirm(question(), for: screen, caller: me, queue: queue, timeout: 5, program: program) == .deny)
+        // The 5-minute button, then Deny at the second question.
         #expect(Prompting.confirm(question(), for: screen, caller: me, queue: queue, timeout: 5, program: program) == .deny)
         let log = try String(contentsOf: directory.appendingPathComponent("log"), encoding: .utf8)
         for line in ["SETDESC /usr/bin/thunderbird (pid 4242) wants to sign with the key \"mail\" on Demo.", "SETOK _Allow once",
-                     "SETNOTOK Allow for _5 minutes", "SETCANCEL _Deny", "SETTIMEOUT 5", "CONFIRM"] {
+                     "SETNOTOK Allow for _5 minutes", "SETCANCEL _Deny", "SETTIMEOUT 5", "CONFIRM", "SETOK Allow for _5 minutes",
+                     "SETDESC /usr/bin/thunderbird (pid 4242) wants to sign with the key \"mail\" on Demo.%0A%0AAllow this program to sign with this key, without asking, for the next 5 minutes?"] {
             #expect(log.contains(line + "\n"), "\(line) missing from \(log)")
         }
+    }
+
+    @Test("A pinentry that answers \"not confirmed\" without showing anything (pinentry-tty on a terminal it cannot open) grants nothing")
+    func notConfirmedGrantsNothing() throws {
+        let (program, directory) = try fake(["notok", "notok"])
+        let display = try StandInDisplay()
+        #expect(Prompting.confirm(question(), for: ClientEnvironment(display: display.name), caller: me, queue: PromptQueue(), timeout: 5,
+                                  program: program) == .deny)
+        #expect(lines(directory).filter { $0 == "CONFIRM" }.count == 2)
     }
 
     @Test("The accelerators are distinct: the letter after each _ differs, so no key answers for two buttons")
@@ -91,7 +104,7 @@ struct PromptingTests {
 
     @Test("Two confirms for one screen: the second pinentry starts only after the first has ended, and each answer goes to its own")
     func confirmsTakeTurns() throws {
-        let (program, directory) = try fake(["slowok 1.5", "notok"])
+        let (program, directory) = try fake(["slowok 1.5", "notok", "ok"])
         let display = try StandInDisplay()
         let screen = ClientEnvironment(display: display.name)
         let queue = PromptQueue()
@@ -109,9 +122,9 @@ struct PromptingTests {
         // One pinentry at a time: the second started after the first said goodbye, and each showed its own program.
         let log = lines(directory)
         let starts = log.indices.filter { log[$0].hasPrefix("start") }
-        #expect(starts.count == 2)
+        #expect(starts.count == 3, "one for the first, two for the second (its 5 minutes are asked again)")
         let bye = try #require(log.firstIndex(of: "BYE"))
-        #expect(starts.count == 2 && bye < starts[1], "\(log)")
+        #expect(starts.count == 3 && bye < starts[1], "\(log)")
         #expect(log[..<bye].contains { $0.hasPrefix("SETDESC /usr/bin/first ") } && log[bye...].contains { $0.hasPrefix("SETDESC /usr/bin/second ") })
     }
 

@@ -159,4 +159,202 @@ struct PromptSafetyTests {
         #expect(refused.map { $0["result"] as? String } == ["prompt-refused"], "\(refused)")
         #expect((refused.first?["detail"] as? String)?.contains("belongs to uid") == true, "\(refused)")
     }
+
+    /// A protocol client in Python that asks from its terminal: `SOCKET KEY` connects, says hello, names the
+    /// terminal of its standard input (or `DISPLAY`) in `clientEnvironment`, signs with `KEY`, and prints
+    /// `signed` or `error CODE MESSAGE`.
+    static let askingClient = #"""
+    import os, socket, struct, sys
+
+    def frame(kind, rid, body):
+        return struct.pack(">IBI", 5 + len(body), kind, rid) + body
+
+    def text(s):
+        b = s.encode()
+        return struct.pack(">I", len(b)) + b
+
+    def exact(s, n):
+        data = b""
+        while len(data) < n:
+            chunk = s.recv(n - len(data))
+            if not chunk:
+                sys.exit("closed")
+            data += chunk
+        return data
+
+    def read(s):
+        (n,) = struct.unpack(">I", exact(s, 4))
+        body = exact(s, n)
+        return body[0], body[5:]
+
+    entries = []
+    if os.environ.get("DISPLAY"):
+        entries.append(("DISPLAY", os.environ["DISPLAY"]))
+    else:
+        entries.append(("tty", os.ttyname(0)))
+        entries.append(("TERM", os.environ.get("TERM", "dumb")))
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    s.sendall(frame(1, 1, b"signet-agent" + struct.pack(">HH", 1, 1) + text("prompt-test")))
+    read(s)
+    s.sendall(frame(0x1C, 2, struct.pack(">I", len(entries)) + b"".join(text(a) + text(b) for a, b in entries)))
+    read(s)
+    s.sendall(frame(8, 3, text(sys.argv[2]) + struct.pack(">QQQI", 0x1041, 0, 0, 0) + struct.pack(">I", 0) + struct.pack(">I", 32) + bytes(32)))
+    kind, rest = read(s)
+    while kind == 0x8E:
+        kind, rest = read(s)
+    if kind == 0xFF:
+        (code,) = struct.unpack(">H", rest[:2])
+        (length,) = struct.unpack(">I", rest[2:6])
+        print("error %d %s" % (code, rest[6:6 + length].decode()), flush=True)
+    elif kind == 0x88:
+        print("signed", flush=True)
+    else:
+        print("answer %#x" % kind, flush=True)
+    """#
+
+    /// A real agent whose `clients` rule asks before every signature, an unlocked token with the keys `first` and
+    /// `second`, and the asking client copied to `first.py`, `second.py` and `third.py` (three programs).
+    final class ConfirmSetup {
+        let agent: AgentFixture
+        let keys: [String: String]
+        let directory: URL
+
+        init(config: String = "") throws {
+            agent = try AgentFixture(config: config)
+            directory = agent.home.appendingPathComponent("programs")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            for name in ["first", "second", "third"] {
+                try PromptSafetyTests.askingClient.write(to: directory.appendingPathComponent("\(name).py"), atomically: true, encoding: .utf8)
+            }
+            try "confirm program=* operations=sign\n".write(toFile: agent.paths.config + "/clients", atomically: true, encoding: .utf8)
+            chmod(agent.paths.config + "/clients", 0o600)
+            try agent.start()
+            let token = try agent.makeToken("Confirm Token")
+            let client = try agent.client()
+            guard try agent.unlock(client, token: token, code: "123456").kind == .unlocked else { throw TestFailure("unlock failed") }
+            var keys: [String: String] = [:]
+            for (index, label) in ["first", "second"].enumerated() {
+                guard case .keyPair(_, let privateKey, _) = try client.call(.generateKeyPair(token: token, keyType: .ec, bits: 0, curve: "P-256",
+                                                                                              id: [UInt8(index + 1)], label: label)) else {
+                    throw TestFailure("no key pair")
+                }
+                keys[label] = privateKey
+            }
+            self.keys = keys
+        }
+
+        /// The shell command that runs `program` (first, second, third) signing with `key`, its answer in `NAME.out`.
+        func command(_ program: String, key: String, output: String) -> String {
+            "/usr/bin/python3 \(directory.path)/\(program).py \(agent.socketPath) '\(keys[key]!)' > \(directory.path)/\(output).out 2>&1"
+        }
+
+        /// What `NAME.out` says once it says something.
+        func answer(_ output: String, timeout: Duration = .seconds(60)) throws -> String {
+            let path = directory.appendingPathComponent("\(output).out").path
+            var text = ""
+            guard eventually(timeout: timeout, {
+                text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+                return text.hasSuffix("\n")
+            }) else { throw TestFailure("\(output) did not answer within \(timeout): \(text)") }
+            return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+
+        /// The sign records of the audit log: (result, detail).
+        var signs: [(result: String, detail: String)] {
+            agent.auditEntries.filter { $0["action"] as? String == "sign" }.map { ($0["result"] as? String ?? "", $0["detail"] as? String ?? "") }
+        }
+    }
+
+    /// A terminal whose shell runs each `cmd.*` file dropped in `directory`, in the background (so several
+    /// programs share the terminal, as jobs of one shell do).
+    static func commandTerminal(_ setup: ConfirmSetup) throws -> TerminalSession {
+        let script = setup.directory.appendingPathComponent("terminal.sh").path
+        try """
+        #!/bin/sh
+        cd "\(setup.directory.path)"
+        terminal=$(tty)
+        while :; do
+          for f in cmd.*; do [ -e "$f" ] || continue; mv "$f" "run.$f"; sh "run.$f" < "$terminal" & done
+          sleep 0.05
+        done
+
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        var environment = setup.agent.environment
+        for name in ["DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY", "DBUS_SESSION_BUS_ADDRESS"] { environment[name] = nil }
+        return try TerminalSession(script, socketDirectory: setup.directory.path, environment: environment)
+    }
+
+    static func run(_ command: String, in setup: ConfirmSetup, as name: String) throws {
+        try (command + "\n").write(to: setup.directory.appendingPathComponent("cmd.\(name)"), atomically: true, encoding: .utf8)
+    }
+
+    /// Clears the terminal (a `clear` run there) and waits until the screen is empty of prompts.
+    static func clear(_ terminal: TerminalSession, _ setup: ConfirmSetup) throws {
+        try run("clear", in: setup, as: "clear")
+        #expect(eventually(timeout: .seconds(20)) { !terminal.screen.contains("Allow") }, "\(terminal.screen)")
+    }
+
+    @Test("pinentry-tty in a terminal: each button has its own key ([ad5]); `a` allows once, two prompts take turns and each answer goes to the one shown, a queued one past its timeout is refused")
+    func pinentryTTYConfirms() throws {
+        let setup = try ConfirmSetup(config: "pinentry-program = /usr/bin/pinentry-tty\nconfirm-seconds = 60")
+        let terminal = try Self.commandTerminal(setup)
+        let tty = try terminal.tty
+
+        // One prompt: the keys are distinct, and `a` is "Allow once": a single use, not 5 minutes.
+        try Self.run(setup.command("first", key: "first", output: "once"), in: setup, as: "once")
+        let once: String
+        do { once = try terminal.waitFor("[ad5]") } catch {
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: setup.directory.path)) ?? []
+            let outs = files.filter { $0.hasSuffix(".out") }.map { "\($0): " + ((try? String(contentsOfFile: setup.directory.path + "/" + $0, encoding: .utf8)) ?? "") }
+            throw TestFailure("\(error)\nfiles: \(files)\n\(outs)\n\(setup.agent.agentLog)\n\(setup.agent.auditLog)")
+        }
+        #expect(once.contains("first.py") && once.contains("wants to sign with") && once.contains("key \"first\""), "\(once)")
+        #expect(once.contains("Allow once") && once.contains("Allow for 5 minutes") && once.contains("Deny"), "\(once)")
+        try terminal.send("a")
+        #expect(try setup.answer("once") == "signed")
+        #expect(setup.signs.last?.detail.contains("5 minutes") == false, "\(setup.signs)")
+        try Self.clear(terminal, setup)
+
+        // Two programs at once on this terminal: the second waits while the first is shown; `d` answers the first only.
+        try Self.run(setup.command("first", key: "first", output: "first"), in: setup, as: "first")
+        let first = try terminal.waitFor("first.py")
+        #expect(try terminal.waitFor("[ad5]").contains("first.py"))
+        try Self.run(setup.command("second", key: "second", output: "second"), in: setup, as: "second")
+        #expect(eventually(timeout: .seconds(30)) { setup.agent.agentLog.contains("waits for its turn at \(tty)") }, "\(setup.agent.agentLog)")
+        #expect(!terminal.screen.contains("second.py"), "two prompts at once:\n\(first)")
+        try terminal.send("d")
+        let denied = try setup.answer("first")
+        #expect(denied.hasPrefix("error") && denied.contains("refused at the prompt"), "\(denied)")
+        let second = try terminal.waitFor("second.py")
+        #expect(second.contains("key \"second\""), "\(second)")
+        try terminal.send("5")
+        // The 5 minutes are asked once more, with only that and Deny.
+        let wider = try terminal.waitFor("[5d]")
+        #expect(wider.contains("for the next 5 minutes?"), "\(wider)")
+        try terminal.send("5")
+        #expect(try setup.answer("second") == "signed")
+        #expect(setup.signs.last?.detail == "allowed for 5 minutes", "\(setup.signs)")
+        try Self.clear(terminal, setup)
+
+        // A prompt queued behind one nobody answers is refused when its own time is up, and never shown.
+        try Self.run(setup.command("first", key: "first", output: "holder"), in: setup, as: "holder")
+        try terminal.waitFor("[ad5]")
+        var config = try String(contentsOfFile: setup.agent.paths.config + "/config", encoding: .utf8)
+        config = config.replacingOccurrences(of: "confirm-seconds = 60", with: "confirm-seconds = 2")
+        try config.write(toFile: setup.agent.paths.config + "/config", atomically: true, encoding: .utf8)
+        #expect(try setup.agent.signet(["agent", "reload"]).status == 0)
+        #expect(eventually(timeout: .seconds(10)) { setup.agent.agentLog.contains("SIGHUP") })
+        try Self.run(setup.command("third", key: "first", output: "third"), in: setup, as: "third")
+        let refused = try setup.answer("third", timeout: .seconds(30))
+        #expect(refused.hasPrefix("error") && refused.contains("was not shown"), "\(refused)")
+        #expect(!terminal.screen.contains("third.py"))
+        let record = try #require(setup.signs.last)
+        #expect(record.result == "prompt-timed-out", "\(setup.signs)")
+        #expect(record.result == "prompt-timed-out" && record.detail.contains("behind a prompt for") && record.detail.contains("first.py on \(tty)")
+                && record.detail.contains("not shown"), "\(record)")
+        try terminal.send("a")
+        #expect(try setup.answer("holder") == "signed")
+    }
 }

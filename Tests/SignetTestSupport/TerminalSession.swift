@@ -33,6 +33,15 @@ public final class TerminalSession {
         unlink(socket)
     }
 
+    /// The pane's terminal, `/dev/pts/N`.
+    public var tty: String {
+        get throws {
+            let result = try Run.command("tmux", ["-S", socket, "display-message", "-p", "-t", "test", "#{pane_tty}"], environment: environment, timeout: 10)
+            guard result.status == 0 else { throw TestFailure("tmux display-message failed: \(result.errors)") }
+            return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+    }
+
     /// The text on the screen now (empty once the program has ended).
     public var screen: String {
         (try? Run.command("tmux", ["-S", socket, "capture-pane", "-p", "-t", "test"], environment: environment, timeout: 10).output) ?? ""
