@@ -357,4 +357,101 @@ struct PromptSafetyTests {
         try terminal.send("a")
         #expect(try setup.answer("holder") == "signed")
     }
+
+    @Test("pinentry-curses in a terminal: Enter on the first button allows once; Tab to \"Allow for 5 minutes\", then OK of its own question, allows 5 minutes")
+    func pinentryCursesConfirms() throws {
+        let setup = try ConfirmSetup(config: "pinentry-program = /usr/bin/pinentry-curses\nconfirm-seconds = 60")
+        let terminal = try Self.commandTerminal(setup)
+
+        try Self.run(setup.command("first", key: "first", output: "once"), in: setup, as: "once")
+        let once = try terminal.waitFor("<Deny>")
+        #expect(once.contains("<Allow once>") && once.contains("<Allow for 5 minutes>") && !once.contains("_"), "\(once)")
+        try terminal.send("Enter")
+        #expect(try setup.answer("once") == "signed")
+        #expect(setup.signs.last?.detail.contains("5 minutes") == false, "\(setup.signs)")
+
+        try Self.run(setup.command("second", key: "second", output: "five"), in: setup, as: "five")
+        try terminal.waitFor("second.py")
+        try terminal.send("Tab")
+        try terminal.send("Enter")
+        let wider = try terminal.waitFor("for the next 5 minutes?")
+        #expect(!wider.contains("<Allow once>"), "\(wider)")
+        try terminal.send("Enter")
+        #expect(try setup.answer("five") == "signed")
+        #expect(setup.signs.last?.detail == "allowed for 5 minutes", "\(setup.signs)")
+    }
+
+    @Test("pinentry-gtk2 under Xvfb: Alt+5 then Alt+5 allows 5 minutes, Alt+D denies, each in the window of the program that asked")
+    func pinentryGTKConfirms() throws {
+        let setup = try ConfirmSetup(config: "pinentry-program = /usr/bin/pinentry-gtk-2\nconfirm-seconds = 60")
+        let number = try #require((71...79).first { !FileManager.default.fileExists(atPath: "/tmp/.X11-unix/X\($0)") && !FileManager.default.fileExists(atPath: "/tmp/.X\($0)-lock") })
+        let xvfb = try AgentFixture.spawn("/usr/bin/Xvfb", [":\(number)", "-nolisten", "tcp", "-screen", "0", "1024x768x24"],
+                                          environment: ["PATH": "/usr/bin:/bin"], log: setup.agent.home.path + "/xvfb.log")
+        defer {
+            // SIGKILL: Xvfb inherits the test runner's blocked signals, SIGTERM among them.
+            kill(xvfb, SIGKILL)
+            var status: Int32 = 0
+            waitpid(xvfb, &status, 0)
+            unlink("/tmp/.X\(number)-lock")
+            unlink("/tmp/.X11-unix/X\(number)")
+        }
+        let x = ["DISPLAY": ":\(number)", "PATH": "/usr/bin:/bin"]
+        #expect(eventually(timeout: .seconds(20)) {
+            ((try? Run.command("/usr/bin/xdotool", ["getdisplaygeometry"], environment: x, timeout: 10))?.status ?? 1) == 0
+        })
+        /// The visible windows whose title matches `name`.
+        func windows(_ name: String) -> Set<String> {
+            let found = try? Run.command("/usr/bin/xdotool", ["search", "--onlyvisible", "--name", name], environment: x, timeout: 10)
+            return Set((found?.output ?? "").split(whereSeparator: \.isNewline).map(String.init))
+        }
+        /// The pinentry the agent runs now, once its window is shown under `name`.
+        func shownPinentry(_ name: String, not previous: pid_t? = nil) -> pid_t? {
+            var found: pid_t?
+            _ = eventually(timeout: .seconds(30)) {
+                let running = RealPinentryTests.pinentries(of: setup.agent.pid).filter { $0 != previous }
+                guard running.count == 1, !windows(name).isEmpty else { return false }
+                found = running.first
+                return true
+            }
+            return found
+        }
+        /// Presses `keys` while the pinentry `pid` runs, until it has ended (its window grabs the keyboard
+        /// once mapped, a moment after it is visible: a press before that is lost, never sent elsewhere).
+        func press(_ keys: String, ending pid: pid_t) -> Bool {
+            func running() -> Bool { RealPinentryTests.pinentries(of: setup.agent.pid).contains(pid) }
+            for _ in 0..<20 where running() {
+                _ = try? Run.command("/usr/bin/xdotool", ["key", keys], environment: x, timeout: 10)
+                if eventually(timeout: .seconds(1), { !running() }) { return true }
+            }
+            return !running()
+        }
+        var environment = setup.agent.environment
+        environment["DISPLAY"] = ":\(number)"
+        func start(_ program: String, key: String, output: String) throws {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", setup.command(program, key: key, output: output)]
+            process.environment = environment
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+        }
+
+        // Alt+5 is "Allow for 5 minutes"; a second window asks for exactly that, and its Alt+5 is its OK.
+        try start("first", key: "first", output: "five")
+        let first = try #require(shownPinentry("first.py asks"))
+        #expect(press("alt+5", ending: first))
+        let second = try #require(shownPinentry("first.py asks", not: first))
+        // Nothing granted yet: the client still waits for its answer.
+        #expect(((try? String(contentsOfFile: setup.directory.appendingPathComponent("five.out").path, encoding: .utf8)) ?? "").isEmpty)
+        #expect(press("alt+5", ending: second))
+        #expect(try setup.answer("five") == "signed")
+        #expect(setup.signs.last?.detail == "allowed for 5 minutes", "\(setup.signs)")
+
+        // Alt+D is Deny.
+        try start("second", key: "second", output: "deny")
+        let third = try #require(shownPinentry("second.py asks"))
+        #expect(press("alt+d", ending: third))
+        let denied = try setup.answer("deny")
+        #expect(denied.hasPrefix("error") && denied.contains("refused at the prompt"), "\(denied)")
+    }
 }
