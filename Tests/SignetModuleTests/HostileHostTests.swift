@@ -36,7 +36,18 @@ final class HostileHostTests {
     func lengths() async throws { try await offPool { self.expectClean(try self.run(["lengths"])) } }
 
     @Test("The answers PKCS#11 names: slots before a refresh, session errors first, key handles, operations ended, RSA ciphertexts")
-    func answers() async throws { try await offPool { self.expectClean(try self.run(["answers"])) } }
+    func answers() async throws {
+        try await offPool {
+            let fixture = try ModuleFixture()
+            defer { fixture.stop() }
+            self.expectClean(try fixture.run(Self.host, [fixture.module, "answers"], timeout: 300))
+            // The ciphertext with bad padding reached the agent (the wrong length did not): its audit
+            // record blames the input, not the token.
+            let decrypts = fixture.agent.auditEntries.filter { $0["action"] as? String == "decrypt" }
+            #expect(decrypts.count == 1, "\(decrypts)")
+            #expect(decrypts.allSatisfy { ($0["result"] as? String) == "error:data-invalid" }, "\(decrypts)")
+        }
+    }
 
     @Test("Every advertised mechanism is accepted, and no other mechanism number is")
     func mechanisms() async throws {
