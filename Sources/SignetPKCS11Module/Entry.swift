@@ -516,7 +516,7 @@ private func finishSign(_ state: ModuleState, _ session: CK_SESSION_HANDLE, sing
     // C_Sign cannot finish a multi-part signature (C_SignUpdate was called): it ends it.
     if input != nil, operation.parts { return CKR_OPERATION_ACTIVE }
     // Checked before a length query, so that the query does not promise a signature the input cannot have.
-    let agentInput = try operation.agentInput(input)
+    try operation.check(input)
     let expected = operation.key.signatureLength
     // A length query, or a buffer too small, answers without asking the agent and keeps the operation.
     guard let signature, length.pointee >= CK_ULONG(expected) else {
@@ -526,7 +526,7 @@ private func finishSign(_ state: ModuleState, _ session: CK_SESSION_HANDLE, sing
     }
     let response: AgentResponse
     do throws(ModuleError) {
-        response = try state.call(.sign(key: operation.key.uri, mechanism: operation.wire, data: agentInput))
+        response = try state.call(.sign(key: operation.key.uri, mechanism: operation.wire, data: operation.agentInput(input)))
     } catch {
         if error.rv == CKR_USER_NOT_LOGGED_IN { state.noteLocked(found.slot) }
         throw error

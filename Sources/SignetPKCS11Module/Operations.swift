@@ -177,15 +177,20 @@ struct SignOperation {
         }
     }
 
-    /// What the agent signs: for `input` (one part), or for the parts given so far (nil).
+    /// Checks the input of a mechanism that hashes nothing here: `input` (one part), or the parts given
+    /// so far (nil). It changes nothing, so a length query may make it before the signature.
     /// - Throws: `CKR_DATA_LEN_RANGE` for a raw input longer than the key takes.
-    func agentInput(_ input: UnsafeRawBufferPointer?) throws(ModuleError) -> [UInt8] {
-        guard let hash else {
-            if let input, input.count > SignOperation.rawLimit { throw ModuleError(CKR_DATA_LEN_RANGE) }
-            let all = input.map { Array($0) } ?? data
-            if wire.type == UInt64(CKM_RSA_PKCS), all.count > key.signatureLength - 11 { throw ModuleError(CKR_DATA_LEN_RANGE) }
-            return all
-        }
+    func check(_ input: UnsafeRawBufferPointer?) throws(ModuleError) {
+        guard hash == nil else { return }
+        let count = input?.count ?? data.count
+        if count > SignOperation.rawLimit { throw ModuleError(CKR_DATA_LEN_RANGE) }
+        if wire.type == UInt64(CKM_RSA_PKCS), count > key.signatureLength - 11 { throw ModuleError(CKR_DATA_LEN_RANGE) }
+    }
+
+    /// What the agent signs: for `input` (one part), or for the parts given so far (nil). It ends the
+    /// hash of the parts, so it is called once, for the signature itself (after `check`).
+    func agentInput(_ input: UnsafeRawBufferPointer?) -> [UInt8] {
+        guard let hash else { return input.map { Array($0) } ?? data }
         let digest: [UInt8]
         if let input {
             let digester = Digester(hash)

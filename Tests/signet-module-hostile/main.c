@@ -327,6 +327,22 @@ static void buffers(struct setup *s) {
     expect("C_Sign after the short buffer", CALL(C_Sign, s->session, data, sizeof data, signature, &length), CKR_OK);
     expect("C_Sign after it ended", CALL(C_Sign, s->session, data, sizeof data, signature, &length), CKR_OPERATION_NOT_INITIALIZED);
 
+    // The same data signed in two parts, after a length query and a short buffer: the same PKCS#1 v1.5
+    // signature (deterministic) as in one part. A length query must not spend the hash of the parts.
+    unsigned char single[512], parts[512];
+    CK_ULONG single_length = sizeof single, parts_length = 0;
+    CALL(C_SignInit, s->session, &mechanism, s->rsa);
+    expect("C_Sign in one part", CALL(C_Sign, s->session, data, sizeof data, single, &single_length), CKR_OK);
+    CALL(C_SignInit, s->session, &mechanism, s->rsa);
+    CALL(C_SignUpdate, s->session, data, 10);
+    CALL(C_SignUpdate, s->session, data + 10, sizeof data - 10);
+    expect("C_SignFinal length query", CALL(C_SignFinal, s->session, NULL, &parts_length), CKR_OK);
+    parts_length = 100;
+    expect("C_SignFinal short", CALL(C_SignFinal, s->session, parts, &parts_length), CKR_BUFFER_TOO_SMALL);
+    expect("C_SignFinal", CALL(C_SignFinal, s->session, parts, &parts_length), CKR_OK);
+    check("the signature in parts, after a length query and a short buffer, is the one-part signature",
+          parts_length == single_length && memcmp(parts, single, single_length) == 0);
+
     // ECDSA: 64 bytes for P-256.
     CK_MECHANISM ecdsa = { CKM_ECDSA_SHA256, NULL, 0 };
     expect("C_SignInit ECDSA", CALL(C_SignInit, s->session, &ecdsa, s->ec), CKR_OK);
