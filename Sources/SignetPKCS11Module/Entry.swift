@@ -5,7 +5,7 @@ import CSignetPKCS11Module
 import SignetAgentProtocol
 import SignetCore
 
-// The PKCS#11 functions of libsignet-pkcs11.so (module.c lists them). Each checks its
+// The PKCS#11 functions of libsignet-pkcs11.so (FunctionList.swift lists them). Each checks its
 // arguments, works on `ModuleState` under its lock, and makes at most one agent request,
 // with no lock held. See docs/pkcs11-module.md.
 
@@ -64,7 +64,6 @@ private let version = CK_VERSION(major: 0, minor: 1)
 
 // MARK: General
 
-@_cdecl("signet_C_Initialize")
 func signet_C_Initialize(_ arguments: UnsafeMutableRawPointer?) -> CK_RV {
     if let arguments {
         let args = arguments.load(as: CK_C_INITIALIZE_ARGS.self)
@@ -77,13 +76,11 @@ func signet_C_Initialize(_ arguments: UnsafeMutableRawPointer?) -> CK_RV {
     return Module.initialize()
 }
 
-@_cdecl("signet_C_Finalize")
 func signet_C_Finalize(_ reserved: UnsafeMutableRawPointer?) -> CK_RV {
     guard reserved == nil else { return CKR_ARGUMENTS_BAD }
     return Module.finalize()
 }
 
-@_cdecl("signet_C_GetInfo")
 func signet_C_GetInfo(_ info: UnsafeMutablePointer<CK_INFO>?) -> CK_RV {
     withModule { _ in
         guard let info else { return CKR_ARGUMENTS_BAD }
@@ -98,7 +95,6 @@ func signet_C_GetInfo(_ info: UnsafeMutablePointer<CK_INFO>?) -> CK_RV {
 
 // MARK: Slots and tokens
 
-@_cdecl("signet_C_GetSlotList")
 func signet_C_GetSlotList(_ tokenPresent: CK_BBOOL, _ list: UnsafeMutablePointer<CK_SLOT_ID>?, _ count: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     withModule { state in
         guard let count else { return CKR_ARGUMENTS_BAD }
@@ -121,7 +117,6 @@ func signet_C_GetSlotList(_ tokenPresent: CK_BBOOL, _ list: UnsafeMutablePointer
     }
 }
 
-@_cdecl("signet_C_GetSlotInfo")
 func signet_C_GetSlotInfo(_ slotID: CK_SLOT_ID, _ info: UnsafeMutablePointer<CK_SLOT_INFO>?) -> CK_RV {
     withModule { state in
         guard let info else { return CKR_ARGUMENTS_BAD }
@@ -145,7 +140,6 @@ func tokenFlags(_ entry: TokenEntry) -> CK_FLAGS {
     return flags
 }
 
-@_cdecl("signet_C_GetTokenInfo")
 func signet_C_GetTokenInfo(_ slotID: CK_SLOT_ID, _ info: UnsafeMutablePointer<CK_TOKEN_INFO>?) -> CK_RV {
     withModule { state in
         guard let info else { return CKR_ARGUMENTS_BAD }
@@ -180,7 +174,6 @@ func signet_C_GetTokenInfo(_ slotID: CK_SLOT_ID, _ info: UnsafeMutablePointer<CK
     }
 }
 
-@_cdecl("signet_C_WaitForSlotEvent")
 func signet_C_WaitForSlotEvent(_ flags: CK_FLAGS, _ slot: UnsafeMutablePointer<CK_SLOT_ID>?, _ reserved: UnsafeMutableRawPointer?) -> CK_RV {
     withModule { state in
         guard let slot, reserved == nil else { return CKR_ARGUMENTS_BAD }
@@ -206,7 +199,6 @@ func signet_C_WaitForSlotEvent(_ flags: CK_FLAGS, _ slot: UnsafeMutablePointer<C
 
 // MARK: Mechanisms
 
-@_cdecl("signet_C_GetMechanismList")
 func signet_C_GetMechanismList(_ slotID: CK_SLOT_ID, _ list: UnsafeMutablePointer<CK_MECHANISM_TYPE>?,
                                _ count: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     withModule { state in
@@ -227,7 +219,6 @@ func signet_C_GetMechanismList(_ slotID: CK_SLOT_ID, _ list: UnsafeMutablePointe
     }
 }
 
-@_cdecl("signet_C_GetMechanismInfo")
 func signet_C_GetMechanismInfo(_ slotID: CK_SLOT_ID, _ type: CK_MECHANISM_TYPE, _ info: UnsafeMutablePointer<CK_MECHANISM_INFO>?) -> CK_RV {
     withModule { state in
         _ = try slot(state, slotID)
@@ -240,7 +231,6 @@ func signet_C_GetMechanismInfo(_ slotID: CK_SLOT_ID, _ type: CK_MECHANISM_TYPE, 
 
 // MARK: Sessions
 
-@_cdecl("signet_C_OpenSession")
 func signet_C_OpenSession(_ slotID: CK_SLOT_ID, _ flags: CK_FLAGS, _ application: UnsafeMutableRawPointer?, _ notify: CK_NOTIFY?,
                           _ session: UnsafeMutablePointer<CK_SESSION_HANDLE>?) -> CK_RV {
     withModule { state in
@@ -260,7 +250,6 @@ func signet_C_OpenSession(_ slotID: CK_SLOT_ID, _ flags: CK_FLAGS, _ application
     }
 }
 
-@_cdecl("signet_C_CloseSession")
 func signet_C_CloseSession(_ session: CK_SESSION_HANDLE) -> CK_RV {
     withModule { state in
         state.lock.withLock { inner in
@@ -271,7 +260,6 @@ func signet_C_CloseSession(_ session: CK_SESSION_HANDLE) -> CK_RV {
     }
 }
 
-@_cdecl("signet_C_CloseAllSessions")
 func signet_C_CloseAllSessions(_ slotID: CK_SLOT_ID) -> CK_RV {
     withModule { state in
         _ = try slot(state, slotID)
@@ -284,7 +272,6 @@ func signet_C_CloseAllSessions(_ slotID: CK_SLOT_ID) -> CK_RV {
     }
 }
 
-@_cdecl("signet_C_GetSessionInfo")
 func signet_C_GetSessionInfo(_ session: CK_SESSION_HANDLE, _ info: UnsafeMutablePointer<CK_SESSION_INFO>?) -> CK_RV {
     withModule { state in
         _ = try state.session(session)
@@ -302,7 +289,6 @@ func signet_C_GetSessionInfo(_ session: CK_SESSION_HANDLE, _ info: UnsafeMutable
 
 // MARK: Login
 
-@_cdecl("signet_C_Login")
 func signet_C_Login(_ session: CK_SESSION_HANDLE, _ userType: CK_USER_TYPE, _ pin: UnsafeMutablePointer<UInt8>?, _ pinLength: CK_ULONG) -> CK_RV {
     withModule { state in
         let found = try state.session(session)
@@ -348,7 +334,6 @@ func signet_C_Login(_ session: CK_SESSION_HANDLE, _ userType: CK_USER_TYPE, _ pi
     }
 }
 
-@_cdecl("signet_C_Logout")
 func signet_C_Logout(_ session: CK_SESSION_HANDLE) -> CK_RV {
     withModule { state in
         let found = try state.session(session)
@@ -362,7 +347,6 @@ func signet_C_Logout(_ session: CK_SESSION_HANDLE) -> CK_RV {
 
 // MARK: Objects
 
-@_cdecl("signet_C_GetAttributeValue")
 func signet_C_GetAttributeValue(_ session: CK_SESSION_HANDLE, _ object: CK_OBJECT_HANDLE, _ template: UnsafeMutablePointer<CK_ATTRIBUTE>?,
                                 _ count: CK_ULONG) -> CK_RV {
     withModule { state in
@@ -397,7 +381,6 @@ func signet_C_GetAttributeValue(_ session: CK_SESSION_HANDLE, _ object: CK_OBJEC
     }
 }
 
-@_cdecl("signet_C_FindObjectsInit")
 func signet_C_FindObjectsInit(_ session: CK_SESSION_HANDLE, _ template: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ count: CK_ULONG) -> CK_RV {
     withModule { state in
         let found = try state.session(session)
@@ -411,7 +394,6 @@ func signet_C_FindObjectsInit(_ session: CK_SESSION_HANDLE, _ template: UnsafeMu
     }
 }
 
-@_cdecl("signet_C_FindObjects")
 func signet_C_FindObjects(_ session: CK_SESSION_HANDLE, _ objects: UnsafeMutablePointer<CK_OBJECT_HANDLE>?, _ maximum: CK_ULONG,
                           _ count: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     withModule { state in
@@ -435,7 +417,6 @@ func signet_C_FindObjects(_ session: CK_SESSION_HANDLE, _ objects: UnsafeMutable
     }
 }
 
-@_cdecl("signet_C_FindObjectsFinal")
 func signet_C_FindObjectsFinal(_ session: CK_SESSION_HANDLE) -> CK_RV {
     withModule { state in
         guard try state.session(session).find != nil else { return CKR_OPERATION_NOT_INITIALIZED }
@@ -444,7 +425,6 @@ func signet_C_FindObjectsFinal(_ session: CK_SESSION_HANDLE) -> CK_RV {
     }
 }
 
-@_cdecl("signet_C_GetObjectSize")
 func signet_C_GetObjectSize(_ session: CK_SESSION_HANDLE, _ object: CK_OBJECT_HANDLE, _ size: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     withModule { state in
         _ = try state.object(object, session: session)
@@ -454,7 +434,6 @@ func signet_C_GetObjectSize(_ session: CK_SESSION_HANDLE, _ object: CK_OBJECT_HA
     }
 }
 
-@_cdecl("signet_C_DestroyObject")
 func signet_C_DestroyObject(_ session: CK_SESSION_HANDLE, _ object: CK_OBJECT_HANDLE) -> CK_RV {
     withModule { state in
         _ = try state.session(session)
@@ -490,7 +469,6 @@ private func operationKey(_ state: ModuleState, _ session: CK_SESSION_HANDLE, _ 
 private func endSign(_ state: ModuleState, _ session: CK_SESSION_HANDLE) { try? state.updateSession(session) { $0.sign = nil } }
 private func endDecrypt(_ state: ModuleState, _ session: CK_SESSION_HANDLE) { try? state.updateSession(session) { $0.decrypt = nil } }
 
-@_cdecl("signet_C_SignInit")
 func signet_C_SignInit(_ session: CK_SESSION_HANDLE, _ mechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ key: CK_OBJECT_HANDLE) -> CK_RV {
     withModule { state in
         let found = try state.session(session)
@@ -535,7 +513,6 @@ private func finishSign(_ state: ModuleState, _ session: CK_SESSION_HANDLE, sing
     return output(bytes, to: signature, length: length)
 }
 
-@_cdecl("signet_C_Sign")
 func signet_C_Sign(_ session: CK_SESSION_HANDLE, _ data: UnsafeMutablePointer<UInt8>?, _ dataLength: CK_ULONG,
                    _ signature: UnsafeMutablePointer<UInt8>?, _ length: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     withModule { state in
@@ -551,7 +528,6 @@ func signet_C_Sign(_ session: CK_SESSION_HANDLE, _ data: UnsafeMutablePointer<UI
     }
 }
 
-@_cdecl("signet_C_SignUpdate")
 func signet_C_SignUpdate(_ session: CK_SESSION_HANDLE, _ part: UnsafeMutablePointer<UInt8>?, _ partLength: CK_ULONG) -> CK_RV {
     withModule { state in
         // Raw RSA and ECDSA take their one digest in parts too (as SoftHSM2 does): it is only joined here.
@@ -570,14 +546,12 @@ func signet_C_SignUpdate(_ session: CK_SESSION_HANDLE, _ part: UnsafeMutablePoin
     }
 }
 
-@_cdecl("signet_C_SignFinal")
 func signet_C_SignFinal(_ session: CK_SESSION_HANDLE, _ signature: UnsafeMutablePointer<UInt8>?, _ length: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     withModule { state in try finishSign(state, session, single: nil, signature, length) }
 }
 
 // MARK: Decryption
 
-@_cdecl("signet_C_DecryptInit")
 func signet_C_DecryptInit(_ session: CK_SESSION_HANDLE, _ mechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ key: CK_OBJECT_HANDLE) -> CK_RV {
     withModule { state in
         let found = try state.session(session)
@@ -591,7 +565,6 @@ func signet_C_DecryptInit(_ session: CK_SESSION_HANDLE, _ mechanism: UnsafeMutab
     }
 }
 
-@_cdecl("signet_C_Decrypt")
 func signet_C_Decrypt(_ session: CK_SESSION_HANDLE, _ data: UnsafeMutablePointer<UInt8>?, _ dataLength: CK_ULONG,
                       _ plain: UnsafeMutablePointer<UInt8>?, _ length: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     withModule { state in
@@ -645,7 +618,6 @@ func signet_C_Decrypt(_ session: CK_SESSION_HANDLE, _ data: UnsafeMutablePointer
 
 // MARK: Key agreement
 
-@_cdecl("signet_C_DeriveKey")
 func signet_C_DeriveKey(_ session: CK_SESSION_HANDLE, _ mechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ baseKey: CK_OBJECT_HANDLE,
                         _ template: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ count: CK_ULONG, _ key: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV {
     withModule { state in
@@ -736,45 +708,44 @@ func signet_C_DeriveKey(_ session: CK_SESSION_HANDLE, _ mechanism: UnsafeMutable
 
 // Token and code administration is `signet`'s (so the lockout stays in one place); the module creates
 // no objects, has no random generator, and offers no symmetric or digest operation of its own.
-@_cdecl("signet_C_InitToken") func signet_C_InitToken(_ s: CK_SLOT_ID, _ p: UnsafeMutablePointer<UInt8>?, _ l: CK_ULONG, _ label: UnsafeMutablePointer<UInt8>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_InitPIN") func signet_C_InitPIN(_ s: CK_SESSION_HANDLE, _ p: UnsafeMutablePointer<UInt8>?, _ l: CK_ULONG) -> CK_RV { notSupported() }
-@_cdecl("signet_C_SetPIN") func signet_C_SetPIN(_ s: CK_SESSION_HANDLE, _ o: UnsafeMutablePointer<UInt8>?, _ ol: CK_ULONG, _ n: UnsafeMutablePointer<UInt8>?, _ nl: CK_ULONG) -> CK_RV { notSupported() }
-@_cdecl("signet_C_GetOperationState") func signet_C_GetOperationState(_ s: CK_SESSION_HANDLE, _ p: UnsafeMutablePointer<UInt8>?, _ l: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_SetOperationState") func signet_C_SetOperationState(_ s: CK_SESSION_HANDLE, _ p: UnsafeMutablePointer<UInt8>?, _ l: CK_ULONG, _ e: CK_OBJECT_HANDLE, _ a: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
-@_cdecl("signet_C_CreateObject") func signet_C_CreateObject(_ s: CK_SESSION_HANDLE, _ t: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ c: CK_ULONG, _ o: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_CopyObject") func signet_C_CopyObject(_ s: CK_SESSION_HANDLE, _ o: CK_OBJECT_HANDLE, _ t: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ c: CK_ULONG, _ n: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_SetAttributeValue") func signet_C_SetAttributeValue(_ s: CK_SESSION_HANDLE, _ o: CK_OBJECT_HANDLE, _ t: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ c: CK_ULONG) -> CK_RV { notSupported() }
-@_cdecl("signet_C_EncryptInit") func signet_C_EncryptInit(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ k: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
-@_cdecl("signet_C_Encrypt") func signet_C_Encrypt(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_EncryptUpdate") func signet_C_EncryptUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_EncryptFinal") func signet_C_EncryptFinal(_ s: CK_SESSION_HANDLE, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_DecryptUpdate") func signet_C_DecryptUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_DecryptFinal") func signet_C_DecryptFinal(_ s: CK_SESSION_HANDLE, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_DigestInit") func signet_C_DigestInit(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_Digest") func signet_C_Digest(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_DigestUpdate") func signet_C_DigestUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG) -> CK_RV { notSupported() }
-@_cdecl("signet_C_DigestKey") func signet_C_DigestKey(_ s: CK_SESSION_HANDLE, _ k: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
-@_cdecl("signet_C_DigestFinal") func signet_C_DigestFinal(_ s: CK_SESSION_HANDLE, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_SignRecoverInit") func signet_C_SignRecoverInit(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ k: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
-@_cdecl("signet_C_SignRecover") func signet_C_SignRecover(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_VerifyInit") func signet_C_VerifyInit(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ k: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
-@_cdecl("signet_C_Verify") func signet_C_Verify(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: CK_ULONG) -> CK_RV { notSupported() }
-@_cdecl("signet_C_VerifyUpdate") func signet_C_VerifyUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG) -> CK_RV { notSupported() }
-@_cdecl("signet_C_VerifyFinal") func signet_C_VerifyFinal(_ s: CK_SESSION_HANDLE, _ e: UnsafeMutablePointer<UInt8>?, _ el: CK_ULONG) -> CK_RV { notSupported() }
-@_cdecl("signet_C_VerifyRecoverInit") func signet_C_VerifyRecoverInit(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ k: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
-@_cdecl("signet_C_VerifyRecover") func signet_C_VerifyRecover(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_DigestEncryptUpdate") func signet_C_DigestEncryptUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_DecryptDigestUpdate") func signet_C_DecryptDigestUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_SignEncryptUpdate") func signet_C_SignEncryptUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_DecryptVerifyUpdate") func signet_C_DecryptVerifyUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_GenerateKey") func signet_C_GenerateKey(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ t: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ c: CK_ULONG, _ k: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_GenerateKeyPair") func signet_C_GenerateKeyPair(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ pt: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ pc: CK_ULONG, _ st: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ sc: CK_ULONG, _ pk: UnsafeMutablePointer<CK_OBJECT_HANDLE>?, _ sk: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_WrapKey") func signet_C_WrapKey(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ w: CK_OBJECT_HANDLE, _ k: CK_OBJECT_HANDLE, _ o: UnsafeMutablePointer<UInt8>?, _ ol: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_UnwrapKey") func signet_C_UnwrapKey(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ u: CK_OBJECT_HANDLE, _ w: UnsafeMutablePointer<UInt8>?, _ wl: CK_ULONG, _ t: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ c: CK_ULONG, _ k: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { notSupported() }
+func signet_C_InitToken(_ s: CK_SLOT_ID, _ p: UnsafeMutablePointer<UInt8>?, _ l: CK_ULONG, _ label: UnsafeMutablePointer<UInt8>?) -> CK_RV { notSupported() }
+func signet_C_InitPIN(_ s: CK_SESSION_HANDLE, _ p: UnsafeMutablePointer<UInt8>?, _ l: CK_ULONG) -> CK_RV { notSupported() }
+func signet_C_SetPIN(_ s: CK_SESSION_HANDLE, _ o: UnsafeMutablePointer<UInt8>?, _ ol: CK_ULONG, _ n: UnsafeMutablePointer<UInt8>?, _ nl: CK_ULONG) -> CK_RV { notSupported() }
+func signet_C_GetOperationState(_ s: CK_SESSION_HANDLE, _ p: UnsafeMutablePointer<UInt8>?, _ l: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_SetOperationState(_ s: CK_SESSION_HANDLE, _ p: UnsafeMutablePointer<UInt8>?, _ l: CK_ULONG, _ e: CK_OBJECT_HANDLE, _ a: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
+func signet_C_CreateObject(_ s: CK_SESSION_HANDLE, _ t: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ c: CK_ULONG, _ o: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { notSupported() }
+func signet_C_CopyObject(_ s: CK_SESSION_HANDLE, _ o: CK_OBJECT_HANDLE, _ t: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ c: CK_ULONG, _ n: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { notSupported() }
+func signet_C_SetAttributeValue(_ s: CK_SESSION_HANDLE, _ o: CK_OBJECT_HANDLE, _ t: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ c: CK_ULONG) -> CK_RV { notSupported() }
+func signet_C_EncryptInit(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ k: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
+func signet_C_Encrypt(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_EncryptUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_EncryptFinal(_ s: CK_SESSION_HANDLE, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_DecryptUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_DecryptFinal(_ s: CK_SESSION_HANDLE, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_DigestInit(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?) -> CK_RV { notSupported() }
+func signet_C_Digest(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_DigestUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG) -> CK_RV { notSupported() }
+func signet_C_DigestKey(_ s: CK_SESSION_HANDLE, _ k: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
+func signet_C_DigestFinal(_ s: CK_SESSION_HANDLE, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_SignRecoverInit(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ k: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
+func signet_C_SignRecover(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_VerifyInit(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ k: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
+func signet_C_Verify(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: CK_ULONG) -> CK_RV { notSupported() }
+func signet_C_VerifyUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG) -> CK_RV { notSupported() }
+func signet_C_VerifyFinal(_ s: CK_SESSION_HANDLE, _ e: UnsafeMutablePointer<UInt8>?, _ el: CK_ULONG) -> CK_RV { notSupported() }
+func signet_C_VerifyRecoverInit(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ k: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
+func signet_C_VerifyRecover(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_DigestEncryptUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_DecryptDigestUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_SignEncryptUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_DecryptVerifyUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_GenerateKey(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ t: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ c: CK_ULONG, _ k: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { notSupported() }
+func signet_C_GenerateKeyPair(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ pt: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ pc: CK_ULONG, _ st: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ sc: CK_ULONG, _ pk: UnsafeMutablePointer<CK_OBJECT_HANDLE>?, _ sk: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { notSupported() }
+func signet_C_WrapKey(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ w: CK_OBJECT_HANDLE, _ k: CK_OBJECT_HANDLE, _ o: UnsafeMutablePointer<UInt8>?, _ ol: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_UnwrapKey(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ u: CK_OBJECT_HANDLE, _ w: UnsafeMutablePointer<UInt8>?, _ wl: CK_ULONG, _ t: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ c: CK_ULONG, _ k: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { notSupported() }
 // These four are offered in the function list with answers of their own, so a session or argument
 // error ranks above "no generator" or "not parallel" (PKCS#11 2.40, 5.1.8: session-handle codes come
 // before the other codes of a function).
-@_cdecl("signet_C_SeedRandom")
 func signet_C_SeedRandom(_ session: CK_SESSION_HANDLE, _ seed: UnsafeMutablePointer<UInt8>?, _ length: CK_ULONG) -> CK_RV {
     withModule { state in
         _ = try state.session(session)
@@ -783,7 +754,6 @@ func signet_C_SeedRandom(_ session: CK_SESSION_HANDLE, _ seed: UnsafeMutablePoin
     }
 }
 
-@_cdecl("signet_C_GenerateRandom")
 func signet_C_GenerateRandom(_ session: CK_SESSION_HANDLE, _ random: UnsafeMutablePointer<UInt8>?, _ length: CK_ULONG) -> CK_RV {
     withModule { state in
         _ = try state.session(session)
@@ -792,7 +762,6 @@ func signet_C_GenerateRandom(_ session: CK_SESSION_HANDLE, _ random: UnsafeMutab
     }
 }
 
-@_cdecl("signet_C_GetFunctionStatus")
 func signet_C_GetFunctionStatus(_ session: CK_SESSION_HANDLE) -> CK_RV {
     withModule { state in
         _ = try state.session(session)
@@ -800,7 +769,6 @@ func signet_C_GetFunctionStatus(_ session: CK_SESSION_HANDLE) -> CK_RV {
     }
 }
 
-@_cdecl("signet_C_CancelFunction")
 func signet_C_CancelFunction(_ session: CK_SESSION_HANDLE) -> CK_RV {
     withModule { state in
         _ = try state.session(session)
