@@ -635,6 +635,16 @@ static unsigned long next_random(void) {
     return (unsigned long)(state_seed >> 33);
 }
 
+/// The resident memory of this process, in kB (Linux /proc/self/statm).
+static long resident_kb(void) {
+    long pages = 0, resident = 0;
+    FILE *file = fopen("/proc/self/statm", "r");
+    if (!file) return 0;
+    if (fscanf(file, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    fclose(file);
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
 static CK_ULONG random_length(void) {
     static const CK_ULONG lengths[] = { 0, 1, 8, 20, 32, 64, 255, 256, 257, 512, CK_UNAVAILABLE_INFORMATION, ULONG_ALL, ULONG_ALL / 2, 0x100000000UL };
     return lengths[next_random() % (sizeof lengths / sizeof lengths[0])];
@@ -648,7 +658,10 @@ static void random_calls(struct setup *s, unsigned long seed, int n) {
                                   CKM_ECDSA_SHA256, CKM_ECDH1_DERIVE, CKM_AES_KEY_WRAP, CKM_SHA1_RSA_PKCS, CKM_SHA_1, 0xFFFFFFFFUL };
     static unsigned char buffer[4096];
     CK_ULONG tally[8] = { 0 };
+    long warm = 0;
     for (int i = 0; i < n; i++) {
+        // Memory after a third of the calls (caches filled, connections open), to compare with the end.
+        if (i == n / 3) warm = resident_kb();
         // Buffers are real and as long as the length says, or the length is one no buffer has (the module must refuse it unread).
         CK_ULONG length = random_length();
         unsigned char *data = next_random() % 5 == 0 ? NULL : buffer;
@@ -702,6 +715,9 @@ static void random_calls(struct setup *s, unsigned long seed, int n) {
         tally[rv == CKR_OK ? 0 : rv == CKR_ARGUMENTS_BAD ? 1 : rv == CKR_SESSION_HANDLE_INVALID ? 2 : rv == CKR_BUFFER_TOO_SMALL ? 3 : 4]++;
     }
     alarm(0);
+    long end = resident_kb();
+    printf("memory: %ld kB resident after %d calls, %ld kB after %d (%+ld kB)\n", warm, n / 3, end, n, end - warm);
+    check("memory grew by less than 2 MB over the last two thirds of the calls", end - warm < 2048);
     printf("%d random calls from seed %lu: %lu CKR_OK, %lu CKR_ARGUMENTS_BAD, %lu CKR_SESSION_HANDLE_INVALID, %lu CKR_BUFFER_TOO_SMALL, %lu other\n",
            n, seed, tally[0], tally[1], tally[2], tally[3], tally[4]);
     // The module still works after all that.
