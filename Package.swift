@@ -176,6 +176,12 @@ let package = Package(
             path: "Tests/signet-module-probe",
             cSettings: [.unsafeFlags(["-I/usr/include/p11-kit-1"])]
         ),
+        // A hostile PKCS#11 host in C: NULL pointers, short buffers, broken lengths, stale handles, random calls.
+        .executableTarget(
+            name: "signet-module-hostile",
+            path: "Tests/signet-module-hostile",
+            cSettings: [.unsafeFlags(["-I/usr/include/p11-kit-1"])]
+        ),
         .target(name: "CTestPKCS11Wrapper", dependencies: ["CP11Kit"], path: "Tests/CTestPKCS11Wrapper"),
         .executableTarget(
             name: "signet-test-helper",

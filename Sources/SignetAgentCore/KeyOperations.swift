@@ -24,7 +24,7 @@ enum KeyOperations: RequestGroup {
         case .decrypt(let key, let mechanism, let ciphertext):
             Route(.decrypt, key: key) { (context) throws(AgentFailure) in
                 .plaintext(try withPrivateKey(key, .decrypt, .decrypt, context) { (handle, state) throws(PKCS11Error) -> [UInt8] in
-                    try state.openSession().decrypt(try mechanism.pkcs11(), key: handle, ciphertext: ciphertext)
+                    try decrypt(ciphertext, mechanism: mechanism, key: handle, in: &state)
                 })
             }
         case .derive(let key, let kdf, let sharedData, let peerPoint):
@@ -61,6 +61,25 @@ enum KeyOperations: RequestGroup {
                                 window: settings.notifyWindow)
         }
         return result
+    }
+
+    /// Decrypts an RSA ciphertext. A ciphertext that is not the modulus long, or that the token could not
+    /// decrypt, is the input's fault, not the token's: it answers `CKR_ENCRYPTED_DATA_LEN_RANGE` or
+    /// `CKR_ENCRYPTED_DATA_INVALID` (the client's data-invalid), and the audit log says so.
+    private static func decrypt(_ ciphertext: [UInt8], mechanism: WireMechanism, key handle: ObjectHandle,
+                                in state: inout TokenState) throws(PKCS11Error) -> [UInt8] {
+        if let length = try signatureLength(handle, in: &state), ciphertext.count != length {
+            throw .call(operation: "C_Decrypt (a ciphertext of \(ciphertext.count) bytes for a key of \(length))", code: .encryptedDataLenRange)
+        }
+        do throws(PKCS11Error) {
+            return try state.openSession().decrypt(try mechanism.pkcs11(), key: handle, ciphertext: ciphertext)
+        } catch {
+            // SoftHSM2 answers CKR_GENERAL_ERROR when the padding is wrong (its AsymDecrypt); a token still
+            // there that answered so for this ciphertext refused the ciphertext.
+            guard error.code == .generalError, state.token.isStillPresent else { throw error }
+            throw .call(operation: "C_Decrypt (the token could not decrypt it: bad padding, or not encrypted to this key)",
+                        code: .encryptedDataInvalid)
+        }
     }
 
     /// The RSA modulus length in bytes for `handle` (cached), or nil for EC keys.

@@ -5,7 +5,7 @@ import CSignetPKCS11Module
 import SignetAgentProtocol
 import SignetCore
 
-// The PKCS#11 functions of libsignet-pkcs11.so (module.c lists them). Each checks its
+// The PKCS#11 functions of libsignet-pkcs11.so (FunctionList.swift lists them). Each checks its
 // arguments, works on `ModuleState` under its lock, and makes at most one agent request,
 // with no lock held. See docs/pkcs11-module.md.
 
@@ -50,16 +50,20 @@ private func output(_ bytes: [UInt8], to pointer: UnsafeMutablePointer<UInt8>?, 
     return CKR_OK
 }
 
-private func bytes(_ pointer: UnsafeMutablePointer<UInt8>?, _ count: CK_ULONG) -> [UInt8] {
-    guard let pointer, count > 0 else { return [] }
-    return Array(UnsafeBufferPointer(start: pointer, count: Int(count)))
+/// The slot `id` names. A slot id the module would list is accepted before any listing was asked
+/// for (slot ids are stable across processes): an id not in the table reads the token list first.
+/// - Throws: `CKR_SLOT_ID_INVALID` for an id that names no token the agent reports or reported.
+private func slot(_ state: ModuleState, _ id: CK_SLOT_ID) throws(ModuleError) -> Slot {
+    if let known = state.lock.withLock({ $0.slots[id] }) { return known }
+    state.refreshTokens()
+    guard let listed = state.lock.withLock({ $0.slots[id] }) else { throw ModuleError(CKR_SLOT_ID_INVALID) }
+    return listed
 }
 
 private let version = CK_VERSION(major: 0, minor: 1)
 
 // MARK: General
 
-@_cdecl("signet_C_Initialize")
 func signet_C_Initialize(_ arguments: UnsafeMutableRawPointer?) -> CK_RV {
     if let arguments {
         let args = arguments.load(as: CK_C_INITIALIZE_ARGS.self)
@@ -72,13 +76,11 @@ func signet_C_Initialize(_ arguments: UnsafeMutableRawPointer?) -> CK_RV {
     return Module.initialize()
 }
 
-@_cdecl("signet_C_Finalize")
 func signet_C_Finalize(_ reserved: UnsafeMutableRawPointer?) -> CK_RV {
     guard reserved == nil else { return CKR_ARGUMENTS_BAD }
     return Module.finalize()
 }
 
-@_cdecl("signet_C_GetInfo")
 func signet_C_GetInfo(_ info: UnsafeMutablePointer<CK_INFO>?) -> CK_RV {
     withModule { _ in
         guard let info else { return CKR_ARGUMENTS_BAD }
@@ -93,7 +95,6 @@ func signet_C_GetInfo(_ info: UnsafeMutablePointer<CK_INFO>?) -> CK_RV {
 
 // MARK: Slots and tokens
 
-@_cdecl("signet_C_GetSlotList")
 func signet_C_GetSlotList(_ tokenPresent: CK_BBOOL, _ list: UnsafeMutablePointer<CK_SLOT_ID>?, _ count: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     withModule { state in
         guard let count else { return CKR_ARGUMENTS_BAD }
@@ -116,12 +117,11 @@ func signet_C_GetSlotList(_ tokenPresent: CK_BBOOL, _ list: UnsafeMutablePointer
     }
 }
 
-@_cdecl("signet_C_GetSlotInfo")
 func signet_C_GetSlotInfo(_ slotID: CK_SLOT_ID, _ info: UnsafeMutablePointer<CK_SLOT_INFO>?) -> CK_RV {
     withModule { state in
         guard let info else { return CKR_ARGUMENTS_BAD }
         state.refreshTokens()
-        guard let slot = state.lock.withLock({ $0.slots[slotID] }) else { return CKR_SLOT_ID_INVALID }
+        let slot = try slot(state, slotID)
         pad(&info.pointee.slotDescription, "Signet: \(slot.entry.label)")
         pad(&info.pointee.manufacturerID, "Signet")
         info.pointee.flags = CKF_REMOVABLE_DEVICE | (slot.present ? CKF_TOKEN_PRESENT : 0) | (slot.entry.software ? 0 : CKF_HW_SLOT)
@@ -140,7 +140,6 @@ func tokenFlags(_ entry: TokenEntry) -> CK_FLAGS {
     return flags
 }
 
-@_cdecl("signet_C_GetTokenInfo")
 func signet_C_GetTokenInfo(_ slotID: CK_SLOT_ID, _ info: UnsafeMutablePointer<CK_TOKEN_INFO>?) -> CK_RV {
     withModule { state in
         guard let info else { return CKR_ARGUMENTS_BAD }
@@ -175,12 +174,11 @@ func signet_C_GetTokenInfo(_ slotID: CK_SLOT_ID, _ info: UnsafeMutablePointer<CK
     }
 }
 
-@_cdecl("signet_C_WaitForSlotEvent")
 func signet_C_WaitForSlotEvent(_ flags: CK_FLAGS, _ slot: UnsafeMutablePointer<CK_SLOT_ID>?, _ reserved: UnsafeMutableRawPointer?) -> CK_RV {
     withModule { state in
+        guard let slot, reserved == nil else { return CKR_ARGUMENTS_BAD }
         // Blocking would hold the caller's thread on the agent; NSS polls instead when told so.
         guard flags & CKF_DONT_BLOCK != 0 else { return CKR_FUNCTION_NOT_SUPPORTED }
-        guard let slot, reserved == nil else { return CKR_ARGUMENTS_BAD }
         state.refreshTokens()
         let changed = state.lock.withLock { inner -> CK_SLOT_ID? in
             for id in inner.slots.keys.sorted() {
@@ -201,71 +199,45 @@ func signet_C_WaitForSlotEvent(_ flags: CK_FLAGS, _ slot: UnsafeMutablePointer<C
 
 // MARK: Mechanisms
 
-/// Every mechanism the module offers, with its flags and key sizes.
-let mechanisms: [(CK_MECHANISM_TYPE, CK_FLAGS, min: CK_ULONG, max: CK_ULONG)] = {
-    let rsa: (CK_ULONG, CK_ULONG) = (1024, 8192), ec: (CK_ULONG, CK_ULONG) = (256, 521)
-    var list: [(CK_MECHANISM_TYPE, CK_FLAGS, min: CK_ULONG, max: CK_ULONG)] = [
-        (CKM_RSA_PKCS, CKF_HW | CKF_SIGN | CKF_DECRYPT, rsa.0, rsa.1),
-        (CKM_RSA_PKCS_OAEP, CKF_HW | CKF_DECRYPT, rsa.0, rsa.1),
-        (CKM_RSA_PKCS_PSS, CKF_HW | CKF_SIGN, rsa.0, rsa.1),
-    ]
-    for type in [CKM_SHA256_RSA_PKCS, CKM_SHA384_RSA_PKCS, CKM_SHA512_RSA_PKCS,
-                 CKM_SHA256_RSA_PKCS_PSS, CKM_SHA384_RSA_PKCS_PSS, CKM_SHA512_RSA_PKCS_PSS] {
-        list.append((type, CKF_HW | CKF_SIGN, rsa.0, rsa.1))
-    }
-    let ecFlags = CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS
-    for type in [CKM_ECDSA, CKM_ECDSA_SHA256, CKM_ECDSA_SHA384, CKM_ECDSA_SHA512] {
-        list.append((type, CKF_HW | CKF_SIGN | ecFlags, ec.0, ec.1))
-    }
-    list.append((CKM_ECDH1_DERIVE, CKF_HW | CKF_DERIVE | ecFlags, ec.0, ec.1))
-    // Only with a KEK that CKM_ECDH1_DERIVE made here: NSS unwraps an ECDH message's content key
-    // on the slot that derived the KEK (NSS_CMSUtil_DecryptSymKey_ECDH), by C_Decrypt.
-    for type in [CKM_AES_KEY_WRAP, CSIGNET_CKM_NSS_AES_KEY_WRAP] {
-        list.append((type, CKF_DECRYPT, 16, 32))
-    }
-    return list
-}()
-
-@_cdecl("signet_C_GetMechanismList")
 func signet_C_GetMechanismList(_ slotID: CK_SLOT_ID, _ list: UnsafeMutablePointer<CK_MECHANISM_TYPE>?,
                                _ count: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     withModule { state in
+        _ = try slot(state, slotID)
         guard let count else { return CKR_ARGUMENTS_BAD }
-        guard state.lock.withLock({ $0.slots[slotID] }) != nil else { return CKR_SLOT_ID_INVALID }
+        let table = Mechanisms.table
         guard let list else {
-            count.pointee = CK_ULONG(mechanisms.count)
+            count.pointee = CK_ULONG(table.count)
             return CKR_OK
         }
-        guard count.pointee >= CK_ULONG(mechanisms.count) else {
-            count.pointee = CK_ULONG(mechanisms.count)
+        guard count.pointee >= CK_ULONG(table.count) else {
+            count.pointee = CK_ULONG(table.count)
             return CKR_BUFFER_TOO_SMALL
         }
-        for (index, mechanism) in mechanisms.enumerated() { list[index] = mechanism.0 }
-        count.pointee = CK_ULONG(mechanisms.count)
+        for (index, mechanism) in table.enumerated() { list[index] = mechanism.type }
+        count.pointee = CK_ULONG(table.count)
         return CKR_OK
     }
 }
 
-@_cdecl("signet_C_GetMechanismInfo")
 func signet_C_GetMechanismInfo(_ slotID: CK_SLOT_ID, _ type: CK_MECHANISM_TYPE, _ info: UnsafeMutablePointer<CK_MECHANISM_INFO>?) -> CK_RV {
     withModule { state in
+        _ = try slot(state, slotID)
         guard let info else { return CKR_ARGUMENTS_BAD }
-        guard state.lock.withLock({ $0.slots[slotID] }) != nil else { return CKR_SLOT_ID_INVALID }
-        guard let found = mechanisms.first(where: { $0.0 == type }) else { return CKR_MECHANISM_INVALID }
-        info.pointee = CK_MECHANISM_INFO(ulMinKeySize: found.min, ulMaxKeySize: found.max, flags: found.1)
+        guard let found = Mechanisms.entry(type) else { return CKR_MECHANISM_INVALID }
+        info.pointee = CK_MECHANISM_INFO(ulMinKeySize: found.minKeySize, ulMaxKeySize: found.maxKeySize, flags: found.flags)
         return CKR_OK
     }
 }
 
 // MARK: Sessions
 
-@_cdecl("signet_C_OpenSession")
 func signet_C_OpenSession(_ slotID: CK_SLOT_ID, _ flags: CK_FLAGS, _ application: UnsafeMutableRawPointer?, _ notify: CK_NOTIFY?,
                           _ session: UnsafeMutablePointer<CK_SESSION_HANDLE>?) -> CK_RV {
     withModule { state in
         guard let session else { return CKR_ARGUMENTS_BAD }
         guard flags & CKF_SERIAL_SESSION != 0 else { return CKR_SESSION_PARALLEL_NOT_SUPPORTED }
         state.refreshTokens()
+        _ = try slot(state, slotID)
         return state.lock.withLock { inner in
             guard let slot = inner.slots[slotID] else { return CKR_SLOT_ID_INVALID }
             guard slot.present else { return CKR_TOKEN_NOT_PRESENT }
@@ -278,7 +250,6 @@ func signet_C_OpenSession(_ slotID: CK_SLOT_ID, _ flags: CK_FLAGS, _ application
     }
 }
 
-@_cdecl("signet_C_CloseSession")
 func signet_C_CloseSession(_ session: CK_SESSION_HANDLE) -> CK_RV {
     withModule { state in
         state.lock.withLock { inner in
@@ -289,11 +260,10 @@ func signet_C_CloseSession(_ session: CK_SESSION_HANDLE) -> CK_RV {
     }
 }
 
-@_cdecl("signet_C_CloseAllSessions")
 func signet_C_CloseAllSessions(_ slotID: CK_SLOT_ID) -> CK_RV {
     withModule { state in
-        state.lock.withLock { inner in
-            guard inner.slots[slotID] != nil else { return CKR_SLOT_ID_INVALID }
+        _ = try slot(state, slotID)
+        return state.lock.withLock { inner in
             let closing = Set(inner.sessions.filter { $0.value.slot == slotID }.keys)
             for handle in closing { inner.sessions[handle] = nil }
             inner.sessionObjects = inner.sessionObjects.filter { !closing.contains($0.value.session ?? 0) }
@@ -302,9 +272,9 @@ func signet_C_CloseAllSessions(_ slotID: CK_SLOT_ID) -> CK_RV {
     }
 }
 
-@_cdecl("signet_C_GetSessionInfo")
 func signet_C_GetSessionInfo(_ session: CK_SESSION_HANDLE, _ info: UnsafeMutablePointer<CK_SESSION_INFO>?) -> CK_RV {
     withModule { state in
+        _ = try state.session(session)
         guard let info else { return CKR_ARGUMENTS_BAD }
         state.refreshTokens()
         let found = try state.session(session)
@@ -319,7 +289,6 @@ func signet_C_GetSessionInfo(_ session: CK_SESSION_HANDLE, _ info: UnsafeMutable
 
 // MARK: Login
 
-@_cdecl("signet_C_Login")
 func signet_C_Login(_ session: CK_SESSION_HANDLE, _ userType: CK_USER_TYPE, _ pin: UnsafeMutablePointer<UInt8>?, _ pinLength: CK_ULONG) -> CK_RV {
     withModule { state in
         let found = try state.session(session)
@@ -365,7 +334,6 @@ func signet_C_Login(_ session: CK_SESSION_HANDLE, _ userType: CK_USER_TYPE, _ pi
     }
 }
 
-@_cdecl("signet_C_Logout")
 func signet_C_Logout(_ session: CK_SESSION_HANDLE) -> CK_RV {
     withModule { state in
         let found = try state.session(session)
@@ -379,14 +347,15 @@ func signet_C_Logout(_ session: CK_SESSION_HANDLE) -> CK_RV {
 
 // MARK: Objects
 
-@_cdecl("signet_C_GetAttributeValue")
 func signet_C_GetAttributeValue(_ session: CK_SESSION_HANDLE, _ object: CK_OBJECT_HANDLE, _ template: UnsafeMutablePointer<CK_ATTRIBUTE>?,
                                 _ count: CK_ULONG) -> CK_RV {
     withModule { state in
-        guard let template else { return count == 0 ? CKR_OK : CKR_ARGUMENTS_BAD }
+        _ = try state.session(session)
+        let n = try Arguments.templateCount(template, count)
         let found = try state.object(object, session: session)
+        guard let template else { return CKR_OK }
         var result = CKR_OK
-        for index in 0..<Int(count) {
+        for index in 0..<n {
             switch found.attributes[template[index].type] {
             case .bytes(let value)?:
                 if let destination = template[index].pValue {
@@ -412,18 +381,11 @@ func signet_C_GetAttributeValue(_ session: CK_SESSION_HANDLE, _ object: CK_OBJEC
     }
 }
 
-@_cdecl("signet_C_FindObjectsInit")
 func signet_C_FindObjectsInit(_ session: CK_SESSION_HANDLE, _ template: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ count: CK_ULONG) -> CK_RV {
     withModule { state in
         let found = try state.session(session)
         guard found.find == nil else { return CKR_OPERATION_ACTIVE }
-        guard template != nil || count == 0 else { return CKR_ARGUMENTS_BAD }
-        var wanted: [(CK_ATTRIBUTE_TYPE, [UInt8])] = []
-        for index in 0..<Int(count) {
-            let attribute = template![index]
-            let value = attribute.pValue.map { Array(UnsafeRawBufferPointer(start: $0, count: Int(attribute.ulValueLen))) } ?? []
-            wanted.append((attribute.type, value))
-        }
+        let wanted = try Arguments.template(template, count)
         let tokenObjects = try state.objects(found.slot)
         let own = state.lock.withLock { inner in inner.sessionObjects.values.filter { $0.session == session } }
         let results = (tokenObjects + own).filter { $0.matches(wanted) }.map(\.handle)
@@ -432,16 +394,18 @@ func signet_C_FindObjectsInit(_ session: CK_SESSION_HANDLE, _ template: UnsafeMu
     }
 }
 
-@_cdecl("signet_C_FindObjects")
 func signet_C_FindObjects(_ session: CK_SESSION_HANDLE, _ objects: UnsafeMutablePointer<CK_OBJECT_HANDLE>?, _ maximum: CK_ULONG,
                           _ count: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     withModule { state in
+        let found = try state.session(session)
         guard let count, objects != nil || maximum == 0 else { return CKR_ARGUMENTS_BAD }
-        guard try state.session(session).find != nil else { return CKR_OPERATION_NOT_INITIALIZED }
+        guard found.find != nil else { return CKR_OPERATION_NOT_INITIALIZED }
+        // Up to `maximum` (any CK_ULONG: ULONG_MAX means "all there are").
+        let limit = maximum > CK_ULONG(Int.max) ? Int.max : Int(maximum)
         var n = 0
         try state.updateSession(session) { found in
             guard var find = found.find else { return }
-            while n < Int(maximum), find.position < find.results.count {
+            while n < limit, find.position < find.results.count {
                 objects![n] = find.results[find.position]
                 n += 1
                 find.position += 1
@@ -453,7 +417,6 @@ func signet_C_FindObjects(_ session: CK_SESSION_HANDLE, _ objects: UnsafeMutable
     }
 }
 
-@_cdecl("signet_C_FindObjectsFinal")
 func signet_C_FindObjectsFinal(_ session: CK_SESSION_HANDLE) -> CK_RV {
     withModule { state in
         guard try state.session(session).find != nil else { return CKR_OPERATION_NOT_INITIALIZED }
@@ -462,17 +425,15 @@ func signet_C_FindObjectsFinal(_ session: CK_SESSION_HANDLE) -> CK_RV {
     }
 }
 
-@_cdecl("signet_C_GetObjectSize")
 func signet_C_GetObjectSize(_ session: CK_SESSION_HANDLE, _ object: CK_OBJECT_HANDLE, _ size: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     withModule { state in
-        guard let size else { return CKR_ARGUMENTS_BAD }
         _ = try state.object(object, session: session)
+        guard let size else { return CKR_ARGUMENTS_BAD }
         size.pointee = csignet_unavailable()
         return CKR_OK
     }
 }
 
-@_cdecl("signet_C_DestroyObject")
 func signet_C_DestroyObject(_ session: CK_SESSION_HANDLE, _ object: CK_OBJECT_HANDLE) -> CK_RV {
     withModule { state in
         _ = try state.session(session)
@@ -486,10 +447,17 @@ func signet_C_DestroyObject(_ session: CK_SESSION_HANDLE, _ object: CK_OBJECT_HA
 
 // MARK: Signing
 
-/// The private key for an operation in `session`, with this program logged in.
-private func privateKey(_ state: ModuleState, _ session: CK_SESSION_HANDLE, _ key: CK_OBJECT_HANDLE) throws(ModuleError) -> (ModuleSession, ModuleObject) {
+/// The key `handle` names for an operation in `session`, with this program logged in for a private key.
+/// - Throws: `CKR_SESSION_HANDLE_INVALID`; `CKR_KEY_HANDLE_INVALID` for a handle that names no object
+///   (the functions that take a key answer that, not `CKR_OBJECT_HANDLE_INVALID`); `CKR_USER_NOT_LOGGED_IN`.
+private func operationKey(_ state: ModuleState, _ session: CK_SESSION_HANDLE, _ handle: CK_OBJECT_HANDLE) throws(ModuleError) -> (ModuleSession, ModuleObject) {
     let found = try state.session(session)
-    let object = try state.object(key, session: session)
+    let object: ModuleObject
+    do throws(ModuleError) {
+        object = try state.object(handle, session: session)
+    } catch {
+        throw error.rv == CKR_OBJECT_HANDLE_INVALID ? ModuleError(CKR_KEY_HANDLE_INVALID) : error
+    }
     if object.objectClass == CKO_PRIVATE_KEY, !state.loggedIn(found.slot) {
         state.refreshTokens()
         guard state.loggedIn(found.slot) else { throw ModuleError(CKR_USER_NOT_LOGGED_IN) }
@@ -497,36 +465,46 @@ private func privateKey(_ state: ModuleState, _ session: CK_SESSION_HANDLE, _ ke
     return (found, object)
 }
 
-@_cdecl("signet_C_SignInit")
+/// Ends the session's signing operation (every answer but `CKR_BUFFER_TOO_SMALL` and a length query does).
+private func endSign(_ state: ModuleState, _ session: CK_SESSION_HANDLE) { try? state.updateSession(session) { $0.sign = nil } }
+private func endDecrypt(_ state: ModuleState, _ session: CK_SESSION_HANDLE) { try? state.updateSession(session) { $0.decrypt = nil } }
+
 func signet_C_SignInit(_ session: CK_SESSION_HANDLE, _ mechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ key: CK_OBJECT_HANDLE) -> CK_RV {
     withModule { state in
+        let found = try state.session(session)
         guard let mechanism else { return CKR_ARGUMENTS_BAD }
-        guard try state.session(session).sign == nil else { return CKR_OPERATION_ACTIVE }
-        let (_, object) = try privateKey(state, session, key)
+        guard found.sign == nil else { return CKR_OPERATION_ACTIVE }
+        _ = try Mechanisms.entry(mechanism.pointee.mechanism, for: CKF_SIGN)
+        let (_, object) = try operationKey(state, session, key)
         let operation = try SignOperation(mechanism: mechanism.pointee, key: object)
         try state.updateSession(session) { $0.sign = operation }
         return CKR_OK
     }
 }
 
-/// Signs the operation's data at the agent: one request. The operation ends unless the buffer was too small.
-private func finishSign(_ state: ModuleState, _ session: CK_SESSION_HANDLE, extra: [UInt8]?, _ signature: UnsafeMutablePointer<UInt8>?,
-                        _ length: UnsafeMutablePointer<CK_ULONG>?) throws(ModuleError) -> CK_RV {
-    guard let length else { throw ModuleError(CKR_ARGUMENTS_BAD) }
+/// Signs the operation's data at the agent: one request. Every answer ends the operation except
+/// `CKR_BUFFER_TOO_SMALL` and a successful length query (PKCS#11 2.40, `C_Sign` and `C_SignFinal`).
+private func finishSign(_ state: ModuleState, _ session: CK_SESSION_HANDLE, single input: UnsafeRawBufferPointer?,
+                        _ signature: UnsafeMutablePointer<UInt8>?, _ length: UnsafeMutablePointer<CK_ULONG>?) throws(ModuleError) -> CK_RV {
     let found = try state.session(session)
     guard let operation = found.sign else { return CKR_OPERATION_NOT_INITIALIZED }
-    if extra != nil, operation.parts { return CKR_OPERATION_ACTIVE }  // C_Sign after C_SignUpdate
+    var ends = true
+    defer { if ends { endSign(state, session) } }
+    guard let length else { return CKR_ARGUMENTS_BAD }
+    // C_Sign cannot finish a multi-part signature (C_SignUpdate was called): it ends it.
+    if input != nil, operation.parts { return CKR_OPERATION_ACTIVE }
+    // Checked before a length query, so that the query does not promise a signature the input cannot have.
+    try operation.check(input)
     let expected = operation.key.signatureLength
     // A length query, or a buffer too small, answers without asking the agent and keeps the operation.
     guard let signature, length.pointee >= CK_ULONG(expected) else {
         length.pointee = CK_ULONG(expected)
+        ends = false
         return signature == nil ? CKR_OK : CKR_BUFFER_TOO_SMALL
     }
-    defer { try? state.updateSession(session) { $0.sign = nil } }
-    let input = try operation.agentInput(extra)
     let response: AgentResponse
     do throws(ModuleError) {
-        response = try state.call(.sign(key: operation.key.uri, mechanism: operation.wire, data: input))
+        response = try state.call(.sign(key: operation.key.uri, mechanism: operation.wire, data: operation.agentInput(input)))
     } catch {
         if error.rv == CKR_USER_NOT_LOGGED_IN { state.noteLocked(found.slot) }
         throw error
@@ -535,26 +513,30 @@ private func finishSign(_ state: ModuleState, _ session: CK_SESSION_HANDLE, extr
     return output(bytes, to: signature, length: length)
 }
 
-@_cdecl("signet_C_Sign")
 func signet_C_Sign(_ session: CK_SESSION_HANDLE, _ data: UnsafeMutablePointer<UInt8>?, _ dataLength: CK_ULONG,
                    _ signature: UnsafeMutablePointer<UInt8>?, _ length: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     withModule { state in
-        guard data != nil || dataLength == 0 else { return CKR_ARGUMENTS_BAD }
-        return try finishSign(state, session, extra: bytes(data, dataLength), signature, length)
+        guard try state.session(session).sign != nil else { return CKR_OPERATION_NOT_INITIALIZED }
+        let input: UnsafeRawBufferPointer
+        do throws(ModuleError) {
+            input = try Arguments.buffer(data, dataLength)
+        } catch {
+            endSign(state, session)
+            throw error
+        }
+        return try finishSign(state, session, single: input, signature, length)
     }
 }
 
-@_cdecl("signet_C_SignUpdate")
 func signet_C_SignUpdate(_ session: CK_SESSION_HANDLE, _ part: UnsafeMutablePointer<UInt8>?, _ partLength: CK_ULONG) -> CK_RV {
     withModule { state in
-        guard part != nil || partLength == 0 else { return CKR_ARGUMENTS_BAD }
         // Raw RSA and ECDSA take their one digest in parts too (as SoftHSM2 does): it is only joined here.
         guard try state.session(session).sign != nil else { return CKR_OPERATION_NOT_INITIALIZED }
-        let chunk = bytes(part, partLength)
         var result = CKR_OK
         try state.updateSession(session) { session in
+            // Any error ends the operation (PKCS#11 2.40, C_SignUpdate).
             do throws(ModuleError) {
-                try session.sign?.update(chunk)
+                try session.sign?.update(try Arguments.buffer(part, partLength))
             } catch {
                 session.sign = nil
                 result = error.rv
@@ -564,98 +546,103 @@ func signet_C_SignUpdate(_ session: CK_SESSION_HANDLE, _ part: UnsafeMutablePoin
     }
 }
 
-@_cdecl("signet_C_SignFinal")
 func signet_C_SignFinal(_ session: CK_SESSION_HANDLE, _ signature: UnsafeMutablePointer<UInt8>?, _ length: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
-    withModule { state in try finishSign(state, session, extra: nil, signature, length) }
+    withModule { state in try finishSign(state, session, single: nil, signature, length) }
 }
 
 // MARK: Decryption
 
-@_cdecl("signet_C_DecryptInit")
 func signet_C_DecryptInit(_ session: CK_SESSION_HANDLE, _ mechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ key: CK_OBJECT_HANDLE) -> CK_RV {
     withModule { state in
+        let found = try state.session(session)
         guard let mechanism else { return CKR_ARGUMENTS_BAD }
-        guard try state.session(session).decrypt == nil else { return CKR_OPERATION_ACTIVE }
-        let (_, object) = try privateKey(state, session, key)
+        guard found.decrypt == nil else { return CKR_OPERATION_ACTIVE }
+        _ = try Mechanisms.entry(mechanism.pointee.mechanism, for: CKF_DECRYPT)
+        let (_, object) = try operationKey(state, session, key)
         let operation = try DecryptOperation(mechanism: mechanism.pointee, key: object)
         try state.updateSession(session) { $0.decrypt = operation }
         return CKR_OK
     }
 }
 
-@_cdecl("signet_C_Decrypt")
 func signet_C_Decrypt(_ session: CK_SESSION_HANDLE, _ data: UnsafeMutablePointer<UInt8>?, _ dataLength: CK_ULONG,
                       _ plain: UnsafeMutablePointer<UInt8>?, _ length: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     withModule { state in
-        guard let length, data != nil || dataLength == 0 else { return CKR_ARGUMENTS_BAD }
         let found = try state.session(session)
         guard let operation = found.decrypt else { return CKR_OPERATION_NOT_INITIALIZED }
-        if plain == nil, operation.pending == nil {
-            length.pointee = CK_ULONG(operation.maximumLength)
-            return CKR_OK
-        }
+        // Every answer ends the operation except CKR_BUFFER_TOO_SMALL and a length query (PKCS#11 2.40, C_Decrypt).
+        var ends = true
+        defer { if ends { endDecrypt(state, session) } }
+        guard let length, data != nil || dataLength == 0 else { return CKR_ARGUMENTS_BAD }
         let result: SharedSecret
         if let pending = operation.pending {
             result = pending
         } else {
-            let input = bytes(data, dataLength)
+            // The length is checked before any request: the token is not asked what the module can tell.
+            try operation.check(ciphertextLength: dataLength)
+            if plain == nil {
+                length.pointee = CK_ULONG(operation.maximumLength)
+                ends = false
+                return CKR_OK
+            }
+            let input = Array(try Arguments.buffer(data, dataLength))
             switch operation.kind {
             case .rsa(let wire):
                 let response: AgentResponse
                 do throws(ModuleError) {
                     response = try state.call(.decrypt(key: operation.key.uri, mechanism: wire, ciphertext: input))
                 } catch {
-                    try? state.updateSession(session) { $0.decrypt = nil }
                     if error.rv == CKR_USER_NOT_LOGGED_IN { state.noteLocked(found.slot) }
+                    // The agent's data-invalid: the token refused this ciphertext (its padding, or not for this key).
                     throw error.rv == CKR_DATA_INVALID ? ModuleError(CKR_ENCRYPTED_DATA_INVALID) : error
                 }
                 guard case .plaintext(var bytes) = response else { return CKR_DEVICE_ERROR }
                 result = SharedSecret(SecretBytes(copying: bytes))
                 bytes.withUnsafeMutableBytes { SecretBytes.wipe($0) }
             case .aesUnwrap(let iv):
-                do throws(ModuleError) {
-                    result = try KeyUnwrap.unwrap(kek: operation.key.secret!, wrapped: input, iv: iv)
-                } catch {
-                    try? state.updateSession(session) { $0.decrypt = nil }
-                    throw error
-                }
+                result = try KeyUnwrap.unwrap(kek: operation.key.secret!, wrapped: input, iv: iv)
             }
         }
         guard let plain, length.pointee >= CK_ULONG(result.count) else {
             // Kept for the next call with a larger buffer: the token is not asked twice.
             length.pointee = CK_ULONG(result.count)
             try state.updateSession(session) { $0.decrypt?.pending = result }
+            ends = false
             return plain == nil ? CKR_OK : CKR_BUFFER_TOO_SMALL
         }
         result.use { secret in secret.withUnsafeBytes { plain.update(from: $0.bindMemory(to: UInt8.self).baseAddress!, count: $0.count) } }
         length.pointee = CK_ULONG(result.count)
-        try state.updateSession(session) { $0.decrypt = nil }
         return CKR_OK
     }
 }
 
 // MARK: Key agreement
 
-@_cdecl("signet_C_DeriveKey")
 func signet_C_DeriveKey(_ session: CK_SESSION_HANDLE, _ mechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ baseKey: CK_OBJECT_HANDLE,
                         _ template: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ count: CK_ULONG, _ key: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV {
     withModule { state in
-        guard let mechanism, let key, template != nil || count == 0 else { return CKR_ARGUMENTS_BAD }
-        guard mechanism.pointee.mechanism == CKM_ECDH1_DERIVE else { return CKR_MECHANISM_INVALID }
+        _ = try state.session(session)
+        guard let mechanism, let key else { return CKR_ARGUMENTS_BAD }
+        let given = try Arguments.template(template, count)
+        let entry = try Mechanisms.entry(mechanism.pointee.mechanism, for: CKF_DERIVE)
+        let (found, object) = try operationKey(state, session, baseKey)
+        try KeyCheck.check(object, for: entry, usages: .derive)
         guard let parameter = mechanism.pointee.pParameter,
               mechanism.pointee.ulParameterLen == CK_ULONG(MemoryLayout<CK_ECDH1_DERIVE_PARAMS>.size) else { return CKR_MECHANISM_PARAM_INVALID }
         let params = parameter.loadUnaligned(as: CK_ECDH1_DERIVE_PARAMS.self)
-        let (found, object) = try privateKey(state, session, baseKey)
-        guard object.objectClass == CKO_PRIVATE_KEY, object.keyType == .ec else { return CKR_KEY_TYPE_INCONSISTENT }
-        guard object.usages.contains(.derive) else { return CKR_KEY_FUNCTION_NOT_PERMITTED }
         let kdfHash = X963.hash(forKDF: params.kdf)
         guard params.kdf == CKD_NULL || kdfHash != nil else { return CKR_MECHANISM_PARAM_INVALID }
         let fieldBytes = (object.bits + 7) / 8
-        // Raw or inside an OCTET STRING: NSS tries both (pk11_PubDeriveECKeyWithKDF).
-        guard let point = DER.uncompressedPoint(bytes(params.pPublicData, params.ulPublicDataLen), fieldLength: fieldBytes) else {
+        // Raw or inside an OCTET STRING: NSS tries both (pk11_PubDeriveECKeyWithKDF). A length no point
+        // or SharedInfo has, or one without its buffer, is a bad parameter.
+        let publicData, sharedInfo: [UInt8]
+        do throws(ModuleError) {
+            publicData = try Arguments.bytes(UnsafeMutableRawPointer(params.pPublicData), params.ulPublicDataLen, limit: 4 * fieldBytes + 16, tooLong: CKR_MECHANISM_PARAM_INVALID)
+            sharedInfo = try Arguments.bytes(UnsafeMutableRawPointer(params.pSharedData), params.ulSharedDataLen, limit: 4096, tooLong: CKR_MECHANISM_PARAM_INVALID)
+        } catch {
             return CKR_MECHANISM_PARAM_INVALID
         }
-        let sharedInfo = bytes(params.pSharedData, params.ulSharedDataLen)
+        guard let point = DER.uncompressedPoint(publicData, fieldLength: fieldBytes) else { return CKR_MECHANISM_PARAM_INVALID }
 
         // The new key's template: class, type, length and what it may do.
         var attributes: [CK_ATTRIBUTE_TYPE: AttributeValue] = [
@@ -666,22 +653,20 @@ func signet_C_DeriveKey(_ session: CK_SESSION_HANDLE, _ mechanism: UnsafeMutable
             CKA_SIGN: .bool(false), CKA_VERIFY: .bool(false),
         ]
         var valueLength: Int?
-        for index in 0..<Int(count) {
-            let attribute = template![index]
-            let value = attribute.pValue.map { Array(UnsafeRawBufferPointer(start: $0, count: Int(attribute.ulValueLen))) } ?? []
-            switch attribute.type {
+        for (type, value) in given {
+            switch type {
             case CKA_TOKEN where value.contains { $0 != 0 }: return CKR_TEMPLATE_INCONSISTENT  // session keys only
             case CKA_CLASS:
                 guard value.count == MemoryLayout<CK_ULONG>.size, value.withUnsafeBytes({ $0.loadUnaligned(as: CK_ULONG.self) }) == CKO_SECRET_KEY
                 else { return CKR_TEMPLATE_INCONSISTENT }
             case CKA_VALUE_LEN:
                 guard value.count == MemoryLayout<CK_ULONG>.size else { return CKR_ATTRIBUTE_VALUE_INVALID }
-                let requested = Int(value.withUnsafeBytes { $0.loadUnaligned(as: CK_ULONG.self) })
+                let requested = value.withUnsafeBytes { $0.loadUnaligned(as: CK_ULONG.self) }
                 guard requested > 0, requested <= 64 else { return CKR_ATTRIBUTE_VALUE_INVALID }
-                valueLength = requested
+                valueLength = Int(requested)
                 attributes[CKA_VALUE_LEN] = .bytes(value)
             default:
-                attributes[attribute.type] = .bytes(value)
+                attributes[type] = .bytes(value)
             }
         }
         // Without a KDF the shared secret is the key; with one, as long as asked (or one hash).
@@ -723,44 +708,74 @@ func signet_C_DeriveKey(_ session: CK_SESSION_HANDLE, _ mechanism: UnsafeMutable
 
 // Token and code administration is `signet`'s (so the lockout stays in one place); the module creates
 // no objects, has no random generator, and offers no symmetric or digest operation of its own.
-@_cdecl("signet_C_InitToken") func signet_C_InitToken(_ s: CK_SLOT_ID, _ p: UnsafeMutablePointer<UInt8>?, _ l: CK_ULONG, _ label: UnsafeMutablePointer<UInt8>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_InitPIN") func signet_C_InitPIN(_ s: CK_SESSION_HANDLE, _ p: UnsafeMutablePointer<UInt8>?, _ l: CK_ULONG) -> CK_RV { notSupported() }
-@_cdecl("signet_C_SetPIN") func signet_C_SetPIN(_ s: CK_SESSION_HANDLE, _ o: UnsafeMutablePointer<UInt8>?, _ ol: CK_ULONG, _ n: UnsafeMutablePointer<UInt8>?, _ nl: CK_ULONG) -> CK_RV { notSupported() }
-@_cdecl("signet_C_GetOperationState") func signet_C_GetOperationState(_ s: CK_SESSION_HANDLE, _ p: UnsafeMutablePointer<UInt8>?, _ l: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_SetOperationState") func signet_C_SetOperationState(_ s: CK_SESSION_HANDLE, _ p: UnsafeMutablePointer<UInt8>?, _ l: CK_ULONG, _ e: CK_OBJECT_HANDLE, _ a: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
-@_cdecl("signet_C_CreateObject") func signet_C_CreateObject(_ s: CK_SESSION_HANDLE, _ t: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ c: CK_ULONG, _ o: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_CopyObject") func signet_C_CopyObject(_ s: CK_SESSION_HANDLE, _ o: CK_OBJECT_HANDLE, _ t: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ c: CK_ULONG, _ n: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_SetAttributeValue") func signet_C_SetAttributeValue(_ s: CK_SESSION_HANDLE, _ o: CK_OBJECT_HANDLE, _ t: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ c: CK_ULONG) -> CK_RV { notSupported() }
-@_cdecl("signet_C_EncryptInit") func signet_C_EncryptInit(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ k: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
-@_cdecl("signet_C_Encrypt") func signet_C_Encrypt(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_EncryptUpdate") func signet_C_EncryptUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_EncryptFinal") func signet_C_EncryptFinal(_ s: CK_SESSION_HANDLE, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_DecryptUpdate") func signet_C_DecryptUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_DecryptFinal") func signet_C_DecryptFinal(_ s: CK_SESSION_HANDLE, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_DigestInit") func signet_C_DigestInit(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_Digest") func signet_C_Digest(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_DigestUpdate") func signet_C_DigestUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG) -> CK_RV { notSupported() }
-@_cdecl("signet_C_DigestKey") func signet_C_DigestKey(_ s: CK_SESSION_HANDLE, _ k: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
-@_cdecl("signet_C_DigestFinal") func signet_C_DigestFinal(_ s: CK_SESSION_HANDLE, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_SignRecoverInit") func signet_C_SignRecoverInit(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ k: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
-@_cdecl("signet_C_SignRecover") func signet_C_SignRecover(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_VerifyInit") func signet_C_VerifyInit(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ k: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
-@_cdecl("signet_C_Verify") func signet_C_Verify(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: CK_ULONG) -> CK_RV { notSupported() }
-@_cdecl("signet_C_VerifyUpdate") func signet_C_VerifyUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG) -> CK_RV { notSupported() }
-@_cdecl("signet_C_VerifyFinal") func signet_C_VerifyFinal(_ s: CK_SESSION_HANDLE, _ e: UnsafeMutablePointer<UInt8>?, _ el: CK_ULONG) -> CK_RV { notSupported() }
-@_cdecl("signet_C_VerifyRecoverInit") func signet_C_VerifyRecoverInit(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ k: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
-@_cdecl("signet_C_VerifyRecover") func signet_C_VerifyRecover(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_DigestEncryptUpdate") func signet_C_DigestEncryptUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_DecryptDigestUpdate") func signet_C_DecryptDigestUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_SignEncryptUpdate") func signet_C_SignEncryptUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_DecryptVerifyUpdate") func signet_C_DecryptVerifyUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_GenerateKey") func signet_C_GenerateKey(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ t: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ c: CK_ULONG, _ k: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_GenerateKeyPair") func signet_C_GenerateKeyPair(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ pt: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ pc: CK_ULONG, _ st: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ sc: CK_ULONG, _ pk: UnsafeMutablePointer<CK_OBJECT_HANDLE>?, _ sk: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_WrapKey") func signet_C_WrapKey(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ w: CK_OBJECT_HANDLE, _ k: CK_OBJECT_HANDLE, _ o: UnsafeMutablePointer<UInt8>?, _ ol: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_UnwrapKey") func signet_C_UnwrapKey(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ u: CK_OBJECT_HANDLE, _ w: UnsafeMutablePointer<UInt8>?, _ wl: CK_ULONG, _ t: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ c: CK_ULONG, _ k: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { notSupported() }
-@_cdecl("signet_C_SeedRandom") func signet_C_SeedRandom(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ l: CK_ULONG) -> CK_RV { Module.state == nil ? CKR_CRYPTOKI_NOT_INITIALIZED : CKR_RANDOM_NO_RNG }
-@_cdecl("signet_C_GenerateRandom") func signet_C_GenerateRandom(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ l: CK_ULONG) -> CK_RV { Module.state == nil ? CKR_CRYPTOKI_NOT_INITIALIZED : CKR_RANDOM_NO_RNG }
-@_cdecl("signet_C_GetFunctionStatus") func signet_C_GetFunctionStatus(_ s: CK_SESSION_HANDLE) -> CK_RV { Module.state == nil ? CKR_CRYPTOKI_NOT_INITIALIZED : CKR_FUNCTION_NOT_PARALLEL }
-@_cdecl("signet_C_CancelFunction") func signet_C_CancelFunction(_ s: CK_SESSION_HANDLE) -> CK_RV { Module.state == nil ? CKR_CRYPTOKI_NOT_INITIALIZED : CKR_FUNCTION_NOT_PARALLEL }
+func signet_C_InitToken(_ s: CK_SLOT_ID, _ p: UnsafeMutablePointer<UInt8>?, _ l: CK_ULONG, _ label: UnsafeMutablePointer<UInt8>?) -> CK_RV { notSupported() }
+func signet_C_InitPIN(_ s: CK_SESSION_HANDLE, _ p: UnsafeMutablePointer<UInt8>?, _ l: CK_ULONG) -> CK_RV { notSupported() }
+func signet_C_SetPIN(_ s: CK_SESSION_HANDLE, _ o: UnsafeMutablePointer<UInt8>?, _ ol: CK_ULONG, _ n: UnsafeMutablePointer<UInt8>?, _ nl: CK_ULONG) -> CK_RV { notSupported() }
+func signet_C_GetOperationState(_ s: CK_SESSION_HANDLE, _ p: UnsafeMutablePointer<UInt8>?, _ l: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_SetOperationState(_ s: CK_SESSION_HANDLE, _ p: UnsafeMutablePointer<UInt8>?, _ l: CK_ULONG, _ e: CK_OBJECT_HANDLE, _ a: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
+func signet_C_CreateObject(_ s: CK_SESSION_HANDLE, _ t: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ c: CK_ULONG, _ o: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { notSupported() }
+func signet_C_CopyObject(_ s: CK_SESSION_HANDLE, _ o: CK_OBJECT_HANDLE, _ t: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ c: CK_ULONG, _ n: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { notSupported() }
+func signet_C_SetAttributeValue(_ s: CK_SESSION_HANDLE, _ o: CK_OBJECT_HANDLE, _ t: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ c: CK_ULONG) -> CK_RV { notSupported() }
+func signet_C_EncryptInit(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ k: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
+func signet_C_Encrypt(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_EncryptUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_EncryptFinal(_ s: CK_SESSION_HANDLE, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_DecryptUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_DecryptFinal(_ s: CK_SESSION_HANDLE, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_DigestInit(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?) -> CK_RV { notSupported() }
+func signet_C_Digest(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_DigestUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG) -> CK_RV { notSupported() }
+func signet_C_DigestKey(_ s: CK_SESSION_HANDLE, _ k: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
+func signet_C_DigestFinal(_ s: CK_SESSION_HANDLE, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_SignRecoverInit(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ k: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
+func signet_C_SignRecover(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_VerifyInit(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ k: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
+func signet_C_Verify(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: CK_ULONG) -> CK_RV { notSupported() }
+func signet_C_VerifyUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG) -> CK_RV { notSupported() }
+func signet_C_VerifyFinal(_ s: CK_SESSION_HANDLE, _ e: UnsafeMutablePointer<UInt8>?, _ el: CK_ULONG) -> CK_RV { notSupported() }
+func signet_C_VerifyRecoverInit(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ k: CK_OBJECT_HANDLE) -> CK_RV { notSupported() }
+func signet_C_VerifyRecover(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_DigestEncryptUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_DecryptDigestUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_SignEncryptUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_DecryptVerifyUpdate(_ s: CK_SESSION_HANDLE, _ d: UnsafeMutablePointer<UInt8>?, _ dl: CK_ULONG, _ e: UnsafeMutablePointer<UInt8>?, _ el: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_GenerateKey(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ t: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ c: CK_ULONG, _ k: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { notSupported() }
+func signet_C_GenerateKeyPair(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ pt: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ pc: CK_ULONG, _ st: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ sc: CK_ULONG, _ pk: UnsafeMutablePointer<CK_OBJECT_HANDLE>?, _ sk: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { notSupported() }
+func signet_C_WrapKey(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ w: CK_OBJECT_HANDLE, _ k: CK_OBJECT_HANDLE, _ o: UnsafeMutablePointer<UInt8>?, _ ol: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { notSupported() }
+func signet_C_UnwrapKey(_ s: CK_SESSION_HANDLE, _ m: UnsafeMutablePointer<CK_MECHANISM>?, _ u: CK_OBJECT_HANDLE, _ w: UnsafeMutablePointer<UInt8>?, _ wl: CK_ULONG, _ t: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ c: CK_ULONG, _ k: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { notSupported() }
+// These four are offered in the function list with answers of their own, so a session or argument
+// error ranks above "no generator" or "not parallel" (PKCS#11 2.40, 5.1.8: session-handle codes come
+// before the other codes of a function).
+func signet_C_SeedRandom(_ session: CK_SESSION_HANDLE, _ seed: UnsafeMutablePointer<UInt8>?, _ length: CK_ULONG) -> CK_RV {
+    withModule { state in
+        _ = try state.session(session)
+        guard seed != nil || length == 0 else { return CKR_ARGUMENTS_BAD }
+        return CKR_RANDOM_NO_RNG
+    }
+}
 
+func signet_C_GenerateRandom(_ session: CK_SESSION_HANDLE, _ random: UnsafeMutablePointer<UInt8>?, _ length: CK_ULONG) -> CK_RV {
+    withModule { state in
+        _ = try state.session(session)
+        guard random != nil || length == 0 else { return CKR_ARGUMENTS_BAD }
+        return CKR_RANDOM_NO_RNG
+    }
+}
+
+func signet_C_GetFunctionStatus(_ session: CK_SESSION_HANDLE) -> CK_RV {
+    withModule { state in
+        _ = try state.session(session)
+        return CKR_FUNCTION_NOT_PARALLEL
+    }
+}
+
+func signet_C_CancelFunction(_ session: CK_SESSION_HANDLE) -> CK_RV {
+    withModule { state in
+        _ = try state.session(session)
+        return CKR_FUNCTION_NOT_PARALLEL
+    }
+}
+
+/// The stub of a function the module does not offer. PKCS#11 2.40 (5.1.6, `CKR_FUNCTION_NOT_SUPPORTED`):
+/// "this stub should simply return the value CKR_FUNCTION_NOT_SUPPORTED": it checks no session or argument.
 private func notSupported() -> CK_RV { Module.state == nil ? CKR_CRYPTOKI_NOT_INITIALIZED : CKR_FUNCTION_NOT_SUPPORTED }

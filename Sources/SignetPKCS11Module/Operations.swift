@@ -84,7 +84,8 @@ final class Digester: @unchecked Sendable {
     init(_ hash: Hash) { EVP_DigestInit_ex(context, hash.evp, nil) }
     deinit { EVP_MD_CTX_free(context) }
 
-    func update(_ part: [UInt8]) { part.withUnsafeBytes { _ = EVP_DigestUpdate(context, $0.baseAddress, $0.count) } }
+    func update(_ part: [UInt8]) { part.withUnsafeBytes { update($0) } }
+    func update(_ part: UnsafeRawBufferPointer) { _ = EVP_DigestUpdate(context, part.baseAddress, part.count) }
 
     func finish() -> [UInt8] {
         var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
@@ -94,92 +95,113 @@ final class Digester: @unchecked Sendable {
     }
 }
 
+/// The key checks every operation makes, in the order PKCS#11 2.40 lists their codes.
+enum KeyCheck {
+    /// Checks that `key` can carry out `entry` for one of `usages`.
+    /// - Throws: `CKR_KEY_HANDLE_INVALID` for an object that is not a key (a certificate, the profile);
+    ///   `CKR_KEY_TYPE_INCONSISTENT` for a key of another type than the mechanism's;
+    ///   `CKR_KEY_FUNCTION_NOT_PERMITTED` for a public key, or a key whose usages do not allow it;
+    ///   `CKR_KEY_SIZE_RANGE` for a key size outside the mechanism's.
+    static func check(_ key: ModuleObject, for entry: MechanismEntry, usages: KeyUsages) throws(ModuleError) {
+        guard [CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_SECRET_KEY].contains(key.objectClass) else { throw ModuleError(CKR_KEY_HANDLE_INVALID) }
+        switch entry.keyKind {
+        case .derivedSecret:
+            guard key.secret != nil, key.keyType == nil else { throw ModuleError(CKR_KEY_TYPE_INCONSISTENT) }
+            guard [16, 24, 32].contains(key.bits / 8), entry.takes(keyBits: key.bits / 8) else { throw ModuleError(CKR_KEY_SIZE_RANGE) }
+        case .rsa, .ec:
+            guard key.keyType == (entry.keyKind == .rsa ? .rsa : .ec) else { throw ModuleError(CKR_KEY_TYPE_INCONSISTENT) }
+            // A public key has no CKA_SIGN, CKA_DECRYPT or CKA_DERIVE: false, as SoftHSM2 answers.
+            guard key.objectClass == CKO_PRIVATE_KEY, !key.usages.isDisjoint(with: usages) else {
+                throw ModuleError(CKR_KEY_FUNCTION_NOT_PERMITTED)
+            }
+            guard entry.takes(keyBits: key.bits) else { throw ModuleError(CKR_KEY_SIZE_RANGE) }
+        }
+    }
+}
+
 /// A signature under way: the mechanism as the agent gets it, and what is hashed here first.
 struct SignOperation {
     let key: ModuleObject
+    let entry: MechanismEntry
     /// Sent to the agent: `CKM_RSA_PKCS`, `CKM_RSA_PKCS_PSS` or `CKM_ECDSA`.
     let wire: WireMechanism
-    /// Hashed here before signing (nil: the caller passes the digest or DigestInfo).
-    let hash: Hash?
-    /// PKCS#1 v1.5 over a hash computed here: the DigestInfo is built here too.
-    let digestInfo: Bool
     /// Multi-part input so far: hashed as it comes for the hashing mechanisms, else joined (one digest).
     var digester: Digester?
     var data: [UInt8] = []
     var parts = false
 
-    static let rsaPKCS: CK_MECHANISM_TYPE = CKM_RSA_PKCS
-    static let hashedRSA: [CK_MECHANISM_TYPE: Hash] = [CKM_SHA1_RSA_PKCS: .sha1, CKM_SHA224_RSA_PKCS: .sha224, CKM_SHA256_RSA_PKCS: .sha256,
-                                                       CKM_SHA384_RSA_PKCS: .sha384, CKM_SHA512_RSA_PKCS: .sha512]
-    static let hashedPSS: [CK_MECHANISM_TYPE: Hash] = [CKM_SHA1_RSA_PKCS_PSS: .sha1, CKM_SHA224_RSA_PKCS_PSS: .sha224,
-                                                       CKM_SHA256_RSA_PKCS_PSS: .sha256, CKM_SHA384_RSA_PKCS_PSS: .sha384,
-                                                       CKM_SHA512_RSA_PKCS_PSS: .sha512]
-    static let hashedECDSA: [CK_MECHANISM_TYPE: Hash] = [CKM_ECDSA_SHA1: .sha1, CKM_ECDSA_SHA224: .sha224, CKM_ECDSA_SHA256: .sha256,
-                                                         CKM_ECDSA_SHA384: .sha384, CKM_ECDSA_SHA512: .sha512]
+    /// The longest input of a mechanism that hashes nothing here: a digest or a DigestInfo is far shorter.
+    static let rawLimit = 1024
 
+    /// Hashed here before signing (nil: the caller passes the digest or DigestInfo).
+    var hash: Hash? { entry.hash }
+
+    /// - Throws: `CKR_MECHANISM_INVALID` for a mechanism the table has not for signing, the key
+    ///   checks' codes (`KeyCheck`), `CKR_MECHANISM_PARAM_INVALID` for PSS parameters the module does not take.
     init(mechanism: CK_MECHANISM, key: ModuleObject) throws(ModuleError) {
-        guard key.objectClass == CKO_PRIVATE_KEY, let keyType = key.keyType else { throw ModuleError(CKR_KEY_TYPE_INCONSISTENT) }
-        guard key.usages.contains(.sign) else { throw ModuleError(CKR_KEY_FUNCTION_NOT_PERMITTED) }
+        let entry = try Mechanisms.entry(mechanism.mechanism, for: CKF_SIGN)
+        try KeyCheck.check(key, for: entry, usages: .sign)
         self.key = key
-        let type = mechanism.mechanism
-        switch type {
-        case CKM_RSA_PKCS, CKM_ECDSA:
-            guard keyType == (type == CKM_ECDSA ? .ec : .rsa) else { throw ModuleError(CKR_KEY_TYPE_INCONSISTENT) }
-            wire = WireMechanism(type: UInt64(type)); hash = nil; digestInfo = false
-        case CKM_RSA_PKCS_PSS:
-            guard keyType == .rsa else { throw ModuleError(CKR_KEY_TYPE_INCONSISTENT) }
-            wire = try SignOperation.pss(mechanism, hashedHere: nil); hash = nil; digestInfo = false
-        default:
-            if let found = SignOperation.hashedRSA[type] {
-                guard keyType == .rsa else { throw ModuleError(CKR_KEY_TYPE_INCONSISTENT) }
-                wire = WireMechanism(type: UInt64(CKM_RSA_PKCS)); hash = found; digestInfo = true
-            } else if let found = SignOperation.hashedPSS[type] {
-                guard keyType == .rsa else { throw ModuleError(CKR_KEY_TYPE_INCONSISTENT) }
-                wire = try SignOperation.pss(mechanism, hashedHere: found); hash = found; digestInfo = false
-            } else if let found = SignOperation.hashedECDSA[type] {
-                guard keyType == .ec else { throw ModuleError(CKR_KEY_TYPE_INCONSISTENT) }
-                wire = WireMechanism(type: UInt64(CKM_ECDSA)); hash = found; digestInfo = false
-            } else {
-                throw ModuleError(CKR_MECHANISM_INVALID)
-            }
+        self.entry = entry
+        switch entry.form {
+        case .atToken where entry.type == CKM_RSA_PKCS_PSS: wire = try SignOperation.pss(mechanism, key: key, hashedHere: nil)
+        case .hashPSS(let hash): wire = try SignOperation.pss(mechanism, key: key, hashedHere: hash)
+        default: wire = WireMechanism(type: UInt64(entry.wire ?? entry.type))
         }
     }
 
-    /// The PSS parameters, checked: the hash named must be the one hashed here, when one is.
-    private static func pss(_ mechanism: CK_MECHANISM, hashedHere: Hash?) throws(ModuleError) -> WireMechanism {
+    /// The PSS parameters, checked: the hash named must be the one hashed here, when one is, and the
+    /// salt no longer than the modulus.
+    private static func pss(_ mechanism: CK_MECHANISM, key: ModuleObject, hashedHere: Hash?) throws(ModuleError) -> WireMechanism {
         guard let parameter = mechanism.pParameter, mechanism.ulParameterLen == CK_ULONG(MemoryLayout<CK_RSA_PKCS_PSS_PARAMS>.size) else {
             throw ModuleError(CKR_MECHANISM_PARAM_INVALID)
         }
         let params = parameter.loadUnaligned(as: CK_RSA_PKCS_PSS_PARAMS.self)
-        guard let named = Hash(mechanism: params.hashAlg), hashedHere == nil || hashedHere == named, params.mgf == named.mgf else {
+        guard let named = Hash(mechanism: params.hashAlg), hashedHere == nil || hashedHere == named, params.mgf == named.mgf,
+              params.sLen <= CK_ULONG(key.signatureLength) else {
             throw ModuleError(CKR_MECHANISM_PARAM_INVALID)
         }
         return WireMechanism(type: UInt64(CKM_RSA_PKCS_PSS), hash: UInt64(params.hashAlg), mgf: UInt64(params.mgf), saltLength: UInt32(params.sLen))
     }
 
     /// Takes one part of a multi-part signature.
-    mutating func update(_ part: [UInt8]) throws(ModuleError) {
+    /// - Throws: `CKR_DATA_LEN_RANGE` when the parts of a mechanism that hashes nothing here pass `rawLimit`.
+    mutating func update(_ part: UnsafeRawBufferPointer) throws(ModuleError) {
         parts = true
         if let hash {
             if digester == nil { digester = Digester(hash) }
             digester!.update(part)
         } else {
-            guard data.count + part.count <= 1024 else { throw ModuleError(CKR_DATA_LEN_RANGE) }
+            guard part.count <= SignOperation.rawLimit - data.count else { throw ModuleError(CKR_DATA_LEN_RANGE) }
             data += part
         }
     }
 
-    /// What the agent signs: for `input` (one part), or for the parts given so far (nil).
-    func agentInput(_ input: [UInt8]?) throws(ModuleError) -> [UInt8] {
-        guard let hash else {
-            let all = input ?? data
-            if wire.type == UInt64(CKM_RSA_PKCS), all.count > key.signatureLength - 11 { throw ModuleError(CKR_DATA_LEN_RANGE) }
-            return all
-        }
-        let digest = input.map { hash.digest($0) } ?? (digester ?? Digester(hash)).finish()
-        return digestInfo ? hash.digestInfoPrefix + digest : digest
+    /// Checks the input of a mechanism that hashes nothing here: `input` (one part), or the parts given
+    /// so far (nil). It changes nothing, so a length query may make it before the signature.
+    /// - Throws: `CKR_DATA_LEN_RANGE` for a raw input longer than the key takes.
+    func check(_ input: UnsafeRawBufferPointer?) throws(ModuleError) {
+        guard hash == nil else { return }
+        let count = input?.count ?? data.count
+        if count > SignOperation.rawLimit { throw ModuleError(CKR_DATA_LEN_RANGE) }
+        if wire.type == UInt64(CKM_RSA_PKCS), count > key.signatureLength - 11 { throw ModuleError(CKR_DATA_LEN_RANGE) }
     }
 
+    /// What the agent signs: for `input` (one part), or for the parts given so far (nil). It ends the
+    /// hash of the parts, so it is called once, for the signature itself (after `check`).
+    func agentInput(_ input: UnsafeRawBufferPointer?) -> [UInt8] {
+        guard let hash else { return input.map { Array($0) } ?? data }
+        let digest: [UInt8]
+        if let input {
+            let digester = Digester(hash)
+            digester.update(input)
+            digest = digester.finish()
+        } else {
+            digest = (digester ?? Digester(hash)).finish()
+        }
+        if case .hashDigestInfo = entry.form { return hash.digestInfoPrefix + digest }
+        return digest
+    }
 }
 
 /// A decryption under way: RSA with a token key (at the agent), or AES key unwrap with a key this
@@ -194,34 +216,50 @@ struct DecryptOperation {
     /// A plaintext already computed that did not fit the caller's buffer: the next call takes it.
     var pending: SharedSecret?
 
+    /// The longest wrapped key taken (RFC 3394: the key and its 8-byte check).
+    static let wrappedLimit = 1024
+
+    /// - Throws: `CKR_MECHANISM_INVALID` for a mechanism the table has not for decryption, the key
+    ///   checks' codes (`KeyCheck`), `CKR_MECHANISM_PARAM_INVALID` for OAEP parameters or an IV the module does not take.
     init(mechanism: CK_MECHANISM, key: ModuleObject) throws(ModuleError) {
+        let entry = try Mechanisms.entry(mechanism.mechanism, for: CKF_DECRYPT)
+        try KeyCheck.check(key, for: entry, usages: [.decrypt, .unwrap])
         self.key = key
-        switch mechanism.mechanism {
-        case CKM_RSA_PKCS, CKM_RSA_PKCS_OAEP:
-            guard key.objectClass == CKO_PRIVATE_KEY, key.keyType == .rsa else { throw ModuleError(CKR_KEY_TYPE_INCONSISTENT) }
-            guard key.usages.contains(.decrypt) || key.usages.contains(.unwrap) else { throw ModuleError(CKR_KEY_FUNCTION_NOT_PERMITTED) }
-            if mechanism.mechanism == CKM_RSA_PKCS {
-                kind = .rsa(WireMechanism(type: UInt64(CKM_RSA_PKCS)))
-            } else {
-                guard let parameter = mechanism.pParameter, mechanism.ulParameterLen == CK_ULONG(MemoryLayout<CK_RSA_PKCS_OAEP_PARAMS>.size) else {
-                    throw ModuleError(CKR_MECHANISM_PARAM_INVALID)
-                }
-                let params = parameter.loadUnaligned(as: CK_RSA_PKCS_OAEP_PARAMS.self)
-                guard Hash(mechanism: params.hashAlg) != nil else { throw ModuleError(CKR_MECHANISM_PARAM_INVALID) }
-                // No label: CMS never uses one, and SoftHSM2 and the cards Signet knows refuse it.
-                guard params.source == 0 || params.ulSourceDataLen == 0 else { throw ModuleError(CKR_MECHANISM_PARAM_INVALID) }
-                kind = .rsa(WireMechanism(type: UInt64(CKM_RSA_PKCS_OAEP), hash: UInt64(params.hashAlg), mgf: UInt64(params.mgf)))
+        switch entry.form {
+        case .atToken where entry.type == CKM_RSA_PKCS_OAEP:
+            guard let parameter = mechanism.pParameter, mechanism.ulParameterLen == CK_ULONG(MemoryLayout<CK_RSA_PKCS_OAEP_PARAMS>.size) else {
+                throw ModuleError(CKR_MECHANISM_PARAM_INVALID)
             }
-        case CKM_AES_KEY_WRAP, CSIGNET_CKM_NSS_AES_KEY_WRAP:
-            guard key.secret != nil, key.keyType == nil else { throw ModuleError(CKR_KEY_TYPE_INCONSISTENT) }
+            let params = parameter.loadUnaligned(as: CK_RSA_PKCS_OAEP_PARAMS.self)
+            guard Hash(mechanism: params.hashAlg) != nil else { throw ModuleError(CKR_MECHANISM_PARAM_INVALID) }
+            // No label: CMS never uses one, and SoftHSM2 and the cards Signet knows refuse it.
+            guard params.source == 0 || params.ulSourceDataLen == 0 else { throw ModuleError(CKR_MECHANISM_PARAM_INVALID) }
+            kind = .rsa(WireMechanism(type: UInt64(CKM_RSA_PKCS_OAEP), hash: UInt64(params.hashAlg), mgf: UInt64(params.mgf)))
+        case .atToken:
+            kind = .rsa(WireMechanism(type: UInt64(entry.type)))
+        case .aesUnwrap:
             var iv: [UInt8] = []
             if let parameter = mechanism.pParameter, mechanism.ulParameterLen > 0 {
                 guard mechanism.ulParameterLen == 8 else { throw ModuleError(CKR_MECHANISM_PARAM_INVALID) }
                 iv = Array(UnsafeRawBufferPointer(start: parameter, count: 8))
             }
             kind = .aesUnwrap(iv: iv)
-        default:
-            throw ModuleError(CKR_MECHANISM_INVALID)
+        case .hashDigestInfo, .hashPSS, .hashECDSA, .ecdh:
+            throw ModuleError(CKR_MECHANISM_INVALID)  // no such decryption in the table
+        }
+    }
+
+    /// Checks the ciphertext's length before anything is asked of the agent.
+    /// - Throws: `CKR_ENCRYPTED_DATA_LEN_RANGE`: RSA takes exactly the modulus length; RFC 3394 whole
+    ///   8-byte blocks, at least three, at most `wrappedLimit` bytes.
+    func check(ciphertextLength length: CK_ULONG) throws(ModuleError) {
+        switch kind {
+        case .rsa:
+            guard length == CK_ULONG(key.signatureLength) else { throw ModuleError(CKR_ENCRYPTED_DATA_LEN_RANGE) }
+        case .aesUnwrap:
+            guard length >= 24, length % 8 == 0, length <= CK_ULONG(DecryptOperation.wrappedLimit) else {
+                throw ModuleError(CKR_ENCRYPTED_DATA_LEN_RANGE)
+            }
         }
     }
 
@@ -229,7 +267,7 @@ struct DecryptOperation {
     var maximumLength: Int {
         switch kind {
         case .rsa: key.signatureLength
-        case .aesUnwrap: 1024
+        case .aesUnwrap: DecryptOperation.wrappedLimit
         }
     }
 }
