@@ -25,19 +25,23 @@ struct Setup {
     let configHome: String
     /// `$GNUPGHOME`, else `~/.gnupg`.
     let gnupgHome: String
+    /// `$PATH`, for finding the programs.
+    let path: String
     let dryRun: Bool
 
     init(environment: [String: String], dryRun: Bool) {
         home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? "/"
         configHome = environment["XDG_CONFIG_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? home + "/.config"
         gnupgHome = environment["GNUPGHOME"].flatMap { $0.isEmpty ? nil : $0 } ?? home + "/.gnupg"
+        path = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
         self.dryRun = dryRun
     }
 
     /// Registers `module` everywhere.
     func registerAll(module: String) -> [Outcome] {
         var outcomes = [registerP11Kit(module: module)]
-        outcomes += nssDatabases().map { register($0, module: module) }
+        let nss = nssDatabases()
+        outcomes += nss.notes + nss.databases.map { register($0, module: module) }
         outcomes += registerGnuPG(module: module)
         return outcomes
     }
@@ -45,7 +49,8 @@ struct Setup {
     /// Removes what `registerAll` registered.
     func removeAll() -> [Outcome] {
         var outcomes = [removeP11Kit()]
-        outcomes += nssDatabases().map(remove)
+        let nss = nssDatabases()
+        outcomes += nss.databases.map(remove)
         outcomes += removeGnuPG()
         return outcomes
     }
@@ -131,25 +136,26 @@ struct Setup {
         var program: String?
     }
 
-    /// Every Thunderbird and Firefox profile (native, snap, flatpak), then `~/.pki/nssdb`.
-    func nssDatabases() -> [NSSDatabase] {
-        let places: [(program: String, kind: String, base: String)] = [
-            ("Thunderbird", "", "/.thunderbird"),
-            ("Thunderbird", " (snap)", "/snap/thunderbird/common/.thunderbird"),
-            ("Thunderbird", " (flatpak)", "/.var/app/org.mozilla.Thunderbird/.thunderbird"),
-            ("Firefox", "", "/.mozilla/firefox"),
-            ("Firefox", " (snap)", "/snap/firefox/common/.mozilla/firefox"),
-            ("Firefox", " (flatpak)", "/.var/app/org.mozilla.firefox/.mozilla/firefox"),
-        ]
+    /// The NSS databases to register in, and a line for each program with no profile to register in:
+    /// every profile Thunderbird and Firefox use (native, snap, flatpak; `MozillaProfiles`), then `~/.pki/nssdb`.
+    func nssDatabases() -> (databases: [NSSDatabase], notes: [Outcome]) {
         var databases: [NSSDatabase] = []
-        for place in places {
-            for profile in MozillaProfiles.profiles(in: home + place.base) {
-                let name = profile.split(separator: "/").last.map(String.init) ?? profile
-                databases.append(NSSDatabase(target: "\(place.program)\(place.kind) profile \(name)", directory: profile, program: place.program))
+        var notes: [Outcome] = []
+        for program in MozillaProfiles.Program.allCases {
+            let profiles = MozillaProfiles.profiles(of: program, home: home, configHome: configHome)
+            for profile in profiles {
+                databases.append(NSSDatabase(target: "\(program.rawValue)\(profile.kind) profile \(profile.name)", directory: profile.directory,
+                                             program: program.rawValue))
+            }
+            guard profiles.isEmpty else { continue }
+            if MozillaProfiles.installed(program, path: path, home: home) {
+                notes.append(Outcome(target: program.rawValue, result: "no profile yet — start \(program.rawValue) once, then run `signet setup` again"))
+            } else {
+                notes.append(Outcome(target: program.rawValue, result: "not installed (no \(program.commands.joined(separator: " or ")) in PATH, no snap or flatpak of it)"))
             }
         }
         databases.append(NSSDatabase(target: shown(home + "/.pki/nssdb"), directory: home + "/.pki/nssdb", program: nil))
-        return databases
+        return (databases, notes)
     }
 
     func register(_ database: NSSDatabase, module: String) -> Outcome {
@@ -435,83 +441,6 @@ enum NSSModules {
 
     private static func unquoted(_ value: Substring) -> String {
         value.count >= 2 && value.first == "\"" && value.last == "\"" ? String(value.dropFirst().dropLast()) : String(value)
-    }
-}
-
-/// Mozilla profiles and whether their program runs.
-enum MozillaProfiles {
-    /// The profiles under `base` (`~/.thunderbird`, ...): its directories holding an NSS database
-    /// (`cert9.db` or `pkcs11.txt`), and the ones its profiles.ini lists, each once.
-    static func profiles(in base: String) -> [String] {
-        var found: [String] = []
-        for name in FileIO.names(in: base).sorted() {
-            let path = base + "/" + name
-            if FileIO.exists(path + "/cert9.db") || FileIO.exists(path + "/pkcs11.txt") { found.append(path) }
-        }
-        if let ini = FileIO.readText(base + "/profiles.ini", limit: 1 << 20) {
-            for listed in listedPaths(ini, base: base) where isDirectory(listed) {
-                let real = canonical(listed)
-                if !found.contains(where: { canonical($0) == real }) { found.append(listed) }
-            }
-        }
-        return found
-    }
-
-    /// The `Path=` of each `[Profile…]` section, made absolute unless `IsRelative=0`.
-    static func listedPaths(_ ini: String, base: String) -> [String] {
-        var paths: [String] = []
-        var inProfile = false, path: String?, relative = true
-        func flush() {
-            if inProfile, let path { paths.append(relative ? base + "/" + path : path) }
-            path = nil; relative = true
-        }
-        for line in ini.split(separator: "\n") {
-            let trimmed = line.trimmingSpaces
-            if trimmed.hasPrefix("[") {
-                flush()
-                inProfile = trimmed.hasPrefix("[Profile")
-            } else if trimmed.hasPrefix("Path=") {
-                path = String(trimmed.dropFirst(5))
-            } else if trimmed.hasPrefix("IsRelative=") {
-                relative = trimmed.dropFirst(11) != "0"
-            }
-        }
-        flush()
-        return paths
-    }
-
-    /// The pid of the program that has `profile` open, or nil: the target of its `lock` symlink
-    /// (`127.0.0.1:+PID`) when that process is alive, else the holder of an fcntl lock on `.parentlock`.
-    /// A lock left by a program that crashed (its pid gone) does not count.
-    static func runningPID(_ profile: String) -> pid_t? {
-        var buffer = [UInt8](repeating: 0, count: 512)
-        let count = buffer.withUnsafeMutableBytes { readlink(profile + "/lock", $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count - 1) }
-        if count > 0 {
-            let target = String(decoding: buffer.prefix(count), as: UTF8.self)
-            if let plus = target.lastIndex(of: "+"), let pid = pid_t(target[target.index(after: plus)...]), pid > 0,
-               kill(pid, 0) == 0 || errno == EPERM {
-                return pid
-            }
-        }
-        let fd = open(profile + "/.parentlock", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var lock = flock()
-        lock.l_type = Int16(F_WRLCK)
-        lock.l_whence = Int16(SEEK_SET)
-        guard fcntl(fd, F_GETLK, &lock) == 0, lock.l_type != Int16(F_UNLCK) else { return nil }
-        return lock.l_pid
-    }
-
-    private static func isDirectory(_ path: String) -> Bool {
-        var info = stat()
-        return stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR
-    }
-
-    private static func canonical(_ path: String) -> String {
-        guard let resolved = realpath(path, nil) else { return path }
-        defer { free(resolved) }
-        return String(cString: resolved)
     }
 }
 

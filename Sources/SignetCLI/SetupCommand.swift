@@ -12,9 +12,9 @@ struct SetupCommand: ParsableCommand {
         commandName: "setup",
         abstract: "Register Signet's PKCS#11 module with p11-kit, Thunderbird, Firefox, Chromium and gpgsm (--undo removes it).",
         discussion: """
-        Finds libsignet-pkcs11.so ($SIGNET_FRONTEND_MODULE, else beside the signet program, else ../lib/signet/ beside it, else /usr/lib/x86_64-linux-gnu/pkcs11/) and registers it with p11-kit (~/.config/pkcs11/modules/signet.module), in every Thunderbird and Firefox profile (also snap and flatpak ones) and ~/.pki/nssdb (Chromium, Evolution) through modutil, and for gpgsm through gnupg-pkcs11-scd (~/.gnupg/gnupg-pkcs11-scd.conf, and scdaemon-program in gpg-agent.conf).
+        Finds libsignet-pkcs11.so ($SIGNET_FRONTEND_MODULE, else beside the signet program, else ../lib/signet/ beside it, else /usr/lib/x86_64-linux-gnu/pkcs11/) and registers it with p11-kit (~/.config/pkcs11/modules/signet.module), in every Thunderbird and Firefox profile a profiles.ini names and its program uses ($XDG_CONFIG_HOME/mozilla/firefox, ~/.mozilla/firefox, ~/.thunderbird, and the snap and flatpak ones) and ~/.pki/nssdb (Chromium, Evolution) through modutil, and for gpgsm through gnupg-pkcs11-scd (~/.gnupg/gnupg-pkcs11-scd.conf, and scdaemon-program in gpg-agent.conf).
 
-        Running it again changes nothing. A profile whose program is running is left as it is (quit the program, then run setup again); the other targets are still done, and the exit status is 1. The lines added to GnuPG's files are marked, and --undo removes exactly those; a scdaemon-program of your own is never replaced.
+        A program with no profile yet gets a line saying so: start it once, then run setup again. Running it again changes nothing. A profile whose program is running is left as it is (quit the program, then run setup again); the other targets are still done, and the exit status is 1. The lines added to GnuPG's files are marked, and --undo removes exactly those; a scdaemon-program of your own is never replaced.
         """
     )
 
