@@ -30,7 +30,11 @@ struct SetupCommand: ParsableCommand {
     var systemFile: String?
 
     func run() throws {
-        let setup = Setup(environment: ProcessEnvironment.all(), dryRun: dryRun)
+        let environment = ProcessEnvironment.all()
+        let setup = Setup(environment: environment, dryRun: dryRun)
+        if !dryRun && !(systemFile == "-" && !undo), let refusal = SetupLock.acquire(SignetPaths(environment: environment).state + "/setup.lock") {
+            throw CLIError(.failure, refusal)
+        }
         let outcomes: [Setup.Outcome]
         if let systemFile {
             if systemFile == "-" && !undo {

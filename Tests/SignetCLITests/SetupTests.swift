@@ -126,9 +126,9 @@ final class SetupTests {
         #expect(second.output.contains("~/.pki/nssdb: already registered"), "\(second.output)")
     }
 
-    @Test("An entry named Signet for another library (an older install) is replaced, not kept beside the new one")
+    @Test("An entry for libsignet-pkcs11.so elsewhere (an older install) is replaced, not kept beside the new one")
     func replacesStaleEntry() throws {
-        let old = home.path + "/old/libsignet-front-end.so"  // found by its name, Signet, not by its file name
+        let old = home.path + "/old/libsignet-pkcs11.so"  // found by what Signet wrote (its library's file name), not by its name
         try FileManager.default.createDirectory(atPath: home.path + "/old", withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: module, toPath: old)
         try Run.checked("modutil", ["-dbdir", "sql:" + thunderbird, "-add", "Signet", "-libfile", old, "-force"], environment: environment)
