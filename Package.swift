@@ -76,9 +76,13 @@ let package = Package(
             name: "SignetMail",
             dependencies: ["SignetCore", "SignetAgentProtocol", "SignetAgentClient", "SignetOpenSSL"]
         ),
+        // Desktop set-up: finding the programs' profiles and configuration, registering the PKCS#11 module
+        // (p11-kit, NSS databases through modutil, gnupg-pkcs11-scd) and undoing it; no arguments, no printing.
+        .target(name: "SignetSetup", dependencies: ["SignetCore"]),
         .target(
             name: "SignetCLI",
             dependencies: [
+                "SignetSetup",
                 // No token layer: tokens, readers, the ledger and their versions come from the agent.
                 // SignetOpenSSL directly as well as through SignetMail: the commands print certificates.
                 "SignetMail", "SignetCore", "SignetAgentProtocol", "SignetAgentClient", "SignetOpenSSL",
@@ -167,6 +171,7 @@ let package = Package(
         ),
         .testTarget(name: "SignetMailTests", dependencies: ["SignetMail", "SignetOpenSSL", "SignetTestSupport"]),
         .testTarget(name: "SignetCLITests", dependencies: ["SignetCLI", "SignetMail", "SignetTestSupport"]),
+        .testTarget(name: "SignetSetupTests", dependencies: ["SignetSetup", "SignetTestSupport"]),
         .testTarget(name: "UdevRulesTests", dependencies: ["SignetTestSupport"]),
         // libsignet-pkcs11.so loaded by its real consumers (pkcs11-tool, NSS, OpenSSL, GnuTLS, gpgsm, Thunderbird).
         .testTarget(name: "SignetModuleTests", dependencies: ["SignetTestSupport"]),

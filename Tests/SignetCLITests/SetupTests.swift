@@ -13,12 +13,20 @@ final class SetupTests {
     var signet: String { TestPaths.binaries.appendingPathComponent("signet").path }
 
     /// The profiles made: a Thunderbird one (a database and profiles.ini), a flatpak Thunderbird one
-    /// (a database only) and a Firefox one (listed in profiles.ini, no database yet).
+    /// (a database, listed in its profiles.ini), a classic Firefox one (no database yet, but installs.ini names
+    /// it as its install's default), and a Firefox one under $XDG_CONFIG_HOME laid out as Firefox ESR 153 makes
+    /// its first profile: profiles.ini names it and a legacy `*.default` profile that holds only times.json.
     var thunderbird: String { home.path + "/.thunderbird/x.default-esr" }
     var flatpakThunderbird: String { home.path + "/.var/app/org.mozilla.Thunderbird/.thunderbird/z.default" }
     var firefox: String { home.path + "/.mozilla/firefox/y.default-release" }
+    var xdgFirefoxBase: String { home.path + "/config/mozilla/firefox" }
+    var xdgFirefox: String { xdgFirefoxBase + "/w.default-esr" }
+    /// Named in profiles.ini but never opened by Firefox: setup makes no database here.
+    var legacyFirefox: String { xdgFirefoxBase + "/l.default" }
+    /// A folder with a database that no profiles.ini names: setup leaves it alone.
+    var strayThunderbird: String { home.path + "/.var/app/org.mozilla.Thunderbird/.thunderbird/stray.old" }
     var chromium: String { home.path + "/.pki/nssdb" }
-    var databases: [String] { [thunderbird, flatpakThunderbird, firefox, chromium] }
+    var databases: [String] { [thunderbird, flatpakThunderbird, firefox, xdgFirefox, chromium] }
     var agentConfig: String { home.path + "/.gnupg/gpg-agent.conf" }
     let ownAgentLines = "# my settings\ndefault-cache-ttl 600\npinentry-program /usr/bin/pinentry-tty\n"
 
@@ -39,13 +47,43 @@ final class SetupTests {
         env["GNUPGHOME"] = nil
         environment = env
 
-        for profile in [thunderbird, flatpakThunderbird, firefox] { try files.createDirectory(atPath: profile, withIntermediateDirectories: true) }
-        try Run.checked("certutil", ["-N", "--empty-password", "-d", "sql:" + thunderbird], environment: env)
-        try Run.checked("certutil", ["-N", "--empty-password", "-d", "sql:" + flatpakThunderbird], environment: env)
+        for profile in [thunderbird, flatpakThunderbird, firefox, xdgFirefox, legacyFirefox, strayThunderbird] {
+            try files.createDirectory(atPath: profile, withIntermediateDirectories: true)
+        }
+        for database in [thunderbird, flatpakThunderbird, xdgFirefox, strayThunderbird] {
+            try Run.checked("certutil", ["-N", "--empty-password", "-d", "sql:" + database], environment: env)
+        }
         try "[General]\nStartWithLastProfile=1\n\n[Profile0]\nName=default-esr\nIsRelative=1\nPath=x.default-esr\nDefault=1\n"
             .write(toFile: home.path + "/.thunderbird/profiles.ini", atomically: true, encoding: .utf8)
+        try "[Profile0]\r\nName=default\r\nIsRelative=1\r\nPath=z.default\r\n"
+            .write(toFile: home.path + "/.var/app/org.mozilla.Thunderbird/.thunderbird/profiles.ini", atomically: true, encoding: .utf8)
         try "[Profile0]\nName=default-release\nIsRelative=1\nPath=y.default-release\n"
             .write(toFile: home.path + "/.mozilla/firefox/profiles.ini", atomically: true, encoding: .utf8)
+        try "[4F96D1932A9F858E]\nDefault=y.default-release\nLocked=1\n"
+            .write(toFile: home.path + "/.mozilla/firefox/installs.ini", atomically: true, encoding: .utf8)
+        // Firefox ESR 153's own first-run files, as it wrote them in a fresh home (profile names shortened).
+        try """
+            [Profile1]
+            Name=default
+            IsRelative=1
+            Path=l.default
+            Default=1
+
+            [Profile0]
+            Name=default-esr
+            IsRelative=1
+            Path=w.default-esr
+
+            [General]
+            StartWithLastProfile=1
+            Version=2
+
+            [Install3B6073811A6ABF12]
+            Default=w.default-esr
+            Locked=1
+
+            """.write(toFile: xdgFirefoxBase + "/profiles.ini", atomically: true, encoding: .utf8)
+        try "".write(toFile: legacyFirefox + "/times.json", atomically: true, encoding: .utf8)
         try files.createDirectory(atPath: home.path + "/.gnupg", withIntermediateDirectories: true)
         try ownAgentLines.write(toFile: agentConfig, atomically: true, encoding: .utf8)
     }
@@ -78,6 +116,7 @@ final class SetupTests {
         #expect(first.output.contains("Thunderbird profile x.default-esr: registered"), "\(first.output)")
         #expect(first.output.contains("Thunderbird (flatpak) profile z.default: registered"), "\(first.output)")
         #expect(first.output.contains("Firefox profile y.default-release: registered"), "\(first.output)")
+        #expect(first.output.contains("Firefox profile w.default-esr: registered"), "\(first.output)")
         #expect(first.output.contains("~/.pki/nssdb: created, registered"), "\(first.output)")
 
         let second = try setup()
@@ -87,9 +126,9 @@ final class SetupTests {
         #expect(second.output.contains("~/.pki/nssdb: already registered"), "\(second.output)")
     }
 
-    @Test("An entry named Signet for another library (an older install) is replaced, not kept beside the new one")
+    @Test("An entry for libsignet-pkcs11.so elsewhere (an older install) is replaced, not kept beside the new one")
     func replacesStaleEntry() throws {
-        let old = home.path + "/old/libsignet-front-end.so"  // found by its name, Signet, not by its file name
+        let old = home.path + "/old/libsignet-pkcs11.so"  // found by what Signet wrote (its library's file name), not by its name
         try FileManager.default.createDirectory(atPath: home.path + "/old", withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: module, toPath: old)
         try Run.checked("modutil", ["-dbdir", "sql:" + thunderbird, "-add", "Signet", "-libfile", old, "-force"], environment: environment)
@@ -110,10 +149,10 @@ final class SetupTests {
         let result = try setup()
         #expect(result.status == 1, "\(result.output)")
         #expect(result.output.contains("Thunderbird profile x.default-esr: in use by Thunderbird (pid \(pid)): quit Thunderbird first"), "\(result.output)")
-        #expect(result.errors.contains("1 of 7 targets was left as it was"), "\(result.errors)")
+        #expect(result.errors.contains("1 of 8 targets was left as it was"), "\(result.errors)")
         #expect(read(thunderbird + "/pkcs11.txt") == before)
         #expect(try signetEntries(thunderbird) == 0)
-        for database in [flatpakThunderbird, firefox, chromium] { #expect(try signetEntries(database) == 1, "\(database)") }
+        for database in [flatpakThunderbird, firefox, xdgFirefox, chromium] { #expect(try signetEntries(database) == 1, "\(database)") }
     }
 
     @Test("A lock left by a Thunderbird that is gone (a dead pid) does not stop setup")
@@ -124,6 +163,41 @@ final class SetupTests {
         let result = try setup()
         #expect(result.status == 0, "\(result.output)\(result.errors)")
         #expect(try signetEntries(thunderbird) == 1)
+    }
+
+    @Test("Only the profiles a profiles.ini names and its program uses get an entry: no database is made in Firefox's unused legacy profile or in a folder no profiles.ini names")
+    func onlyUsedProfiles() throws {
+        let strayBefore = try Data(contentsOf: URL(fileURLWithPath: strayThunderbird + "/pkcs11.txt"))
+        let result = try setup()
+        #expect(result.status == 0, "\(result.errors)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: legacyFirefox) == ["times.json"])
+        #expect(try Data(contentsOf: URL(fileURLWithPath: strayThunderbird + "/pkcs11.txt")) == strayBefore)
+        #expect(!result.output.contains("l.default") && !result.output.contains("stray.old"), "\(result.output)")
+    }
+
+    /// A PATH holding only the NSS tools setup runs (links to them), so that no Firefox or Thunderbird is found.
+    func pathWithoutPrograms() throws -> String {
+        let bin = home.path + "/tools"
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        for tool in ["modutil", "certutil"] { try FileManager.default.createSymbolicLink(atPath: bin + "/" + tool, withDestinationPath: "/usr/bin/" + tool) }
+        return bin
+    }
+
+    @Test("A program with no profile gets a line: installed and never started, 'no profile yet'; not installed, 'not installed'")
+    func programWithoutProfile() throws {
+        try FileManager.default.removeItem(atPath: xdgFirefoxBase)
+        try FileManager.default.removeItem(atPath: home.path + "/.mozilla")
+        // Debian's firefox-esr (scripts/setup-debian installs it) is the installed Firefox.
+        let installed = try setup()
+        #expect(installed.status == 0, "\(installed.errors)")
+        #expect(installed.output.contains("Firefox: no profile yet — start Firefox once, then run `signet setup` again"), "\(installed.output)")
+
+        var environment = environment
+        environment["PATH"] = try pathWithoutPrograms()
+        let absent = try Run.command(signet, ["setup"], environment: environment, timeout: 60)
+        #expect(absent.status == 0, "\(absent.errors)")
+        #expect(absent.output.contains("Firefox: not installed (no firefox or firefox-esr in PATH, no snap or flatpak of it)"), "\(absent.output)")
+        #expect(!absent.output.contains("Thunderbird:"), "\(absent.output)")
     }
 
     @Test("The p11-kit module file names the module, is not critical, and is disabled in signet-agent and signet")
