@@ -126,36 +126,6 @@ final class AgentImpersonationTests {
     }
 }
 
-/// The second local users of these tests, made once (idempotently) with useradd.
-enum SecondUser {
-    static let name = "sigc-mallory"
-    static let victimName = "sigc-victim"
-    nonisolated(unsafe) private static var made: [String: (uid: uid_t, gid: gid_t)] = [:]
-    private static let lock = NSLock()
-
-    static func ensure(_ name: String) throws -> (uid: uid_t, gid: gid_t) {
-        lock.lock()
-        defer { lock.unlock() }
-        if let known = made[name] { return known }
-        if getpwnam(name) == nil {
-            let added = try Run.command("/usr/sbin/useradd", ["-m", name])
-            // 9: the name exists (another test process made it meanwhile).
-            guard added.status == 0 || added.status == 9 else { throw TestFailure("useradd \(name): \(added.errors)") }
-        }
-        guard let entry = getpwnam(name) else { throw TestFailure("\(name) does not exist after useradd") }
-        made[name] = (entry.pointee.pw_uid, entry.pointee.pw_gid)
-        return made[name]!
-    }
-
-    static func require() throws {
-        guard getuid() == 0 else { throw TestFailure("these tests make a second local user and run as root (CI and scripts/test do)") }
-        _ = try ensure(name)
-    }
-
-    static var uid: uid_t { (try? ensure(name).uid) ?? 0 }
-    static func victim() throws -> (uid: uid_t, gid: gid_t) { try ensure(victimName) }
-}
-
 /// A process of another user that listens where the agent's socket should be, answers like an agent
 /// (hello, then "Unlocked." to an unlock) and reports every byte it received when stopped (SIGTERM).
 final class Impostor: @unchecked Sendable {
