@@ -339,3 +339,15 @@ struct ClientPolicy: Sendable {
                      rules: rules.map(\.report), recent: recent)
     }
 }
+
+/// The client rules parser as the fuzz target (`Fuzz/Sources/FuzzClientRules`) reaches it: a `clients` file's
+/// text, loaded as `ClientPolicy.loadFile` does after its checks, and what `signet policy` would show of it.
+public enum ClientRulesParser {
+    /// The rules of `text` read as the user's file `file`, and their problems, as `signet policy` shows them.
+    /// A file with any problem has no rules in force (it is refused as a whole).
+    public static func report(_ text: String, file: String) -> PolicyReport {
+        let (rules, problems) = ClientPolicy.parse(text, file: file)
+        let loaded = ClientPolicyFile(path: file, administrator: false, present: true, rules: problems.isEmpty ? rules : [], problems: problems)
+        return ClientPolicy(files: [loaded]).report(recent: [])
+    }
+}
