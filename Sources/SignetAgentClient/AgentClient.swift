@@ -56,11 +56,10 @@ public final class AgentClient {
     /// Requests whose answers nobody waits for (`clientEnvironment`): skipped when they arrive.
     private var unread: Set<UInt32> = []
 
-    /// Connects to the socket at `path` and performs the handshake.
+    /// Connects to the socket at `path` and performs the handshake. Before anything is written, the socket's
+    /// directory and the listening process must be this user's own (`AgentIdentity`), at every connect.
     /// - Parameter environment: where this client can be asked for a code (`CallerEnvironment.current()`), sent
     ///   right behind the hello, in the same burst: it costs no round trip, and its answer is skipped when it arrives.
-    /// Before anything is written, the socket's directory and the listening process must be this user's own
-    /// (`AgentIdentity`), at every connect.
     /// - Throws: `.notRunning` when nothing listens there; `.notYourAgent` when the directory or the listener is
     ///   another user's; `.agent` when the agent refuses (not permitted, busy).
     public init(socketPath path: String, clientName: String = "signet", environment: [(String, String)]? = nil) throws(AgentClientError) {

@@ -44,7 +44,7 @@ public struct AgentSettings: Sendable {
     public var confirmTimeout: Double = 60
     /// Configuration and policy files that were not read because others could have written them
     /// (`ProtectedFile`), each problem naming the file or directory. While there are any, the agent refuses
-    /// to unlock tokens, use keys or write to tokens (`RequestHandler.refusedByConfiguration`).
+    /// to unlock tokens, use keys or write to tokens (`RequestHandler.refuseWhileConfigurationRefused`).
     public var refusals: [String] = []
     /// Values refused while loading (not numbers, `inf`, out of range), each naming its file and
     /// line and what is used instead; the agent logs them. Configuration never stops or crashes it.
