@@ -113,10 +113,14 @@ final class AgentImpersonationTests {
         let home = work.appendingPathComponent("victim-home").path
         try #require(mkdir(directory, 0o700) == 0 && chown(directory, victim.uid, victim.gid) == 0)
         try #require(mkdir(home, 0o700) == 0 && chown(home, victim.uid, victim.gid) == 0)
+        // A copy the other user can run wherever the build directory lives (it may be under /root).
+        let signet = work.appendingPathComponent("signet").path
+        try TestPaths.copyExecutable(AgentFixture.signet, to: signet)
+        chmod(signet, 0o755)
         let impostor = try Impostor(work: work, socketDirectory: directory, waitForTrigger: false, user: nil)
         try impostor.waitUntilListening()
         let result = try Run.command("/usr/bin/setpriv", ["--reuid=\(victim.uid)", "--regid=\(victim.gid)", "--init-groups",
-                                                          AgentFixture.signet, "unlock", "--code-fd", "0"],
+                                                          signet, "unlock", "--code-fd", "0"],
                                      stdin: Data((code + "\n").utf8),
                                      environment: ["HOME": home, "TMPDIR": shared.path, "PATH": "/usr/bin:/bin", "SIGNET_AGENT": "/bin/false"], timeout: 60)
         let seen = try impostor.stop()
