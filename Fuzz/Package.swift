@@ -33,6 +33,7 @@ let package = Package(
         fuzzTarget("FuzzPKCS12", ["SignetOpenSSL", "SignetCore"]),
         fuzzTarget("FuzzConfig", ["SignetCore", "SignetAccessCode", "SignetAgentCore"]),
         fuzzTarget("FuzzPKCS11URI", ["SignetCore"]),
+        fuzzTarget("FuzzClientRules", ["SignetCore", "SignetAgentCore", "SignetAgentProtocol"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -55,13 +55,26 @@ public struct LockoutPolicy: Sendable, Equatable {
 
     /// The same, adding to `problems` each value refused, naming its file and line.
     public static func load(paths: SignetPaths = .current, systemDirectory: String = "/etc/signet", problems: inout [String]) -> LockoutPolicy {
+        var refusals: [String] = []
+        return load(paths: paths, systemDirectory: systemDirectory, problems: &problems, refusals: &refusals)
+    }
+
+    /// The same, adding to `refusals` the problems of a policy file others could have written (`ProtectedFile`),
+    /// which is not read: the administrator's would loosen the lockout.
+    public static func load(paths: SignetPaths = .current, systemDirectory: String = "/etc/signet", problems: inout [String],
+                            refusals: inout [String]) -> LockoutPolicy {
         var policy = LockoutPolicy.standard
         let administrator = systemDirectory + "/policy", user = paths.config + "/policy"
-        if let text = FileIO.readText(administrator, limit: 1 << 16) {
-            policy = policy.applying(SignetConfig(parsing: text, file: administrator), onlyStricter: false, problems: &problems)
+        let risk = "change how many wrong access codes lock your token"
+        switch ProtectedFile.read(administrator, owner: .administrator, limit: 1 << 16, risk: risk) {
+        case .absent: break
+        case .refused(let found): refusals += found
+        case .text(let text): policy = policy.applying(SignetConfig(parsing: text, file: administrator), onlyStricter: false, problems: &problems)
         }
-        if let text = FileIO.readText(user, limit: 1 << 16) {
-            policy = policy.applying(SignetConfig(parsing: text, file: user), onlyStricter: true, problems: &problems)
+        switch ProtectedFile.read(user, owner: .user, limit: 1 << 16, risk: risk) {
+        case .absent: break
+        case .refused(let found): refusals += found
+        case .text(let text): policy = policy.applying(SignetConfig(parsing: text, file: user), onlyStricter: true, problems: &problems)
         }
         return policy
     }

@@ -16,6 +16,8 @@ public enum AgentClientError: Error, CustomStringConvertible, Sendable {
     case protocolViolation(String)
     /// The agent answered with an error.
     case agent(AgentErrorCode, String)
+    /// What listens at the socket is not this user's agent (another uid's socket or directory): nothing was sent.
+    case notYourAgent(String)
 
     public var description: String {
         switch self {
@@ -24,6 +26,7 @@ public enum AgentClientError: Error, CustomStringConvertible, Sendable {
         case .connection(let why): "lost the connection to signet-agent: \(why)"
         case .protocolViolation(let why): "signet-agent sent an unexpected answer: \(why)"
         case .agent(_, let message): message
+        case .notYourAgent(let why): "refusing to talk to signet-agent: \(why)"
         }
     }
 
@@ -53,17 +56,28 @@ public final class AgentClient {
     /// Requests whose answers nobody waits for (`clientEnvironment`): skipped when they arrive.
     private var unread: Set<UInt32> = []
 
-    /// Connects to the socket at `path` and performs the handshake.
+    /// Connects to the socket at `path` and performs the handshake. Before anything is written, the socket's
+    /// directory and the listening process must be this user's own (`AgentIdentity`), at every connect.
     /// - Parameter environment: where this client can be asked for a code (`CallerEnvironment.current()`), sent
     ///   right behind the hello, in the same burst: it costs no round trip, and its answer is skipped when it arrives.
-    /// - Throws: `.notRunning` when nothing listens there; `.agent` when the agent refuses (not permitted, busy).
+    /// - Throws: `.notRunning` when nothing listens there; `.notYourAgent` when the directory or the listener is
+    ///   another user's; `.agent` when the agent refuses (not permitted, busy).
     public init(socketPath path: String, clientName: String = "signet", environment: [(String, String)]? = nil) throws(AgentClientError) {
+        try AgentIdentity.checkDirectory(of: path)
+        let connected: Int32
         do throws(SocketError) {
-            fd = try UnixSocket.connect(path)
+            connected = try UnixSocket.connect(path)
         } catch {
             if error.code == ENOENT || error.code == ECONNREFUSED { throw .notRunning(path) }
             throw .connection("\(path): \(error)")
         }
+        do throws(AgentClientError) {
+            try AgentIdentity.checkPeer(connected, socketPath: path)
+        } catch {
+            close(connected)
+            throw error
+        }
+        fd = connected
         UnixSocket.setSendTimeout(fd, seconds: 30)
         let response: AgentResponse
         do throws(AgentClientError) {

@@ -13,7 +13,9 @@ public enum AgentLauncher {
     /// - Parameter besideFile: a file the agent executable may sit beside (the PKCS#11 module's
     ///   own path: in a mail program, this process's executable is not Signet's).
     /// - Parameter environment: sent behind the hello (`CallerEnvironment.current()`), for the prompts the agent may make.
-    /// - Throws: `AgentClientError`.
+    /// - Throws: `AgentClientError`; `.notYourAgent` at once, on the first connect or any retry while a started agent
+    ///   comes up, when the socket's directory or its listener is another user's: no agent is started over it and
+    ///   nothing is sent to it.
     public static func connect(paths: SignetPaths = .current, start: Bool = true, clientName: String = "signet",
                                besideFile: String? = nil, environment: [(String, String)]? = nil) throws(AgentClientError) -> AgentClient {
         let path = socketPath(paths)

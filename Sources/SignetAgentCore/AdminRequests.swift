@@ -22,7 +22,8 @@ enum AdminRequests: RequestGroup {
             Route { (context) throws(AgentFailure) in
                 .status(AgentStatus(agentVersion: AgentMain.version, pid: UInt32(getpid()),
                                     uptimeSeconds: UInt64(MonotonicClock.seconds() - context.agent.started),
-                                    connections: UInt32(context.agent.connectionCount()), tokens: context.agent.tokenEntries()))
+                                    connections: UInt32(context.agent.connectionCount()), tokens: context.agent.tokenEntries(),
+                                    problems: context.agent.currentSettings.problems))
             }
         case .listTokens:
             Route { (context) throws(AgentFailure) in .tokens(context.agent.tokenEntries()) }

@@ -5,7 +5,9 @@ import SignetAccessCode
 import SignetCore
 
 /// The agent's settings, from `/etc/signet/config` and `$XDG_CONFIG_HOME/signet/config`
-/// (`key = value` lines), re-read on SIGHUP.
+/// (`key = value` lines), re-read on SIGHUP. A file others could have written is not read (`ProtectedFile`):
+/// the agent then runs, so that `signet status` can say why, but refuses what the file could have
+/// steered (unlocking, key use, writing to tokens) rather than run with settings other than the user's.
 public struct AgentSettings: Sendable {
     public var paths: SignetPaths
     public var lockoutPolicy: LockoutPolicy
@@ -40,6 +42,10 @@ public struct AgentSettings: Sendable {
     public var notifyWindow: Double = 10
     /// How long a `confirm` rule's prompt waits for an answer (`confirm-seconds`, default 60).
     public var confirmTimeout: Double = 60
+    /// Configuration and policy files that were not read because others could have written them
+    /// (`ProtectedFile`), each problem naming the file or directory. While there are any, the agent refuses
+    /// to unlock tokens, use keys or write to tokens (`RequestHandler.refuseWhileConfigurationRefused`).
+    public var refusals: [String] = []
     /// Values refused while loading (not numbers, `inf`, out of range), each naming its file and
     /// line and what is used instead; the agent logs them. Configuration never stops or crashes it.
     public var problems: [String] = []
@@ -63,9 +69,10 @@ public struct AgentSettings: Sendable {
             problems.append("\(origin): allow-uid is not supported: the agent serves only your own uid (its socket is in your private "
                             + "runtime directory, which other users cannot reach); remove the line")
         }
+        var refusals = config.refusals
         var settings = AgentSettings(
             paths: paths,
-            lockoutPolicy: .load(paths: paths, systemDirectory: systemDirectory, problems: &problems),
+            lockoutPolicy: .load(paths: paths, systemDirectory: systemDirectory, problems: &problems, refusals: &refusals),
             idleLock: number("idle-lock-minutes", 15, in: 0...525_600) * 60,
             presenceWait: number("presence-wait-seconds", 30, in: 0...86_400),
             maximumConnections: Int(number("max-connections", 512, in: 1...65_536)),
@@ -102,6 +109,11 @@ public struct AgentSettings: Sendable {
         settings.clients = ClientPolicy.load(administrator: administrator, user: paths.config + "/clients")
         for problem in settings.clients.problems {
             problems.append("\(problem); every key use is denied until the file is fixed (then SIGHUP the agent)")
+        }
+        settings.refusals = refusals
+        for refusal in refusals {
+            problems.append("\(refusal); nothing in the file is obeyed, and the agent refuses to unlock tokens or use keys until it is fixed "
+                            + "(then `signet agent reload`)")
         }
         settings.problems = problems
         return settings

@@ -132,8 +132,9 @@ struct PolicyDecision: Sendable {
 /// operation and the key decides; of the two files' decisions the stricter wins (deny over confirm
 /// over allow), so a user's file can tighten what the administrator allows, never loosen it.
 /// No matching rule allows: with no files this is Signet's behaviour before rules existed.
-/// A file that is unsafe (writable by group or others, not owned by its user or by root) or has
-/// an error in any line is refused as a whole, and every key use is denied until it is fixed.
+/// A file that is unsafe (writable by group or others, not owned by its user or by root, or in a directory
+/// others could write: `ProtectedFile`) or has an error in any line is refused as a whole, and every key use
+/// is denied until it is fixed.
 struct ClientPolicy: Sendable {
     var files: [ClientPolicyFile]
 
@@ -154,45 +155,17 @@ struct ClientPolicy: Sendable {
     }
 
     static func loadFile(_ path: String, administrator: Bool) -> ClientPolicyFile {
-        var file = ClientPolicyFile(path: path, administrator: administrator, present: false, rules: [], problems: [])
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
-        guard fd >= 0 else {
-            if errno != ENOENT { file.present = true; file.problems = ["\(path): cannot be read (\(String(cString: strerror(errno))))"] }
-            return file
+        var file = ClientPolicyFile(path: path, administrator: administrator, present: true, rules: [], problems: [])
+        switch ProtectedFile.read(path, owner: administrator ? .administrator : .user, limit: 1 << 20, risk: "allow themselves your keys") {
+        case .absent:
+            file.present = false
+        case .refused(let problems):
+            file.problems = problems
+        case .text(let text):
+            let (rules, problems) = parse(text, file: path)
+            file.rules = problems.isEmpty ? rules : []
+            file.problems = problems
         }
-        defer { close(fd) }
-        file.present = true
-        var info = stat()
-        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
-            file.problems = ["\(path): is not a regular file"]
-            return file
-        }
-        let owners: Set<UInt32> = administrator ? [0] : [0, getuid()]
-        if !owners.contains(info.st_uid) {
-            file.problems.append("\(path): belongs to uid \(info.st_uid), not to \(administrator ? "root" : "you (uid \(getuid())) or root"); "
-                                 + "it could have been written by someone else (chown it)")
-        }
-        if info.st_mode & 0o022 != 0 {
-            file.problems.append("\(path): is writable by group or others (mode \(String(info.st_mode & 0o7777, radix: 8))); "
-                                 + "anyone who can write it could allow themselves your keys (chmod go-w \(path))")
-        }
-        guard file.problems.isEmpty else { return file }
-        var bytes = [UInt8]()
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while bytes.count <= 1 << 20 {
-            let n = read(fd, &chunk, chunk.count)
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { break }
-            bytes += chunk[0..<n]
-        }
-        guard bytes.count <= 1 << 20 else {
-            file.problems = ["\(path): is larger than 1 MiB"]
-            return file
-        }
-        let (rules, problems) = parse(String(decoding: bytes, as: UTF8.self), file: path)
-        file.rules = rules
-        file.problems = problems
-        if !problems.isEmpty { file.rules = [] }
         return file
     }
 
@@ -364,5 +337,17 @@ struct ClientPolicy: Sendable {
                                            state: !file.present ? .absent : file.refused ? .refused : .loaded, problems: file.problems)
                      },
                      rules: rules.map(\.report), recent: recent)
+    }
+}
+
+/// The client rules parser as the fuzz target (`Fuzz/Sources/FuzzClientRules`) reaches it: a `clients` file's
+/// text, loaded as `ClientPolicy.loadFile` does after its checks, and what `signet policy` would show of it.
+public enum ClientRulesParser {
+    /// The rules of `text` read as the user's file `file`, and their problems, as `signet policy` shows them.
+    /// A file with any problem has no rules in force (it is refused as a whole).
+    public static func report(_ text: String, file: String) -> PolicyReport {
+        let (rules, problems) = ClientPolicy.parse(text, file: file)
+        let loaded = ClientPolicyFile(path: file, administrator: false, present: true, rules: problems.isEmpty ? rules : [], problems: problems)
+        return ClientPolicy(files: [loaded]).report(recent: [])
     }
 }

@@ -57,7 +57,7 @@ enum KeyOperations: RequestGroup {
         let settings = agent.currentSettings
         if settings.notify.contains(operation) {
             agent.notifier.used(program: context.peer.program, pid: context.peer.pid, key: verdict.keyName, operation: operation,
-                                bus: context.cache.environment.dbusAddress ?? agent.sessionBus,
+                                bus: NotificationBus(client: context.cache.environment.dbusAddress, uid: context.peer.uid, own: agent.sessionBus),
                                 window: settings.notifyWindow)
         }
         return result

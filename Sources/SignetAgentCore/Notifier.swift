@@ -30,10 +30,11 @@ final class Notifier: Sendable {
 
     /// Notes one use of `key` by `program` for `operation`, sending a notification now or at the window's end.
     /// - Parameters:
-    ///   - bus: the session bus address (`DBUS_SESSION_BUS_ADDRESS`); nothing is sent without one.
+    ///   - bus: where to send: the client's session bus when it passes `SessionBus.problem`, checked again just before
+    ///     `gdbus` runs, else the agent's own; nothing is sent without either.
     ///   - window: uses within this many seconds of a notification are counted into the next.
-    func used(program: String, pid: Int32, key: String, operation: KeyOperation, bus: String?, window: Double) {
-        guard let bus else { return }
+    func used(program: String, pid: Int32, key: String, operation: KeyOperation, bus: NotificationBus, window: Double) {
+        guard bus.address() != nil else { return }
         let id = program + "\u{0}" + key + "\u{0}" + operation.rawValue
         let now = MonotonicClock.seconds()
         enum Step { case send, schedule(Double), nothing }
@@ -76,7 +77,7 @@ final class Notifier: Sendable {
         }
     }
 
-    /// The session bus to use: `DBUS_SESSION_BUS_ADDRESS` when given, else `$XDG_RUNTIME_DIR/bus` when it exists.
+    /// The agent's own session bus: `DBUS_SESSION_BUS_ADDRESS` when given, else `$XDG_RUNTIME_DIR/bus` when it exists.
     static func sessionBus(_ environment: [String: String]) -> String? {
         if let address = environment["DBUS_SESSION_BUS_ADDRESS"], !address.isEmpty { return address }
         if let runtime = environment["XDG_RUNTIME_DIR"], FileIO.exists(runtime + "/bus") { return "unix:path=" + runtime + "/bus" }
@@ -109,9 +110,11 @@ final class Notifier: Sendable {
          "'Signet'", "uint32 0", "'dialog-password'", Notifier.literal(summary), Notifier.literal(body), "@as []", "@a{sv} {}", "int32 8000"]
     }
 
-    private func send(summary: String, body: String, bus: String) {
+    private func send(summary: String, body: String, bus: NotificationBus) {
         let arguments = arguments(summary: summary, body: body)
         _ = DetachedThread.start(stackSize: 128 * 1024) { [self] in
+            // Checked at use: the client's socket may have gone, or been replaced, since it was sent.
+            guard let bus = bus.address() else { return }
             var environment = ["DBUS_SESSION_BUS_ADDRESS=" + bus, "PATH=" + (ProcessEnvironment.value("PATH") ?? "/usr/bin:/bin")]
             for name in ["HOME", "XDG_RUNTIME_DIR"] { if let value = ProcessEnvironment.value(name) { environment.append(name + "=" + value) } }
             guard let pid = Notifier.spawn(arguments, environment: environment) else { return }
@@ -152,4 +155,15 @@ final class Notifier: Sendable {
         guard posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, envp) == 0 else { return nil }
         return pid
     }
+}
+
+/// Where one notification may go: the session bus address a client sent (used only when it passes
+/// `SessionBus.problem` for the client's uid, at each use) and the agent's own.
+struct NotificationBus: Sendable {
+    var client: String?
+    var uid: uid_t
+    var own: String?
+
+    /// The address to use now: the client's when it passes the checks, else the agent's own.
+    func address() -> String? { SessionBus.choose(client: client, uid: uid, own: own) }
 }

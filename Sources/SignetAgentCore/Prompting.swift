@@ -7,7 +7,8 @@ import SignetCore
 /// Where a client can be asked: what it sent in `clientEnvironment`, checked. The agent serves its own
 /// uid only, and each place is checked to belong to the caller: the tty and the Wayland socket (in the
 /// agent's `XDG_RUNTIME_DIR`, or an absolute path) and the `XAUTHORITY` file must be the caller's
-/// (`lstat`: no symlink followed); `DISPLAY`, `TERM` and the D-Bus address must look like what they are.
+/// (`lstat`: no symlink followed), and so must the D-Bus session bus, a `unix:path=` socket (`SessionBus`);
+/// `DISPLAY` and `TERM` must look like what they are.
 /// An entry that fails a check is dropped, with the reason in `refused`.
 public struct ClientEnvironment: Sendable, Equatable {
     public var display: String?
@@ -100,7 +101,7 @@ public struct ClientEnvironment: Sendable, Equatable {
         case "TERM":
             return only(".-_+") && value.utf8.count <= 64 ? nil : "not a terminal type"
         case "DBUS_SESSION_BUS_ADDRESS":
-            return value.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 && $0.value < 0x7F }) ? nil : "not a D-Bus address"
+            return SessionBus.problem(value, uid: uid)  // a unix:path= socket of the caller's only (issue 24 #6)
         default:
             return "not used by Signet"
         }

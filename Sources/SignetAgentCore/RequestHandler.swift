@@ -77,6 +77,7 @@ final class RequestHandler: Sendable {
         return withoutActuallyEscaping(notify) { notify in
             let context = RequestContext(agent: self, peer: peer, start: start, cache: connection, notify: { notify(Self.safe($0)) })
             do throws(AgentFailure) {
+                try refuseWhileConfigurationRefused(request)
                 return Self.safe(try route.run(context))
             } catch {
                 if let action = route.action, !error.audited {
@@ -107,6 +108,22 @@ final class RequestHandler: Sendable {
     }
 
     // MARK: Helpers
+
+    /// Throws for the requests a configuration that others could have written might have steered (a pinentry
+    /// that is asked for the code, a module that sees it, the lockout, the keys) while such a file is refused.
+    /// Listing, status, lock, the rules and shutdown still work, so the person can see why and fix it.
+    func refuseWhileConfigurationRefused(_ request: AgentRequest) throws(AgentFailure) {
+        let refusals = currentSettings.refusals
+        guard !refusals.isEmpty else { return }
+        switch request {
+        case .hello, .status, .listTokens, .listObjects, .listObjectPage, .getCertificate, .lock, .tokenDetails, .listReaders, .versions,
+             .clientEnvironment, .policy, .shutdown:
+            return
+        case .unlock, .unlockAsking, .sign, .decrypt, .derive, .generateKeyPair, .storeCertificate, .deleteObject, .importKey, .changeCode,
+             .unblock, .initSoftwareToken, .repairLedger:
+            throw AgentFailure(.deniedByPolicy, SignetConfig.refusalAdvice(refusals))
+        }
+    }
 
     /// The token `uri` selects; when none is present, asks the client to present it and waits.
     func awaitToken(_ uri: PKCS11URI?, notify: (AgentResponse) -> Void) throws(AgentFailure) -> TokenWorker {

@@ -528,9 +528,13 @@ public struct AgentStatus: Sendable, Equatable {
     public var uptimeSeconds: UInt64
     public var connections: UInt32
     public var tokens: [TokenEntry]
+    /// What the agent found wrong in its configuration when it last read it: files it refused because others
+    /// could have written them, values it did not take (each naming its file and what to do).
+    public var problems: [String]
 
-    public init(agentVersion: String, pid: UInt32, uptimeSeconds: UInt64, connections: UInt32, tokens: [TokenEntry]) {
+    public init(agentVersion: String, pid: UInt32, uptimeSeconds: UInt64, connections: UInt32, tokens: [TokenEntry], problems: [String] = []) {
         self.agentVersion = agentVersion; self.pid = pid; self.uptimeSeconds = uptimeSeconds; self.connections = connections; self.tokens = tokens
+        self.problems = problems
     }
 }
 
@@ -601,7 +605,7 @@ public enum AgentResponse: Sendable, Equatable {
             w.u16(version); w.string(agentVersion); w.u32(pid)
         case .status(let status):
             w.string(status.agentVersion); w.u32(status.pid); w.u64(status.uptimeSeconds); w.u32(status.connections)
-            w.array(status.tokens) { $0.write(w) }
+            w.array(status.tokens) { $0.write(w) }; w.array(status.problems, w.string)
         case .tokens(let tokens):
             w.array(tokens) { $0.write(w) }
         case .objects(let objects):
@@ -639,7 +643,7 @@ public enum AgentResponse: Sendable, Equatable {
         case 0x81: return .hello(version: try r.u16(), agentVersion: try r.string(), pid: try r.u32())
         case 0x82:
             return .status(AgentStatus(agentVersion: try r.string(), pid: try r.u32(), uptimeSeconds: try r.u64(), connections: try r.u32(),
-                                       tokens: try r.array(TokenEntry.read)))
+                                       tokens: try r.array(TokenEntry.read), problems: try r.array { (r: inout WireReader) throws(WireError) in try r.string() }))
         case 0x83: return .tokens(try r.array(TokenEntry.read))
         case 0x84: return .objects(try r.array(ObjectEntry.read))
         case 0x85: return .certificate(der: try r.bytes())

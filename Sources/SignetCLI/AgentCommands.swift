@@ -153,6 +153,8 @@ struct StatusCommand: ParsableCommand {
             var version: String?
             var uptimeSeconds: UInt64?
             var connections: UInt32?
+            /// The agent's configuration problems (a file refused because others could write it, a value not taken).
+            var problems: [String]?
         }
         struct TokenInfo: Codable {
             var uri: String
@@ -185,7 +187,8 @@ struct StatusCommand: ParsableCommand {
         }
         guard case .status(let status) = try Agent.call(.status, client: client) else { throw SignetError.unexpectedAnswer }
         let report = Report(
-            agent: .init(running: true, pid: status.pid, version: status.agentVersion, uptimeSeconds: status.uptimeSeconds, connections: status.connections),
+            agent: .init(running: true, pid: status.pid, version: status.agentVersion, uptimeSeconds: status.uptimeSeconds, connections: status.connections,
+                         problems: status.problems),
             tokens: status.tokens.map {
                 .init(uri: $0.uri, label: $0.label, serial: $0.serial, software: $0.software, present: true, unlocked: $0.unlocked,
                       failures: $0.failures, triesLeft: $0.triesLeft, lockedSeconds: $0.lockedSeconds, tokenCounter: $0.tokenCounter,
@@ -193,6 +196,7 @@ struct StatusCommand: ParsableCommand {
             })
         if output.json { return try JSONOutput.print(report) }
         print("Agent: running (pid \(status.pid), version \(status.agentVersion), up \(DurationText.words(Double(status.uptimeSeconds))), \(status.connections) connection\(status.connections == 1 ? "" : "s"))")
+        for problem in status.problems { print(Console.safe("  configuration: \(problem)")) }
         if status.tokens.isEmpty {
             print("No token is present. Insert your token or tap it on the reader; to try Signet without one, "
                   + "run `signet token init --software --label NAME`.")

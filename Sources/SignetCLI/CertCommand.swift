@@ -71,6 +71,8 @@ struct CertCommand: ParsableCommand {
             let client = try Agent.connect()
             let inventory = try Inventory.load(client: client, token: token)
             let config = SignetConfig.load()
+            // The pinned defaults come from the configuration: one that others could have written is not read.
+            for refusal in config.refusals { Console.error(Console.safe("Warning: \(refusal); the configuration is not read")) }
             let signing = CertificateChoice.choose(.signing, from: inventory.certificates, config: config)
             let encryption = CertificateChoice.choose(.encryption, from: inventory.certificates, config: config)
             let entries = inventory.certificates.map { installed in

@@ -49,7 +49,13 @@ public struct SignetPaths: Sendable, Equatable {
 
     /// Why the shared fallback directory `path` may not hold the socket, or nil when it is absent (the agent
     /// makes it, 0700) or is a real directory of this user's that no one else can use. Checked with lstat.
-    static func notPrivate(_ path: String) -> String? {
+    static func notPrivate(_ path: String) -> String? { privateDirectoryProblem(path) }
+
+    /// Why `path` is not a directory that only this user can use, or nil when it is one or does not exist:
+    /// it is a symbolic link or not a directory, belongs to another uid, or has group or other permission
+    /// bits. Checked with lstat, so a link is never followed. The agent's clients check the socket's
+    /// directory with it at every connect (`AgentClient`); the fallback runtime directory is chosen with it.
+    public static func privateDirectoryProblem(_ path: String) -> String? {
         var info = stat()
         guard lstat(path, &info) == 0 else { return errno == ENOENT ? nil : "cannot be checked (\(String(cString: strerror(errno))))" }
         switch info.st_mode & S_IFMT {

@@ -13,6 +13,9 @@ public struct SignetConfig: Sendable, Equatable {
     public private(set) var entries: [(key: String, value: String)]
     /// Where each entry was written (file and line number), for messages about a bad value.
     private var origins: [(file: String, line: Int)]
+    /// Files that were not read because others could have written them (`ProtectedFile`): each problem, naming the
+    /// file or directory and what to do. Nothing in such a file is obeyed.
+    public private(set) var refusals: [String] = []
 
     public init(entries: [(key: String, value: String)] = []) {
         self.entries = entries
@@ -88,17 +91,28 @@ public struct SignetConfig: Sendable, Equatable {
     /// The last value given for `key` (the user's overrides the administrator's).
     public func value(_ key: String) -> String? { values(key).last }
 
-    /// The administrator's and the user's files, merged. A missing file is empty.
+    /// The administrator's and the user's files, merged. A missing file is empty. A file that others could
+    /// have written (`ProtectedFile`: the administrator's must be root's, the user's the user's or root's, neither
+    /// writable by group or others, nor in a directory they can write) is not read: its problems are in `refusals`.
     public static func load(paths: SignetPaths = .current, systemDirectory: String = "/etc/signet") -> SignetConfig {
         var merged = SignetConfig()
-        for file in [systemDirectory + "/config", paths.config + "/config"] {
-            if let text = FileIO.readText(file, limit: 1 << 20) {
+        for (file, owner) in [(systemDirectory + "/config", ProtectedFile.Owner.administrator), (paths.config + "/config", .user)] {
+            switch ProtectedFile.read(file, owner: owner, limit: 1 << 20, risk: "make Signet run their program or load their library as you") {
+            case .absent: break
+            case .refused(let problems): merged.refusals += problems
+            case .text(let text):
                 let parsed = SignetConfig(parsing: text, file: file)
                 merged.entries += parsed.entries
                 merged.origins += parsed.origins
             }
         }
         return merged
+    }
+
+    /// Why `refusals` keep the agent from unlocking or using keys, for its log, `signet status` and each refused request.
+    public static func refusalAdvice(_ refusals: [String]) -> String {
+        "Signet does not obey a configuration that someone else could have written (\(refusals.joined(separator: "; "))). "
+            + "It refuses to unlock tokens or use keys until that is fixed; then run `signet agent reload`."
     }
 }
 

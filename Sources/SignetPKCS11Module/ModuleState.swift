@@ -97,7 +97,7 @@ final class ModuleState: @unchecked Sendable {
             case .agent(let code, _):
                 release(client)
                 throw ModuleError(ModuleState.rv(code))
-            case .connection, .protocolViolation, .notRunning, .startFailed:
+            case .connection, .protocolViolation, .notRunning, .startFailed, .notYourAgent:
                 agentLost()
                 throw ModuleError(CKR_DEVICE_REMOVED)
             }

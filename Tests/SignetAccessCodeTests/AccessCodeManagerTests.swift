@@ -317,3 +317,23 @@ struct AccessCodeManagerTests {
         #expect(unlock(setup.manager(), try setup.target(), wrongCode) == .wrongCode(triesLeft: step == .checked ? 2 : 1, lockDuration: minutes15, cardTriesLeft: nil))
     }
 }
+
+/// Issue 24 #2: the lockout policy files follow the configuration's rule (`ProtectedFile`).
+@Suite("Lockout policy files others could write")
+struct ProtectedPolicyTests {
+    @Test("A writable administrator's policy cannot loosen the lockout: it is refused, with the reason, and the standard applies")
+    func writableAdministratorPolicy() throws {
+        let directory = try TestPaths.temporaryDirectory("signet-policy")
+        let paths = SignetPaths(environment: ["HOME": directory.path])
+        let system = directory.appendingPathComponent("etc").path
+        try FileManager.default.createDirectory(atPath: system, withIntermediateDirectories: true)
+        try "max-failures = 10\n".write(toFile: system + "/policy", atomically: true, encoding: .utf8)
+        chmod(system + "/policy", 0o644)
+        #expect(LockoutPolicy.load(paths: paths, systemDirectory: system).maximumFailures == 10)
+        chmod(system + "/policy", 0o666)
+        var problems: [String] = [], refusals: [String] = []
+        let policy = LockoutPolicy.load(paths: paths, systemDirectory: system, problems: &problems, refusals: &refusals)
+        #expect(policy.maximumFailures == LockoutPolicy.standard.maximumFailures)
+        #expect(refusals.first?.contains("\(system)/policy: is writable by group or others (mode 666)") == true, "\(refusals)")
+    }
+}

@@ -164,12 +164,30 @@ struct AgentRobustnessTests {
         let agent = try AgentFixture()
         try agent.start()
         // setpriv keeps CAP_DAC_OVERRIDE so the client can reach the socket despite the 0700 directory:
-        // what refuses it must be the agent's SO_PEERCRED check, not file permissions.
+        // what refuses it must be the agent's SO_PEERCRED check, not file permissions. `signet` itself now
+        // refuses another user's agent before it sends anything (issue 24 #1), so a raw client connects.
+        let rawClient = """
+        import socket, struct, sys
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(sys.argv[1])
+        data = b''  # nothing sent: the agent refuses at accept, by the peer's uid
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        sys.stdout.write(data.decode('utf-8', 'replace'))
+        """
         let result = try Run.command("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=+dac_override",
+                                                 "--ambient-caps=+dac_override", "/usr/bin/python3", "-c", rawClient, agent.socketPath],
+                                     environment: agent.environment)
+        #expect(result.status == 0, "\(result.errors)")
+        #expect(result.output.contains("uid 65534 may not use it"), "\(result.output) \(result.errors)")
+        // And `signet` run as that user refuses the agent first: its directory and its uid are root's.
+        let client = try Run.command("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=+dac_override",
                                                  "--ambient-caps=+dac_override", AgentFixture.signet, "status", "--no-start"],
                                      environment: agent.environment)
-        #expect(result.status != 0)
-        #expect(result.errors.contains("uid 65534 may not use it"), "\(result.errors)")
+        #expect(client.status != 0 && client.errors.contains("refusing to talk to signet-agent"), "\(client.errors)")
         let refused = agent.auditEntries.filter { $0["action"] as? String == "connection-refused" }
         #expect(refused.count == 1)
         #expect(refused.first?["uid"] as? Int == 65534)
@@ -280,7 +298,10 @@ struct AgentRobustnessTests {
     @Test("Socket activation: the agent serves a listening socket systemd passes as fd 3")
     func socketActivation() throws {
         let agent = try AgentFixture()
-        let path = agent.home.appendingPathComponent("activated.sock").path
+        // systemd makes %t/signet 0700 (DirectoryMode): the client trusts a socket only in such a directory.
+        let directory = agent.home.appendingPathComponent("activated").path
+        try #require(mkdir(directory, 0o700) == 0)
+        let path = directory + "/agent.sock"
         let listener: Int32
         do { listener = try UnixSocket.listen(path) } catch { throw TestFailure("listen: \(error)") }
         defer { close(listener) }

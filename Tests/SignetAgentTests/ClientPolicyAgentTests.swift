@@ -5,7 +5,8 @@ import SignetCore
 import SignetTestSupport
 import Testing
 
-/// A protocol client in Python: `sign SOCKET KEY` connects, says hello and signs; `exec SOCKET KEY SCRIPT`
+/// A protocol client in Python: `sign SOCKET KEY` connects, says hello and signs; `bus-sign SOCKET KEY ADDRESS` sends
+/// `ADDRESS` as its session bus in `clientEnvironment` first; `exec SOCKET KEY SCRIPT`
 /// connects and says hello, then executes `SCRIPT` (the same interpreter) keeping the connection open;
 /// `fd N KEY` signs over descriptor N. It prints `signed` or `error CODE MESSAGE`.
 private let pythonClient = #"""
@@ -58,6 +59,12 @@ else:
     s.connect(sys.argv[2])
     hello(s)
     if mode == "sign":
+        sign(s, sys.argv[3])
+    elif mode == "bus-sign":
+        # clientEnvironment (0x1C) naming a session bus, its answer, then the signature
+        address = sys.argv[4]
+        s.sendall(frame(0x1C, 3, struct.pack(">I", 1) + text("DBUS_SESSION_BUS_ADDRESS") + text(address)))
+        read(s)
         sign(s, sys.argv[3])
     else:
         os.set_inheritable(s.fileno(), True)
@@ -162,39 +169,8 @@ struct ClientPolicyAgentTests {
 
     @Test("Each use sends a desktop notification, coalesced per program and key; without a notification server signing goes on")
     func notifications() throws {
-        let bus = try TestPaths.temporaryDirectory("signet-bus")
-        defer { try? FileManager.default.removeItem(at: bus) }
-        let address = "unix:path=\(bus.path)/bus"
-        let log = bus.appendingPathComponent("log").path
-        func stop(_ pid: pid_t) {
-            kill(pid, SIGKILL)  // the test runner blocks SIGTERM, and children inherit the mask
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
-        }
-        let daemon = try AgentFixture.spawn("/usr/bin/dbus-daemon", ["--session", "--nofork", "--nopidfile", "--address=\(address)"],
-                                            environment: ["PATH": "/usr/bin:/bin"], log: log)
-        defer { stop(daemon) }
-        // A fake notification server (python3-dbus): writes each Notify's summary and body to a file.
-        let received = bus.appendingPathComponent("received").path
-        let server = try AgentFixture.spawn("/usr/bin/python3", ["-c", #"""
-import sys, dbus, dbus.service, dbus.mainloop.glib
-from gi.repository import GLib
-dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
-class Server(dbus.service.Object):
-    @dbus.service.method("org.freedesktop.Notifications", in_signature="susssasa{sv}i", out_signature="u")
-    def Notify(self, app, replaces, icon, summary, body, actions, hints, timeout):
-        with open(sys.argv[1], "a") as f:
-            f.write(summary + " | " + body + "\n")
-        return 1
-bus = dbus.bus.BusConnection(sys.argv[2])
-name = dbus.service.BusName("org.freedesktop.Notifications", bus)
-Server(bus, "/org/freedesktop/Notifications")
-open(sys.argv[1] + ".ready", "w").close()
-GLib.MainLoop().run()
-"""#, received, address], environment: ["PATH": "/usr/bin:/bin"], log: log)
-        defer { stop(server) }
-        for _ in 0..<100 where !FileManager.default.fileExists(atPath: received + ".ready") { usleep(50_000) }
-
+        let notifications = try NotificationServer()
+        let bus = notifications.directory, address = notifications.address, received = notifications.received
         let setup = try PolicyAgentSetup(rules: "", config: "notify = sign\nnotify-seconds = 1\n",
                                          extraEnvironment: ["DBUS_SESSION_BUS_ADDRESS": address])
         for _ in 0..<3 { #expect(try setup.sign() == "signed") }
@@ -215,4 +191,129 @@ GLib.MainLoop().run()
         #expect(try silent.sign() == "signed")
         #expect(Date().timeIntervalSince(start) < 2)
     }
+
+    @Test("A session bus a client names is used only when it is the client's own socket: a loopback TCP listener and another user's socket are never connected to; the agent's own bus gets the notification",
+          arguments: ["tcp", "another user's socket"])
+    func hostileSessionBus(kind: String) throws {
+        try SecondUser.require()
+        let notifications = try NotificationServer()
+        let setup = try PolicyAgentSetup(rules: "", config: "notify = sign\n", extraEnvironment: ["DBUS_SESSION_BUS_ADDRESS": notifications.address])
+        let recorder = try ConnectionRecorder(tcp: kind == "tcp", directory: setup.agent.home)
+        #expect(try setup.run(["bus-sign", setup.agent.socketPath, setup.key, recorder.address]) == "signed")
+        // The agent runs gdbus once: to its own bus (the notification arrives) or to the client's address (a connection is recorded).
+        let sent = eventually(timeout: .seconds(15)) { !notifications.lines.isEmpty || recorder.connections > 0 }
+        #expect(sent, "no notification anywhere")
+        #expect(recorder.connections == 0, "the agent's gdbus connected to \(recorder.address)")
+        #expect(notifications.lines.count == 1 && notifications.lines.first?.hasPrefix("Signet: mail signed") == true, "\(notifications.lines)")
+    }
+}
+
+/// A listener that records each connection: on loopback TCP (a port from 41100–41199), or on a Unix socket that
+/// another user (`SecondUser`) owns, in a directory of theirs. Killed when it goes.
+final class ConnectionRecorder {
+    let address: String
+    private let log: String
+    private let pid: pid_t
+
+    init(tcp: Bool, directory: URL) throws {
+        let work = directory.appendingPathComponent("recorder-\(UUID().uuidString.prefix(6))")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        chmod(work.path, 0o1777)
+        chmod(directory.path, 0o755)
+        let log = work.appendingPathComponent("connections").path
+        self.log = log
+        let script = #"""
+import os, socket, sys
+kind, target, log = sys.argv[1:4]
+if kind == 'tcp':
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    for port in range(41100, 41200):
+        try:
+            s.bind(('127.0.0.1', port))
+            break
+        except OSError:
+            continue
+    address = 'tcp:host=127.0.0.1,port=%d' % port
+else:
+    os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(target)
+    os.chmod(target, 0o777)
+    address = 'unix:path=' + target
+s.listen(8)
+with open(log + '.address.tmp', 'w') as f:
+    f.write(address)
+os.rename(log + '.address.tmp', log + '.address')
+while True:
+    conn, _ = s.accept()
+    with open(log, 'a') as f:
+        f.write('connected\n')
+    conn.close()
+"""#
+        var command = ["/usr/bin/python3", "-c", script, tcp ? "tcp" : "unix", work.appendingPathComponent("theirs/bus").path, log]
+        if !tcp { command = ["/usr/bin/setpriv", "--reuid=\(SecondUser.name)", "--regid=\(SecondUser.name)", "--init-groups"] + command }
+        pid = try AgentFixture.spawn(command[0], Array(command.dropFirst()), environment: ["PATH": "/usr/bin:/bin"], log: log + ".stderr")
+        guard eventually(timeout: .seconds(15), { FileManager.default.fileExists(atPath: log + ".address") }),
+              let address = FileIO.readText(log + ".address", limit: 4096) else {
+            kill(pid, SIGKILL)
+            throw TestFailure("the recorder did not start: \(FileIO.readText(log + ".stderr", limit: 1 << 16) ?? "")")
+        }
+        self.address = address
+    }
+
+    deinit {
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+    }
+
+    /// Connections accepted so far.
+    var connections: Int { (FileIO.readText(log, limit: 1 << 16) ?? "").split(separator: "\n").count }
+}
+
+/// A private session bus (a real dbus-daemon) with a fake notification server on it (python3-dbus), which writes
+/// each Notify's summary and body to `received`, one line each. Both are killed when it goes.
+final class NotificationServer {
+    let directory: URL
+    let address: String
+    let received: String
+    private var pids: [pid_t] = []
+
+    init() throws {
+        directory = try TestPaths.temporaryDirectory("signet-bus")
+        address = "unix:path=\(directory.path)/bus"
+        received = directory.appendingPathComponent("received").path
+        let log = directory.appendingPathComponent("log").path
+        pids.append(try AgentFixture.spawn("/usr/bin/dbus-daemon", ["--session", "--nofork", "--nopidfile", "--address=\(address)"],
+                                           environment: ["PATH": "/usr/bin:/bin"], log: log))
+        pids.append(try AgentFixture.spawn("/usr/bin/python3", ["-c", #"""
+import sys, dbus, dbus.service, dbus.mainloop.glib
+from gi.repository import GLib
+dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
+class Server(dbus.service.Object):
+    @dbus.service.method("org.freedesktop.Notifications", in_signature="susssasa{sv}i", out_signature="u")
+    def Notify(self, app, replaces, icon, summary, body, actions, hints, timeout):
+        with open(sys.argv[1], "a") as f:
+            f.write(summary + " | " + body + "\n")
+        return 1
+bus = dbus.bus.BusConnection(sys.argv[2])
+name = dbus.service.BusName("org.freedesktop.Notifications", bus)
+Server(bus, "/org/freedesktop/Notifications")
+open(sys.argv[1] + ".ready", "w").close()
+GLib.MainLoop().run()
+"""#, received, address], environment: ["PATH": "/usr/bin:/bin"], log: log))
+        for _ in 0..<100 where !FileManager.default.fileExists(atPath: received + ".ready") { usleep(50_000) }
+    }
+
+    deinit {
+        for pid in pids.reversed() {
+            kill(pid, SIGKILL)  // the test runner blocks SIGTERM, and children inherit the mask
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// The notifications received so far.
+    var lines: [String] { (FileIO.readText(received, limit: 1 << 16) ?? "").split(separator: "\n").map(String.init) }
 }

@@ -36,6 +36,7 @@ struct ClientPollingTests {
     @Test("A client stops polling for answers after one that took longer than the window, and polls again after a quick one")
     func pollingFollowsTheAnswers() throws {
         let directory = try TestPaths.temporaryDirectory("signet-polling")
+        chmod(directory.path, 0o700)  // the client trusts a socket only in a directory of its user's that no one else can use
         let path = directory.appendingPathComponent("agent.sock").path
         let slow = AgentClient.spinWindow * 25
         let listener = try slowAgent(at: path, slow: slow)

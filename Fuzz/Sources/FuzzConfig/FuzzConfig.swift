@@ -10,7 +10,7 @@ import SignetAgentCore
 import SignetCore
 
 private let directory = temporaryDirectory("/tmp/signet-fuzz-config-XXXXXX")
-/// The user's side points at a directory with no files, so only the fuzzed one is read.
+/// The user's configuration directory, where the fuzzed bytes are written as well.
 private let paths = SignetPaths(environment: ["HOME": directory + "/home"])
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -34,12 +34,16 @@ public func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         }
     }
 
-    // The same bytes as the administrator's config and policy files, read by the agent's loader.
+    // The same bytes as the administrator's and the user's config and policy files, read by the agent's loader
+    // (the administrator's are read only when root owns them, so the user's are written too: ProtectedFile).
+    _ = FileIO.makeDirectories(paths.config, mode: 0o700)
     for name in ["config", "policy"] {
-        let file = open(directory + "/" + name, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        precondition(file >= 0, "cannot write \(directory)/\(name)")
-        if size > 0 { precondition(write(file, data, size) == size) }
-        close(file)
+        for place in [directory, paths.config] {
+            let file = open(place + "/" + name, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+            precondition(file >= 0, "cannot write \(place)/\(name)")
+            if size > 0 { precondition(write(file, data, size) == size) }
+            close(file)
+        }
     }
     let settings = AgentSettings.load(paths: paths, systemDirectory: directory)
     _ = settings.problems.count
