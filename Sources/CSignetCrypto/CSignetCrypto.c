@@ -385,19 +385,33 @@ CSignetCrypto_Recipient *CSignetCrypto_recipients(CMS_ContentInfo *cms, int *cou
         switch (CMS_RecipientInfo_type(info)) {
         case CMS_RECIPINFO_TRANS: {
             CSignetCrypto_Recipient *r = &list[*count];
+            r->kind = CSignetCrypto_keyTransport;
             if (CMS_RecipientInfo_ktri_get0_signer_id(info, &r->keyIdentifier, &r->issuer, &r->serial)) *count += 1;
             break;
         }
+        case CMS_RECIPINFO_KEK: {
+            CSignetCrypto_Recipient *r = &list[*count];
+            r->kind = CSignetCrypto_keyEncryptionKey;
+            if (CMS_RecipientInfo_kekri_get0_id(info, NULL, &r->keyIdentifier, NULL, NULL, NULL)) *count += 1;
+            break;
+        }
+        case CMS_RECIPINFO_PASS:
+            list[*count].kind = CSignetCrypto_password;
+            *count += 1;
+            break;
         case CMS_RECIPINFO_AGREE: {
             STACK_OF(CMS_RecipientEncryptedKey) *keys = CMS_RecipientInfo_kari_get0_reks(info);
             for (int j = 0; j < sk_CMS_RecipientEncryptedKey_num(keys) && j < 4; j++) {
                 CSignetCrypto_Recipient *r = &list[*count];
+                r->kind = CSignetCrypto_keyAgreement;
                 if (CMS_RecipientEncryptedKey_get0_id(sk_CMS_RecipientEncryptedKey_value(keys, j), &r->keyIdentifier, NULL, NULL,
                                                       &r->issuer, &r->serial)) *count += 1;
             }
             break;
         }
         default:
+            list[*count].kind = CSignetCrypto_otherRecipient;
+            *count += 1;
             break;
         }
     }
@@ -553,6 +567,67 @@ X509 *CSignetCrypto_signerCertificate(CMS_SignerInfo *signer) {
     X509 *certificate = NULL;
     CMS_SignerInfo_get0_algs(signer, NULL, &certificate, NULL, NULL);
     return certificate;
+}
+
+static int lastReason(int library) {
+    unsigned long code = ERR_peek_last_error();
+    return ERR_GET_LIB(code) == library ? ERR_GET_REASON(code) : 0;
+}
+
+int CSignetCrypto_checkSigner(CMS_SignerInfo *signer, const unsigned char *content, size_t length) {
+    EVP_PKEY *key = NULL;
+    X509 *certificate = NULL;
+    X509_ALGOR *digestAlgorithm = NULL;
+    CMS_SignerInfo_get0_algs(signer, &key, &certificate, &digestAlgorithm, NULL);
+    if (certificate == NULL || key == NULL) return CSignetCrypto_signerCertificateMissing;
+    const ASN1_OBJECT *digestObject = NULL;
+    X509_ALGOR_get0(&digestObject, NULL, NULL, digestAlgorithm);
+    const EVP_MD *digest = EVP_get_digestbyobj(digestObject);
+    if (digest == NULL) return CSignetCrypto_signerUnsupported;
+    int attributed = CMS_signed_get_attr_count(signer) >= 0;
+    if (attributed) {
+        int verified = CMS_SignerInfo_verify(signer);
+        if (verified != 1) {
+            switch (lastReason(ERR_LIB_CMS)) {
+            case CMS_R_VERIFICATION_FAILURE: return CSignetCrypto_signerBadSignature;
+            case CMS_R_ATTRIBUTE_ERROR: return CSignetCrypto_signerMalformed;
+            default: return CSignetCrypto_signerUnsupported;
+            }
+        }
+    }
+    BIO *source = BIO_new_mem_buf(content, (int)length);
+    BIO *digesting = BIO_new(BIO_f_md());
+    if (source == NULL || digesting == NULL || !BIO_set_md(digesting, digest)) {
+        BIO_free(source);
+        BIO_free(digesting);
+        return CSignetCrypto_signerUnsupported;
+    }
+    BIO *chain = BIO_push(digesting, source);
+    unsigned char buffer[16384];
+    while (BIO_read(chain, buffer, sizeof buffer) > 0) {}
+    int matched = CMS_SignerInfo_verify_content(signer, chain);
+    BIO_free_all(chain);
+    if (matched == 1) return CSignetCrypto_signerGood;
+    switch (lastReason(ERR_LIB_CMS)) {
+    case CMS_R_VERIFICATION_FAILURE:
+        return attributed ? CSignetCrypto_signerBadDigest : CSignetCrypto_signerBadSignature;
+    case CMS_R_MESSAGEDIGEST_ATTRIBUTE_WRONG_LENGTH: return CSignetCrypto_signerBadDigest;
+    case CMS_R_ERROR_READING_MESSAGEDIGEST_ATTRIBUTE: return CSignetCrypto_signerMalformed;
+    default: return CSignetCrypto_signerUnsupported;
+    }
+}
+
+int CSignetCrypto_signerIdentifier(CMS_SignerInfo *signer, X509_NAME **issuer, ASN1_INTEGER **serial, ASN1_OCTET_STRING **keyIdentifier) {
+    *issuer = NULL; *serial = NULL; *keyIdentifier = NULL;
+    return CMS_SignerInfo_get0_signer_id(signer, keyIdentifier, issuer, serial);
+}
+
+int CSignetCrypto_encapsulatedContent(CMS_ContentInfo *cms, const unsigned char **bytes, size_t *length) {
+    ASN1_OCTET_STRING **slot = CMS_get0_content(cms);
+    if (slot == NULL || *slot == NULL) return 0;
+    *bytes = ASN1_STRING_get0_data(*slot);
+    *length = (size_t)ASN1_STRING_length(*slot);
+    return 1;
 }
 
 int CSignetCrypto_firstErrorReason(int *library) {

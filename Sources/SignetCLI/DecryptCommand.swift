@@ -38,6 +38,7 @@ struct DecryptCommand: ParsableCommand {
         let opener = try MessageOpener.forCommand(trust: trust, codeFD: unlock.codeFD, topLevel: message)
         opener.lenientAroundEncryption = true
         defer { opener.rememberTrustedSigners() }
+        defer { VerdictReport.print(opener) }
         let content = try opener.open(message)
         guard let content, Self.acceptable(opener.status) else { throw ExitCode(opener.status.rawValue) }
         try opener.requireEncrypted()
@@ -57,6 +58,7 @@ struct DecryptCommand: ParsableCommand {
         let opener = try MessageOpener.forCommand(trust: trust, codeFD: unlock.codeFD, topLevel: headers)
         opener.lenientAroundEncryption = true
         defer { opener.rememberTrustedSigners() }
+        defer { VerdictReport.print(opener) }
         let path = out == "-" ? nil : out
         let output = try MailOutput(path, mode: 0o600)
         let spool = path == nil ? try Spool() : nil
@@ -68,11 +70,10 @@ struct DecryptCommand: ParsableCommand {
         guard try opener.decryptStreamed(stream, into: target) else { throw ExitCode(opener.status.rawValue) }
         let plaintext = FileView(fd: target)
         let nested = MessageOpener.mayBeLayer(plaintext.head(64 << 10))
-        if nested, let unchecked = MessageOpener.uncheckedInnerLayer(size: plaintext.size) {
-            Console.error(Console.safe(unchecked))
+        if nested, opener.noteUncheckedInnerLayer(size: plaintext.size) {
             if let spool { try spool.copy(to: output.fd) }
             try output.commit()
-            throw ExitCode(ExitStatus.untrusted.rawValue)
+            throw ExitCode(opener.status.rawValue)
         }
         if nested {
             guard let content = try opener.open(plaintext.contents(), from: 2), Self.acceptable(opener.status) else { throw ExitCode(opener.status.rawValue) }

@@ -126,25 +126,25 @@ struct VerifyCommand: ParsableCommand {
             let signatureBytes = try MailInput.read(signature, limit: limit)
             let contentBytes = try MailInput.read(content, limit: limit)
             opener = try MessageOpener.forCommand(trust: trust, codeFD: unlock.codeFD, topLevel: contentBytes)
-            opener.holdReport = true
             defer { opener.rememberTrustedSigners() }
-            defer { opener.finishReport() }
             let message: SignedMessage
             do { message = try SignedMessage(signature: signatureBytes, content: contentBytes) } catch {
                 throw SignetError(.malformed, "\(signature) is not an S/MIME signature (\(error)).", cause: error)
             }
             result = opener.verify(message, depth: 1)?.0
+            VerdictReport.print(opener)
         } else {
             let message = try MailInput.read(`in`, limit: limit)
             opener = try MessageOpener.forCommand(trust: trust, codeFD: unlock.codeFD, topLevel: message)
-            opener.holdReport = true
             defer { opener.rememberTrustedSigners() }
-            defer { opener.finishReport() }  // also when opening throws
+            var reported = false
+            defer { if !reported { VerdictReport.print(opener) } }  // also when opening throws
             result = try opener.open(message)
-            opener.finishReport()  // the report before any verdict below
+            VerdictReport.print(opener)  // the report before any verdict below
+            reported = true
             try opener.requireSigned(opened: result != nil)
         }
-        if output.json { try JSONOutput.print(opener.reports) }
+        if output.json { try JSONOutput.print(VerdictReport.json(opener.layers)) }
         if let result, let out, [ExitStatus.success, ExitStatus.untrusted, ExitStatus.headerMismatch].contains(opener.status) {
             try writeOutput(result, to: out, mode: 0o600)
         }

@@ -9,22 +9,44 @@ import SignetCore
 /// This is the core the S/MIME issue builds `signet decrypt` on; enrollment
 /// uses it to prove an imported key works.
 public final class EnvelopedMessage {
-    /// Who a message is addressed to: an issuer and serial number, or a subject key identifier.
-    public struct Recipient: Sendable, CustomStringConvertible {
+    /// Who a message is addressed to: its kind of recipient information, and an issuer and serial number or a key identifier.
+    public struct Recipient: Sendable, Equatable, CustomStringConvertible {
+        /// RFC 5652 §6.2's kinds of recipient information.
+        public enum Kind: Sendable, Equatable {
+            /// A public key, used for key transport (RSA).
+            case keyTransport
+            /// A public key, used for key agreement (ECDH).
+            case keyAgreement
+            /// A symmetric key-encryption key both sides hold (KEKRecipientInfo), named by its key identifier.
+            case keyEncryptionKey
+            /// A password (PasswordRecipientInfo).
+            case password
+            /// Another kind (OtherRecipientInfo).
+            case other
+        }
+
+        public var kind: Kind = .keyTransport
         public var issuerDER: [UInt8]?
         public var issuer: String?
         public var serial: String?
         public var keyIdentifier: [UInt8]?
 
-        /// Whether `certificate` is this recipient.
+        /// Whether `certificate` is this recipient (only public-key recipients can be).
         public func matches(_ certificate: Certificate) -> Bool {
+            guard kind == .keyTransport || kind == .keyAgreement else { return false }
             if let keyIdentifier { return certificate.subjectKeyIdentifier == keyIdentifier || certificate.keyIdentifier == keyIdentifier }
             return issuerDER == certificate.issuerDER && serial == certificate.serial
         }
 
         public var description: String {
-            if let issuer, let serial { return "serial \(serial) from \(issuer)" }
-            return "key identifier \(keyIdentifier.map { Hex.encode($0) } ?? "?")"
+            switch kind {
+            case .password: return "a password (PasswordRecipientInfo)"
+            case .other: return "a recipient of a kind Signet does not know (OtherRecipientInfo)"
+            case .keyEncryptionKey: return "a shared key-encryption key with key identifier \(keyIdentifier.map { Hex.encode($0) } ?? "?") (KEKRecipientInfo)"
+            case .keyTransport, .keyAgreement:
+                if let issuer, let serial { return "serial \(serial) from \(issuer)" }
+                return "key identifier \(keyIdentifier.map { Hex.encode($0) } ?? "?")"
+            }
         }
     }
 
@@ -59,6 +81,13 @@ public final class EnvelopedMessage {
         for index in 0..<Int(count) {
             let entry = list[index]
             var recipient = Recipient()
+            recipient.kind = switch UInt32(entry.kind) {
+            case CSignetCrypto_keyAgreement.rawValue: .keyAgreement
+            case CSignetCrypto_keyEncryptionKey.rawValue: .keyEncryptionKey
+            case CSignetCrypto_password.rawValue: .password
+            case CSignetCrypto_otherRecipient.rawValue: .other
+            default: .keyTransport
+            }
             if let name = entry.issuer {
                 recipient.issuerDER = (try? encodeDER(name, { i2d_X509_NAME($0, $1) }))
                 recipient.issuer = Certificate.nameText(name)
@@ -113,6 +142,19 @@ public final class EnvelopedMessage {
 }
 
 extension EnvelopedMessage {
+    /// A content-encryption algorithm: its name, whether it is a legacy one (3DES, RC2, DES), and whether Signet decrypts it.
+    public struct ContentCipher: Sendable, Equatable {
+        public var name: String
+        public var legacy: Bool
+        public var supported: Bool
+
+        public init(name: String, legacy: Bool, supported: Bool) {
+            self.name = name
+            self.legacy = legacy
+            self.supported = supported
+        }
+    }
+
     /// Content ciphers Signet names in reports, by DER object identifier body.
     private static let contentCiphers: [(oid: [UInt8], name: String, legacy: Bool)] = [
         ([0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x02], "AES-128-CBC", false),
@@ -124,29 +166,59 @@ extension EnvelopedMessage {
         ([0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x03, 0x07], "3DES-CBC", true),
         ([0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x03, 0x02], "RC2-CBC", true),
         ([0x2B, 0x0E, 0x03, 0x02, 0x07], "DES-CBC", true),
+        // id-alg-AEADChaCha20Poly1305 (RFC 8103): OpenSSL 3.0's CMS has no ChaCha20-Poly1305 content decryption.
+        ([0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x09, 0x10, 0x03, 0x12], "ChaCha20-Poly1305", false),
     ]
 
-    /// The content-encryption algorithm ("AES-256-GCM") and whether it is a legacy one (3DES, RC2, DES); nil when unknown.
-    /// OpenSSL has no getter for it, so the structure is encoded without its encrypted content (set aside for the
-    /// moment: a few hundred bytes, not the message) and the algorithm's identifier looked up there.
-    public var contentCipher: (name: String, legacy: Bool)? {
+    /// Content ciphers named above that Signet cannot decrypt.
+    static let unsupportedCiphers: Set<String> = ["ChaCha20-Poly1305"]
+
+    /// The content-encryption algorithm ("AES-256-GCM", or OpenSSL's name or the dotted identifier of another);
+    /// nil when the message does not say. OpenSSL has no getter for it, so the structure is encoded without its
+    /// encrypted content (set aside for the moment: a few hundred bytes, not the message) and read here.
+    public var contentCipher: ContentCipher? {
         guard let slot = CMS_get0_content(cms) else { return nil }
         let encrypted = slot.pointee
         slot.pointee = nil
         defer { slot.pointee = encrypted }
-        guard let header = try? encodeDER(cms, { i2d_CMS_ContentInfo($0, $1) }) else { return nil }
-        // Only the content-encryption algorithm uses these identifiers (key wrap and OAEP parameters use others).
-        return Self.contentCiphers.first { Self.occurs([0x06, UInt8($0.oid.count)] + $0.oid, in: header) }.map { ($0.name, $0.legacy) }
+        guard let header = try? encodeDER(cms, { i2d_CMS_ContentInfo($0, $1) }), let oid = Self.contentAlgorithm(header) else { return nil }
+        if let known = Self.contentCiphers.first(where: { $0.oid == oid }) {
+            return ContentCipher(name: known.name, legacy: known.legacy, supported: !Self.unsupportedCiphers.contains(known.name))
+        }
+        // Another cipher: OpenSSL's CMS decrypts it when libcrypto has it (Camellia, ARIA, ...).
+        let der = [0x06, UInt8(oid.count)] + oid
+        var cursor: UnsafePointer<UInt8>? = nil
+        let object: OpaquePointer? = der.withUnsafeBufferPointer { buffer in
+            cursor = buffer.baseAddress
+            return d2i_ASN1_OBJECT(nil, &cursor, buffer.count)
+        }
+        defer { ASN1_OBJECT_free(object) }
+        var name = [CChar](repeating: 0, count: 80)
+        let nid = OBJ_obj2nid(object)
+        if nid != NID_undef, let short = OBJ_nid2sn(nid) { name = Array(String(cString: short).utf8CString) } else { _ = OBJ_obj2txt(&name, 80, object, 1) }
+        let supported = nid != NID_undef && EVP_get_cipherbyname(OBJ_nid2sn(nid)) != nil
+        OpenSSLError.drain()
+        return ContentCipher(name: text(name), legacy: false, supported: supported)
     }
 
-    /// Whether `needle` occurs in `haystack` (a plain loop: the generic search Foundation offers took 0.1 ms to set up).
-    private static func occurs(_ needle: [UInt8], in haystack: [UInt8]) -> Bool {
-        guard !needle.isEmpty, haystack.count >= needle.count else { return needle.isEmpty }
-        for start in 0...(haystack.count - needle.count) where haystack[start] == needle[0] {
-            var index = 1
-            while index < needle.count, haystack[start + index] == needle[index] { index += 1 }
-            if index == needle.count { return true }
+    /// The object identifier (body) of the content-encryption algorithm in a ContentInfo of enveloped or
+    /// authEnveloped data encoded without its content.
+    static func contentAlgorithm(_ header: [UInt8]) -> [UInt8]? {
+        let reader = BERReader(ArraySource(header))
+        do {
+            _ = try reader.readHeader()                              // ContentInfo
+            _ = try reader.readElement(limit: 64, what: "type")      // contentType
+            _ = try reader.readHeader()                              // [0]
+            _ = try reader.readHeader()                              // EnvelopedData / AuthEnvelopedData
+            while try reader.readElement(limit: header.count, what: "header").0.tag != 0x31 {}  // version, originatorInfo, recipientInfos
+            _ = try reader.readHeader()                              // EncryptedContentInfo
+            _ = try reader.readElement(limit: 64, what: "type")      // contentType
+            _ = try reader.readHeader()                              // contentEncryptionAlgorithm
+            let (oidHeader, oid) = try reader.readElement(limit: 64, what: "algorithm")
+            guard oidHeader.tag == 0x06 else { return nil }
+            return Array(oid.dropFirst(oidHeader.encoded.count))
+        } catch {
+            return nil
         }
-        return false
     }
 }

@@ -82,9 +82,19 @@ int CSignetCrypto_requestAddAlternativeNames(X509_REQ *request, const char *cons
 /// encryption (0 when none is encrypted). Returns 1 when any part uses a legacy algorithm (3DES, RC2, RC4, DES).
 int CSignetCrypto_pkcs12Describe(PKCS12 *file, char *buffer, size_t capacity, int64_t *iterations);
 
-/// A recipient of enveloped CMS: issuer and serial, or a subject key identifier (pointers into the CMS, not owned).
-typedef struct { X509_NAME *issuer; ASN1_INTEGER *serial; ASN1_OCTET_STRING *keyIdentifier; } CSignetCrypto_Recipient;
-/// The key-transport and key-agreement recipients of `cms`; free() the array. NULL when it is not enveloped.
+/// Kinds of CMS recipient information (RFC 5652 §6.2).
+typedef enum {
+    CSignetCrypto_keyTransport = 1,
+    CSignetCrypto_keyAgreement = 2,
+    CSignetCrypto_keyEncryptionKey = 3,
+    CSignetCrypto_password = 4,
+    CSignetCrypto_otherRecipient = 5,
+} CSignetCrypto_RecipientKind;
+/// A recipient of enveloped CMS: its kind, and an issuer and serial or a key identifier (pointers into the CMS,
+/// not owned; a KEK recipient has only a key identifier, a password recipient none).
+typedef struct { X509_NAME *issuer; ASN1_INTEGER *serial; ASN1_OCTET_STRING *keyIdentifier; int kind; } CSignetCrypto_Recipient;
+/// Every recipient of `cms` (key agreement: one per encrypted key, at most 4 per RecipientInfo); free() the array.
+/// NULL when it is not enveloped.
 CSignetCrypto_Recipient *CSignetCrypto_recipients(CMS_ContentInfo *cms, int *count);
 
 /// X509_NAME_print_ex flags: RFC 4514 escaping and separators, certificate order, UTF-8 kept.
@@ -117,6 +127,31 @@ int CSignetCrypto_signingTime(CMS_SignerInfo *signer, long long *seconds);
 void CSignetCrypto_signerAlgorithms(CMS_SignerInfo *signer, char *digest, size_t digestCapacity, char *signature, size_t signatureCapacity);
 /// The certificate a signer info names (set by CMS_verify or CMS_set1_signers_certs); not owned.
 X509 *CSignetCrypto_signerCertificate(CMS_SignerInfo *signer);
+/// How one signer's check came out (`CSignetCrypto_checkSigner`).
+typedef enum {
+    CSignetCrypto_signerGood = 0,
+    /// The signature over the signed attributes (or, without them, over the content's digest) does not verify.
+    CSignetCrypto_signerBadSignature = 1,
+    /// The signed attributes verify, but their messageDigest is not the content's digest.
+    CSignetCrypto_signerBadDigest = 2,
+    /// OpenSSL could not set up the check: a digest or signature algorithm (or its parameters) it does not support.
+    CSignetCrypto_signerUnsupported = 3,
+    /// No certificate for the signer is in the message or given.
+    CSignetCrypto_signerCertificateMissing = 4,
+    /// The signer's attributes are malformed (no messageDigest, a duplicated attribute, ...).
+    CSignetCrypto_signerMalformed = 5,
+} CSignetCrypto_SignerOutcome;
+
+/// Checks one signer of signed CMS against `content` (the signed bytes): the signature over the signed attributes
+/// (CMS_SignerInfo_verify), then the content's digest (CMS_SignerInfo_verify_content through a digest BIO of the
+/// signer's own digest algorithm), so each signer is judged alone. The signer's certificate must already be set
+/// (CMS_set1_signers_certs). OpenSSL's reasons stay queued for the caller. Returns a `CSignetCrypto_SignerOutcome`.
+int CSignetCrypto_checkSigner(CMS_SignerInfo *signer, const unsigned char *content, size_t length);
+/// The signer's identifier: issuer and serial, or a subject key identifier (pointers into the CMS, not owned).
+int CSignetCrypto_signerIdentifier(CMS_SignerInfo *signer, X509_NAME **issuer, ASN1_INTEGER **serial, ASN1_OCTET_STRING **keyIdentifier);
+/// The encapsulated content of signed CMS into `*bytes` (not owned); returns 0 when it is not in the message (detached).
+int CSignetCrypto_encapsulatedContent(CMS_ContentInfo *cms, const unsigned char **bytes, size_t *length);
+
 /// The reason code of the oldest queued OpenSSL error, and its library (ERR_GET_REASON/ERR_GET_LIB are macros).
 int CSignetCrypto_firstErrorReason(int *library);
 
