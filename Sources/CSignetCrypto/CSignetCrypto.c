@@ -574,6 +574,77 @@ static int lastReason(int library) {
     return ERR_GET_LIB(code) == library ? ERR_GET_REASON(code) : 0;
 }
 
+typedef struct { unsigned char *bytes; int length; } Encoding;
+
+static int compareEncodings(const void *a, const void *b) {
+    const Encoding *x = a, *y = b;
+    int common = x->length < y->length ? x->length : y->length;
+    int order = memcmp(x->bytes, y->bytes, (size_t)common);
+    return order != 0 ? order : x->length - y->length;
+}
+
+/* The DER of a signer's signed attributes as the signature covers them: a SET OF (tag 0x31, RFC 5652 §5.4),
+   its elements in DER order, as OpenSSL re-encodes them for CMS_SignerInfo_verify. */
+static unsigned char *signedAttributesDER(CMS_SignerInfo *signer, size_t *length) {
+    int count = CMS_signed_get_attr_count(signer);
+    if (count < 0) return NULL;
+    Encoding *parts = calloc((size_t)count + 1, sizeof *parts);
+    if (parts == NULL) return NULL;
+    size_t total = 0;
+    unsigned char *out = NULL;
+    int ok = 1;
+    for (int i = 0; i < count && ok; i++) {
+        parts[i].length = i2d_X509_ATTRIBUTE(CMS_signed_get_attr(signer, i), &parts[i].bytes);
+        ok = parts[i].length > 0;
+        if (ok) total += (size_t)parts[i].length;
+    }
+    if (ok) {
+        qsort(parts, (size_t)count, sizeof *parts, compareEncodings);
+        unsigned char header[6] = {0x31};
+        size_t headerLength = 1;
+        if (total < 0x80) {
+            header[headerLength++] = (unsigned char)total;
+        } else {
+            int octets = total > 0xFFFFFF ? 4 : total > 0xFFFF ? 3 : total > 0xFF ? 2 : 1;
+            header[headerLength++] = (unsigned char)(0x80 | octets);
+            for (int shift = (octets - 1) * 8; shift >= 0; shift -= 8) header[headerLength++] = (unsigned char)(total >> shift);
+        }
+        out = OPENSSL_malloc(headerLength + total);
+        if (out != NULL) {
+            memcpy(out, header, headerLength);
+            size_t at = headerLength;
+            for (int i = 0; i < count; i++) { memcpy(out + at, parts[i].bytes, (size_t)parts[i].length); at += (size_t)parts[i].length; }
+            *length = at;
+        }
+    }
+    for (int i = 0; i < count; i++) OPENSSL_free(parts[i].bytes);
+    free(parts);
+    return out;
+}
+
+/* PureEdDSA (RFC 8419): the signature covers the signed attributes' DER or, without them, the content itself,
+   with no digest given to EVP. OpenSSL 3.0's CMS sets up a digest for every signer and fails on these keys. */
+static int checkEdDSASignature(CMS_SignerInfo *signer, EVP_PKEY *key, const unsigned char *content, size_t length) {
+    ASN1_OCTET_STRING *signature = CMS_SignerInfo_get0_signature(signer);
+    size_t signedLength = length;
+    unsigned char *attributes = NULL;
+    const unsigned char *signedBytes = content;
+    if (CMS_signed_get_attr_count(signer) >= 0) {
+        attributes = signedAttributesDER(signer, &signedLength);
+        if (attributes == NULL) return CSignetCrypto_signerMalformed;
+        signedBytes = attributes;
+    }
+    EVP_MD_CTX *context = EVP_MD_CTX_new();
+    int outcome = CSignetCrypto_signerUnsupported;
+    if (context != NULL && EVP_DigestVerifyInit_ex(context, NULL, NULL, NULL, NULL, key, NULL) == 1) {
+        int verified = EVP_DigestVerify(context, ASN1_STRING_get0_data(signature), (size_t)ASN1_STRING_length(signature), signedBytes, signedLength);
+        outcome = verified == 1 ? CSignetCrypto_signerGood : CSignetCrypto_signerBadSignature;
+    }
+    EVP_MD_CTX_free(context);
+    OPENSSL_free(attributes);
+    return outcome;
+}
+
 int CSignetCrypto_checkSigner(CMS_SignerInfo *signer, const unsigned char *content, size_t length) {
     EVP_PKEY *key = NULL;
     X509 *certificate = NULL;
@@ -585,7 +656,12 @@ int CSignetCrypto_checkSigner(CMS_SignerInfo *signer, const unsigned char *conte
     const EVP_MD *digest = EVP_get_digestbyobj(digestObject);
     if (digest == NULL) return CSignetCrypto_signerUnsupported;
     int attributed = CMS_signed_get_attr_count(signer) >= 0;
-    if (attributed) {
+    int eddsa = EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519 || EVP_PKEY_get_base_id(key) == EVP_PKEY_ED448;
+    if (eddsa) {
+        int outcome = checkEdDSASignature(signer, key, content, length);
+        // Without signed attributes the signature covers the content itself: nothing more to check.
+        if (outcome != CSignetCrypto_signerGood || !attributed) return outcome;
+    } else if (attributed) {
         int verified = CMS_SignerInfo_verify(signer);
         if (verified != 1) {
             switch (lastReason(ERR_LIB_CMS)) {

@@ -20,8 +20,9 @@ public enum CMSMessage {
         } else {
             let headers = MIMEHeaders(message: bytes)
             guard let type = headers.value("content-type"),
-                  ["application/pkcs7-mime", "application/x-pkcs7-mime"].contains(MIMEHeaders.mainValue(type)),
-                  let start = bodyStart(bytes) else { return false }
+                  ["application/pkcs7-mime", "application/x-pkcs7-mime"].contains(MIMEHeaders.mainValue(type)) else { return false }
+            // Declared S/MIME, but the headers never end or nothing follows them.
+            guard let start = bodyStart(bytes), start < bytes.count else { return true }
             let encoding = headers.value("content-transfer-encoding").map { MIMEHeaders.mainValue($0) }
             body = encoding == "base64" ? Base64DecodingSource(ArraySource(Array(bytes[start...]))) : ArraySource(Array(bytes[start...]))
         }

@@ -175,3 +175,96 @@ struct SignerVerdictTests {
         return bytes
     }
 }
+
+/// Ed25519 signers (RFC 8419), verified with EVP since OpenSSL 3.0's CMS cannot, and checked independently by
+/// python3-cryptography, which reads the message's own encoding of the signed attributes (OpenSSL re-encodes them).
+@Suite("Ed25519 signers (RFC 8419)")
+struct Ed25519Tests {
+    let base: SignerVerdictTests
+
+    init() throws { base = try SignerVerdictTests() }
+
+    /// python3-cryptography's verdict on every Ed25519 signer of a DER SignedData: "good" or "bad" per signer.
+    static let pythonCheck = #"""
+    import sys, hashlib
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    def tlv(b, i):
+        tag = b[i]; n = b[i + 1]; i += 2
+        if n & 0x80:
+            k = n & 0x7F; n = int.from_bytes(b[i:i + k], "big"); i += k
+        return tag, i, i + n
+    def children(b, start, end):
+        out = []
+        while start < end:
+            tag, s, e = tlv(b, start); out.append((tag, start, s, e)); start = e
+        return out
+    der = open(sys.argv[1], "rb").read()
+    _, s, e = tlv(der, 0)
+    (_, _, _, _), (_, _, s0, e0) = children(der, s, e)
+    fields = children(der, *tlv(der, s0)[1:])
+    content = None
+    encap = children(der, fields[2][2], fields[2][3])
+    if len(encap) > 1:
+        content = der[tlv(der, encap[1][2])[1]:tlv(der, encap[1][2])[2]]
+    if len(sys.argv) > 2: content = open(sys.argv[2], "rb").read()
+    certs = [x509.load_der_x509_certificate(der[c[1]:c[3]]) for c in children(der, fields[3][2], fields[3][3])] if fields[3][0] == 0xA0 else []
+    for tag, st, s, e in children(der, fields[-1][2], fields[-1][3]):
+        parts = children(der, s, e)
+        sid = der[parts[1][1]:parts[1][3]]
+        alg = der[parts[3][1]:parts[3][3]] if parts[3][0] == 0xA0 else None
+        sig = parts[-1]; signature = der[sig[2]:sig[3]]
+        if b"\x06\x03\x2b\x65\x70" not in der[parts[-2][1]:parts[-2][3]]: continue
+        key = next(c.public_key() for c in certs if isinstance(c.public_key(), Ed25519PublicKey) and c.serial_number.to_bytes(32, "big").lstrip(b"\0") in sid)
+        try:
+            if alg is not None:
+                signed = b"\x31" + alg[1:]
+                digest = next(der[a[2]:a[3]] for a in children(der, parts[3][2], parts[3][3]) if b"\x2a\x86\x48\x86\xf7\x0d\x01\x09\x04" in der[a[1]:a[3]])
+                key.verify(signature, signed)
+                print("good" if hashlib.sha512(content).digest() in digest else "bad")
+            else:
+                key.verify(signature, content); print("good")
+        except Exception:
+            print("bad")
+    """#
+
+    func python(_ path: String) throws -> [String] {
+        let script = try base.pki.peer.file("check.py", text: Self.pythonCheck)
+        return try Run.checked("python3", [script, path]).output.split(separator: "\n").map(String.init)
+    }
+
+    @Test("Ed25519 with and without signed attributes, alone and beside an RSA signer, is good; python3-cryptography agrees")
+    func good() throws {
+        let carlos = try base.pki.person("Carlos", algorithm: "ed25519"), alice = try base.pki.person("Alice", algorithm: "rsa:2048")
+        for signedAttributes in [true, false] {
+            let message = try CMSBuilder.signed(base.content, signers: [.ed25519(carlos, signedAttributes: signedAttributes), .rsa(alice)])
+            let (opener, opened) = try base.open(message)
+            let verdicts = try #require(opener.signerVerdicts.first)
+            #expect(verdicts.map(\.signature) == [.good, .good], "signed attributes \(signedAttributes)")
+            #expect(Set(verdicts.map(\.signatureAlgorithm)) == ["ED25519", "rsaEncryption"], "\(verdicts.map(\.signatureAlgorithm))")
+            #expect(verdicts.allSatisfy { $0.chain == .trusted } && opener.status == .success, "\(opener.status)")
+            #expect(opened == base.content)
+            #expect(try python(try base.pki.peer.file("ed.der", message)) == ["good"])
+        }
+    }
+
+    @Test("A changed Ed25519 message is a bad content digest with signed attributes and a bad signature without; a damaged signature is bad; python3-cryptography agrees; a truncated one is truncated")
+    func tampered() throws {
+        let carlos = try base.pki.person("Carlos", algorithm: "ed25519")
+        for signedAttributes in [true, false] {
+            let message = try CMSBuilder.signed(base.content, signers: [.ed25519(carlos, signedAttributes: signedAttributes)])
+            let changed = base.replacing(Array("hello".utf8), with: Array("jello".utf8), in: message)
+            let (opener, opened) = try base.open(changed)
+            let expected: SignedMessage.SignatureOutcome = signedAttributes ? .badContentDigest : .badSignature("")
+            let outcome = try #require(opener.signerVerdicts.first?.first?.signature)
+            if signedAttributes { #expect(outcome == expected) } else { guard case .badSignature = outcome else { Issue.record("\(outcome)"); continue } }
+            #expect(opener.status == .badSignature && opened == nil)
+            #expect(try python(try base.pki.peer.file("changed.der", changed)) == ["bad"])
+            var damaged = message
+            damaged[damaged.count - 1] ^= 0x01
+            guard case .badSignature? = try base.open(damaged).0.signerVerdicts.first?.first?.signature else { Issue.record("damaged signature not bad"); continue }
+            #expect(try python(try base.pki.peer.file("damaged.der", damaged)) == ["bad"])
+            guard case .unreadable(1, .truncated)? = try base.open(Array(message.dropLast(20))).0.layers.first else { Issue.record("truncated"); continue }
+        }
+    }
+}

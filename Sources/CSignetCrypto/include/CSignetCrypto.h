@@ -144,7 +144,9 @@ typedef enum {
 
 /// Checks one signer of signed CMS against `content` (the signed bytes): the signature over the signed attributes
 /// (CMS_SignerInfo_verify), then the content's digest (CMS_SignerInfo_verify_content through a digest BIO of the
-/// signer's own digest algorithm), so each signer is judged alone. The signer's certificate must already be set
+/// signer's own digest algorithm), so each signer is judged alone. Ed25519 and Ed448 signers (RFC 8419, PureEdDSA)
+/// are verified with EVP directly, over the signed attributes' DER or the content itself; OpenSSL 3.0's CMS cannot.
+/// The signer's certificate must already be set
 /// (CMS_set1_signers_certs). OpenSSL's reasons stay queued for the caller. Returns a `CSignetCrypto_SignerOutcome`.
 int CSignetCrypto_checkSigner(CMS_SignerInfo *signer, const unsigned char *content, size_t length);
 /// The signer's identifier: issuer and serial, or a subject key identifier (pointers into the CMS, not owned).
