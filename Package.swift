@@ -140,6 +140,7 @@ let package = Package(
             name: "SignetTestSupport",
             dependencies: [
                 "SignetCore", "SignetPKCS11", "SignetPCSC", "SignetVirtualCard", "SignetAccessCode", "SignetAgentClient", "SignetAgentProtocol",
+                "COpenSSL",  // CMSBuilder
             ],
             path: "Tests/SignetTestSupport"
         ),
@@ -165,7 +166,7 @@ let package = Package(
                 "SignetOpenSSL", "SignetPKCS11",
             ]
         ),
-        .testTarget(name: "SignetMailTests", dependencies: ["SignetMail", "SignetOpenSSL", "SignetTestSupport", "COpenSSL"]),  // COpenSSL: CMSBuilder
+        .testTarget(name: "SignetMailTests", dependencies: ["SignetMail", "SignetOpenSSL", "SignetTestSupport"]),
         .testTarget(name: "SignetCLITests", dependencies: ["SignetCLI", "SignetMail", "SignetTestSupport"]),
         .testTarget(name: "UdevRulesTests", dependencies: ["SignetTestSupport"]),
         // libsignet-pkcs11.so loaded by its real consumers (pkcs11-tool, NSS, OpenSSL, GnuTLS, gpgsm, Thunderbird).

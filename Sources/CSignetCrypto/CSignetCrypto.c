@@ -508,13 +508,78 @@ int CSignetCrypto_decryptDetached(CMS_ContentInfo *cms, EVP_PKEY *key, X509 *cer
             ok = got == 0;
             break;
         }
-        if (BIO_write(out, buffer, got) != got) break;
+        if (BIO_write(out, buffer, got) != got) { ok = -2; break; }
     }
     while (chain != NULL && chain != content) {
         BIO *next = BIO_pop(chain);
         BIO_free(chain);
         chain = next;
     }
+    return ok;
+}
+
+int CSignetCrypto_rsaRecoverKey(EVP_PKEY *key, int oaep, const unsigned char *oaepParameters, size_t oaepLength,
+                                const unsigned char *encryptedKey, size_t encryptedLength, unsigned char *contentKey, size_t *keyLength) {
+    EVP_PKEY_CTX *context = EVP_PKEY_CTX_new(key, NULL);
+    RSA_OAEP_PARAMS *parameters = NULL;
+    int ok = context != NULL && EVP_PKEY_decrypt_init(context) == 1
+        && EVP_PKEY_CTX_set_rsa_padding(context, oaep ? RSA_PKCS1_OAEP_PADDING : RSA_PKCS1_PADDING) == 1;
+    if (ok && oaep && oaepParameters != NULL && oaepLength > 0) {
+        const unsigned char *cursor = oaepParameters;
+        parameters = d2i_RSA_OAEP_PARAMS(NULL, &cursor, (long)oaepLength);
+        ok = parameters != NULL;
+        const EVP_MD *digest = ok && parameters->hashFunc != NULL ? EVP_get_digestbyobj(parameters->hashFunc->algorithm) : EVP_sha1();
+        const EVP_MD *mask = EVP_sha1();  // RFC 8017's default MGF1 hash, whatever the digest
+        if (ok && parameters->maskGenFunc != NULL && parameters->maskGenFunc->parameter != NULL
+            && parameters->maskGenFunc->parameter->type == V_ASN1_SEQUENCE) {
+            const ASN1_STRING *sequence = parameters->maskGenFunc->parameter->value.sequence;
+            const unsigned char *maskCursor = ASN1_STRING_get0_data(sequence);
+            X509_ALGOR *maskHash = d2i_X509_ALGOR(NULL, &maskCursor, ASN1_STRING_length(sequence));
+            mask = maskHash != NULL ? EVP_get_digestbyobj(maskHash->algorithm) : NULL;
+            X509_ALGOR_free(maskHash);
+        }
+        ok = ok && digest != NULL && mask != NULL && EVP_PKEY_CTX_set_rsa_oaep_md(context, digest) == 1
+            && EVP_PKEY_CTX_set_rsa_mgf1_md(context, mask) == 1;
+        if (ok && parameters->pSourceFunc != NULL && parameters->pSourceFunc->parameter != NULL
+            && parameters->pSourceFunc->parameter->type == V_ASN1_OCTET_STRING) {
+            ASN1_OCTET_STRING *label = parameters->pSourceFunc->parameter->value.octet_string;
+            if (ASN1_STRING_length(label) > 0) {
+                unsigned char *copy = OPENSSL_memdup(ASN1_STRING_get0_data(label), (size_t)ASN1_STRING_length(label));
+                ok = copy != NULL && EVP_PKEY_CTX_set0_rsa_oaep_label(context, copy, ASN1_STRING_length(label)) == 1;
+                if (!ok) OPENSSL_free(copy);
+            }
+        }
+    }
+    ok = ok && EVP_PKEY_decrypt(context, contentKey, keyLength, encryptedKey, encryptedLength) == 1;
+    RSA_OAEP_PARAMS_free(parameters);
+    EVP_PKEY_CTX_free(context);
+    return ok;
+}
+
+int CSignetCrypto_chacha20Poly1305Decrypt(const unsigned char *key, size_t keyLength, const unsigned char *nonce, size_t nonceLength,
+                                          const unsigned char *aad, size_t aadLength, const unsigned char *tag, size_t tagLength,
+                                          BIO *content, BIO *out) {
+    if (keyLength != 32 || nonceLength != 12 || tagLength != 16) return 0;
+    EVP_CIPHER_CTX *context = EVP_CIPHER_CTX_new();
+    int len = 0, ok = context != NULL
+        && EVP_DecryptInit_ex(context, EVP_chacha20_poly1305(), NULL, key, nonce) == 1
+        && EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_AEAD_SET_TAG, 16, (void *)tag) == 1
+        && (aadLength == 0 || EVP_DecryptUpdate(context, NULL, &len, aad, (int)aadLength) == 1);
+    unsigned char input[16384], output[16384 + 16];
+    while (ok == 1) {
+        int got = BIO_read(content, input, sizeof input);
+        if (got < 0) { ok = 0; break; }
+        if (got == 0) break;
+        ok = EVP_DecryptUpdate(context, output, &len, input, got) == 1;
+        if (ok && len > 0 && BIO_write(out, output, len) != len) ok = -2;
+    }
+    /* The tag: only now is what was written known good. */
+    if (ok == 1) {
+        ok = EVP_DecryptFinal_ex(context, output, &len) == 1;
+        if (ok && len > 0 && BIO_write(out, output, len) != len) ok = -2;
+    }
+    if (ok == 1 && BIO_flush(out) <= 0) ok = -2;
+    EVP_CIPHER_CTX_free(context);
     return ok;
 }
 

@@ -40,15 +40,10 @@ struct DecryptCommand: ParsableCommand {
         defer { opener.rememberTrustedSigners() }
         defer { VerdictReport.print(opener) }
         let content = try opener.open(message)
-        guard let content, Self.acceptable(opener.status) else { throw ExitCode(opener.status.rawValue) }
+        guard let content, opener.decryptedContentMayBeWritten else { throw ExitCode(opener.status.rawValue) }
         try opener.requireEncrypted()
         try writeOutput(content, to: out, mode: 0o600)
         if opener.status != .success { throw ExitCode(opener.status.rawValue) }
-    }
-
-    /// Outcomes that still give the content (the signer is reported, the content is readable).
-    private static func acceptable(_ status: ExitStatus) -> Bool {
-        [ExitStatus.success, ExitStatus.headerMismatch, ExitStatus.untrusted, ExitStatus.unsupported].contains(status)
     }
 
     /// The outer layer is enveloped data: it is decrypted as it streams in, into the output file (renamed into
@@ -76,7 +71,7 @@ struct DecryptCommand: ParsableCommand {
             throw ExitCode(opener.status.rawValue)
         }
         if nested {
-            guard let content = try opener.open(plaintext.contents(), from: 2), Self.acceptable(opener.status) else { throw ExitCode(opener.status.rawValue) }
+            guard let content = try opener.open(plaintext.contents(), from: 2), opener.decryptedContentMayBeWritten else { throw ExitCode(opener.status.rawValue) }
             if path != nil {
                 guard ftruncate(output.fd, 0) == 0, lseek(output.fd, 0, SEEK_SET) == 0 else {
                     throw CLIError(description: "Could not write \(path!).")

@@ -145,7 +145,7 @@ struct VerifyCommand: ParsableCommand {
             try opener.requireSigned(opened: result != nil)
         }
         if output.json { try JSONOutput.print(VerdictReport.json(opener.layers)) }
-        if let result, let out, [ExitStatus.success, ExitStatus.untrusted, ExitStatus.headerMismatch].contains(opener.status) {
+        if let result, let out, opener.verifiedContentMayBeWritten {
             try writeOutput(result, to: out, mode: 0o600)
         }
         if opener.status != .success { throw ExitCode(opener.status.rawValue) }

@@ -41,6 +41,9 @@ enum VerdictReport {
                 return ["Layer \(depth): the message is truncated: it ends before its structure does. Ask the sender to send it again."]
             case .detachedSignatureWithoutContent:
                 return ["Layer \(depth): this signature is detached; give the signed content with --content (and the signature with --signature)."]
+            case .compressed:
+                return ["Layer \(depth): compressed data (RFC 3274), which Signet cannot open (its OpenSSL has no zlib). "
+                        + "Ask the sender to send it uncompressed."]
             case .otherContentType(let type):
                 return ["Layer \(depth): not a readable S/MIME message (CMS \(type) content, neither signed nor encrypted)."]
             case .notCMS(let detail):
@@ -151,8 +154,8 @@ enum VerdictReport {
             lines.append("Layer \(depth): the message's encrypted key for \(certificate.subject) is damaged: the token refused it "
                          + "(\(detail)) but decrypts a test value with the same key. Ask the sender to send the message again.")
         case .damagedContent(let certificate, let detail):
-            lines.append("Layer \(depth): the token recovered the key for \(certificate.subject), but the content does not decrypt with it (\(detail)). "
-                         + "Ask the sender to send the message again.")
+            lines.append("Layer \(depth): the token recovered the key for \(certificate.subject), but the content does not decrypt with it: "
+                         + "\(detail); it was changed or damaged on the way. Ask the sender to send the message again.")
         case .truncated:
             lines.append("Layer \(depth): the encrypted message is truncated: it ends before its content does. Ask the sender to send it again.")
         case .malformed(let detail):
@@ -203,6 +206,7 @@ enum VerdictReport {
                 let result = switch reason {
                 case .truncated: "truncated"
                 case .detachedSignatureWithoutContent: "detached-without-content"
+                case .compressed: "compressed"
                 case .otherContentType, .notCMS: "malformed"
                 }
                 objects.append(base.merging(["result": result]) { $1 })

@@ -108,6 +108,7 @@ public final class MessageOpener {
             switch try CMSMessage.parse(bytes) {
             case .signed(let message): return .signed(message)
             case .enveloped(let message): return .enveloped(message)
+            case .other("id-smime-ct-compressedData"): return .unreadable(.compressed)
             case .other(let type): return .unreadable(.otherContentType(type))
             }
         } catch {
@@ -142,6 +143,24 @@ public final class MessageOpener {
         guard encryptedLayers > 0 else {
             throw SignetError(.malformed, "The message is signed but not encrypted; `signet verify --out -` shows its content.")
         }
+    }
+
+    /// Whether `signet verify --out` may write the content it opened: no layer failed outright (a bad signature,
+    /// damage, malformed, not for you), and in every signed layer a signer's good signature proves the content
+    /// (one Signet refuses, SHA-1 without --allow-sha1, does not). The signer may still be untrusted, a header may
+    /// disagree, or another signer may be one Signet cannot check: the exit status says so.
+    public var verifiedContentMayBeWritten: Bool {
+        guard [ExitStatus.success, .untrusted, .headerMismatch, .unsupported].contains(status) else { return false }
+        return layers.allSatisfy { layer in
+            guard case .signed(_, let signed) = layer, !signed.aroundEncryption else { return true }
+            return signed.signers.contains { $0.signature == .good && !$0.sha1Refused }
+        }
+    }
+
+    /// Whether `signet decrypt` may write the plaintext: every layer opened, and any signature inside is good
+    /// (its signer may be untrusted, refused for SHA-1, or disagree with the headers: the exit status says so).
+    public var decryptedContentMayBeWritten: Bool {
+        [ExitStatus.success, .headerMismatch, .untrusted, .unsupported].contains(status)
     }
 
     /// Records a layer found inside a streamed decryption when it is too large to check in memory (signatures
@@ -240,6 +259,12 @@ public final class MessageOpener {
             verdict.outcome = .notForYou
             return nil
         }
+        // ChaCha20-Poly1305's key is recovered by Signet itself, from RSA key transport only: known before the token is used.
+        if verdict.cipher?.name == "ChaCha20-Poly1305",
+           !verdict.recipients.contains(where: { $0.kind == .keyTransport && $0.matches(installed.certificate) }) {
+            verdict.outcome = .unsupportedCipher("ChaCha20-Poly1305 with a key-agreement (ECDH) recipient")
+            return nil
+        }
         let key = try AgentKey(client: client, uri: uri, subjectPublicKeyInfo: spki, onLocked: unlocker?(client, uri) ?? { false })
         do {
             let plaintext = try perform(installed.certificate, key)
@@ -264,8 +289,15 @@ public final class MessageOpener {
         } catch let error as StreamError where error == .truncated {
             verdict.outcome = .truncated
             return nil
-        } catch {
-            verdict.outcome = .damagedContent(installed.certificate, "\(error)")
+        } catch let error as EnvelopedMessage.ContentDecryptionError {
+            verdict.outcome = .damagedContent(installed.certificate, error.description)
+            return nil
+        } catch let error as StreamError {
+            verdict.outcome = .malformed("\(error)")
+            return nil
+        } catch let error as OpenSSLError {
+            // Not a check of the content that failed (the structure, a parameter, writing): not called damaged.
+            verdict.outcome = .malformed("\(error)")
             return nil
         }
     }

@@ -25,6 +25,7 @@ public enum LayerVerdict {
         switch self {
         case .signed(_, let layer): layer.status
         case .encrypted(_, let layer): layer.status
+        case .unreadable(_, .compressed): .unsupported
         case .unreadable: .malformed
         case .unchecked: .untrusted
         case .tooDeep: .malformed
@@ -40,6 +41,9 @@ public enum Unreadable: Equatable, Sendable {
     case detachedSignatureWithoutContent
     /// CMS of a type mail does not use (by OpenSSL's short name).
     case otherContentType(String)
+    /// Compressed data (RFC 3274): S/MIME 4.0 says a receiving agent SHOULD read it, but Debian's OpenSSL is
+    /// built without zlib, so Signet cannot.
+    case compressed
     /// Not readable as S/MIME or CMS; the parser's reason.
     case notCMS(String)
 }

@@ -50,6 +50,20 @@ public final class EnvelopedMessage {
         }
     }
 
+    /// The content does not decrypt with the key the token recovered: its padding (CBC) or authentication tag
+    /// (GCM) is wrong. Only this failure says the message was damaged or changed; OpenSSL's reasons.
+    public struct ContentDecryptionError: Error, CustomStringConvertible {
+        public var reasons: [String]
+        public var description: String {
+            "its padding or authentication tag is wrong" + (reasons.isEmpty ? "" : " (\(reasons.joined(separator: "; ")))")
+        }
+    }
+
+    /// Whether OpenSSL's reasons say a content cipher's final check failed (bad padding, or a GCM tag mismatch).
+    static func contentCheckFailed(_ reasons: [String]) -> Bool {
+        reasons.contains { $0.contains("bad decrypt") || $0.contains("cipher final error") }
+    }
+
     /// The parsed CMS structure (owned).
     private let cms: OpaquePointer
 
@@ -108,9 +122,19 @@ public final class EnvelopedMessage {
     /// - Returns: the plaintext MIME entity.
     /// - Throws: the agent's error when the token refused, else `OpenSSLError` (not addressed to this certificate, damaged).
     public func decrypt(certificate: Certificate, key: AgentKey) throws -> [UInt8] {
-        try collectBIO { output in
+        if contentCipher?.name == "ChaCha20-Poly1305" {
+            let (header, content) = try headerAndContent()
+            guard let content else { throw OpenSSLError("The encrypted content is not in the message") }
+            return try collectBIO { output in
+                try withMemoryBIO(content) { input in try decryptChaCha20Poly1305(certificate: certificate, key: key, header: header, content: input, output: output) }
+            }
+        }
+        return try collectBIO { output in
             guard CMS_decrypt(cms, key.pkey, certificate.x509, nil, output, UInt32(CMS_BINARY)) == 1 else {
-                throw key.failure("Decrypting the message")
+                if let refused = key.lastFailure { throw refused }
+                let reasons = OpenSSLError.drain()
+                if Self.contentCheckFailed(reasons) { throw ContentDecryptionError(reasons: reasons) }
+                throw OpenSSLError(operation: "Decrypting the message", reasons: reasons)
             }
             // OpenSSL goes on with a random content key when the key transport fails (its defence against
             // padding oracles); one time in 256 that random key even "decrypts". The token's refusal decides.
@@ -126,15 +150,26 @@ public final class EnvelopedMessage {
         let source = PulledSource(content)
         let input = try source.makeBIO()
         defer { BIO_free(input) }
+        if contentCipher?.name == "ChaCha20-Poly1305" {
+            let header = try headerAndContent().0
+            do {
+                try withOutputBIO(fd) { output in
+                    try decryptChaCha20Poly1305(certificate: certificate, key: key, header: header, content: input, output: output)
+                }
+            } catch {
+                throw source.failure ?? error  // a truncated or unreadable stream is that, not a wrong tag
+            }
+            return
+        }
         try withOutputBIO(fd) { output in
             let result = CSignetCrypto_decryptDetached(cms, key.pkey, certificate.x509, input, output)
             if let failure = source.failure { throw failure }
             if result < 0 { throw key.failure("Recovering the message key") }
             // The token's refusal comes first: OpenSSL goes on with a random key when the key transport fails
             // (its defence against padding oracles), so the content then fails too.
-            guard result == 1 else {
-                throw key.failure("the content does not decrypt: it was changed or damaged on the way (its padding or authentication tag is wrong)")
-            }
+            if let refused = key.lastFailure { throw refused }
+            if result == -2 { throw OpenSSLError("Writing the plaintext") }
+            guard result == 1 else { throw ContentDecryptionError(reasons: OpenSSLError.drain()) }
             // The random key may pass the padding check (one time in 256): a refused key transport still decides.
             if let refused = key.lastFailure { throw refused }
         }
@@ -166,12 +201,12 @@ extension EnvelopedMessage {
         ([0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x03, 0x07], "3DES-CBC", true),
         ([0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x03, 0x02], "RC2-CBC", true),
         ([0x2B, 0x0E, 0x03, 0x02, 0x07], "DES-CBC", true),
-        // id-alg-AEADChaCha20Poly1305 (RFC 8103): OpenSSL 3.0's CMS has no ChaCha20-Poly1305 content decryption.
+        // id-alg-AEADChaCha20Poly1305 (RFC 8103): OpenSSL 3.0's CMS has no ChaCha20-Poly1305; decryptChaCha20Poly1305 does it.
         ([0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x09, 0x10, 0x03, 0x12], "ChaCha20-Poly1305", false),
     ]
 
-    /// Content ciphers named above that Signet cannot decrypt.
-    static let unsupportedCiphers: Set<String> = ["ChaCha20-Poly1305"]
+    /// Content ciphers named above that Signet cannot decrypt (ChaCha20-Poly1305 it decrypts itself).
+    static let unsupportedCiphers: Set<String> = []
 
     /// The content-encryption algorithm ("AES-256-GCM", or OpenSSL's name or the dotted identifier of another);
     /// nil when the message does not say. OpenSSL has no getter for it, so the structure is encoded without its
@@ -220,5 +255,122 @@ extension EnvelopedMessage {
         } catch {
             return nil
         }
+    }
+}
+
+// MARK: ChaCha20-Poly1305 (RFC 8103)
+
+extension EnvelopedMessage {
+    /// What decrypting ChaCha20-Poly1305 authEnveloped data needs from its header (RFC 5083, RFC 8103).
+    struct AEADHeader {
+        /// Key-transport recipients: their identifier (IssuerAndSerialNumber, or [0] subjectKeyIdentifier), the key
+        /// encryption algorithm's identifier and parameters, and the encrypted content key.
+        var keyTransport: [(identifier: (tag: UInt8, element: [UInt8]), algorithm: [UInt8], parameters: [UInt8]?, encryptedKey: [UInt8])] = []
+        var nonce: [UInt8] = []
+        /// The authenticated attributes as a SET (their [1] tag replaced), the additional data; empty when none.
+        var additionalData: [UInt8] = []
+        var mac: [UInt8] = []
+    }
+
+    static let rsaEncryptionOID: [UInt8] = [0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01]
+    static let rsaesOAEPOID: [UInt8] = [0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x07]
+
+    /// The top-level elements of `bytes`: tag, header length, whole encoding.
+    static func elements(_ bytes: [UInt8]) throws -> [(tag: UInt8, headerLength: Int, bytes: [UInt8])] {
+        let reader = BERReader(ArraySource(bytes))
+        var found: [(UInt8, Int, [UInt8])] = []
+        while !(try reader.atEnd()) {
+            let (header, element) = try reader.readElement(limit: bytes.count, what: "the message header")
+            found.append((header.tag, header.encoded.count, element))
+        }
+        return found
+    }
+
+    /// The contents of a definite-length element (what its header announces).
+    static func body(_ element: (tag: UInt8, headerLength: Int, bytes: [UInt8])) -> [UInt8] { Array(element.bytes.dropFirst(element.headerLength)) }
+
+    /// Reads the parts of a ContentInfo of authEnveloped data encoded without its content.
+    static func aeadHeader(_ header: [UInt8]) throws -> AEADHeader {
+        let malformed = OpenSSLError(operation: "Reading the ChaCha20-Poly1305 message", reasons: ["its header is not authEnveloped data as RFC 5083 describes"])
+        guard let contentInfo = try elements(header).first, contentInfo.tag == 0x30,
+              let explicit = try elements(body(contentInfo)).dropFirst().first, explicit.tag == 0xA0,
+              let authEnveloped = try elements(body(explicit)).first, authEnveloped.tag == 0x30 else { throw malformed }
+        var result = AEADHeader()
+        let fields = try elements(body(authEnveloped))
+        guard let recipients = fields.first(where: { $0.tag == 0x31 }), let info = fields.first(where: { $0.tag == 0x30 }),
+              let mac = fields.last, mac.tag == 0x04 else { throw malformed }
+        result.mac = body(mac)
+        if let attributes = fields.first(where: { $0.tag == 0xA1 }) { result.additionalData = [0x31] + attributes.bytes.dropFirst() }
+        let contentFields = try elements(body(info))
+        guard contentFields.count >= 2, contentFields[1].tag == 0x30 else { throw malformed }
+        let algorithm = try elements(body(contentFields[1]))
+        guard algorithm.count == 2, algorithm[1].tag == 0x04 else { throw malformed }
+        result.nonce = body(algorithm[1])
+        for recipient in try elements(body(recipients)) where recipient.tag == 0x30 {
+            let parts = try elements(body(recipient))
+            guard parts.count == 4, parts[2].tag == 0x30, parts[3].tag == 0x04 else { continue }
+            let keyAlgorithm = try elements(body(parts[2]))
+            guard let oid = keyAlgorithm.first, oid.tag == 0x06 else { continue }
+            result.keyTransport.append(((parts[1].tag, parts[1].bytes), body(oid), keyAlgorithm.dropFirst().first.map(\.bytes), body(parts[3])))
+        }
+        return result
+    }
+
+    /// Whether a key-transport recipient's identifier names `certificate`.
+    static func names(_ identifier: (tag: UInt8, element: [UInt8]), _ certificate: Certificate) throws -> Bool {
+        let fields = try elements(identifier.element)
+        guard let only = fields.first else { return false }
+        if identifier.tag == 0x80 { return body(only) == certificate.subjectKeyIdentifier }
+        let parts = try elements(body(only))
+        guard parts.count == 2, parts[1].tag == 0x02 else { return false }
+        let serial = Array(body(parts[1]).drop { $0 == 0 })
+        let hex = certificate.serial.count % 2 == 1 ? "0" + certificate.serial : certificate.serial
+        return parts[0].bytes == certificate.issuerDER && serial == Array((Hex.decode(hex) ?? []).drop { $0 == 0 })
+    }
+
+    /// Decrypts ChaCha20-Poly1305 content (RFC 8103), which OpenSSL 3.0's CMS cannot: the token recovers the content
+    /// key from the RSA key-transport recipient for `certificate`, and the content is decrypted here from `content` into
+    /// `output`, its tag checked at the end (`output` is thrown away unless this returns).
+    /// - Throws: the agent's error when the token refused; `ContentDecryptionError` when the tag is wrong;
+    ///   `OpenSSLError` when the message has no RSA recipient for `certificate` or is malformed.
+    func decryptChaCha20Poly1305(certificate: Certificate, key: AgentKey, header: [UInt8], content: OpaquePointer, output: OpaquePointer) throws {
+        let parts = try Self.aeadHeader(header)
+        guard let recipient = try parts.keyTransport.first(where: { try Self.names($0.identifier, certificate) }) else {
+            throw OpenSSLError(operation: "Decrypting ChaCha20-Poly1305 content", reasons: ["Signet recovers its key only from an RSA key-transport recipient"])
+        }
+        let oaep: Int32
+        switch recipient.algorithm {
+        case Self.rsaEncryptionOID: oaep = 0
+        case Self.rsaesOAEPOID: oaep = 1
+        default: throw OpenSSLError(operation: "Decrypting ChaCha20-Poly1305 content", reasons: ["the key is sent with an algorithm Signet does not know"])
+        }
+        // The parameters: OAEP's RSAES-OAEP-params SEQUENCE (NULL for rsaEncryption is ignored).
+        let parameters = oaep == 1 ? (recipient.parameters ?? []) : []
+        var contentKey = [UInt8](repeating: 0, count: 1024)  // EVP_PKEY_decrypt wants room for a whole RSA block
+        defer { contentKey.withUnsafeMutableBytes { if let base = $0.baseAddress { explicit_bzero(base, $0.count) } } }
+        var keyLength = contentKey.count
+        OpenSSLError.drain()
+        let recovered = parameters.withUnsafeBufferPointer { params in
+            recipient.encryptedKey.withUnsafeBufferPointer { encrypted in
+                CSignetCrypto_rsaRecoverKey(key.pkey, oaep, params.baseAddress, params.count, encrypted.baseAddress, encrypted.count, &contentKey, &keyLength)
+            }
+        }
+        if let refused = key.lastFailure { throw refused }
+        guard recovered == 1 else { throw OpenSSLError("Recovering the content key") }
+        let result = CSignetCrypto_chacha20Poly1305Decrypt(contentKey, keyLength, parts.nonce, parts.nonce.count, parts.additionalData,
+                                                           parts.additionalData.count, parts.mac, parts.mac.count, content, output)
+        if result == -2 { throw OpenSSLError("Writing the plaintext") }
+        guard result == 1 else { throw ContentDecryptionError(reasons: OpenSSLError.drain()) }
+    }
+
+    /// The structure encoded without its encrypted content (a few hundred bytes), and that content.
+    func headerAndContent() throws -> ([UInt8], [UInt8]?) {
+        guard let slot = CMS_get0_content(cms) else { throw OpenSSLError("The message has no content") }
+        let encrypted = slot.pointee
+        slot.pointee = nil
+        defer { slot.pointee = encrypted }
+        let header = try encodeDER(cms, { i2d_CMS_ContentInfo($0, $1) })
+        let content = encrypted.map { Array(UnsafeBufferPointer(start: ASN1_STRING_get0_data($0), count: Int(ASN1_STRING_length($0)))) }
+        return (header, content)
     }
 }

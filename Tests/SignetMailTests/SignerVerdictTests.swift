@@ -155,15 +155,23 @@ struct SignerVerdictTests {
         #expect(password.status == .notForYou)
     }
 
-    @Test("ChaCha20-Poly1305 authEnveloped data (RFC 8103) is an unsupported content cipher, found before the token is used (15)")
-    func chachaBeforeToken() throws {
+    @Test("ChaCha20-Poly1305 authEnveloped data (RFC 8103) is recognised by its identifier and named, and its header read for the nonce, tag and RSA recipient")
+    func chachaRecognised() throws {
         let alice = try pki.person("Alice", algorithm: "rsa:2048")
         let message = try CMSBuilder.chacha20Poly1305(content, to: alice)
-        let (opener, opened) = try open(message)
-        guard case .encrypted(1, let layer)? = opener.layers.first else { Issue.record("\(opener.layers)"); return }
-        #expect(layer.cipher == EnvelopedMessage.ContentCipher(name: "ChaCha20-Poly1305", legacy: false, supported: false))
-        guard case .unsupportedCipher("ChaCha20-Poly1305") = layer.outcome else { Issue.record("\(layer.outcome)"); return }
-        #expect(opener.status == .unsupported && opened == nil)
+        guard case .enveloped(let envelope) = MessageOpener.layer(of: message) else { Issue.record("not read as enveloped"); return }
+        #expect(envelope.contentCipher == EnvelopedMessage.ContentCipher(name: "ChaCha20-Poly1305", legacy: false, supported: true))
+        #expect(try envelope.recipients().map(\.kind) == [.keyTransport])
+    }
+
+    @Test("Compressed data (RFC 3274) is unsupported (15), not malformed: this OpenSSL has no zlib")
+    func compressed() throws {
+        let inner = CMSBuilder.sequence(CMSBuilder.oid(CMSBuilder.data), CMSBuilder.tlv(0xA0, CMSBuilder.octets([0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01])))
+        let body = CMSBuilder.sequence(CMSBuilder.integer(0), CMSBuilder.algorithm("1.2.840.113549.1.9.16.3.8"), inner)
+        let message = CMSBuilder.sequence(CMSBuilder.oid("1.2.840.113549.1.9.16.1.9"), CMSBuilder.tlv(0xA0, body))
+        let (opener, _) = try open(message)
+        guard case .unreadable(1, .compressed)? = opener.layers.first else { Issue.record("\(opener.layers)"); return }
+        #expect(opener.status == .unsupported)
     }
 
     func replacing(_ needle: [UInt8], with replacement: [UInt8], in haystack: [UInt8]) -> [UInt8] {

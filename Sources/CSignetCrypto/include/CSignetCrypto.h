@@ -115,8 +115,23 @@ void CSignetCrypto_ignoreCertificateExpiry(X509_STORE_CTX *context);
 /// writing the plaintext to `out` as it comes. Unlike CMS_decrypt, AES-GCM plaintext is not held in
 /// memory until the tag is checked: the caller must write to a file it throws away when this returns 0
 /// (bad padding or tag, or any other failure). Returns 1 on success, -1 when the content key could not be
-/// recovered (the token refused, or the message is not for `certificate`), 0 when the content failed.
+/// recovered (the token refused, or the message is not for `certificate`), 0 when the content failed (its padding
+/// or tag is wrong, or it could not be read), -2 when the plaintext could not be written.
 int CSignetCrypto_decryptDetached(CMS_ContentInfo *cms, EVP_PKEY *key, X509 *certificate, BIO *content, BIO *out);
+
+/// Recovers a content-encryption key sent by RSA key transport: `encryptedKey` decrypted with `key` (a delegating key:
+/// the token decrypts), PKCS#1 v1.5, or RSAES-OAEP when `oaep` is 1 with `oaepParameters` (DER RSAES-OAEP-params,
+/// absent for the SHA-1 defaults). Writes at most `*keyLength` bytes to `contentKey`; returns 1 on success.
+int CSignetCrypto_rsaRecoverKey(EVP_PKEY *key, int oaep, const unsigned char *oaepParameters, size_t oaepLength,
+                                const unsigned char *encryptedKey, size_t encryptedLength, unsigned char *contentKey, size_t *keyLength);
+
+/// ChaCha20-Poly1305 (RFC 8103) content decryption, streamed: ciphertext from `content`, plaintext to `out` as it comes,
+/// the 16-byte `tag` checked at the end with `aad` (the DER of authAttrs as a SET, or none). The caller must write to
+/// a file it throws away unless this returns 1. Returns 1 when the tag matches, 0 when it does not (or the content
+/// could not be read), -2 when the plaintext could not be written.
+int CSignetCrypto_chacha20Poly1305Decrypt(const unsigned char *key, size_t keyLength, const unsigned char *nonce, size_t nonceLength,
+                                          const unsigned char *aad, size_t aadLength, const unsigned char *tag, size_t tagLength,
+                                          BIO *content, BIO *out);
 
 /// The signer infos of signed CMS: count and element (NULL when not signed data).
 int CSignetCrypto_signerCount(CMS_ContentInfo *cms);

@@ -1,16 +1,15 @@
 import COpenSSL
 import Foundation
-import SignetTestSupport
 
 /// Builds CMS messages (RFC 5652) that OpenSSL 3.0's CMS code cannot make: Ed25519 signers (RFC 8419, with and
 /// without signed attributes), several signers of different kinds, signature algorithms Signet does not know,
 /// and ChaCha20-Poly1305 authEnveloped data (RFC 8103). The DER is written here; every signature, key transport
 /// and encryption is libcrypto's (EVP). Not a test double: the messages are real, and python3-cryptography checks
 /// the Ed25519 signatures independently (`PythonCheck`).
-enum CMSBuilder {
+public enum CMSBuilder {
     // MARK: DER
 
-    static func tlv(_ tag: UInt8, _ body: [UInt8]) -> [UInt8] {
+    public static func tlv(_ tag: UInt8, _ body: [UInt8]) -> [UInt8] {
         var length: [UInt8]
         if body.count < 0x80 {
             length = [UInt8(body.count)]
@@ -23,14 +22,14 @@ enum CMSBuilder {
         return [tag] + length + body
     }
 
-    static func sequence(_ parts: [UInt8]...) -> [UInt8] { tlv(0x30, parts.flatMap { $0 }) }
+    public static func sequence(_ parts: [UInt8]...) -> [UInt8] { tlv(0x30, parts.flatMap { $0 }) }
     /// A DER SET OF: elements sorted by their encodings.
-    static func set(_ parts: [[UInt8]]) -> [UInt8] { tlv(0x31, parts.sorted { $0.lexicographicallyPrecedes($1) }.flatMap { $0 }) }
-    static func octets(_ bytes: [UInt8]) -> [UInt8] { tlv(0x04, bytes) }
-    static func integer(_ value: UInt8) -> [UInt8] { tlv(0x02, [value]) }
+    public static func set(_ parts: [[UInt8]]) -> [UInt8] { tlv(0x31, parts.sorted { $0.lexicographicallyPrecedes($1) }.flatMap { $0 }) }
+    public static func octets(_ bytes: [UInt8]) -> [UInt8] { tlv(0x04, bytes) }
+    public static func integer(_ value: UInt8) -> [UInt8] { tlv(0x02, [value]) }
 
     /// An object identifier from its dotted form.
-    static func oid(_ dotted: String) -> [UInt8] {
+    public static func oid(_ dotted: String) -> [UInt8] {
         let arcs = dotted.split(separator: ".").map { UInt64($0)! }
         var body: [UInt8] = [UInt8(arcs[0] * 40 + arcs[1])]
         for arc in arcs.dropFirst(2) {
@@ -42,25 +41,25 @@ enum CMSBuilder {
         return tlv(0x06, body)
     }
 
-    static func algorithm(_ dotted: String, parameters: [UInt8]? = nil) -> [UInt8] { sequence(oid(dotted), parameters ?? []) }
+    public static func algorithm(_ dotted: String, parameters: [UInt8]? = nil) -> [UInt8] { sequence(oid(dotted), parameters ?? []) }
 
-    static let data = "1.2.840.113549.1.7.1"
-    static let signedData = "1.2.840.113549.1.7.2"
-    static let authEnvelopedData = "1.2.840.113549.1.9.16.1.23"
-    static let sha256 = "2.16.840.1.101.3.4.2.1"
-    static let sha512 = "2.16.840.1.101.3.4.2.3"
-    static let rsaEncryption = "1.2.840.113549.1.1.1"
-    static let ed25519 = "1.3.101.112"
-    static let chacha20Poly1305 = "1.2.840.113549.1.9.16.3.18"
+    public static let data = "1.2.840.113549.1.7.1"
+    public static let signedData = "1.2.840.113549.1.7.2"
+    public static let authEnvelopedData = "1.2.840.113549.1.9.16.1.23"
+    public static let sha256 = "2.16.840.1.101.3.4.2.1"
+    public static let sha512 = "2.16.840.1.101.3.4.2.3"
+    public static let rsaEncryption = "1.2.840.113549.1.1.1"
+    public static let ed25519 = "1.3.101.112"
+    public static let chacha20Poly1305 = "1.2.840.113549.1.9.16.3.18"
 
     // MARK: Keys and certificates
 
     /// A private key (PEM file) and its certificate (PEM file), read with libcrypto.
-    final class Identity {
+    public final class Identity {
         let key: OpaquePointer
         let certificate: OpaquePointer
 
-        init(key keyPath: String, certificate certificatePath: String) throws {
+        public init(key keyPath: String, certificate certificatePath: String) throws {
             guard let keyFile = fopen(keyPath, "r"), let certificateFile = fopen(certificatePath, "r") else { throw TestFailure("cannot open \(keyPath)") }
             defer { fclose(keyFile); fclose(certificateFile) }
             guard let key = PEM_read_PrivateKey(keyFile, nil, nil, nil), let certificate = PEM_read_X509(certificateFile, nil, nil, nil) else {
@@ -72,14 +71,14 @@ enum CMSBuilder {
 
         deinit { EVP_PKEY_free(key); X509_free(certificate) }
 
-        var certificateDER: [UInt8] { der { i2d_X509(certificate, $0) } }
+        public var certificateDER: [UInt8] { der { i2d_X509(certificate, $0) } }
         /// IssuerAndSerialNumber.
-        var issuerAndSerial: [UInt8] {
+        public var issuerAndSerial: [UInt8] {
             sequence(der { i2d_X509_NAME(X509_get_issuer_name(certificate), $0) }, der { i2d_ASN1_INTEGER(X509_get_serialNumber(certificate), $0) })
         }
 
         /// A signature with this key over `message`: `digest` nil for PureEdDSA.
-        func sign(_ message: [UInt8], digest: OpaquePointer?) throws -> [UInt8] {
+        public func sign(_ message: [UInt8], digest: OpaquePointer?) throws -> [UInt8] {
             let context = EVP_MD_CTX_new()
             defer { EVP_MD_CTX_free(context) }
             guard EVP_DigestSignInit(context, nil, digest, nil, key) == 1 else { throw TestFailure("EVP_DigestSignInit") }
@@ -91,7 +90,7 @@ enum CMSBuilder {
         }
 
         /// `secret` encrypted to this certificate's RSA key (PKCS#1 v1.5).
-        func encryptToCertificate(_ secret: [UInt8]) throws -> [UInt8] {
+        public func encryptToCertificate(_ secret: [UInt8]) throws -> [UInt8] {
             guard let publicKey = X509_get0_pubkey(certificate), let context = EVP_PKEY_CTX_new(publicKey, nil) else { throw TestFailure("EVP_PKEY_CTX_new") }
             defer { EVP_PKEY_CTX_free(context) }
             guard EVP_PKEY_encrypt_init(context) == 1 else { throw TestFailure("EVP_PKEY_encrypt_init") }
@@ -103,7 +102,7 @@ enum CMSBuilder {
         }
     }
 
-    static func der(_ encode: (UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32) -> [UInt8] {
+    public static func der(_ encode: (UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32) -> [UInt8] {
         let length = encode(nil)
         var bytes = [UInt8](repeating: 0, count: Int(max(length, 0)))
         bytes.withUnsafeMutableBufferPointer { buffer in
@@ -113,7 +112,7 @@ enum CMSBuilder {
         return bytes
     }
 
-    static func digest(_ name: String, _ bytes: [UInt8]) -> [UInt8] {
+    public static func digest(_ name: String, _ bytes: [UInt8]) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 64)
         var length: UInt32 = 0
         _ = EVP_Digest(bytes, bytes.count, &out, &length, EVP_get_digestbyname(name), nil)
@@ -123,20 +122,20 @@ enum CMSBuilder {
     // MARK: Signed data
 
     /// How one signer signs.
-    struct Signer {
-        var identity: Identity
+    public struct Signer {
+        public var identity: Identity
         /// "SHA256" or "SHA512" (Ed25519: SHA-512, RFC 8419 §3).
-        var digest: String
+        public var digest: String
         /// The signatureAlgorithm written in the SignerInfo, and its parameters (nil: absent).
-        var signatureAlgorithm: String
-        var parameters: [UInt8]?
-        var signedAttributes = true
+        public var signatureAlgorithm: String
+        public var parameters: [UInt8]?
+        public var signedAttributes = true
         /// PureEdDSA (no digest given to EVP) instead of a hash-then-sign algorithm.
-        var pure = false
+        public var pure = false
         /// Whether the signer's certificate goes into the message.
-        var includeCertificate = true
+        public var includeCertificate = true
         /// The signing time, as UTCTime text: now.
-        var signingTime: String = {
+        public var signingTime: String = {
             var now = time(nil)
             var parts = tm()
             gmtime_r(&now, &parts)
@@ -145,19 +144,19 @@ enum CMSBuilder {
             return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         }()
 
-        static func rsa(_ identity: Identity, digest: String = "SHA256") -> Signer {
+        public static func rsa(_ identity: Identity, digest: String = "SHA256") -> Signer {
             Signer(identity: identity, digest: digest, signatureAlgorithm: rsaEncryption, parameters: [0x05, 0x00])
         }
 
-        static func ed25519(_ identity: Identity, signedAttributes: Bool = true) -> Signer {
+        public static func ed25519(_ identity: Identity, signedAttributes: Bool = true) -> Signer {
             Signer(identity: identity, digest: "SHA512", signatureAlgorithm: CMSBuilder.ed25519, parameters: nil, signedAttributes: signedAttributes, pure: true)
         }
 
-        var digestOID: String { digest == "SHA512" ? sha512 : sha256 }
+        public var digestOID: String { digest == "SHA512" ? sha512 : sha256 }
     }
 
     /// SignedData over `content` (encapsulated unless `detached`), one SignerInfo per signer, DER.
-    static func signed(_ content: [UInt8], signers: [Signer], detached: Bool = false) throws -> [UInt8] {
+    public static func signed(_ content: [UInt8], signers: [Signer], detached: Bool = false) throws -> [UInt8] {
         var infos: [[UInt8]] = []
         for signer in signers {
             let digestAlgorithm = algorithm(signer.digestOID)
@@ -189,7 +188,7 @@ enum CMSBuilder {
 
     /// AuthEnvelopedData (RFC 5083) with ChaCha20-Poly1305 content encryption (RFC 8103), the key sent to
     /// `recipient` by RSA key transport. `tamper` changes the ciphertext after the tag was computed.
-    static func chacha20Poly1305(_ content: [UInt8], to recipient: Identity, tamper: Bool = false) throws -> [UInt8] {
+    public static func chacha20Poly1305(_ content: [UInt8], to recipient: Identity, tamper: Bool = false) throws -> [UInt8] {
         var key = [UInt8](repeating: 0, count: 32), nonce = [UInt8](repeating: 0, count: 12)
         guard RAND_bytes(&key, 32) == 1, RAND_bytes(&nonce, 12) == 1 else { throw TestFailure("RAND_bytes") }
         let context = EVP_CIPHER_CTX_new()
@@ -212,11 +211,11 @@ enum CMSBuilder {
 }
 
 /// Makes test identities with the `openssl` tool: a root, and people certified by it for mail.
-struct TestPKI {
-    let peer: OpenSSLPeer
-    let root: String
+public struct TestPKI {
+    public let peer: OpenSSLPeer
+    public let root: String
 
-    init() throws {
+    public init() throws {
         peer = try OpenSSLPeer()
         root = peer.path("root.pem")
         try Run.checked("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", peer.path("root.key"), "-out", root,
@@ -224,7 +223,7 @@ struct TestPKI {
     }
 
     /// A person with a key of `algorithm` ("rsa:2048", "ed25519", "ec") certified for mail.
-    func person(_ name: String, algorithm: String) throws -> CMSBuilder.Identity {
+    public func person(_ name: String, algorithm: String) throws -> CMSBuilder.Identity {
         let key = peer.path("\(name).key"), request = peer.path("\(name).csr"), certificate = peer.path("\(name).pem")
         var keyArguments = ["-newkey", algorithm]
         if algorithm == "ec" { keyArguments = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] }
