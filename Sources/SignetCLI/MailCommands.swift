@@ -63,7 +63,7 @@ struct SignCommand: ParsableCommand {
         options.form = opaque ? .opaque : signatureOnly ? .signatureOnly : .detached
         options.digest = digestChoice!
         options.pss = pss
-        let chain = TrustStore().chain(for: certificate).filter { !$0.isSelfSigned }
+        let chain = MailCertificates.chainToInclude(for: certificate)
         let key = try AgentKey(client: client, uri: uri, subjectPublicKeyInfo: spki,
                                onLocked: Agent.unlocker(client: client, keyURI: uri, codeFD: unlock.codeFD))
         let input = try MailInput.open(`in`)
@@ -192,15 +192,7 @@ struct EncryptCommand: ParsableCommand {
     }
 
     func run() throws {
-        var certificates: [Certificate] = []
-        for name in to + recipients { certificates.append(try MailCertificates.recipient(name)) }
-        let own = try MailCertificates.ownEncryptionCertificate(file: ownCertificate, rsaRecipients: certificates.allSatisfy { $0.keyDescription.hasPrefix("RSA") },
-                                               alone: certificates.isEmpty)
-        if !certificates.contains(where: { $0.sha256 == own.sha256 }) { certificates.append(own) }
-        for certificate in certificates where certificate.validity() != .valid {
-            throw CLIError(description: "The certificate of \(Console.safe(certificate.subject)) is \(certificate.validity().rawValue) "
-                           + "(valid \(Dates.day(certificate.notBefore)) to \(Dates.day(certificate.notAfter))); ask for a current one.")
-        }
+        let certificates = try MailCertificates.encryptionRecipients(to + recipients, ownFile: ownCertificate)
         var options = MessageEncryptor.Options()
         options.cipher = MessageEncryptor.Cipher(rawValue: cipher.lowercased())!
         options.oaep = oaep

@@ -50,6 +50,7 @@ struct SignerVerdictTests {
         #expect(verdicts[1].chain == nil, "a signature that was not checked is not judged further")
         #expect(opener.status == .unsupported)
         #expect(opened == content)
+        #expect(opener.verifiedContentMayBeWritten, "Alice's good signature proves the content")
     }
 
     @Test("A signer whose certificate the message lacks is named by issuer and serial (14); the other signer is good")
@@ -81,6 +82,7 @@ struct SignerVerdictTests {
         let (opener, opened) = try open(changed)
         #expect(outcomes(opener) == [[.badContentDigest, .badContentDigest]])
         #expect(opener.status == .badSignature && opened == nil)
+        #expect(!opener.verifiedContentMayBeWritten && !opener.decryptedContentMayBeWritten)
         // The last bytes of the message are the signature of the SignerInfo sorted last.
         var damaged = message
         damaged[damaged.count - 1] ^= 0x01
@@ -172,6 +174,19 @@ struct SignerVerdictTests {
         let (opener, _) = try open(message)
         guard case .unreadable(1, .compressed)? = opener.layers.first else { Issue.record("\(opener.layers)"); return }
         #expect(opener.status == .unsupported)
+    }
+
+    @Test("Encrypting: the recipients named and always yourself, once; a certificate out of its validity is refused, naming its owner")
+    func encryptionRecipients() throws {
+        _ = try pki.person("Alice", algorithm: "rsa:2048")
+        _ = try pki.person("Bob", algorithm: "rsa:2048")
+        let alice = pki.peer.path("Alice.pem"), bob = pki.peer.path("Bob.pem")
+        let chosen = try MailCertificates.encryptionRecipients([alice], ownFile: bob)
+        #expect(chosen.map(\.emails) == [["alice@example.org"], ["bob@example.org"]])
+        #expect(try MailCertificates.encryptionRecipients([bob], ownFile: bob).map(\.emails) == [["bob@example.org"]])
+        #expect { try MailCertificates.encryptionRecipients([alice], ownFile: bob, at: Date().addingTimeInterval(30 * 86400)) } throws: { error in
+            (error as? SignetError)?.message.contains("The certificate of CN=Alice is expired") == true
+        }
     }
 
     func replacing(_ needle: [UInt8], with replacement: [UInt8], in haystack: [UInt8]) -> [UInt8] {

@@ -87,7 +87,10 @@ struct VerdictTests {
     @Test("A SHA-1 signature is refused (15) unless SHA-1 is allowed")
     func sha1Refused() throws {
         let bytes = try Self.message("alice.sig.SHA1.opaque.eml")
-        #expect(try Self.open(bytes).status == .unsupported)
+        let refused = try Self.open(bytes)
+        #expect(refused.status == .unsupported)
+        // verify does not show content only a refused signature vouches for; decrypt writes it, with exit 15.
+        #expect(!refused.verifiedContentMayBeWritten && refused.decryptedContentMayBeWritten)
         #expect(try Self.open(bytes, Self.policy(allowSHA1: true)).status == .success)
     }
 }
