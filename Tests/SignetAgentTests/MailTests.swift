@@ -538,6 +538,35 @@ final class MailTests {
         #expect(ours.status == 0 && ours.output == Self.canonical, "\(ours.errors)")
     }
 
+    @Test("signet verify says it signer by signer: RSA and Ed25519 good, one algorithm it cannot check named, exit 15 without 'Verification successful', the content still written, --json one object each; a detached signature at --in asks for --content; a message for a shared key names it")
+    func perSignerReport() throws {
+        let pki = try TestPKI()
+        let alice = try pki.person("Alice", algorithm: "rsa:2048"), carlos = try pki.person("Carlos", algorithm: "ed25519")
+        var unknown = CMSBuilder.Signer.rsa(try pki.person("Bob", algorithm: "rsa:2048"))
+        unknown.signatureAlgorithm = "1.3.6.1.4.1.55555.1.1"
+        let three = try peer.file("three.der", try CMSBuilder.signed(Array(Self.canonical.utf8), signers: [.rsa(alice), .ed25519(carlos), unknown]))
+        let result = try agent.signet(["verify", "--in", three, "--trust", pki.root, "--out", "-"])
+        #expect(result.status == 15, "\(result.errors)")
+        #expect(!result.errors.contains("Verification successful") && !result.errors.contains("BAD") && !result.errors.contains("changed after signing"), "\(result.errors)")
+        #expect(result.errors.components(separatedBy: ": good signature").count - 1 == 2, "\(result.errors)")
+        #expect(result.errors.contains("signed by Carlos <carlos@example.org>: good signature") && result.errors.contains("algorithms: SHA512 with ED25519"))
+        #expect(result.errors.contains("cannot check the signature of Bob <bob@example.org>: Signet cannot verify 1.3.6.1.4.1.55555.1.1"), "\(result.errors)")
+        #expect(result.output == Self.canonical)
+        let json = try agent.signet(["verify", "--in", three, "--trust", pki.root, "--json"])
+        let objects = try #require(try JSONSerialization.jsonObject(with: json.stdout) as? [[String: String]])
+        #expect(objects.compactMap { $0["result"] }.sorted() == ["good", "good", "unsupported-algorithm"], "\(objects)")
+
+        try Run.checked("openssl", ["cms", "-sign", "-binary", "-in", peer.path("canonical.txt"), "-outform", "DER", "-out", peer.path("detached.p7s"),
+                                    "-signer", pki.peer.path("Alice.pem"), "-inkey", pki.peer.path("Alice.key")])
+        let detached = try agent.signet(["verify", "--in", peer.path("detached.p7s")])
+        #expect(detached.status == 10 && detached.errors.contains("this signature is detached; give the signed content with --content"), "\(detached.errors)")
+
+        try Run.checked("openssl", ["cms", "-encrypt", "-aes256", "-in", peer.path("canonical.txt"), "-outform", "DER", "-out", peer.path("kek.der"),
+                                    "-secretkey", String(repeating: "0f", count: 32), "-secretkeyid", "c0ffee01"])
+        let kek = try agent.signet(["decrypt", "--in", peer.path("kek.der")])
+        #expect(kek.status == 11 && kek.errors.contains("it is for: a shared key-encryption key with key identifier c0ffee01 (KEKRecipientInfo)"), "\(kek.errors)")
+    }
+
     /// The settings block of docs/mail.md's "mutt and neomutt" section, as a user would copy it.
     static func muttRecipe() throws -> String {
         let doc = try String(contentsOf: TestPaths.repository.appendingPathComponent("docs/mail.md"), encoding: .utf8)
