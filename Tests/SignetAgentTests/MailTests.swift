@@ -645,6 +645,40 @@ final class MailTests {
         let shown = try reader.waitFor("S/MIME signature successfully verified", timeout: .seconds(30))
         #expect(shown.contains("this was signed on the token."), "\(shown)")
 
+        // Two signers: Alice (good, trusted) and one whose algorithm Signet cannot check. The verify command exits 15
+        // and says so signer by signer; neomutt, which wants exit 0 and "Verification successful", does not call it good.
+        try Run.checked("openssl", ["pkcs12", "-in", Self.smime.appendingPathComponent("Alice.p12").path, "-passin", "pass:nss", "-nodes", "-legacy",
+                                    "-nocerts", "-out", peer.path("neomutt/alice.key")])
+        try Run.checked("openssl", ["pkcs12", "-in", Self.smime.appendingPathComponent("Alice.p12").path, "-passin", "pass:nss", "-nokeys", "-clcerts",
+                                    "-legacy", "-out", peer.path("neomutt/alice-signer.pem")])
+        let pki = try TestPKI()
+        var unknown = CMSBuilder.Signer.rsa(try pki.person("Bob", algorithm: "rsa:2048"))
+        unknown.signatureAlgorithm = "1.3.6.1.4.1.55555.1.1"
+        let part = "Content-Type: text/plain; charset=us-ascii\r\n\r\nSigned twice, checked once.\r\n"
+        let signature = try CMSBuilder.signed(Array(part.utf8), signers: [
+            .rsa(try CMSBuilder.Identity(key: peer.path("neomutt/alice.key"), certificate: peer.path("neomutt/alice-signer.pem"))), unknown,
+        ], detached: true)
+        let twice = "From: Alice <alice@example.com>\r\nTo: Bob <bob@example.com>\r\nSubject: Two signers\r\nMIME-Version: 1.0\r\n"
+            + "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=\"b1\"\r\n\r\n"
+            + "--b1\r\n\(part)\r\n--b1\r\nContent-Type: application/pkcs7-signature; name=smime.p7s\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + Data(signature).base64EncodedString(options: [.lineLength64Characters, .endLineWithCarriageReturn, .endLineWithLineFeed]) + "\r\n--b1--\r\n"
+        let direct = try agent.signet(["verify", "--in", try peer.file("neomutt/twice.eml", text: twice)])
+        #expect(direct.status == 15 && direct.errors.contains("signed by Alice <alice@example.com>: good signature"), "\(direct.status) \(direct.errors)")
+        let twiceDir = directory + "/twice"
+        for folder in ["cur", "new", "tmp"] {
+            try FileManager.default.createDirectory(atPath: twiceDir + "/" + folder, withIntermediateDirectories: true)
+        }
+        try twice.write(toFile: twiceDir + "/new/1.signet:2,", atomically: true, encoding: .utf8)
+        let twiceReaderDirectory = directory + "/twice-reader"
+        try FileManager.default.createDirectory(atPath: twiceReaderDirectory, withIntermediateDirectories: true)
+        let twiceReader = try TerminalSession("neomutt -n -F '\(muttrc)' -f '\(twiceDir)'", socketDirectory: twiceReaderDirectory, environment: environment)
+        try twiceReader.waitFor("Two signers")
+        try twiceReader.send("Enter")
+        let notGood = try twiceReader.waitFor("could NOT be verified", timeout: .seconds(30))
+        #expect(!notGood.contains("successfully verified"), "\(notGood)")
+        #expect(notGood.contains("Signed twice, checked once."), "\(notGood)")
+        #expect(notGood.contains("good signature") && notGood.contains("cannot check the signature"), "\(notGood)")
+
         // Mail OpenSSL encrypted to Alice: neomutt runs smime_decrypt_command and shows the plaintext.
         let alice = peer.path("neomutt/alice.pem")
         try run(["cert", "export", id, "-o", alice])
