@@ -59,11 +59,6 @@ public final class EnvelopedMessage {
         }
     }
 
-    /// Whether OpenSSL's reasons say a content cipher's final check failed (bad padding, or a GCM tag mismatch).
-    static func contentCheckFailed(_ reasons: [String]) -> Bool {
-        reasons.contains { $0.contains("bad decrypt") || $0.contains("cipher final error") }
-    }
-
     /// The parsed CMS structure (owned).
     private let cms: OpaquePointer
 
@@ -129,17 +124,24 @@ public final class EnvelopedMessage {
                 try withMemoryBIO(content) { input in try decryptChaCha20Poly1305(certificate: certificate, key: key, header: header, content: input, output: output) }
             }
         }
+        // The same path as streamed content (CMS_decrypt's failures do not say whether the padding or GCM tag
+        // was wrong, and a wrong tag leaves no reason queued): the content is handed over as detached.
+        guard let content = try headerAndContent().1 else { throw OpenSSLError("The encrypted content is not in the message") }
         return try collectBIO { output in
-            guard CMS_decrypt(cms, key.pkey, certificate.x509, nil, output, UInt32(CMS_BINARY)) == 1 else {
-                if let refused = key.lastFailure { throw refused }
-                let reasons = OpenSSLError.drain()
-                if Self.contentCheckFailed(reasons) { throw ContentDecryptionError(reasons: reasons) }
-                throw OpenSSLError(operation: "Decrypting the message", reasons: reasons)
-            }
-            // OpenSSL goes on with a random content key when the key transport fails (its defence against
-            // padding oracles); one time in 256 that random key even "decrypts". The token's refusal decides.
-            if let refused = key.lastFailure { throw refused }
+            try withMemoryBIO(content) { input in try decryptDetached(certificate: certificate, key: key, input: input, output: output) }
         }
+    }
+
+    /// Decrypts the content read from `input` into `output` (`CSignetCrypto_decryptDetached`), and says which part failed.
+    private func decryptDetached(certificate: Certificate, key: AgentKey, input: OpaquePointer, output: OpaquePointer) throws {
+        OpenSSLError.drain()
+        let result = CSignetCrypto_decryptDetached(cms, key.pkey, certificate.x509, input, output)
+        // The token's refusal comes first: OpenSSL goes on with a random key when the key transport fails
+        // (its defence against padding oracles), so the content then fails too, or one time in 256 even "decrypts".
+        if let refused = key.lastFailure { throw refused }
+        if result < 0 && result != -2 { throw OpenSSLError("Recovering the message key") }
+        if result == -2 { throw OpenSSLError("Writing the plaintext") }
+        guard result == 1 else { throw ContentDecryptionError(reasons: OpenSSLError.drain()) }
     }
 
     /// Decrypts encrypted content supplied apart from the header (`init(detachedHeader:)`), pulled from `content`
@@ -162,16 +164,11 @@ public final class EnvelopedMessage {
             return
         }
         try withOutputBIO(fd) { output in
-            let result = CSignetCrypto_decryptDetached(cms, key.pkey, certificate.x509, input, output)
-            if let failure = source.failure { throw failure }
-            if result < 0 { throw key.failure("Recovering the message key") }
-            // The token's refusal comes first: OpenSSL goes on with a random key when the key transport fails
-            // (its defence against padding oracles), so the content then fails too.
-            if let refused = key.lastFailure { throw refused }
-            if result == -2 { throw OpenSSLError("Writing the plaintext") }
-            guard result == 1 else { throw ContentDecryptionError(reasons: OpenSSLError.drain()) }
-            // The random key may pass the padding check (one time in 256): a refused key transport still decides.
-            if let refused = key.lastFailure { throw refused }
+            do {
+                try decryptDetached(certificate: certificate, key: key, input: input, output: output)
+            } catch {
+                throw source.failure ?? error  // a truncated or unreadable stream is that, not a wrong tag
+            }
         }
     }
 }

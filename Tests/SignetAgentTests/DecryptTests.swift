@@ -85,6 +85,15 @@ final class DecryptTests {
         let cut = try agent.signet(["decrypt", "--in", try peer.file("cut.der", Array(message.prefix(message.count / 2))), "-o", out])
         #expect(cut.status == 12 && cut.errors.contains("truncated"), "\(cut.status) \(cut.errors)")
         #expect(!FileManager.default.fileExists(atPath: out))
+        // OpenSSL's AES-GCM with a changed tag, as PEM: decrypted in memory by OpenSSL's CMS, and as damaged (12) as streamed.
+        try Run.checked("openssl", ["cms", "-encrypt", "-aes-256-gcm", "-binary", "-in", try peer.file("gcm.txt", content), "-outform", "DER",
+                                    "-out", peer.path("gcm.der"), peer.path("bob.pem")])
+        var gcm = try peer.read("gcm.der")
+        gcm[gcm.count - 1] ^= 0x01
+        let pem = "-----BEGIN CMS-----\n" + Data(gcm).base64EncodedString(options: [.lineLength64Characters, .endLineWithLineFeed]) + "\n-----END CMS-----\n"
+        let changedGCM = try agent.signet(["decrypt", "--in", try peer.file("gcm.pem", text: pem), "-o", out])
+        #expect(changedGCM.status == 12 && changedGCM.errors.contains("authentication tag is wrong"), "\(changedGCM.status) \(changedGCM.errors)")
+        #expect(!FileManager.default.fileExists(atPath: out))
     }
 
     @Test("Garbage, a message for someone else, a tampered message and a locked token each get their own exit status, and no output file")
