@@ -144,6 +144,7 @@ let package = Package(
             name: "SignetTestSupport",
             dependencies: [
                 "SignetCore", "SignetPKCS11", "SignetPCSC", "SignetVirtualCard", "SignetAccessCode", "SignetAgentClient", "SignetAgentProtocol",
+                "COpenSSL",  // CMSBuilder
             ],
             path: "Tests/SignetTestSupport"
         ),

@@ -385,19 +385,33 @@ CSignetCrypto_Recipient *CSignetCrypto_recipients(CMS_ContentInfo *cms, int *cou
         switch (CMS_RecipientInfo_type(info)) {
         case CMS_RECIPINFO_TRANS: {
             CSignetCrypto_Recipient *r = &list[*count];
+            r->kind = CSignetCrypto_keyTransport;
             if (CMS_RecipientInfo_ktri_get0_signer_id(info, &r->keyIdentifier, &r->issuer, &r->serial)) *count += 1;
             break;
         }
+        case CMS_RECIPINFO_KEK: {
+            CSignetCrypto_Recipient *r = &list[*count];
+            r->kind = CSignetCrypto_keyEncryptionKey;
+            if (CMS_RecipientInfo_kekri_get0_id(info, NULL, &r->keyIdentifier, NULL, NULL, NULL)) *count += 1;
+            break;
+        }
+        case CMS_RECIPINFO_PASS:
+            list[*count].kind = CSignetCrypto_password;
+            *count += 1;
+            break;
         case CMS_RECIPINFO_AGREE: {
             STACK_OF(CMS_RecipientEncryptedKey) *keys = CMS_RecipientInfo_kari_get0_reks(info);
             for (int j = 0; j < sk_CMS_RecipientEncryptedKey_num(keys) && j < 4; j++) {
                 CSignetCrypto_Recipient *r = &list[*count];
+                r->kind = CSignetCrypto_keyAgreement;
                 if (CMS_RecipientEncryptedKey_get0_id(sk_CMS_RecipientEncryptedKey_value(keys, j), &r->keyIdentifier, NULL, NULL,
                                                       &r->issuer, &r->serial)) *count += 1;
             }
             break;
         }
         default:
+            list[*count].kind = CSignetCrypto_otherRecipient;
+            *count += 1;
             break;
         }
     }
@@ -494,13 +508,78 @@ int CSignetCrypto_decryptDetached(CMS_ContentInfo *cms, EVP_PKEY *key, X509 *cer
             ok = got == 0;
             break;
         }
-        if (BIO_write(out, buffer, got) != got) break;
+        if (BIO_write(out, buffer, got) != got) { ok = -2; break; }
     }
     while (chain != NULL && chain != content) {
         BIO *next = BIO_pop(chain);
         BIO_free(chain);
         chain = next;
     }
+    return ok;
+}
+
+int CSignetCrypto_rsaRecoverKey(EVP_PKEY *key, int oaep, const unsigned char *oaepParameters, size_t oaepLength,
+                                const unsigned char *encryptedKey, size_t encryptedLength, unsigned char *contentKey, size_t *keyLength) {
+    EVP_PKEY_CTX *context = EVP_PKEY_CTX_new(key, NULL);
+    RSA_OAEP_PARAMS *parameters = NULL;
+    int ok = context != NULL && EVP_PKEY_decrypt_init(context) == 1
+        && EVP_PKEY_CTX_set_rsa_padding(context, oaep ? RSA_PKCS1_OAEP_PADDING : RSA_PKCS1_PADDING) == 1;
+    if (ok && oaep && oaepParameters != NULL && oaepLength > 0) {
+        const unsigned char *cursor = oaepParameters;
+        parameters = d2i_RSA_OAEP_PARAMS(NULL, &cursor, (long)oaepLength);
+        ok = parameters != NULL;
+        const EVP_MD *digest = ok && parameters->hashFunc != NULL ? EVP_get_digestbyobj(parameters->hashFunc->algorithm) : EVP_sha1();
+        const EVP_MD *mask = EVP_sha1();  // RFC 8017's default MGF1 hash, whatever the digest
+        if (ok && parameters->maskGenFunc != NULL && parameters->maskGenFunc->parameter != NULL
+            && parameters->maskGenFunc->parameter->type == V_ASN1_SEQUENCE) {
+            const ASN1_STRING *sequence = parameters->maskGenFunc->parameter->value.sequence;
+            const unsigned char *maskCursor = ASN1_STRING_get0_data(sequence);
+            X509_ALGOR *maskHash = d2i_X509_ALGOR(NULL, &maskCursor, ASN1_STRING_length(sequence));
+            mask = maskHash != NULL ? EVP_get_digestbyobj(maskHash->algorithm) : NULL;
+            X509_ALGOR_free(maskHash);
+        }
+        ok = ok && digest != NULL && mask != NULL && EVP_PKEY_CTX_set_rsa_oaep_md(context, digest) == 1
+            && EVP_PKEY_CTX_set_rsa_mgf1_md(context, mask) == 1;
+        if (ok && parameters->pSourceFunc != NULL && parameters->pSourceFunc->parameter != NULL
+            && parameters->pSourceFunc->parameter->type == V_ASN1_OCTET_STRING) {
+            ASN1_OCTET_STRING *label = parameters->pSourceFunc->parameter->value.octet_string;
+            if (ASN1_STRING_length(label) > 0) {
+                unsigned char *copy = OPENSSL_memdup(ASN1_STRING_get0_data(label), (size_t)ASN1_STRING_length(label));
+                ok = copy != NULL && EVP_PKEY_CTX_set0_rsa_oaep_label(context, copy, ASN1_STRING_length(label)) == 1;
+                if (!ok) OPENSSL_free(copy);
+            }
+        }
+    }
+    ok = ok && EVP_PKEY_decrypt(context, contentKey, keyLength, encryptedKey, encryptedLength) == 1;
+    RSA_OAEP_PARAMS_free(parameters);
+    EVP_PKEY_CTX_free(context);
+    return ok;
+}
+
+int CSignetCrypto_chacha20Poly1305Decrypt(const unsigned char *key, size_t keyLength, const unsigned char *nonce, size_t nonceLength,
+                                          const unsigned char *aad, size_t aadLength, const unsigned char *tag, size_t tagLength,
+                                          BIO *content, BIO *out) {
+    if (keyLength != 32 || nonceLength != 12 || tagLength != 16) return 0;
+    EVP_CIPHER_CTX *context = EVP_CIPHER_CTX_new();
+    int len = 0, ok = context != NULL
+        && EVP_DecryptInit_ex(context, EVP_chacha20_poly1305(), NULL, key, nonce) == 1
+        && EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_AEAD_SET_TAG, 16, (void *)tag) == 1
+        && (aadLength == 0 || EVP_DecryptUpdate(context, NULL, &len, aad, (int)aadLength) == 1);
+    unsigned char input[16384], output[16384 + 16];
+    while (ok == 1) {
+        int got = BIO_read(content, input, sizeof input);
+        if (got < 0) { ok = 0; break; }
+        if (got == 0) break;
+        ok = EVP_DecryptUpdate(context, output, &len, input, got) == 1;
+        if (ok && len > 0 && BIO_write(out, output, len) != len) ok = -2;
+    }
+    /* The tag: only now is what was written known good. */
+    if (ok == 1) {
+        ok = EVP_DecryptFinal_ex(context, output, &len) == 1;
+        if (ok && len > 0 && BIO_write(out, output, len) != len) ok = -2;
+    }
+    if (ok == 1 && BIO_flush(out) <= 0) ok = -2;
+    EVP_CIPHER_CTX_free(context);
     return ok;
 }
 
@@ -553,6 +632,143 @@ X509 *CSignetCrypto_signerCertificate(CMS_SignerInfo *signer) {
     X509 *certificate = NULL;
     CMS_SignerInfo_get0_algs(signer, NULL, &certificate, NULL, NULL);
     return certificate;
+}
+
+static int lastReason(int library) {
+    unsigned long code = ERR_peek_last_error();
+    return ERR_GET_LIB(code) == library ? ERR_GET_REASON(code) : 0;
+}
+
+typedef struct { unsigned char *bytes; int length; } Encoding;
+
+static int compareEncodings(const void *a, const void *b) {
+    const Encoding *x = a, *y = b;
+    int common = x->length < y->length ? x->length : y->length;
+    int order = memcmp(x->bytes, y->bytes, (size_t)common);
+    return order != 0 ? order : x->length - y->length;
+}
+
+/* The DER of a signer's signed attributes as the signature covers them: a SET OF (tag 0x31, RFC 5652 §5.4),
+   its elements in DER order, as OpenSSL re-encodes them for CMS_SignerInfo_verify. */
+static unsigned char *signedAttributesDER(CMS_SignerInfo *signer, size_t *length) {
+    int count = CMS_signed_get_attr_count(signer);
+    if (count < 0) return NULL;
+    Encoding *parts = calloc((size_t)count + 1, sizeof *parts);
+    if (parts == NULL) return NULL;
+    size_t total = 0;
+    unsigned char *out = NULL;
+    int ok = 1;
+    for (int i = 0; i < count && ok; i++) {
+        parts[i].length = i2d_X509_ATTRIBUTE(CMS_signed_get_attr(signer, i), &parts[i].bytes);
+        ok = parts[i].length > 0;
+        if (ok) total += (size_t)parts[i].length;
+    }
+    if (ok) {
+        qsort(parts, (size_t)count, sizeof *parts, compareEncodings);
+        unsigned char header[6] = {0x31};
+        size_t headerLength = 1;
+        if (total < 0x80) {
+            header[headerLength++] = (unsigned char)total;
+        } else {
+            int octets = total > 0xFFFFFF ? 4 : total > 0xFFFF ? 3 : total > 0xFF ? 2 : 1;
+            header[headerLength++] = (unsigned char)(0x80 | octets);
+            for (int shift = (octets - 1) * 8; shift >= 0; shift -= 8) header[headerLength++] = (unsigned char)(total >> shift);
+        }
+        out = OPENSSL_malloc(headerLength + total);
+        if (out != NULL) {
+            memcpy(out, header, headerLength);
+            size_t at = headerLength;
+            for (int i = 0; i < count; i++) { memcpy(out + at, parts[i].bytes, (size_t)parts[i].length); at += (size_t)parts[i].length; }
+            *length = at;
+        }
+    }
+    for (int i = 0; i < count; i++) OPENSSL_free(parts[i].bytes);
+    free(parts);
+    return out;
+}
+
+/* PureEdDSA (RFC 8419): the signature covers the signed attributes' DER or, without them, the content itself,
+   with no digest given to EVP. OpenSSL 3.0's CMS sets up a digest for every signer and fails on these keys. */
+static int checkEdDSASignature(CMS_SignerInfo *signer, EVP_PKEY *key, const unsigned char *content, size_t length) {
+    ASN1_OCTET_STRING *signature = CMS_SignerInfo_get0_signature(signer);
+    size_t signedLength = length;
+    unsigned char *attributes = NULL;
+    const unsigned char *signedBytes = content;
+    if (CMS_signed_get_attr_count(signer) >= 0) {
+        attributes = signedAttributesDER(signer, &signedLength);
+        if (attributes == NULL) return CSignetCrypto_signerMalformed;
+        signedBytes = attributes;
+    }
+    EVP_MD_CTX *context = EVP_MD_CTX_new();
+    int outcome = CSignetCrypto_signerUnsupported;
+    if (context != NULL && EVP_DigestVerifyInit_ex(context, NULL, NULL, NULL, NULL, key, NULL) == 1) {
+        int verified = EVP_DigestVerify(context, ASN1_STRING_get0_data(signature), (size_t)ASN1_STRING_length(signature), signedBytes, signedLength);
+        outcome = verified == 1 ? CSignetCrypto_signerGood : CSignetCrypto_signerBadSignature;
+    }
+    EVP_MD_CTX_free(context);
+    OPENSSL_free(attributes);
+    return outcome;
+}
+
+int CSignetCrypto_checkSigner(CMS_SignerInfo *signer, const unsigned char *content, size_t length) {
+    EVP_PKEY *key = NULL;
+    X509 *certificate = NULL;
+    X509_ALGOR *digestAlgorithm = NULL;
+    CMS_SignerInfo_get0_algs(signer, &key, &certificate, &digestAlgorithm, NULL);
+    if (certificate == NULL || key == NULL) return CSignetCrypto_signerCertificateMissing;
+    const ASN1_OBJECT *digestObject = NULL;
+    X509_ALGOR_get0(&digestObject, NULL, NULL, digestAlgorithm);
+    const EVP_MD *digest = EVP_get_digestbyobj(digestObject);
+    if (digest == NULL) return CSignetCrypto_signerUnsupported;
+    int attributed = CMS_signed_get_attr_count(signer) >= 0;
+    int eddsa = EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519 || EVP_PKEY_get_base_id(key) == EVP_PKEY_ED448;
+    if (eddsa) {
+        int outcome = checkEdDSASignature(signer, key, content, length);
+        // Without signed attributes the signature covers the content itself: nothing more to check.
+        if (outcome != CSignetCrypto_signerGood || !attributed) return outcome;
+    } else if (attributed) {
+        int verified = CMS_SignerInfo_verify(signer);
+        if (verified != 1) {
+            switch (lastReason(ERR_LIB_CMS)) {
+            case CMS_R_VERIFICATION_FAILURE: return CSignetCrypto_signerBadSignature;
+            case CMS_R_ATTRIBUTE_ERROR: return CSignetCrypto_signerMalformed;
+            default: return CSignetCrypto_signerUnsupported;
+            }
+        }
+    }
+    BIO *source = BIO_new_mem_buf(content, (int)length);
+    BIO *digesting = BIO_new(BIO_f_md());
+    if (source == NULL || digesting == NULL || !BIO_set_md(digesting, digest)) {
+        BIO_free(source);
+        BIO_free(digesting);
+        return CSignetCrypto_signerUnsupported;
+    }
+    BIO *chain = BIO_push(digesting, source);
+    unsigned char buffer[16384];
+    while (BIO_read(chain, buffer, sizeof buffer) > 0) {}
+    int matched = CMS_SignerInfo_verify_content(signer, chain);
+    BIO_free_all(chain);
+    if (matched == 1) return CSignetCrypto_signerGood;
+    switch (lastReason(ERR_LIB_CMS)) {
+    case CMS_R_VERIFICATION_FAILURE:
+        return attributed ? CSignetCrypto_signerBadDigest : CSignetCrypto_signerBadSignature;
+    case CMS_R_MESSAGEDIGEST_ATTRIBUTE_WRONG_LENGTH: return CSignetCrypto_signerBadDigest;
+    case CMS_R_ERROR_READING_MESSAGEDIGEST_ATTRIBUTE: return CSignetCrypto_signerMalformed;
+    default: return CSignetCrypto_signerUnsupported;
+    }
+}
+
+int CSignetCrypto_signerIdentifier(CMS_SignerInfo *signer, X509_NAME **issuer, ASN1_INTEGER **serial, ASN1_OCTET_STRING **keyIdentifier) {
+    *issuer = NULL; *serial = NULL; *keyIdentifier = NULL;
+    return CMS_SignerInfo_get0_signer_id(signer, keyIdentifier, issuer, serial);
+}
+
+int CSignetCrypto_encapsulatedContent(CMS_ContentInfo *cms, const unsigned char **bytes, size_t *length) {
+    ASN1_OCTET_STRING **slot = CMS_get0_content(cms);
+    if (slot == NULL || *slot == NULL) return 0;
+    *bytes = ASN1_STRING_get0_data(*slot);
+    *length = (size_t)ASN1_STRING_length(*slot);
+    return 1;
 }
 
 int CSignetCrypto_firstErrorReason(int *library) {

@@ -38,16 +38,12 @@ struct DecryptCommand: ParsableCommand {
         let opener = try MessageOpener.forCommand(trust: trust, codeFD: unlock.codeFD, topLevel: message)
         opener.lenientAroundEncryption = true
         defer { opener.rememberTrustedSigners() }
+        defer { VerdictReport.print(opener) }
         let content = try opener.open(message)
-        guard let content, Self.acceptable(opener.status) else { throw ExitCode(opener.status.rawValue) }
+        guard let content, opener.decryptedContentMayBeWritten else { throw ExitCode(opener.status.rawValue) }
         try opener.requireEncrypted()
         try writeOutput(content, to: out, mode: 0o600)
         if opener.status != .success { throw ExitCode(opener.status.rawValue) }
-    }
-
-    /// Outcomes that still give the content (the signer is reported, the content is readable).
-    private static func acceptable(_ status: ExitStatus) -> Bool {
-        [ExitStatus.success, ExitStatus.headerMismatch, ExitStatus.untrusted, ExitStatus.unsupported].contains(status)
     }
 
     /// The outer layer is enveloped data: it is decrypted as it streams in, into the output file (renamed into
@@ -57,6 +53,7 @@ struct DecryptCommand: ParsableCommand {
         let opener = try MessageOpener.forCommand(trust: trust, codeFD: unlock.codeFD, topLevel: headers)
         opener.lenientAroundEncryption = true
         defer { opener.rememberTrustedSigners() }
+        defer { VerdictReport.print(opener) }
         let path = out == "-" ? nil : out
         let output = try MailOutput(path, mode: 0o600)
         let spool = path == nil ? try Spool() : nil
@@ -68,14 +65,13 @@ struct DecryptCommand: ParsableCommand {
         guard try opener.decryptStreamed(stream, into: target) else { throw ExitCode(opener.status.rawValue) }
         let plaintext = FileView(fd: target)
         let nested = MessageOpener.mayBeLayer(plaintext.head(64 << 10))
-        if nested, let unchecked = MessageOpener.uncheckedInnerLayer(size: plaintext.size) {
-            Console.error(Console.safe(unchecked))
+        if nested, opener.noteUncheckedInnerLayer(size: plaintext.size) {
             if let spool { try spool.copy(to: output.fd) }
             try output.commit()
-            throw ExitCode(ExitStatus.untrusted.rawValue)
+            throw ExitCode(opener.status.rawValue)
         }
         if nested {
-            guard let content = try opener.open(plaintext.contents(), from: 2), Self.acceptable(opener.status) else { throw ExitCode(opener.status.rawValue) }
+            guard let content = try opener.open(plaintext.contents(), from: 2), opener.decryptedContentMayBeWritten else { throw ExitCode(opener.status.rawValue) }
             if path != nil {
                 guard ftruncate(output.fd, 0) == 0, lseek(output.fd, 0, SEEK_SET) == 0 else {
                     throw CLIError(description: "Could not write \(path!).")

@@ -63,7 +63,7 @@ struct SignCommand: ParsableCommand {
         options.form = opaque ? .opaque : signatureOnly ? .signatureOnly : .detached
         options.digest = digestChoice!
         options.pss = pss
-        let chain = TrustStore().chain(for: certificate).filter { !$0.isSelfSigned }
+        let chain = MailCertificates.chainToInclude(for: certificate)
         let key = try AgentKey(client: client, uri: uri, subjectPublicKeyInfo: spki,
                                onLocked: Agent.unlocker(client: client, keyURI: uri, codeFD: unlock.codeFD))
         let input = try MailInput.open(`in`)
@@ -126,26 +126,26 @@ struct VerifyCommand: ParsableCommand {
             let signatureBytes = try MailInput.read(signature, limit: limit)
             let contentBytes = try MailInput.read(content, limit: limit)
             opener = try MessageOpener.forCommand(trust: trust, codeFD: unlock.codeFD, topLevel: contentBytes)
-            opener.holdReport = true
             defer { opener.rememberTrustedSigners() }
-            defer { opener.finishReport() }
             let message: SignedMessage
             do { message = try SignedMessage(signature: signatureBytes, content: contentBytes) } catch {
                 throw SignetError(.malformed, "\(signature) is not an S/MIME signature (\(error)).", cause: error)
             }
             result = opener.verify(message, depth: 1)?.0
+            VerdictReport.print(opener)
         } else {
             let message = try MailInput.read(`in`, limit: limit)
             opener = try MessageOpener.forCommand(trust: trust, codeFD: unlock.codeFD, topLevel: message)
-            opener.holdReport = true
             defer { opener.rememberTrustedSigners() }
-            defer { opener.finishReport() }  // also when opening throws
+            var reported = false
+            defer { if !reported { VerdictReport.print(opener) } }  // also when opening throws
             result = try opener.open(message)
-            opener.finishReport()  // the report before any verdict below
+            VerdictReport.print(opener)  // the report before any verdict below
+            reported = true
             try opener.requireSigned(opened: result != nil)
         }
-        if output.json { try JSONOutput.print(opener.reports) }
-        if let result, let out, [ExitStatus.success, ExitStatus.untrusted, ExitStatus.headerMismatch].contains(opener.status) {
+        if output.json { try JSONOutput.print(VerdictReport.json(opener.layers)) }
+        if let result, let out, opener.verifiedContentMayBeWritten {
             try writeOutput(result, to: out, mode: 0o600)
         }
         if opener.status != .success { throw ExitCode(opener.status.rawValue) }
@@ -192,15 +192,7 @@ struct EncryptCommand: ParsableCommand {
     }
 
     func run() throws {
-        var certificates: [Certificate] = []
-        for name in to + recipients { certificates.append(try MailCertificates.recipient(name)) }
-        let own = try MailCertificates.ownEncryptionCertificate(file: ownCertificate, rsaRecipients: certificates.allSatisfy { $0.keyDescription.hasPrefix("RSA") },
-                                               alone: certificates.isEmpty)
-        if !certificates.contains(where: { $0.sha256 == own.sha256 }) { certificates.append(own) }
-        for certificate in certificates where certificate.validity() != .valid {
-            throw CLIError(description: "The certificate of \(Console.safe(certificate.subject)) is \(certificate.validity().rawValue) "
-                           + "(valid \(Dates.day(certificate.notBefore)) to \(Dates.day(certificate.notAfter))); ask for a current one.")
-        }
+        let certificates = try MailCertificates.encryptionRecipients(to + recipients, ownFile: ownCertificate)
         var options = MessageEncryptor.Options()
         options.cipher = MessageEncryptor.Cipher(rawValue: cipher.lowercased())!
         options.oaep = oaep

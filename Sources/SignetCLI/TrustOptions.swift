@@ -31,11 +31,9 @@ extension TrustOptions {
 }
 
 extension MessageOpener {
-    /// An opener for a command: its report lines go to standard error, and a locked token's access
-    /// code is asked for on the terminal or read from `codeFD`.
+    /// An opener for a command: a locked token's access code is asked for on the terminal or read from `codeFD`.
     static func forCommand(trust: TrustOptions, codeFD: Int32?, topLevel message: [UInt8]) throws -> MessageOpener {
         let opener = try MessageOpener(options: trust.policy, topLevel: message)
-        opener.onLine = { Console.error($0) }
         opener.unlocker = { client, uri in Agent.unlocker(client: client, keyURI: uri, codeFD: codeFD) }
         return opener
     }

@@ -86,6 +86,29 @@ public enum MailCertificates {
     /// The tokens are asked when the agent can list them, else what was seen on them before: no token is needed.
     /// `alone`: no recipient was named, so the message is for yourself only.
     /// - Throws: `SignetError` saying why none of yours fits and what to do.
+    /// Everyone a message is encrypted to: each recipient named (a certificate file or an address, `recipient(_:)`)
+    /// and always yourself (`ownEncryptionCertificate`, or `ownFile`), so you can read what you sent. Refuses a
+    /// certificate that is expired or not yet valid at `at`, since its owner may no longer hold the key.
+    /// - Throws: `SignetError` naming the recipient that cannot be used, or when you have no certificate of your own.
+    public static func encryptionRecipients(_ names: [String], ownFile: String?, at: Date = Date()) throws(SignetError) -> [Certificate] {
+        var certificates: [Certificate] = []
+        for name in names { certificates.append(try recipient(name)) }
+        let own = try ownEncryptionCertificate(file: ownFile, rsaRecipients: certificates.allSatisfy { $0.keyDescription.hasPrefix("RSA") },
+                                               alone: certificates.isEmpty)
+        if !certificates.contains(where: { $0.sha256 == own.sha256 }) { certificates.append(own) }
+        for certificate in certificates where certificate.validity(at: at) != .valid {
+            throw SignetError(.failure, "The certificate of \(Console.safe(certificate.subject)) is \(certificate.validity(at: at).rawValue) "
+                              + "(valid \(Dates.day(certificate.notBefore)) to \(Dates.day(certificate.notAfter))); ask for a current one.")
+        }
+        return certificates
+    }
+
+    /// The certificates a signature carries besides the signer's: its intermediates from the trust store, not the
+    /// root (as gpgsm does by default), so a recipient can build the path to a root they trust.
+    public static func chainToInclude(for certificate: Certificate) -> [Certificate] {
+        TrustStore().chain(for: certificate).filter { !$0.isSelfSigned }
+    }
+
     public static func ownEncryptionCertificate(file: String?, rsaRecipients: Bool, alone: Bool) throws(SignetError) -> Certificate {
         if let file {
             guard let certificate = try readCertificateFile(file).certificates.first else {

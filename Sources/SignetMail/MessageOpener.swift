@@ -24,14 +24,17 @@ public struct TrustPolicy {
 }
 
 /// Opens a message layer by layer, as a mail reader does: decrypts enveloped layers with
-/// the key on the token, checks signed layers against the trust store, and decides each layer's
-/// verdict (`status`, `reports`). It prints nothing: report lines go to `onLine`, and signers found
-/// trusted are written to the correspondents' store only by `rememberTrustedSigners()`.
+/// the key on the token, checks each signer of signed layers against the trust store, and keeps a
+/// verdict per layer and per signer (`layers`, values in Verdicts.swift). It prints nothing and says
+/// nothing in words: the front end renders the verdicts; signers found trusted are written to the
+/// correspondents' store only by `rememberTrustedSigners()`.
 public final class MessageOpener {
     /// The largest message opened (parsed in memory).
     public static let maximumSize = CMSMessage.maximumSize
     /// How far a signing time may be from the Date: header (Thunderbird flags a mismatch too).
     public static let dateTolerance: TimeInterval = 3600
+    /// Nested layers opened at most.
+    public static let maximumDepth = 8
 
     public let options: TrustPolicy
     /// A signature around an encrypted layer covers only ciphertext and says nothing about the
@@ -40,19 +43,17 @@ public final class MessageOpener {
     /// What to do when the token holding `keyURI` turns out to be locked (for `AgentKey`'s `onLocked`;
     /// the front end asks for the access code). Nil: the operation fails as the token answers.
     public var unlocker: ((AgentClient, String) -> () -> Bool)?
-    /// Where report lines go (the front end prints them to standard error): one line per call, with the
-    /// terminal controls in it escaped (`Console.safe`), since names and addresses come from the message.
-    public var onLine: (String) -> Void = { _ in }
+    /// How the agent is reached when an encrypted layer needs the token (starting it when none runs).
+    public var connectAgent: () throws -> AgentClient = { try AgentConnection.open() }
     public let headers: MIMEHeaders
-    public private(set) var status: ExitStatus = .success
-    public private(set) var encryptedLayers = 0
-    public private(set) var signedLayers = 0
-    public private(set) var reports: [[String: String]] = []
+    /// The verdict of each layer opened, outermost first.
+    public private(set) var layers: [LayerVerdict] = []
+    /// The message's status: the worst of its layers' (`ExitStatus.worse`).
+    public var status: ExitStatus { layers.map(\.status).reduce(.success, ExitStatus.worse) }
+    public var encryptedLayers: Int { layers.count { if case .encrypted = $0 { true } else { false } } }
+    public var signedLayers: Int { layers.count { if case .signed = $0 { true } else { false } } }
     /// Signers whose certificates chained to a trusted root, in the order seen.
     public private(set) var trustedSigners: [Certificate] = []
-    /// When true, report lines are kept until `finishReport()` instead of passed on as they come.
-    public var holdReport = false
-    private var heldLines: [String] = []
     private var client: AgentClient?
     private var inventory: Inventory?
     private let anchors: [Certificate]
@@ -94,28 +95,32 @@ public final class MessageOpener {
         /// Not S/MIME: the content itself.
         case plain
         /// Declared S/MIME (or CMS) but unreadable, or CMS of a type mail does not use.
-        case unreadable(String)
+        case unreadable(Unreadable)
 
         public var isEnveloped: Bool { if case .enveloped = self { true } else { false } }
     }
 
-    /// What the outermost layer of `bytes` is: MIME types decide whether to parse; DER without headers is tried as CMS.
+    /// What the outermost layer of `bytes` is: MIME types decide whether to parse; DER without headers and
+    /// PEM CMS are tried as CMS.
     public static func layer(of bytes: [UInt8]) -> Layer {
         guard mayBeLayer(bytes) else { return .plain }
         do {
             switch try CMSMessage.parse(bytes) {
             case .signed(let message): return .signed(message)
             case .enveloped(let message): return .enveloped(message)
-            case .other(let type): return .unreadable("CMS \(type) content, neither signed nor encrypted")
+            case .other("id-smime-ct-compressedData"): return .unreadable(.compressed)
+            case .other(let type): return .unreadable(.otherContentType(type))
             }
         } catch {
-            return bytes.first == 0x30 && MIMEHeaders(message: bytes).value("content-type") == nil ? .plain : .unreadable("\(error)")
+            if CMSMessage.isTruncated(bytes) { return .unreadable(.truncated) }
+            return bytes.first == 0x30 && MIMEHeaders(message: bytes).value("content-type") == nil ? .plain : .unreadable(.notCMS("\(error)"))
         }
     }
 
-    /// Whether a message starting with `head` may be an S/MIME layer (its MIME type says so, or it is DER without headers).
+    /// Whether a message starting with `head` may be an S/MIME layer (its MIME type says so, or it is DER
+    /// without headers, or PEM CMS).
     public static func mayBeLayer(_ head: [UInt8]) -> Bool {
-        guard let type = MIMEHeaders(message: head).value("content-type") else { return head.first == 0x30 }
+        guard let type = MIMEHeaders(message: head).value("content-type") else { return head.first == 0x30 || CMSMessage.isPEM(head) }
         return ["multipart/signed", "application/pkcs7-mime", "application/x-pkcs7-mime"].contains(MIMEHeaders.mainValue(type))
     }
 
@@ -123,7 +128,7 @@ public final class MessageOpener {
     /// - Parameter opened: whether its content came out (an encrypted message that opened but held no signature).
     /// - Throws: `SignetError` (`malformed`) when there was nothing to verify.
     public func requireSigned(opened: Bool) throws(SignetError) {
-        if signedLayers + encryptedLayers == 0 && status == .success {
+        if layers.isEmpty {
             throw SignetError(.malformed, "This is not a signed S/MIME message (no multipart/signed or application/pkcs7-mime).")
         }
         if opened && signedLayers == 0 { throw SignetError(.malformed, "The message is encrypted but not signed.") }
@@ -140,12 +145,30 @@ public final class MessageOpener {
         }
     }
 
-    /// What to say about a layer found inside a streamed decryption that is too large to check in memory
-    /// (signatures are checked in memory): nil when it is small enough. Such a layer is passed on as it is.
-    public static func uncheckedInnerLayer(size: Int) -> String? {
-        guard size > maximumSize else { return nil }
-        return "Layer 2: an S/MIME layer of \(size >> 20) MiB, larger than the \(maximumSize >> 20) MiB "
-            + "Signet checks; its signature was NOT checked. It is written as it is."
+    /// Whether `signet verify --out` may write the content it opened: no layer failed outright (a bad signature,
+    /// damage, malformed, not for you), and in every signed layer a signer's good signature proves the content
+    /// (one Signet refuses, SHA-1 without --allow-sha1, does not). The signer may still be untrusted, a header may
+    /// disagree, or another signer may be one Signet cannot check: the exit status says so.
+    public var verifiedContentMayBeWritten: Bool {
+        guard [ExitStatus.success, .untrusted, .headerMismatch, .unsupported].contains(status) else { return false }
+        return layers.allSatisfy { layer in
+            guard case .signed(_, let signed) = layer, !signed.aroundEncryption else { return true }
+            return signed.signers.contains { $0.signature == .good && !$0.sha1Refused }
+        }
+    }
+
+    /// Whether `signet decrypt` may write the plaintext: every layer opened, and any signature inside is good
+    /// (its signer may be untrusted, refused for SHA-1, or disagree with the headers: the exit status says so).
+    public var decryptedContentMayBeWritten: Bool {
+        [ExitStatus.success, .headerMismatch, .untrusted, .unsupported].contains(status)
+    }
+
+    /// Records a layer found inside a streamed decryption when it is too large to check in memory (signatures
+    /// are checked in memory); returns whether it was. Such a layer is passed on as it is, unchecked.
+    public func noteUncheckedInnerLayer(size: Int, depth: Int = 2) -> Bool {
+        guard size > Self.maximumSize else { return false }
+        layers.append(.unchecked(depth: depth, size: size))
+        return true
     }
 
     /// Opens every layer; returns the innermost content, or nil when a layer failed (see `status`).
@@ -154,13 +177,12 @@ public final class MessageOpener {
     public func open(_ message: [UInt8], from firstDepth: Int = 1) throws -> [UInt8]? {
         var current = message
         var layer = Self.layer(of: message)
-        for depth in firstDepth...8 {
+        for depth in firstDepth...Self.maximumDepth {
             switch layer {
             case .plain:
                 return current
             case .unreadable(let reason):
-                report(["layer": "\(depth)", "result": "malformed"], "Layer \(depth): not a readable S/MIME message (\(reason)).",
-                       status: ExitStatus.malformed)
+                layers.append(.unreadable(depth: depth, reason))
                 return nil
             case .enveloped(let envelope):
                 guard let plaintext = try decrypt(envelope, depth: depth) else { return nil }
@@ -172,35 +194,8 @@ public final class MessageOpener {
                 layer = next
             }
         }
-        report(["layer": "9", "result": "too deeply nested"], "More than 8 nested S/MIME layers; stopped.", status: ExitStatus.malformed)
+        layers.append(.tooDeep(depth: Self.maximumDepth + 1))
         return nil
-    }
-
-    private func report(_ fields: [String: String], _ line: String, status: ExitStatus) {
-        report(fields, lines: [line], status: status)
-    }
-
-    /// Records a layer's verdict; each of `lines` is one line on screen.
-    private func report(_ fields: [String: String], lines: [String], status: ExitStatus) {
-        reports.append(fields)
-        self.status = ExitStatus.worse(self.status, status)
-        if holdReport { heldLines += lines } else { lines.forEach(emit) }
-    }
-
-    /// Passes one line on. Every report line goes through here: the certificate names, addresses, URLs
-    /// and reasons in it come from the message, and a control character in them could rewrite the screen.
-    private func emit(_ line: String) { onLine(Console.safe(line)) }
-
-    /// Prints the held report. When every signature is good and trusted it starts with the line
-    /// "Verification successful", as OpenSSL's does: mutt and neomutt call a signature good only
-    /// when the verify command exits 0 and that is the first line of its standard error.
-    /// Later report lines are printed as they come; a second call does nothing.
-    public func finishReport() {
-        guard holdReport else { return }
-        holdReport = false
-        if status == .success && signedLayers > 0 { emit("Verification successful") }
-        heldLines.forEach(emit)
-        heldLines = []
     }
 
     // MARK: Encrypted layers
@@ -224,9 +219,8 @@ public final class MessageOpener {
             }
             envelope = try EnvelopedMessage(detachedHeader: stream.header())
         } catch {
-            encryptedLayers += 1
-            report(["layer": "1", "kind": "encrypted", "result": "malformed"],
-                   "Layer 1: not a readable S/MIME encrypted message (\(error)).", status: ExitStatus.malformed)
+            let outcome: EncryptedLayer.Outcome = (error as? StreamError) == .truncated ? .truncated : .malformed("\(error)")
+            layers.append(.encrypted(depth: 1, EncryptedLayer(recipients: [], cipher: nil, outcome: outcome)))
             return false
         }
         let decrypted: Void? = try decrypt(envelope, depth: 1) { certificate, key in
@@ -241,42 +235,46 @@ public final class MessageOpener {
     }
 
     private func decrypt<T>(_ envelope: EnvelopedMessage, depth: Int, perform: (Certificate, AgentKey) throws -> T) throws -> T? {
-        encryptedLayers += 1
-        let recipients: [EnvelopedMessage.Recipient]
-        do { recipients = try envelope.recipients() } catch {
-            report(["layer": "\(depth)", "kind": "encrypted", "result": "malformed"],
-                   "Layer \(depth): not a readable S/MIME encrypted message (\(error)).", status: ExitStatus.malformed)
+        var verdict = EncryptedLayer(recipients: [], cipher: envelope.contentCipher, outcome: .notForYou)
+        var record = true  // not when the token fails: that is an error, not the message's verdict
+        defer { if record { layers.append(.encrypted(depth: depth, verdict)) } }
+        do { verdict.recipients = try envelope.recipients() } catch {
+            verdict.outcome = .malformed("\(error)")
             return nil
         }
-        let cipher = envelope.contentCipher
-        if let cipher, cipher.legacy {
-            emit("Warning: layer \(depth) is encrypted with \(cipher.name), an obsolete cipher; ask the sender to use AES.")
+        // Known before the token is used: a content cipher Signet cannot decrypt.
+        if let cipher = verdict.cipher, !cipher.supported {
+            verdict.outcome = .unsupportedCipher(cipher.name)
+            return nil
+        }
+        // Only a certificate's key can be on a token: a message for a shared key or a password is not for you.
+        guard verdict.recipients.contains(where: { $0.kind == .keyTransport || $0.kind == .keyAgreement }) else {
+            verdict.outcome = .notForYou
+            return nil
         }
         let client = try connect()
         if inventory == nil { inventory = try Inventory.load(client: client); OwnCertificates.remember(inventory!) }
         let candidates = inventory!.certificates.compactMap { installed in installed.keyReference.map { (installed, $0.0, $0.1) } }
-        guard let (installed, uri, spki) = candidates.first(where: { candidate in recipients.contains { $0.matches(candidate.0.certificate) } }) else {
-            let names = recipients.map(\.description).joined(separator: "; ")
-            report(["layer": "\(depth)", "kind": "encrypted", "result": "not-for-you"],
-                   "Layer \(depth): the message is not addressed to any certificate on your tokens (it is for: \(names)). "
-                   + "If the token holding that certificate is not inserted, insert it; `signet cert list` shows yours.", status: ExitStatus.notForYou)
+        guard let (installed, uri, spki) = candidates.first(where: { candidate in verdict.recipients.contains { $0.matches(candidate.0.certificate) } }) else {
+            verdict.outcome = .notForYou
+            return nil
+        }
+        // ChaCha20-Poly1305's key is recovered by Signet itself, from RSA key transport only: known before the token is used.
+        if verdict.cipher?.name == "ChaCha20-Poly1305",
+           !verdict.recipients.contains(where: { $0.kind == .keyTransport && $0.matches(installed.certificate) }) {
+            verdict.outcome = .unsupportedCipher("ChaCha20-Poly1305 with a key-agreement (ECDH) recipient")
             return nil
         }
         let key = try AgentKey(client: client, uri: uri, subjectPublicKeyInfo: spki, onLocked: unlocker?(client, uri) ?? { false })
         do {
             let plaintext = try perform(installed.certificate, key)
-            report(["layer": "\(depth)", "kind": "encrypted", "result": "decrypted", "recipient": installed.certificate.subject,
-                    "cipher": cipher?.name ?? "unknown"],
-                   "Layer \(depth): encrypted (\(cipher?.name ?? "unknown cipher")) to \(installed.certificate.subject); decrypted.", status: .success)
+            verdict.outcome = .decrypted(installed.certificate)
             return plaintext
         } catch let error as AgentClientError {
             // An answer a damaged encrypted key also gives is the message's fault only when the token still
             // decrypts a value made here with the same key; otherwise the token (or the agent) failed.
             if Self.mayBeTheMessage(error), key.tokenDecryptsProbe() {
-                report(["layer": "\(depth)", "kind": "encrypted", "result": "failed"],
-                       "Layer \(depth): the message's encrypted key for \(installed.certificate.subject) is damaged: the token refused it "
-                       + "(\(error.description)) but decrypts a test value with the same key. Ask the sender to send the message again.",
-                       status: ExitStatus.damaged)
+                verdict.outcome = .damagedKey(installed.certificate, error.description)
                 return nil
             }
             let next = switch error.code {
@@ -285,12 +283,21 @@ public final class MessageOpener {
                 " The message is not at fault: try again; if it fails again, remove and re-insert the token, and run `signet report` for your helpdesk."
             default: ""
             }
+            record = false
             throw SignetError(ExitStatus(error.code), "Layer \(depth): the token could not decrypt for \(Console.safe(installed.certificate.subject)): \(error.description)\(next)",
                               cause: error)
-        } catch {
-            report(["layer": "\(depth)", "kind": "encrypted", "result": "failed"],
-                   "Layer \(depth): could not decrypt the message for \(Console.safe(installed.certificate.subject)): \(error). It may be damaged.",
-                   status: ExitStatus.damaged)
+        } catch let error as StreamError where error == .truncated {
+            verdict.outcome = .truncated
+            return nil
+        } catch let error as EnvelopedMessage.ContentDecryptionError {
+            verdict.outcome = .damagedContent(installed.certificate, error.description)
+            return nil
+        } catch let error as StreamError {
+            verdict.outcome = .malformed("\(error)")
+            return nil
+        } catch let error as OpenSSLError {
+            // Not a check of the content that failed (the structure, a parameter, writing): not called damaged.
+            verdict.outcome = .malformed("\(error)")
             return nil
         }
     }
@@ -303,109 +310,75 @@ public final class MessageOpener {
 
     private func connect() throws -> AgentClient {
         if let client { return client }
-        let made = try AgentConnection.open()
+        let made = try connectAgent()
         client = made
         return made
     }
 
     // MARK: Signed layers
 
-    /// Checks `message`'s signatures, signers, algorithms and headers and reports them; returns the content
-    /// when the signature matches, with the layer inside it (parsed here once).
+    /// Checks each of `message`'s signers (signature, content digest, certificate, trust, algorithms and headers)
+    /// and records the layer's verdict; returns the content when a signer's signature proves it (or, around
+    /// encryption in `decrypt`, whatever the signatures say), with the layer inside it (parsed here once).
     public func verify(_ message: SignedMessage, depth: Int) -> ([UInt8], Layer)? {
-        signedLayers += 1
+        if message.lacksContent {
+            layers.append(.unreadable(depth: depth, .detachedSignatureWithoutContent))
+            return nil
+        }
         let carried = message.certificates
-        let content: [UInt8]
-        switch message.checkSignatures(extraCertificates: anchors + intermediates + knownSigners()) {
-        case .bad(let reason):
-            if lenientAroundEncryption, let content = message.uncheckedContent() {
-                let inner = Self.layer(of: content)
-                if inner.isEnveloped {
-                    report(["layer": "\(depth)", "kind": "signed", "result": "bad-ignored"],
-                           "Layer \(depth): warning: the signature around the encrypted message does not match (\(reason)); "
-                           + "it covers only the encrypted form, so it is ignored.", status: .success)
-                    return (content, inner)
-                }
-            }
-            report(["layer": "\(depth)", "kind": "signed", "result": "bad"],
-                   "Layer \(depth): BAD signature: the content was changed after signing, or the signature is damaged (\(reason)).",
-                   status: ExitStatus.badSignature)
-            return nil
-        case .signerUnknown(let reason):
-            report(["layer": "\(depth)", "kind": "signed", "result": "signer-unknown"],
-                   "Layer \(depth): cannot check the signature: \(reason). Ask the sender to include their certificate.", status: ExitStatus.untrusted)
-            return nil
-        case .good(let bytes):
-            content = bytes
-        }
-        let inner = Self.layer(of: content)
+        let report = message.checkSigners(extraCertificates: anchors + intermediates + knownSigners())
         // Around an encrypted layer the signature covers only ciphertext: reported, but it does not decide (decrypt).
-        let aroundEncryption = lenientAroundEncryption && inner.isEnveloped
-        for signer in message.signers {
-            guard let certificate = signer.certificate else { continue }
-            var fields = ["layer": "\(depth)", "kind": "signed", "signer": certificate.subject, "digest": signer.digest,
-                          "signature": signer.signatureAlgorithm]
-            let email = certificate.emails.first.map { " <\($0)>" } ?? ""
-            var lines = ["Layer \(depth): signed by \(certificate.label)\(email)"]
-            var outcome: ExitStatus = .success
-            let checkTime = at ?? signer.signingTime ?? Date()
-            if let time = signer.signingTime { lines.append("  signed at:  \(Dates.show(time))"); fields["signingTime"] = Dates.iso(time) }
-            lines.append("  algorithms: \(signer.digest) with \(signer.signatureAlgorithm)")
-            if signer.digest.uppercased() == "SHA1" && !options.allowSHA1 {
-                lines.append("  REFUSED:    signed with SHA-1, which is broken (--allow-sha1 accepts it).")
-                outcome = ExitStatus.worse(outcome, ExitStatus.unsupported)
-            }
-            // The path first, with no CRL: a URL in a certificate no trusted CA issued is the sender's, and is never fetched.
-            let (chain, path) = ChainVerifier.verify(certificate, anchors: anchors, intermediates: intermediates + carried, at: checkTime)
-            var verdict = chain
-            if chain == .trusted && (options.fetchCRL || !crls.isEmpty) {
-                let fetched = options.fetchCRL ? crlFetcher.lists(for: path) { lines.append("  CRL:        \($0)") } : []
-                verdict = ChainVerifier.verify(certificate, anchors: anchors, intermediates: intermediates + carried,
-                                               at: checkTime, crls: crls + fetched, checkRevocation: options.fetchCRL).0
-            }
-            let pathText = path.map(\.label).joined(separator: " → ")
-            switch verdict {
-            case .trusted:
-                lines.append("  signer:     trusted at \(Dates.show(checkTime)) (\(pathText))")
-                fields["trust"] = "trusted"
-                trustedSigners.append(certificate)
-            case .revoked(let detail):
-                lines.append("  REVOKED:    \(detail). The sender's CA withdrew this certificate: do not rely on this message.")
-                fields["trust"] = "revoked: \(detail)"
-                outcome = ExitStatus.worse(outcome, ExitStatus.untrusted)
-            case .revocationUnknown(let detail):
-                lines.append("  NOT TRUSTED: revocation could not be checked: \(detail). "
-                             + "Give the CA's current CRL with --crl FILE, or check the network for --fetch-crl.")
-                fields["trust"] = "revocation unknown: \(detail)"
-                outcome = ExitStatus.worse(outcome, ExitStatus.untrusted)
-            case .expired(let detail), .notYetValid(let detail), .untrusted(let detail):
-                lines.append("  NOT TRUSTED at \(Dates.show(checkTime)): \(detail). "
-                             + "If you trust the sender's CA, add its root with `signet trust add ROOT.pem`.")
-                fields["trust"] = "untrusted: \(detail)"
-                outcome = ExitStatus.worse(outcome, ExitStatus.untrusted)
-            }
-            // The message's From: and Date: belong to the outermost signature (inner ones may be forwarded mail).
-            if signedLayers == 1, let from = headers.value("from") {
-                let address = mailAddress(from)
-                if certificate.emails.contains(address) {
-                    lines.append("  From:       \(address) matches the certificate")
-                } else {
-                    lines.append("  MISMATCH:   From: \(address) is not an address of this certificate (\(certificate.emails.joined(separator: ", ")))")
-                    outcome = ExitStatus.worse(outcome, ExitStatus.headerMismatch)
-                }
-            }
-            if signedLayers == 1, let dateText = headers.value("date"), let date = Dates.parseHeader(dateText), let time = signer.signingTime,
-               abs(date.timeIntervalSince(time)) > Self.dateTolerance {
-                lines.append("  MISMATCH:   Date: \(Dates.show(date)) is more than an hour from the signing time")
-                outcome = ExitStatus.worse(outcome, ExitStatus.headerMismatch)
-            }
-            let verdictWord = outcome == .success ? "good signature" : "signature matches, but see below"
-            lines[0] += ": \(verdictWord)"
-            fields["result"] = outcome == .success ? "good" : "\(outcome.rawValue)"
-            if aroundEncryption { lines.append("  (this signature covers only the encrypted form; it does not decide the result)") }
-            report(fields, lines: lines, status: aroundEncryption ? .success : outcome)
+        var aroundEncryption = false
+        var content = report.content
+        if lenientAroundEncryption, let unchecked = content ?? message.uncheckedContent(), Self.layer(of: unchecked).isEnveloped {
+            aroundEncryption = true
+            content = unchecked
         }
-        return (content, inner)
+        var verdicts: [SignerVerdict] = []
+        // The message's From: and Date: belong to the outermost signature (inner ones may be forwarded mail).
+        let outermost = signedLayers == 0
+        for check in report.signers {
+            let signer = check.signer
+            var verdict = SignerVerdict(identifier: signer.identifier, certificate: signer.certificate, digest: signer.digest,
+                                        signatureAlgorithm: signer.signatureAlgorithm, signingTime: signer.signingTime, signature: check.outcome)
+            if check.outcome == .good, let certificate = signer.certificate {
+                judge(&verdict, certificate: certificate, carried: carried, outermost: outermost)
+            }
+            verdicts.append(verdict)
+        }
+        layers.append(.signed(depth: depth, SignedLayer(signers: verdicts, aroundEncryption: aroundEncryption)))
+        guard let content else { return nil }
+        return (content, Self.layer(of: content))
+    }
+
+    /// Judges a signer whose signature is good: SHA-1, the certificate's path and revocation at the signing
+    /// time (or --at), and for the outermost signature the From: and Date: headers.
+    private func judge(_ verdict: inout SignerVerdict, certificate: Certificate, carried: [Certificate], outermost: Bool) {
+        let checkTime = at ?? verdict.signingTime ?? Date()
+        verdict.checkedAt = checkTime
+        verdict.sha1Refused = verdict.digest.uppercased() == "SHA1" && !options.allowSHA1
+        // The path first, with no CRL: a URL in a certificate no trusted CA issued is the sender's, and is never fetched.
+        let (chain, path) = ChainVerifier.verify(certificate, anchors: anchors, intermediates: intermediates + carried, at: checkTime)
+        var outcome = chain
+        if chain == .trusted && (options.fetchCRL || !crls.isEmpty) {
+            var notes: [String] = []
+            let fetched = options.fetchCRL ? crlFetcher.lists(for: path) { notes.append($0) } : []
+            verdict.crlNotes = notes
+            outcome = ChainVerifier.verify(certificate, anchors: anchors, intermediates: intermediates + carried,
+                                           at: checkTime, crls: crls + fetched, checkRevocation: options.fetchCRL).0
+        }
+        verdict.chain = outcome
+        verdict.path = path
+        if outcome == .trusted { trustedSigners.append(certificate) }
+        guard outermost else { return }
+        if let from = headers.value("from") {
+            let address = mailAddress(from)
+            verdict.from = certificate.emails.contains(address) ? .matches(address) : .mismatch(address, certificate.emails)
+        }
+        if let dateText = headers.value("date"), let date = Dates.parseHeader(dateText), let time = verdict.signingTime,
+           abs(date.timeIntervalSince(time)) > Self.dateTolerance {
+            verdict.dateMismatch = date
+        }
     }
 
     /// Certificates of people seen before (and in this message), to check signatures that do not carry theirs.

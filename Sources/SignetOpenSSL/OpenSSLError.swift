@@ -11,6 +11,12 @@ public struct OpenSSLError: Error, CustomStringConvertible, Sendable {
         reasons.isEmpty ? operation : "\(operation): \(reasons.joined(separator: "; "))"
     }
 
+    /// A failure with reasons already taken from the queue.
+    public init(operation: String, reasons: [String]) {
+        self.operation = operation
+        self.reasons = reasons
+    }
+
     /// Takes (and clears) the thread's OpenSSL error queue.
     public init(_ operation: String) {
         self.operation = operation

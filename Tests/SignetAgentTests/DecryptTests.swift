@@ -52,6 +52,50 @@ final class DecryptTests {
         #expect(decrypted.stdout == expected)
     }
 
+    @Test("ChaCha20-Poly1305 (RFC 8103) built with libcrypto decrypts with the token's key, as DER (streamed), S/MIME and PEM (in memory); a changed tag or ciphertext and a truncated copy leave no plaintext")
+    func chacha20Poly1305() throws {
+        _ = try agent.signet(["unlock", "--code-fd", "0"], stdin: "\(Self.code)\n")
+        try Run.checked("openssl", ["pkcs12", "-in", Self.smime.appendingPathComponent("smime/Bob.p12").path, "-passin", "pass:nss", "-nodes", "-legacy",
+                                    "-nocerts", "-out", peer.path("bob.key")])
+        try Run.checked("openssl", ["pkcs12", "-in", Self.smime.appendingPathComponent("smime/Bob.p12").path, "-passin", "pass:nss", "-nokeys", "-clcerts",
+                                    "-legacy", "-out", peer.path("bob.pem")])
+        let bob = try CMSBuilder.Identity(key: peer.path("bob.key"), certificate: peer.path("bob.pem"))
+        let content = Array("Content-Type: text/plain\r\n\r\nChaCha20-Poly1305 for Bob \u{2014} \(String(repeating: "x", count: 40000))\r\n".utf8)
+        let message = try CMSBuilder.chacha20Poly1305(content, to: bob)
+        let base64 = Data(message).base64EncodedString(options: [.lineLength64Characters, .endLineWithCarriageReturn, .endLineWithLineFeed])
+        let forms = [
+            ("der", message),
+            ("smime", Array("MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type=authEnveloped-data; name=smime.p7m\r\nContent-Transfer-Encoding: base64\r\n\r\n\(base64)\r\n".utf8)),
+            ("pem", Array("-----BEGIN CMS-----\n\(base64)\n-----END CMS-----\n".utf8)),
+        ]
+        for (name, bytes) in forms {
+            let result = try agent.signet(["decrypt", "--in", try peer.file("chacha.\(name)", bytes)])
+            #expect(result.status == 0, "\(name): \(result.errors)")
+            #expect(Array(result.stdout) == content, "\(name)")
+            #expect(result.errors.contains("encrypted (ChaCha20-Poly1305) to"), "\(name): \(result.errors)")
+        }
+        let out = peer.path("chacha-plain.txt")
+        var changedTag = message
+        changedTag[changedTag.count - 1] ^= 0x01
+        for (name, bytes) in [("tag", changedTag), ("ciphertext", try CMSBuilder.chacha20Poly1305(content, to: bob, tamper: true))] {
+            let result = try agent.signet(["decrypt", "--in", try peer.file("changed.der", bytes), "-o", out])
+            #expect(result.status == 12 && result.errors.contains("authentication tag is wrong"), "\(name): \(result.status) \(result.errors)")
+            #expect(!FileManager.default.fileExists(atPath: out), "\(name): plaintext written")
+        }
+        let cut = try agent.signet(["decrypt", "--in", try peer.file("cut.der", Array(message.prefix(message.count / 2))), "-o", out])
+        #expect(cut.status == 12 && cut.errors.contains("truncated"), "\(cut.status) \(cut.errors)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+        // OpenSSL's AES-GCM with a changed tag, as PEM: decrypted in memory by OpenSSL's CMS, and as damaged (12) as streamed.
+        try Run.checked("openssl", ["cms", "-encrypt", "-aes-256-gcm", "-binary", "-in", try peer.file("gcm.txt", content), "-outform", "DER",
+                                    "-out", peer.path("gcm.der"), peer.path("bob.pem")])
+        var gcm = try peer.read("gcm.der")
+        gcm[gcm.count - 1] ^= 0x01
+        let pem = "-----BEGIN CMS-----\n" + Data(gcm).base64EncodedString(options: [.lineLength64Characters, .endLineWithLineFeed]) + "\n-----END CMS-----\n"
+        let changedGCM = try agent.signet(["decrypt", "--in", try peer.file("gcm.pem", text: pem), "-o", out])
+        #expect(changedGCM.status == 12 && changedGCM.errors.contains("authentication tag is wrong"), "\(changedGCM.status) \(changedGCM.errors)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
     @Test("Garbage, a message for someone else, a tampered message and a locked token each get their own exit status, and no output file")
     func failures() throws {
         _ = try agent.signet(["unlock", "--code-fd", "0"], stdin: "\(Self.code)\n")

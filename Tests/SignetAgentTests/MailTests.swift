@@ -331,16 +331,20 @@ final class MailTests {
     func badInput() throws {
         #expect(try agent.signet(["verify", "--in", try peer.file("garbage", (0..<4000).map { _ in UInt8.random(in: 0...255) })]).status == 10)
         #expect(try agent.signet(["verify", "--in", peer.path("message.txt")]).status == 10)
-        // OpenSSL's own reason is part of the message (its error texts are loaded).
-        let undecodable = try peer.file("undecodable.eml", Array("MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type=signed-data\r\nContent-Transfer-Encoding: base64\r\n\r\nMIIBAAAA\r\n".utf8))
-        let unreadable = try agent.signet(["verify", "--in", undecodable])
+        // OpenSSL's own reason is part of the message (its error texts are loaded): a whole DER element, but not CMS.
+        func smime(_ base64: String) -> [UInt8] {
+            Array("MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type=signed-data\r\nContent-Transfer-Encoding: base64\r\n\r\n\(base64)\r\n".utf8)
+        }
+        let unreadable = try agent.signet(["verify", "--in", try peer.file("undecodable.eml", smime("MAMCAQE="))])
         #expect(unreadable.status == 10 && (unreadable.output + unreadable.errors).contains("asn1 encoding routines"), "\(unreadable.output) \(unreadable.errors)")
+        // One that promises 256 bytes and holds 2 is truncated, and says so.
+        let short = try agent.signet(["verify", "--in", try peer.file("short.eml", smime("MIIBAAAA"))])
+        #expect(short.status == 10 && short.errors.contains("truncated"), "\(short.errors)")
         let whole = try Data(contentsOf: Self.smime.appendingPathComponent("alice.sig.SHA256.opaque.eml"))
         for cut in [200, whole.count / 2, whole.count - 40] {
             let truncated = try peer.file("truncated.eml", Array(whole.prefix(cut)))
             let result = try agent.signet(["verify", "--in", truncated])
-            #expect([10, 13].contains(result.status), "cut at \(cut): \(result.status) \(result.errors)")
-            #expect(!result.errors.isEmpty)
+            #expect(result.status == 10 && result.errors.contains("the message is truncated"), "cut at \(cut): \(result.status) \(result.errors)")
         }
         let result = try agent.signet(["verify", "--signature", peer.path("message.txt"), "--content", peer.path("message.txt")])
         #expect(result.status == 10)
@@ -534,6 +538,35 @@ final class MailTests {
         #expect(ours.status == 0 && ours.output == Self.canonical, "\(ours.errors)")
     }
 
+    @Test("signet verify says it signer by signer: RSA and Ed25519 good, one algorithm it cannot check named, exit 15 without 'Verification successful', the content still written, --json one object each; a detached signature at --in asks for --content; a message for a shared key names it")
+    func perSignerReport() throws {
+        let pki = try TestPKI()
+        let alice = try pki.person("Alice", algorithm: "rsa:2048"), carlos = try pki.person("Carlos", algorithm: "ed25519")
+        var unknown = CMSBuilder.Signer.rsa(try pki.person("Bob", algorithm: "rsa:2048"))
+        unknown.signatureAlgorithm = "1.3.6.1.4.1.55555.1.1"
+        let three = try peer.file("three.der", try CMSBuilder.signed(Array(Self.canonical.utf8), signers: [.rsa(alice), .ed25519(carlos), unknown]))
+        let result = try agent.signet(["verify", "--in", three, "--trust", pki.root, "--out", "-"])
+        #expect(result.status == 15, "\(result.errors)")
+        #expect(!result.errors.contains("Verification successful") && !result.errors.contains("BAD") && !result.errors.contains("changed after signing"), "\(result.errors)")
+        #expect(result.errors.components(separatedBy: ": good signature").count - 1 == 2, "\(result.errors)")
+        #expect(result.errors.contains("signed by Carlos <carlos@example.org>: good signature") && result.errors.contains("algorithms: SHA512 with ED25519"))
+        #expect(result.errors.contains("cannot check the signature of Bob <bob@example.org>: Signet cannot verify 1.3.6.1.4.1.55555.1.1"), "\(result.errors)")
+        #expect(result.output == Self.canonical)
+        let json = try agent.signet(["verify", "--in", three, "--trust", pki.root, "--json"])
+        let objects = try #require(try JSONSerialization.jsonObject(with: json.stdout) as? [[String: String]])
+        #expect(objects.compactMap { $0["result"] }.sorted() == ["good", "good", "unsupported-algorithm"], "\(objects)")
+
+        try Run.checked("openssl", ["cms", "-sign", "-binary", "-in", peer.path("canonical.txt"), "-outform", "DER", "-out", peer.path("detached.p7s"),
+                                    "-signer", pki.peer.path("Alice.pem"), "-inkey", pki.peer.path("Alice.key")])
+        let detached = try agent.signet(["verify", "--in", peer.path("detached.p7s")])
+        #expect(detached.status == 10 && detached.errors.contains("this signature is detached; give the signed content with --content"), "\(detached.errors)")
+
+        try Run.checked("openssl", ["cms", "-encrypt", "-aes256", "-in", peer.path("canonical.txt"), "-outform", "DER", "-out", peer.path("kek.der"),
+                                    "-secretkey", String(repeating: "0f", count: 32), "-secretkeyid", "c0ffee01"])
+        let kek = try agent.signet(["decrypt", "--in", peer.path("kek.der")])
+        #expect(kek.status == 11 && kek.errors.contains("it is for: a shared key-encryption key with key identifier c0ffee01 (KEKRecipientInfo)"), "\(kek.errors)")
+    }
+
     /// The settings block of docs/mail.md's "mutt and neomutt" section, as a user would copy it.
     static func muttRecipe() throws -> String {
         let doc = try String(contentsOf: TestPaths.repository.appendingPathComponent("docs/mail.md"), encoding: .utf8)
@@ -611,6 +644,40 @@ final class MailTests {
         try reader.send("Enter")
         let shown = try reader.waitFor("S/MIME signature successfully verified", timeout: .seconds(30))
         #expect(shown.contains("this was signed on the token."), "\(shown)")
+
+        // Two signers: Alice (good, trusted) and one whose algorithm Signet cannot check. The verify command exits 15
+        // and says so signer by signer; neomutt, which wants exit 0 and "Verification successful", does not call it good.
+        try Run.checked("openssl", ["pkcs12", "-in", Self.smime.appendingPathComponent("Alice.p12").path, "-passin", "pass:nss", "-nodes", "-legacy",
+                                    "-nocerts", "-out", peer.path("neomutt/alice.key")])
+        try Run.checked("openssl", ["pkcs12", "-in", Self.smime.appendingPathComponent("Alice.p12").path, "-passin", "pass:nss", "-nokeys", "-clcerts",
+                                    "-legacy", "-out", peer.path("neomutt/alice-signer.pem")])
+        let pki = try TestPKI()
+        var unknown = CMSBuilder.Signer.rsa(try pki.person("Bob", algorithm: "rsa:2048"))
+        unknown.signatureAlgorithm = "1.3.6.1.4.1.55555.1.1"
+        let part = "Content-Type: text/plain; charset=us-ascii\r\n\r\nSigned twice, checked once.\r\n"
+        let signature = try CMSBuilder.signed(Array(part.utf8), signers: [
+            .rsa(try CMSBuilder.Identity(key: peer.path("neomutt/alice.key"), certificate: peer.path("neomutt/alice-signer.pem"))), unknown,
+        ], detached: true)
+        let twice = "From: Alice <alice@example.com>\r\nTo: Bob <bob@example.com>\r\nSubject: Two signers\r\nMIME-Version: 1.0\r\n"
+            + "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=\"b1\"\r\n\r\n"
+            + "--b1\r\n\(part)\r\n--b1\r\nContent-Type: application/pkcs7-signature; name=smime.p7s\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + Data(signature).base64EncodedString(options: [.lineLength64Characters, .endLineWithCarriageReturn, .endLineWithLineFeed]) + "\r\n--b1--\r\n"
+        let direct = try agent.signet(["verify", "--in", try peer.file("neomutt/twice.eml", text: twice)])
+        #expect(direct.status == 15 && direct.errors.contains("signed by Alice <alice@example.com>: good signature"), "\(direct.status) \(direct.errors)")
+        let twiceDir = directory + "/twice"
+        for folder in ["cur", "new", "tmp"] {
+            try FileManager.default.createDirectory(atPath: twiceDir + "/" + folder, withIntermediateDirectories: true)
+        }
+        try twice.write(toFile: twiceDir + "/new/1.signet:2,", atomically: true, encoding: .utf8)
+        let twiceReaderDirectory = directory + "/twice-reader"
+        try FileManager.default.createDirectory(atPath: twiceReaderDirectory, withIntermediateDirectories: true)
+        let twiceReader = try TerminalSession("neomutt -n -F '\(muttrc)' -f '\(twiceDir)'", socketDirectory: twiceReaderDirectory, environment: environment)
+        try twiceReader.waitFor("Two signers")
+        try twiceReader.send("Enter")
+        let notGood = try twiceReader.waitFor("could NOT be verified", timeout: .seconds(30))
+        #expect(!notGood.contains("successfully verified"), "\(notGood)")
+        #expect(notGood.contains("Signed twice, checked once."), "\(notGood)")
+        #expect(notGood.contains("good signature") && notGood.contains("cannot check the signature"), "\(notGood)")
 
         // Mail OpenSSL encrypted to Alice: neomutt runs smime_decrypt_command and shows the plaintext.
         let alice = peer.path("neomutt/alice.pem")

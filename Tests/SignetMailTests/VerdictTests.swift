@@ -37,7 +37,9 @@ struct VerdictTests {
     func goodSignature() throws {
         let opener = try Self.open(try Self.message("alice.dsig.SHA256.multipart.eml"))
         #expect(opener.status == .success)
-        #expect(opener.reports.first?["trust"] == "trusted" && opener.reports.first?["result"] == "good")
+        let signer = try #require(opener.signerVerdicts.first?.first)
+        #expect(signer.signature == .good && signer.chain == .trusted && signer.from == .matches("alice@example.com"))
+        #expect(signer.digest == "SHA256" && signer.signingTime == Dates.parse("2026-01-26T14:40:10Z"))
         #expect(opener.trustedSigners.map(\.emails) == [["alice@example.com"]])
     }
 
@@ -52,8 +54,10 @@ struct VerdictTests {
         try signed.requireSigned(opened: true)
         #expect(throws: SignetError.self) { try signed.requireEncrypted() }
         do { try signed.requireEncrypted() } catch { #expect(error.message.contains("signed but not encrypted")) }
-        #expect(MessageOpener.uncheckedInnerLayer(size: MessageOpener.maximumSize) == nil)
-        #expect(MessageOpener.uncheckedInnerLayer(size: MessageOpener.maximumSize + 1)?.contains("NOT checked") == true)
+        #expect(!signed.noteUncheckedInnerLayer(size: MessageOpener.maximumSize))
+        #expect(signed.noteUncheckedInnerLayer(size: MessageOpener.maximumSize + 1))
+        guard case .unchecked(2, MessageOpener.maximumSize + 1)? = signed.layers.last else { Issue.record("\(signed.layers)"); return }
+        #expect(signed.status == .untrusted)
     }
 
     @Test("A good signature from a signer whose root is not trusted is untrusted (14)")
@@ -67,7 +71,8 @@ struct VerdictTests {
     func tampered() throws {
         let opener = try Self.open(try Self.message("alice.dsig.SHA256.multipart.bad.eml"))
         #expect(opener.status == .badSignature)
-        #expect(opener.reports.first?["result"] == "bad")
+        // Its signed attributes verify: what changed is the content, whose digest is not the one signed.
+        #expect(opener.signerVerdicts.map { $0.map(\.signature) } == [[.badContentDigest]])
     }
 
     @Test("A From: that is not an address of the signer's certificate is a header mismatch (16)")
@@ -82,21 +87,18 @@ struct VerdictTests {
     @Test("A SHA-1 signature is refused (15) unless SHA-1 is allowed")
     func sha1Refused() throws {
         let bytes = try Self.message("alice.sig.SHA1.opaque.eml")
-        #expect(try Self.open(bytes).status == .unsupported)
+        let refused = try Self.open(bytes)
+        #expect(refused.status == .unsupported)
+        // verify does not show content only a refused signature vouches for; decrypt writes it, with exit 15.
+        #expect(!refused.verifiedContentMayBeWritten && refused.decryptedContentMayBeWritten)
         #expect(try Self.open(bytes, Self.policy(allowSHA1: true)).status == .success)
     }
+}
 
-    @Test("Report lines go to onLine only; held ones start with OpenSSL's 'Verification successful' when all is good")
-    func reportLines() throws {
-        let bytes = try Self.message("alice.dsig.SHA256.multipart.eml")
-        let opener = try MessageOpener(options: Self.policy(), topLevel: bytes)
-        var lines: [String] = []
-        opener.onLine = { lines.append($0) }
-        opener.holdReport = true
-        _ = try opener.open(bytes)
-        #expect(lines.isEmpty)
-        opener.finishReport()
-        #expect(lines.first == "Verification successful")
+extension MessageOpener {
+    /// Each signed layer's signer verdicts, outermost first.
+    var signerVerdicts: [[SignerVerdict]] {
+        layers.compactMap { if case .signed(_, let layer) = $0 { layer.signers } else { nil } }
     }
 }
 

@@ -82,9 +82,19 @@ int CSignetCrypto_requestAddAlternativeNames(X509_REQ *request, const char *cons
 /// encryption (0 when none is encrypted). Returns 1 when any part uses a legacy algorithm (3DES, RC2, RC4, DES).
 int CSignetCrypto_pkcs12Describe(PKCS12 *file, char *buffer, size_t capacity, int64_t *iterations);
 
-/// A recipient of enveloped CMS: issuer and serial, or a subject key identifier (pointers into the CMS, not owned).
-typedef struct { X509_NAME *issuer; ASN1_INTEGER *serial; ASN1_OCTET_STRING *keyIdentifier; } CSignetCrypto_Recipient;
-/// The key-transport and key-agreement recipients of `cms`; free() the array. NULL when it is not enveloped.
+/// Kinds of CMS recipient information (RFC 5652 §6.2).
+typedef enum {
+    CSignetCrypto_keyTransport = 1,
+    CSignetCrypto_keyAgreement = 2,
+    CSignetCrypto_keyEncryptionKey = 3,
+    CSignetCrypto_password = 4,
+    CSignetCrypto_otherRecipient = 5,
+} CSignetCrypto_RecipientKind;
+/// A recipient of enveloped CMS: its kind, and an issuer and serial or a key identifier (pointers into the CMS,
+/// not owned; a KEK recipient has only a key identifier, a password recipient none).
+typedef struct { X509_NAME *issuer; ASN1_INTEGER *serial; ASN1_OCTET_STRING *keyIdentifier; int kind; } CSignetCrypto_Recipient;
+/// Every recipient of `cms` (key agreement: one per encrypted key, at most 4 per RecipientInfo); free() the array.
+/// NULL when it is not enveloped.
 CSignetCrypto_Recipient *CSignetCrypto_recipients(CMS_ContentInfo *cms, int *count);
 
 /// X509_NAME_print_ex flags: RFC 4514 escaping and separators, certificate order, UTF-8 kept.
@@ -105,8 +115,23 @@ void CSignetCrypto_ignoreCertificateExpiry(X509_STORE_CTX *context);
 /// writing the plaintext to `out` as it comes. Unlike CMS_decrypt, AES-GCM plaintext is not held in
 /// memory until the tag is checked: the caller must write to a file it throws away when this returns 0
 /// (bad padding or tag, or any other failure). Returns 1 on success, -1 when the content key could not be
-/// recovered (the token refused, or the message is not for `certificate`), 0 when the content failed.
+/// recovered (the token refused, or the message is not for `certificate`), 0 when the content failed (its padding
+/// or tag is wrong, or it could not be read), -2 when the plaintext could not be written.
 int CSignetCrypto_decryptDetached(CMS_ContentInfo *cms, EVP_PKEY *key, X509 *certificate, BIO *content, BIO *out);
+
+/// Recovers a content-encryption key sent by RSA key transport: `encryptedKey` decrypted with `key` (a delegating key:
+/// the token decrypts), PKCS#1 v1.5, or RSAES-OAEP when `oaep` is 1 with `oaepParameters` (DER RSAES-OAEP-params,
+/// absent for the SHA-1 defaults). Writes at most `*keyLength` bytes to `contentKey`; returns 1 on success.
+int CSignetCrypto_rsaRecoverKey(EVP_PKEY *key, int oaep, const unsigned char *oaepParameters, size_t oaepLength,
+                                const unsigned char *encryptedKey, size_t encryptedLength, unsigned char *contentKey, size_t *keyLength);
+
+/// ChaCha20-Poly1305 (RFC 8103) content decryption, streamed: ciphertext from `content`, plaintext to `out` as it comes,
+/// the 16-byte `tag` checked at the end with `aad` (the DER of authAttrs as a SET, or none). The caller must write to
+/// a file it throws away unless this returns 1. Returns 1 when the tag matches, 0 when it does not (or the content
+/// could not be read), -2 when the plaintext could not be written.
+int CSignetCrypto_chacha20Poly1305Decrypt(const unsigned char *key, size_t keyLength, const unsigned char *nonce, size_t nonceLength,
+                                          const unsigned char *aad, size_t aadLength, const unsigned char *tag, size_t tagLength,
+                                          BIO *content, BIO *out);
 
 /// The signer infos of signed CMS: count and element (NULL when not signed data).
 int CSignetCrypto_signerCount(CMS_ContentInfo *cms);
@@ -117,6 +142,33 @@ int CSignetCrypto_signingTime(CMS_SignerInfo *signer, long long *seconds);
 void CSignetCrypto_signerAlgorithms(CMS_SignerInfo *signer, char *digest, size_t digestCapacity, char *signature, size_t signatureCapacity);
 /// The certificate a signer info names (set by CMS_verify or CMS_set1_signers_certs); not owned.
 X509 *CSignetCrypto_signerCertificate(CMS_SignerInfo *signer);
+/// How one signer's check came out (`CSignetCrypto_checkSigner`).
+typedef enum {
+    CSignetCrypto_signerGood = 0,
+    /// The signature over the signed attributes (or, without them, over the content's digest) does not verify.
+    CSignetCrypto_signerBadSignature = 1,
+    /// The signed attributes verify, but their messageDigest is not the content's digest.
+    CSignetCrypto_signerBadDigest = 2,
+    /// OpenSSL could not set up the check: a digest or signature algorithm (or its parameters) it does not support.
+    CSignetCrypto_signerUnsupported = 3,
+    /// No certificate for the signer is in the message or given.
+    CSignetCrypto_signerCertificateMissing = 4,
+    /// The signer's attributes are malformed (no messageDigest, a duplicated attribute, ...).
+    CSignetCrypto_signerMalformed = 5,
+} CSignetCrypto_SignerOutcome;
+
+/// Checks one signer of signed CMS against `content` (the signed bytes): the signature over the signed attributes
+/// (CMS_SignerInfo_verify), then the content's digest (CMS_SignerInfo_verify_content through a digest BIO of the
+/// signer's own digest algorithm), so each signer is judged alone. Ed25519 and Ed448 signers (RFC 8419, PureEdDSA)
+/// are verified with EVP directly, over the signed attributes' DER or the content itself; OpenSSL 3.0's CMS cannot.
+/// The signer's certificate must already be set
+/// (CMS_set1_signers_certs). OpenSSL's reasons stay queued for the caller. Returns a `CSignetCrypto_SignerOutcome`.
+int CSignetCrypto_checkSigner(CMS_SignerInfo *signer, const unsigned char *content, size_t length);
+/// The signer's identifier: issuer and serial, or a subject key identifier (pointers into the CMS, not owned).
+int CSignetCrypto_signerIdentifier(CMS_SignerInfo *signer, X509_NAME **issuer, ASN1_INTEGER **serial, ASN1_OCTET_STRING **keyIdentifier);
+/// The encapsulated content of signed CMS into `*bytes` (not owned); returns 0 when it is not in the message (detached).
+int CSignetCrypto_encapsulatedContent(CMS_ContentInfo *cms, const unsigned char **bytes, size_t *length);
+
 /// The reason code of the oldest queued OpenSSL error, and its library (ERR_GET_REASON/ERR_GET_LIB are macros).
 int CSignetCrypto_firstErrorReason(int *library);
 
