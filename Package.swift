@@ -176,6 +176,12 @@ let package = Package(
             path: "Tests/signet-module-probe",
             cSettings: [.unsafeFlags(["-I/usr/include/p11-kit-1"])]
         ),
+        // Forks while other threads are inside the module; every child must initialise and answer (ModuleForkTests).
+        .executableTarget(
+            name: "signet-module-fork",
+            path: "Tests/signet-module-fork",
+            cSettings: [.unsafeFlags(["-I/usr/include/p11-kit-1"])]
+        ),
         .target(name: "CTestPKCS11Wrapper", dependencies: ["CP11Kit"], path: "Tests/CTestPKCS11Wrapper"),
         .executableTarget(
             name: "signet-test-helper",

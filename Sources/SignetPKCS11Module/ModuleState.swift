@@ -322,6 +322,15 @@ final class ModuleState: @unchecked Sendable {
 enum Module {
     private static let current = BlockingLock<ModuleState?>(nil)
 
+    /// Registered once, at the first `C_Initialize`: in the child of a `fork`, the lock around `current` is
+    /// made free again. Another thread of the parent may have held it at the fork (every call takes it), and
+    /// the child, which has only the forking thread, then waited on it for ever in its first call. The
+    /// parent's state stays in `current`; its pid tells the child it is not its own (`state`, `initialize`).
+    /// glibc unregisters the handler when the library is unloaded.
+    private static let forkHandler: Void = {
+        pthread_atfork(nil, nil, { Module.current.reinitializeInForkedChild() })
+    }()
+
     /// The state, when `C_Initialize` was called in this process.
     static var state: ModuleState? {
         current.withLock { state in
@@ -331,7 +340,8 @@ enum Module {
     }
 
     static func initialize() -> CK_RV {
-        current.withLock { state in
+        _ = forkHandler
+        return current.withLock { state in
             // A forked child inherits its parent's state: it starts afresh, and never writes on the
             // parent's connections (they are left open, not closed: closing sends nothing, but another
             // thread of the parent may have been using one when the process forked).
