@@ -169,7 +169,7 @@ let package = Package(
         .testTarget(name: "SignetCLITests", dependencies: ["SignetCLI", "SignetMail", "SignetTestSupport"]),
         .testTarget(name: "UdevRulesTests", dependencies: ["SignetTestSupport"]),
         // libsignet-pkcs11.so loaded by its real consumers (pkcs11-tool, NSS, OpenSSL, GnuTLS, gpgsm, Thunderbird).
-        .testTarget(name: "SignetModuleTests", dependencies: ["SignetTestSupport"]),
+        .testTarget(name: "SignetModuleTests", dependencies: ["SignetTestSupport", "SignetAgentProtocol", "SignetCore"]),
         // A long-running PKCS#11 host in C for those tests: sensitive attributes, agent restarts, threads, ECDH values.
         .executableTarget(
             name: "signet-module-probe",
