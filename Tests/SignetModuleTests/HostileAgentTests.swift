@@ -140,9 +140,13 @@ final class HostileAgentTests {
             defer { fixture.stop() }
             fixture.agent.stop()
             let standIn = try StandInAgent(path: fixture.agent.socketPath, mode: mode)
+            // Stopped before the fixture's own stop (defers run last first), which talks to whatever is on the socket.
+            var standInRunning = true
+            defer { if standInRunning { standIn.stop() } }
             // The listing (C_GetSlotList, then C_FindObjectsInit on the stand-in's token when it lists one).
             let (result, seconds) = try self.pkcs11Tool(fixture, ["--list-objects"], timeout: 90)
             standIn.stop()
+            standInRunning = false
             let output = result.output + result.errors
             // listTokens is bounded at 20 s in all (notices included), an object listing at 60 s and 4096 pages.
             #expect(seconds < 40, "\(mode): \(seconds) s\n\(output)")
