@@ -175,7 +175,7 @@ let package = Package(
         .testTarget(name: "SignetSetupTests", dependencies: ["SignetSetup", "SignetTestSupport"]),
         .testTarget(name: "UdevRulesTests", dependencies: ["SignetTestSupport"]),
         // libsignet-pkcs11.so loaded by its real consumers (pkcs11-tool, NSS, OpenSSL, GnuTLS, gpgsm, Thunderbird).
-        .testTarget(name: "SignetModuleTests", dependencies: ["SignetTestSupport"]),
+        .testTarget(name: "SignetModuleTests", dependencies: ["SignetTestSupport", "SignetAgentProtocol", "SignetCore"]),
         // A long-running PKCS#11 host in C for those tests: sensitive attributes, agent restarts, threads, ECDH values.
         .executableTarget(
             name: "signet-module-probe",
@@ -186,6 +186,12 @@ let package = Package(
         .executableTarget(
             name: "signet-module-hostile",
             path: "Tests/signet-module-hostile",
+            cSettings: [.unsafeFlags(["-I/usr/include/p11-kit-1"])]
+        ),
+        // Forks while other threads are inside the module; every child must initialise and answer (ModuleForkTests).
+        .executableTarget(
+            name: "signet-module-fork",
+            path: "Tests/signet-module-fork",
             cSettings: [.unsafeFlags(["-I/usr/include/p11-kit-1"])]
         ),
         .target(name: "CTestPKCS11Wrapper", dependencies: ["CP11Kit"], path: "Tests/CTestPKCS11Wrapper"),

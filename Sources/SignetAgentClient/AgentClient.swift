@@ -79,23 +79,20 @@ public final class AgentClient {
         }
         fd = connected
         UnixSocket.setSendTimeout(fd, seconds: 30)
-        let response: AgentResponse
-        do throws(AgentClientError) {
-            // A bounded wait: something that accepts but never answers is not an agent.
-            response = try call(.hello(minVersion: AgentProtocol.version, maxVersion: AgentProtocol.version, client: clientName), timeout: 10,
-                                then: environment.map { .clientEnvironment(entries: $0) })
-        } catch {
-            close(fd)
-            throw error
-        }
+        // From here on `deinit` owns `fd` and closes it, also when this initialiser throws (the instance is
+        // whole, so Swift runs `deinit`). Closing it here as well closed the number twice: inside a host
+        // program, the second close could take a descriptor another thread of the host had opened since.
+        // A bounded wait: something that accepts but never answers is not an agent.
+        let response = try call(.hello(minVersion: AgentProtocol.version, maxVersion: AgentProtocol.version, client: clientName), timeout: 10,
+                                total: 10, then: environment.map { .clientEnvironment(entries: $0) })
         guard case .hello(_, let version, let pid) = response else {
-            close(fd)
             throw .protocolViolation("no hello in answer to hello")
         }
         agentVersion = version
         agentPID = pid
     }
 
+    /// The one place `fd` is closed.
     deinit { close(fd) }
 
     /// Sends `request` without waiting; returns its id.
@@ -150,11 +147,15 @@ public final class AgentClient {
     }
 
     /// Sends `request` and returns its final answer; interim notices go to `onNotice`.
-    /// - Throws: `.agent` when the answer is an error.
+    /// - Throws: `.agent` when the answer is an error; `.connection` when no final answer came within `total`
+    ///   (the connection is then out of step with its requests: drop it).
     /// - Parameter timeout: seconds to wait for each message (nil: as long as the agent takes).
+    /// - Parameter total: seconds to wait for the final answer, interim notices included (nil: no bound but `timeout`'s).
+    ///   An agent sending a notice every second would otherwise keep the caller waiting for ever.
     /// - Parameter then: a request sent right behind `request`, whose answer is not awaited (skipped when it arrives).
-    public func call(_ request: AgentRequest, timeout: Double? = nil, then unanswered: AgentRequest? = nil,
+    public func call(_ request: AgentRequest, timeout: Double? = nil, total: Double? = nil, then unanswered: AgentRequest? = nil,
                      onNotice: (NoticeKind, String) -> Void = { _, message in Console.error(message) }) throws(AgentClientError) -> AgentResponse {
+        let deadline = total.map { MonotonicClock.seconds() + $0 }
         let id: UInt32
         do throws(AgentClientError) {
             id = try send(request)
@@ -166,7 +167,13 @@ public final class AgentClient {
             throw error
         }
         while true {
-            let (answerID, response) = try receive(timeout: timeout)
+            var wait = timeout
+            if let deadline {
+                let left = deadline - MonotonicClock.seconds()
+                guard left > 0 else { throw .connection("no answer within \(Int(total ?? 0)) s (the agent kept sending interim notices)") }
+                wait = min(wait ?? left, left)
+            }
+            let (answerID, response) = try receive(timeout: wait)
             if answerID != id, answerID != 0, unread.remove(answerID) != nil { continue }
             if case .error(let code, let message) = response, answerID == id || answerID == 0 { throw .agent(code, message) }
             guard answerID == id else { throw .protocolViolation("an answer to request \(answerID) while waiting for \(id)") }

@@ -27,6 +27,14 @@ public final class BlockingLock<State>: @unchecked Sendable {
         return try body(&state)
     }
 
+    /// Makes the lock free again in the child of a `fork`, whatever its state was in the parent: a thread
+    /// of the parent may have held it at the fork, and that thread does not exist in the child, so the lock
+    /// would never be released there. Call it only from a `pthread_atfork` child handler (the child has one
+    /// thread then); the state is left as it was.
+    public func reinitializeInForkedChild() {
+        pthread_mutex_init(mutex, nil)
+    }
+
     /// Runs `body` only if the lock is free; nil otherwise.
     public func withLockIfAvailable<R>(_ body: (inout State) -> R) -> R? {
         guard pthread_mutex_trylock(mutex) == 0 else { return nil }

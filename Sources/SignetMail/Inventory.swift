@@ -83,17 +83,11 @@ public struct Inventory {
     /// One round trip for a token of a few dozen objects.
     public static func listObjects(client: AgentClient, token: String?, certificateValues: Bool) throws(SignetError)
         -> (entries: [ObjectEntry], values: [[UInt8]]) {
-        var entries: [ObjectEntry] = [], values: [[UInt8]] = []
-        var start: UInt32 = 0
-        while true {
+        try ObjectPaging.collect(fetch: { (start) throws(SignetError) -> ObjectPage in
             guard case .objectPage(let page) = try client.request(.listObjectPage(token: token, start: start, certificateValues: certificateValues))
             else { throw SignetError.unexpectedAnswer }
-            entries += page.objects
-            values += page.values
-            guard let next = page.next else { return (entries, values) }
-            guard next > start, !page.objects.isEmpty else { throw SignetError.unexpectedAnswer }  // no progress: never loop
-            start = next
-        }
+            return page
+        }, failing: { _ in SignetError.unexpectedAnswer })
     }
 
     /// The certificate whose id or fingerprint starts with `id` (8+ hex digits), or whose URI is `id`.

@@ -76,8 +76,11 @@ final class ModuleState: @unchecked Sendable {
     /// Idle connections kept for the next calls (one per concurrent caller, up to this).
     static let idleLimit = 16
     static let startInterval = 30.0
-    /// Seconds an operation may take at the agent (it waits for an absent token up to its own limit).
+    /// Seconds an operation may take at the agent (it waits for an absent token up to its own limit), interim
+    /// notices included: each call's `timeout` bounds the whole call, not the wait for each frame.
     static let operationTimeout = 150.0
+    /// Seconds a whole object listing may take, every page included.
+    static let listingTimeout = 60.0
 
     init() {
         modulePath = csignet_module_path().map { String(cString: $0) }
@@ -85,11 +88,18 @@ final class ModuleState: @unchecked Sendable {
 
     // MARK: Agent calls
 
+    /// Whether this process may start `signet-agent` when none answers: not as root (a root `modutil` or
+    /// `pkcs11-tool` would start a root agent with its state under /root), and not in a set-user-ID or
+    /// set-group-ID program (the agent would run with the program's identity, in the caller's environment).
+    /// Such a process finds the user's running agent or none (docs/pkcs11-module.md, "When the module starts the agent").
+    static var mayStartAgent: Bool { getuid() != 0 && getuid() == geteuid() && getgid() == getegid() }
+
     /// One request to the agent on an idle connection (or a new one), with no lock held.
     func call(_ request: AgentRequest, timeout: Double? = ModuleState.operationTimeout) throws(ModuleError) -> AgentResponse {
         let client = try connection()
         do throws(AgentClientError) {
-            let response = try client.call(request, timeout: timeout, onNotice: { _, _ in })
+            // `timeout` bounds the whole call: interim notices (sent every second while the agent waits) do not extend it.
+            let response = try client.call(request, timeout: timeout, total: timeout, onNotice: { _, _ in })
             release(client)
             return response
         } catch {
@@ -106,7 +116,7 @@ final class ModuleState: @unchecked Sendable {
 
     private func connection() throws(ModuleError) -> AgentClient {
         if let client = lock.withLock({ $0.idle.popLast() }) { return client }
-        let start = lock.withLock { inner -> Bool in
+        let start = ModuleState.mayStartAgent && lock.withLock { inner -> Bool in
             let now = MonotonicClock.seconds()
             guard now - inner.startedAt > ModuleState.startInterval else { return false }
             return true
@@ -242,15 +252,12 @@ final class ModuleState: @unchecked Sendable {
             return (slot.entry, fresh ? slot.objects : nil)
         }
         if let cached { return cached }
-        var entries: [ObjectEntry] = [], values: [[UInt8]] = []
-        var start: UInt32? = 0
-        while let from = start {
+        // Bounded in pages and in time (ObjectPaging): an agent whose `next` never ends fails the call, never loops the host.
+        var (entries, values) = try ObjectPaging.collect(seconds: ModuleState.listingTimeout, fetch: { (from) throws(ModuleError) -> ObjectPage in
             guard case .objectPage(let page) = try call(.listObjectPage(token: entry.uri, start: from, certificateValues: true), timeout: 60)
             else { throw ModuleError(CKR_DEVICE_ERROR) }
-            entries += page.objects
-            values += page.values
-            start = page.next
-        }
+            return page
+        }, failing: { _ in ModuleError(CKR_DEVICE_ERROR) })
         // A certificate too large to share a page came without its value: read it alone.
         for index in entries.indices where entries[index].kind == .certificate && values[index].isEmpty {
             if case .certificate(let der)? = try? call(.getCertificate(object: entries[index].uri), timeout: 20) { values[index] = der }
@@ -322,6 +329,15 @@ final class ModuleState: @unchecked Sendable {
 enum Module {
     private static let current = BlockingLock<ModuleState?>(nil)
 
+    /// Registered once, at the first `C_Initialize`: in the child of a `fork`, the lock around `current` is
+    /// made free again. Another thread of the parent may have held it at the fork (every call takes it), and
+    /// the child, which has only the forking thread, then waited on it for ever in its first call. The
+    /// parent's state stays in `current`; its pid tells the child it is not its own (`state`, `initialize`).
+    /// glibc unregisters the handler when the library is unloaded.
+    private static let forkHandler: Void = {
+        pthread_atfork(nil, nil, { Module.current.reinitializeInForkedChild() })
+    }()
+
     /// The state, when `C_Initialize` was called in this process.
     static var state: ModuleState? {
         current.withLock { state in
@@ -331,7 +347,8 @@ enum Module {
     }
 
     static func initialize() -> CK_RV {
-        current.withLock { state in
+        _ = forkHandler
+        return current.withLock { state in
             // A forked child inherits its parent's state: it starts afresh, and never writes on the
             // parent's connections (they are left open, not closed: closing sends nothing, but another
             // thread of the parent may have been using one when the process forked).
