@@ -50,6 +50,12 @@ let package = Package(
             pkgConfig: "libcrypto",  // libcrypto only: Signet makes no TLS connections, and libssl cost 0.15 ms at every start
             providers: [.apt(["libssl-dev"])]
         ),
+        // OpenLDAP's libldap for the directory lookups and publishing (issue 27): Signet writes no LDAP or BER itself.
+        .systemLibrary(
+            name: "CLDAP",
+            pkgConfig: "ldap",
+            providers: [.apt(["libldap-dev"])]
+        ),
 
         // Callback trampolines (the agent-backed key) and STACK_OF macros for OpenSSL 3.
         .target(name: "CSignetCrypto", dependencies: ["COpenSSL"]),
@@ -76,12 +82,15 @@ let package = Package(
             name: "SignetMail",
             dependencies: ["SignetCore", "SignetAgentProtocol", "SignetAgentClient", "SignetOpenSSL"]
         ),
+        // The organisation's directory and CA: certificates found and published over LDAP, OCSP checks, their caches
+        // and bounds; no arguments, no printing, no token layer.
+        .target(name: "SignetDirectory", dependencies: ["CLDAP", "COpenSSL", "SignetCore", "SignetOpenSSL"]),
         .target(
             name: "SignetCLI",
             dependencies: [
                 // No token layer: tokens, readers, the ledger and their versions come from the agent.
                 // SignetOpenSSL directly as well as through SignetMail: the commands print certificates.
-                "SignetMail", "SignetCore", "SignetAgentProtocol", "SignetAgentClient", "SignetOpenSSL",
+                "SignetMail", "SignetCore", "SignetAgentProtocol", "SignetAgentClient", "SignetOpenSSL", "SignetDirectory",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -166,6 +175,8 @@ let package = Package(
             ]
         ),
         .testTarget(name: "SignetMailTests", dependencies: ["SignetMail", "SignetOpenSSL", "SignetTestSupport"]),
+        // Against a real slapd and `openssl ocsp` started by the tests on loopback.
+        .testTarget(name: "SignetDirectoryTests", dependencies: ["SignetDirectory", "SignetOpenSSL", "SignetCore", "SignetTestSupport"]),
         .testTarget(name: "SignetCLITests", dependencies: ["SignetCLI", "SignetMail", "SignetTestSupport"]),
         .testTarget(name: "UdevRulesTests", dependencies: ["SignetTestSupport"]),
         // libsignet-pkcs11.so loaded by its real consumers (pkcs11-tool, NSS, OpenSSL, GnuTLS, gpgsm, Thunderbird).

@@ -184,6 +184,10 @@ struct EncryptCommand: ParsableCommand {
     var ownCertificate: String?
     @Flag(name: [.customShort("q"), .long], help: "Say nothing on success (mutt shows anything written to standard error and waits for a key).")
     var quiet = false
+    @Flag(name: .long, help: "Ask no directory and check no revocation (no network); the message says so.")
+    var offline = false
+    @Flag(name: .long, help: "Ask the directories even for recipients whose certificate is cached.")
+    var refresh = false
 
     func validate() throws {
         if MessageEncryptor.Cipher(rawValue: cipher.lowercased()) == nil {
@@ -193,7 +197,10 @@ struct EncryptCommand: ParsableCommand {
 
     func run() throws {
         var certificates: [Certificate] = []
-        for name in to + recipients { certificates.append(try MailCertificates.recipient(name)) }
+        let directories = try Directories.settings()
+        for name in to + recipients {
+            certificates.append(try DirectoryRecipients.certificate(name, settings: directories, offline: offline, refresh: refresh))
+        }
         let own = try MailCertificates.ownEncryptionCertificate(file: ownCertificate, rsaRecipients: certificates.allSatisfy { $0.keyDescription.hasPrefix("RSA") },
                                                alone: certificates.isEmpty)
         if !certificates.contains(where: { $0.sha256 == own.sha256 }) { certificates.append(own) }

@@ -171,7 +171,7 @@ extension VerifyCommand {
 extension EncryptCommand {
     static func quick(_ arguments: ArraySlice<String>) -> EncryptCommand? {
         guard let parsed = QuickArguments.Parsed(arguments, options: ["to", "in", "out", "cipher", "self"], repeatable: ["to"],
-                                                 flags: ["der", "oaep", "quiet"], shorts: [("-o", "out"), ("-q", "quiet")], positionals: true)
+                                                 flags: ["der", "oaep", "quiet", "offline", "refresh"], shorts: [("-o", "out"), ("-q", "quiet")], positionals: true)
         else { return nil }
         var command = EncryptCommand()
         command.to = parsed.all("to")
@@ -183,6 +183,8 @@ extension EncryptCommand {
         command.oaep = parsed.flag("oaep")
         command.ownCertificate = parsed.value("self")
         command.quiet = parsed.flag("quiet")
+        command.offline = parsed.flag("offline")
+        command.refresh = parsed.flag("refresh")
         return command
     }
 }

@@ -1,0 +1,173 @@
+import ArgumentParser
+import FoundationEssentials
+import Glibc
+import SignetCore
+import SignetDirectory
+import SignetMail
+import SignetOpenSSL
+
+/// The configured directories, for the commands that use them: the settings, and the simple-bind password
+/// from `directory-password-file` or, without one, asked on the terminal (never argv or the environment).
+enum Directories {
+    /// The directory settings of the configuration.
+    /// - Throws: `SignetError` naming the file and line of a bad value.
+    static func settings() throws -> DirectorySettings {
+        do { return try DirectorySettings(config: SignetConfig.load()) } catch {
+            throw SignetError(.failure, "\(error).", cause: error)
+        }
+    }
+
+    /// A lookup over the configured directories, with revocation checked as configured unless `offline`.
+    static func lookup(settings: DirectorySettings, offline: Bool) -> DirectoryLookup {
+        let lookup = DirectoryLookup(settings: settings) { () throws(DirectoryError) -> SharedSecret in
+            try password(settings)
+        }
+        return lookup
+    }
+
+    /// The simple-bind password.
+    static func password(_ settings: DirectorySettings) throws(DirectoryError) -> SharedSecret {
+        let dn = settings.bindDN ?? "?"
+        if let file = settings.passwordFile {
+            do { return try DirectoryPassword.read(file) } catch {
+                throw DirectoryError(directory: "directory-password-file", reason: error.description)
+            }
+        }
+        do { return SharedSecret(try AccessCodeInput.prompt("Directory password for \(dn): ")) } catch {
+            throw DirectoryError(directory: "directory-bind-dn \(dn)",
+                                 reason: "\(error) (no terminal to ask for the directory password; set directory-password-file, mode 0600)")
+        }
+    }
+}
+
+/// One certificate found in a directory, as `cert find` prints it.
+struct FoundCertificate: Codable {
+    var directory: String
+    var dn: String
+    var attribute: String
+    var id: String
+    var subject: String
+    var issuer: String
+    var serial: String
+    var emails: [String]
+    var notBefore: String
+    var notAfter: String
+    var chosen: Bool
+    var refused: [String]
+    var revocation: String?
+
+    init(_ candidate: DirectoryCandidate, chosen: Bool) {
+        let certificate = candidate.certificate
+        directory = candidate.directory
+        dn = candidate.dn
+        attribute = candidate.attribute
+        id = TrustStore.id(certificate)
+        subject = certificate.subject
+        issuer = certificate.issuer
+        serial = certificate.serial
+        emails = certificate.emails
+        notBefore = Dates.day(certificate.notBefore)
+        notAfter = Dates.day(certificate.notAfter)
+        self.chosen = chosen
+        refused = candidate.refusals
+        revocation = candidate.revocation
+    }
+}
+
+extension CertCommand {
+    /// `signet cert find`: a colleague's encryption certificate in the organisation's directory.
+    struct Find: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "find",
+            abstract: "Find a colleague's encryption certificate in the configured LDAP directories.",
+            discussion: """
+            Searches each `directory = ldap[s]://host/BASE` of the configuration in order: an address on mail and \
+            proxyAddresses, a name on cn and displayName. Reads userCertificate;binary, userCertificate and \
+            userSMIMECertificate (DER and PKCS#7). A certificate is used only when it is valid now, chains to a root \
+            in Signet's trust store, names the address, allows encryption and is not revoked; the newest such one \
+            is chosen, and every refused one is shown with the reason. Found certificates are cached \
+            (directory-cache-hours, default 24); --refresh asks the directory again. \
+            Exit status: 0 a usable certificate was found, 1 otherwise.
+            """
+        )
+        @Argument(help: "An email address, or a person's name as the directory has it.")
+        var query: String
+        @Flag(name: .long, help: "Ask the directories even when the cache has an answer.")
+        var refresh = false
+        @Flag(name: .long, help: "Skip the revocation checks (no OCSP or CRL request); the result says so.")
+        var offline = false
+        @OptionGroup var output: OutputOptions
+
+        struct Report: Codable {
+            var query: String
+            var fromCache: Bool
+            var directories: [String]
+            var failures: [String]
+            var revocationChecked: Bool
+            var certificates: [FoundCertificate]
+        }
+
+        func run() throws {
+            let settings = try Directories.settings()
+            let result: DirectoryLookupResult
+            do { result = try Directories.lookup(settings: settings, offline: offline).find(query, refresh: refresh) } catch {
+                throw SignetError(.failure, "\(error).", cause: error)
+            }
+            let chosen = result.chosen.map { ObjectIdentifier($0.certificate) }
+            let found = result.candidates.map { FoundCertificate($0, chosen: ObjectIdentifier($0.certificate) == chosen) }
+            if output.json {
+                try JSONOutput.print(Report(query: query, fromCache: result.fromCache, directories: result.notes,
+                                            failures: result.failures.map(\.description), revocationChecked: !offline, certificates: found))
+            } else {
+                for note in result.notes { print(Console.safe(note)) }
+                for failure in result.failures { Console.error(Console.safe("Error: \(failure)")) }
+                for entry in found {
+                    print(Console.safe("\(entry.chosen ? "chosen " : entry.refused.isEmpty ? "usable " : "refused") \(entry.id)  \(entry.subject)"))
+                    print(Console.safe("        in \(entry.dn) (\(entry.attribute)), \(entry.directory)"))
+                    print(Console.safe("        issuer \(entry.issuer), serial \(entry.serial), valid \(entry.notBefore) to \(entry.notAfter), "
+                                       + "for \(entry.emails.isEmpty ? "no address" : entry.emails.joined(separator: ", "))"))
+                    if let revocation = entry.revocation { print(Console.safe("        revocation: \(revocation)")) }
+                    for reason in entry.refused { print(Console.safe("        refused: \(reason)")) }
+                }
+                if offline { print("Revocation was not checked (--offline).") }
+            }
+            guard result.chosen != nil else {
+                let why = result.candidates.isEmpty ? (result.failures.isEmpty ? "no entry in the directories has a certificate for it" : "no directory could be asked")
+                    : "every certificate found was refused (above)"
+                throw SignetError(.failure, Console.safe("No usable certificate for \(query): \(why)."))
+            }
+        }
+    }
+}
+
+/// Recipients named by address: the directory's newest usable certificate when directories are configured, or
+/// a locally known one (verified mail, your own) when it is newer or the directory has none; revoked ones never.
+enum DirectoryRecipients {
+    /// The certificate for `name` (a file or an address), as `encrypt --to` takes it.
+    /// - Throws: `SignetError` when no usable certificate is found, naming what the directories said.
+    static func certificate(_ name: String, settings: DirectorySettings, offline: Bool, refresh: Bool) throws -> Certificate {
+        let local = Result { try MailCertificates.recipient(name) }
+        guard !settings.servers.isEmpty, !offline, DirectoryFilter.isAddress(name), !FileIO.exists(name) else { return try local.get() }
+        let result: DirectoryLookupResult
+        do { result = try Directories.lookup(settings: settings, offline: offline).find(name, refresh: refresh) } catch {
+            throw SignetError(.failure, "\(error).", cause: error)
+        }
+        for failure in result.failures { Console.error(Console.safe("Warning: \(failure)")) }
+        if let chosen = result.chosen {
+            if let known = try? local.get(), known.notBefore > chosen.certificate.notBefore { return known }
+            return chosen.certificate
+        }
+        if let known = try? local.get() {
+            if result.candidates.contains(where: { $0.certificate.sha256 == known.sha256 }) {
+                throw SignetError(.failure, Console.safe("The certificate of \(name) you know is refused by the directory's checks: "
+                                                         + (result.candidates.first { $0.certificate.sha256 == known.sha256 }?.refusals.joined(separator: "; ") ?? "")
+                                                         + ". Nothing was encrypted."))
+            }
+            return known
+        }
+        let refused = result.candidates.map { "\(TrustStore.id($0.certificate)) \($0.certificate.subject): \($0.refusals.joined(separator: "; "))" }
+        throw SignetError(.failure, Console.safe("No usable certificate for \(name)"
+                                                 + (refused.isEmpty ? (result.failures.isEmpty ? " in the directories" : " (the directories could not be asked)")
+                                                    : "; the directories hold only refused ones:\n  " + refused.joined(separator: "\n  "))
+                                                 + "\nSee `signet cert find \(name)`. Nothing was encrypted."))
+    }
+}
