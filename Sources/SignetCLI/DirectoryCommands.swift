@@ -171,3 +171,66 @@ enum DirectoryRecipients {
                                                  + "\nSee `signet cert find \(name)`. Nothing was encrypted."))
     }
 }
+
+extension CertCommand {
+    /// `signet cert publish`: your certificate into your own directory entry.
+    struct Publish: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "publish",
+            abstract: "Publish your encryption certificate to your own entry in the directory, so colleagues find it.",
+            discussion: """
+            Writes to the entry you bind as (directory-bind = simple, directory-bind-dn, and the password from \
+            directory-password-file or the terminal) in the first configured directory: the certificate in \
+            userCertificate;binary, and a PKCS#7 bundle with its issuers in userSMIMECertificate when the entry's schema \
+            has it. The certificate's key must be on your token, and the entry's mail address one the certificate names. \
+            Says which entry and attribute it changed.
+            """
+        )
+        @Argument(help: "The certificate's id from `signet cert list` (default: your encryption certificate).")
+        var id: String?
+
+        func run() throws {
+            let settings = try Directories.settings()
+            let client = try Agent.connect()
+            let inventory = try Inventory.load(client: client)
+            let installed: Inventory.Installed
+            if let id { installed = try inventory.certificate(id) } else {
+                guard let chosen = CertificateChoice.choose(.encryption, from: inventory.certificates) else {
+                    throw SignetError(.failure, CertificateChoice.explanation(.encryption, installed: inventory.certificates)
+                                      ?? "No encryption certificate is on your tokens; nothing was published.")
+                }
+                installed = chosen
+            }
+            guard installed.privateKey != nil || installed.publicKey != nil else {
+                throw SignetError(.failure, Console.safe("The key of \(installed.certificate.subject) is not on your tokens, so it is not yours to "
+                                                         + "publish; nothing was published. Insert the token that holds it, or see `signet cert repair`."))
+            }
+            let chain = TrustStore().chain(for: installed.certificate).filter { $0.sha256 != installed.certificate.sha256 }
+            let changes: [DirectoryPublisher.Change]
+            do { changes = try DirectoryPublisher.publish(installed.certificate, chain: chain, lookup: Directories.lookup(settings: settings, offline: true)) } catch {
+                throw SignetError(.failure, "\(error).", cause: error)
+            }
+            print(Console.safe("Published \(installed.certificate.subject) (id \(installed.id)):"))
+            for change in changes { print(Console.safe("  \(change)")) }
+        }
+    }
+
+    /// `signet cert unpublish`: a certificate out of your own directory entry (after a renewal).
+    struct Unpublish: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "unpublish",
+            abstract: "Remove a certificate of yours from your own entry in the directory (after a renewal).",
+            discussion: "Removes its userCertificate value and any userSMIMECertificate bundle holding it from the entry you bind as; says which."
+        )
+        @Argument(help: "The certificate's id (8 or more hex digits of its SHA-256 fingerprint); it need no longer be on your token.")
+        var id: String
+
+        func run() throws {
+            let settings = try Directories.settings()
+            let changes: [DirectoryPublisher.Change]
+            do { changes = try DirectoryPublisher.unpublish(id: id, lookup: Directories.lookup(settings: settings, offline: true)) } catch {
+                throw SignetError(.failure, "\(error).", cause: error)
+            }
+            print(Console.safe("Unpublished \(id):"))
+            for change in changes { print(Console.safe("  \(change)")) }
+        }
+    }
+}

@@ -8,10 +8,13 @@ public struct DirectoryError: Error, Equatable, CustomStringConvertible {
     public var directory: String
     /// What happened, in words a person can act on.
     public var reason: String
+    /// libldap's result code, when the directory answered one (0 otherwise).
+    public var code: Int32
 
-    public init(directory: String, reason: String) {
+    public init(directory: String, reason: String, code: Int32 = 0) {
         self.directory = directory
         self.reason = reason
+        self.code = code
     }
 
     public var description: String { "\(directory): \(reason)" }
@@ -119,7 +122,7 @@ final class LDAPSession {
         default:
             reason = "\(doing) failed (\(text))"
         }
-        return DirectoryError(directory: server.uri, reason: reason)
+        return DirectoryError(directory: server.uri, reason: reason, code: rc)
     }
 
     /// A simple bind as `dn` with `password` (sent only over TLS: a password is never sent in the clear).
@@ -147,19 +150,19 @@ final class LDAPSession {
         var oversized: [String]
     }
 
-    /// A subtree search under `base`.
+    /// A subtree search under `base` (only `base` itself when `baseOnly`).
     /// - Parameters:
     ///   - sizeLimit: the most entries returned; a search that matches more returns the first ones and `truncated`.
     ///   - valueLimit: values larger than this are left out (and named in the entry's `oversized`).
     /// - Throws: `DirectoryError` when the search fails or times out.
     func search(base: String, filter: String, attributes: [String], sizeLimit: Int, valueLimit: Int,
-                timeout: Double) throws(DirectoryError) -> (entries: [Entry], truncated: Bool) {
+                timeout: Double, baseOnly: Bool = false) throws(DirectoryError) -> (entries: [Entry], truncated: Bool) {
         var names = attributes.map { strdup($0) } + [nil]
         defer { for name in names { free(name) } }
         var wait = timeval(tv_sec: Int(timeout.rounded(.down)), tv_usec: Int((timeout - timeout.rounded(.down)) * 1_000_000))
         var result: OpaquePointer?
         let rc = names.withUnsafeMutableBufferPointer { pointers in
-            ldap_search_ext_s(ld, base, CLDAP_scopeSubtree(), filter, pointers.baseAddress, 0, nil, nil, &wait, Int32(sizeLimit), &result)
+            ldap_search_ext_s(ld, base, baseOnly ? CLDAP_scopeBase() : CLDAP_scopeSubtree(), filter, pointers.baseAddress, 0, nil, nil, &wait, Int32(sizeLimit), &result)
         }
         defer { if let result { ldap_msgfree(result) } }
         guard rc == LDAP_SUCCESS || rc == LDAP_SIZELIMIT_EXCEEDED else { throw failure(rc, doing: "searching \(base)") }
@@ -202,6 +205,18 @@ final class LDAPSession {
     /// Adds (`add`) or deletes binary `values` of `attribute` on `dn`.
     /// - Throws: `DirectoryError` when the directory refuses.
     func modify(dn: String, add: Bool, attribute: String, values: [[UInt8]]) throws(DirectoryError) {
+        try modify(dn: dn, operation: add ? LDAP_MOD_ADD : LDAP_MOD_DELETE, attribute: attribute, values: values)
+    }
+
+    /// Replaces every value of `attribute` on `dn` with `values` (none: the attribute goes). For attributes
+    /// whose schema has no equality rule (`userSMIMECertificate` in OpenLDAP's), where one value cannot be deleted.
+    /// - Throws: `DirectoryError` when the directory refuses.
+    func replace(dn: String, attribute: String, values: [[UInt8]]) throws(DirectoryError) {
+        try modify(dn: dn, operation: LDAP_MOD_REPLACE, attribute: attribute, values: values)
+    }
+
+    private func modify(dn: String, operation: Int32, attribute: String, values: [[UInt8]]) throws(DirectoryError) {
+        let add = operation == LDAP_MOD_ADD
         let copies = values.map { value -> UnsafeMutablePointer<CChar> in
             let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, value.count))
             value.withUnsafeBytes { UnsafeMutableRawPointer(buffer).copyMemory(from: $0.baseAddress!, byteCount: value.count) }
@@ -212,9 +227,9 @@ final class LDAPSession {
         let rc = bervals.withUnsafeMutableBufferPointer { buffer -> Int32 in
             var pointers: [UnsafeMutablePointer<berval>?] = (0..<buffer.count).map { buffer.baseAddress! + $0 }
             return pointers.withUnsafeMutableBufferPointer {
-                CLDAP_modifyBinary(ld, dn, add ? LDAP_MOD_ADD : LDAP_MOD_DELETE, attribute, $0.baseAddress, Int32(buffer.count))
+                CLDAP_modifyBinary(ld, dn, operation, attribute, $0.baseAddress, Int32(buffer.count))
             }
         }
-        guard rc == LDAP_SUCCESS else { throw failure(rc, doing: "\(add ? "adding" : "removing") \(attribute) on \(dn)") }
+        guard rc == LDAP_SUCCESS else { throw failure(rc, doing: "\(add ? "adding" : operation == LDAP_MOD_REPLACE ? "replacing" : "removing") \(attribute) on \(dn)") }
     }
 }

@@ -12,6 +12,8 @@ final class DirectoryWorld {
     let ldapPort: Int
     let ldapsPort: Int
     private(set) var slapd: pid_t = 0
+    /// The write end of the pipe that keeps slapd alive (see `spawnTied`).
+    private var keeper: Int32 = -1
     var dir: String { peer.directory.path }
     var slapdLog: String { peer.path("slapd.log") }
     var configFile: String { home.appendingPathComponent("config/signet/config").path }
@@ -172,8 +174,9 @@ final class DirectoryWorld {
             """)
         try Run.checked("/usr/sbin/slapadd", ["-f", config, "-l", try peer.file("entries.ldif", text: try ldif())])
         let urls = "ldap://127.0.0.1:\(ldapPort)/" + (tls ? " ldaps://127.0.0.1:\(ldapsPort)/" : "")
-        // -d stats: in the foreground, logging each operation (the filter of every search) to its log.
-        slapd = try AgentFixtureSpawn.spawn("/usr/sbin/slapd", ["-f", config, "-h", urls, "-d", "stats"], log: slapdLog)
+        // -d stats: in the foreground, logging each operation (the filter of every search) to its log. Under a shell that
+        // kills it when its standard input closes: when this test process ends, even by a crash, so does slapd.
+        (slapd, keeper) = try Self.spawnTied(["/usr/sbin/slapd", "-f", config, "-h", urls, "-d", "stats"], log: slapdLog)
         // Ours listening, not a slapd another run left on the port: slapd logs "slapd starting" once its listeners are open,
         // and exits when a port is taken.
         var exited = false
@@ -187,9 +190,12 @@ final class DirectoryWorld {
     }
 
     func stopSlapd() {
+        defer { if keeper >= 0 { close(keeper); keeper = -1 } }
         guard slapd > 0 else { return }
-        // SIGKILL: the test's threads block SIGTERM, and a spawned slapd inherits that mask; its database is thrown away.
-        kill(slapd, SIGKILL)
+        // Closing the pipe makes the shell SIGKILL slapd (the test's threads block SIGTERM, and a spawned slapd would
+        // inherit that mask; its database is thrown away).
+        close(keeper)
+        keeper = -1
         var status: Int32 = 0
         _ = eventually(timeout: .seconds(10)) { waitpid(slapd, &status, WNOHANG) == slapd }
         slapd = 0
@@ -215,9 +221,42 @@ final class DirectoryWorld {
     var caLine: String { "directory-ca-file = \(peer.path("server-ca.pem"))\n" }
 }
 
-/// Starting a background program with its output in a log (AgentFixture's spawn, which any executable may use).
-enum AgentFixtureSpawn {
-    static func spawn(_ executable: String, _ arguments: [String], log: String) throws -> pid_t {
-        try AgentFixture.spawn(executable, arguments, environment: ProcessInfo.processInfo.environment, log: log)
+extension DirectoryWorld {
+    /// Starts `command` in the background with its output in `log`, under a shell that SIGKILLs it once its standard
+    /// input, a pipe this process holds, closes. Returns the shell's pid and the pipe's write end (close-on-exec).
+    static func spawnTied(_ command: [String], log: String) throws -> (pid_t, Int32) {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw TestFailure("pipe failed") }
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        let out = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        defer { close(out); close(fds[0]) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fds[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, out, 1)
+        posix_spawn_file_actions_adddup2(&actions, out, 2)
+        // The shell exits with the program; a reader in the background kills the program when the pipe closes first.
+        // (fd 3: a background list's standard input is /dev/null unless redirected explicitly.)
+        let script = "exec 3<&0; \"$@\" </dev/null & child=$!; { read -r _ <&3; kill -9 $child 2>/dev/null; } & wait $child"
+        let argv = (["/bin/sh", "-c", script, "sh"] + command).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let env = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { env.forEach { free($0) } }
+        // No signal blocked or ignored, whatever this thread has: the test runner's threads block SIGCHLD and SIGTERM
+        // (the shell's `wait` would never return) and ignore SIGPIPE.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var pid: pid_t = 0
+        let rv = posix_spawn(&pid, "/bin/sh", &actions, &attributes, argv, env)
+        guard rv == 0 else { close(fds[1]); throw TestFailure("could not start \(command[0]): \(String(cString: strerror(rv)))") }
+        return (pid, fds[1])
     }
 }
