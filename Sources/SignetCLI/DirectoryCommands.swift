@@ -22,6 +22,7 @@ enum Directories {
         let lookup = DirectoryLookup(settings: settings) { () throws(DirectoryError) -> SharedSecret in
             try password(settings)
         }
+        if !offline { lookup.revocationCheck = Revocation.checker(settings: settings) }
         return lookup
     }
 
@@ -231,6 +232,91 @@ extension CertCommand {
             }
             print(Console.safe("Unpublished \(id):"))
             for change in changes { print(Console.safe("  \(change)")) }
+        }
+    }
+}
+
+/// Revocation checks as the configuration says (`revocation = require|prefer|off`): OCSP, then the CRL.
+enum Revocation {
+    /// The words for what a check found and what Signet did about it, and whether the certificate is refused.
+    struct Verdict {
+        var line: String
+        var refusal: String?
+        var revoked: Bool
+    }
+
+    /// Judges `status` under `policy`.
+    static func verdict(_ status: RevocationChecker.Status, policy: DirectorySettings.Revocation) -> Verdict {
+        switch status {
+        case .good(let by):
+            return Verdict(line: "good (\(by))", refusal: nil, revoked: false)
+        case .revoked(let reason, let time, let by):
+            let text = "REVOKED (\(reason), \(Dates.show(time)); \(by))"
+            return Verdict(line: text, refusal: "it is revoked: \(reason) since \(Dates.show(time)) (\(by))", revoked: true)
+        case .unknown(let why):
+            if policy == .require {
+                return Verdict(line: "could not be checked (\(why)); refused, as revocation = require", refusal: "its revocation could not be checked (\(why))",
+                               revoked: false)
+            }
+            return Verdict(line: "could not be checked (\(why)); used anyway, as revocation = prefer", refusal: nil, revoked: false)
+        }
+    }
+
+    /// A check for directory lookups and recipients, or nil when `revocation = off`.
+    static func checker(settings: DirectorySettings) -> ((Certificate, [Certificate]) -> (refusal: String?, verdict: String))? {
+        guard settings.revocation != .off else { return nil }
+        let checker = RevocationChecker(allowLocal: settings.ocspFromLocal)
+        return { certificate, path in
+            let verdict = verdict(checker.check(certificate, path: path), policy: settings.revocation)
+            return (verdict.refusal, verdict.line)
+        }
+    }
+
+    /// Checks each recipient of `encrypt` (their path built from the trust store); throws for a revoked one, or,
+    /// with `revocation = require`, one whose status is unknown. Warnings go to standard error unless `quiet`.
+    static func checkRecipients(_ certificates: [Certificate], settings: DirectorySettings, offline: Bool, quiet: Bool) throws {
+        guard !offline, let check = checker(settings: settings) else {
+            if offline && !quiet { Console.error("Note: revocation was not checked (--offline).") }
+            return
+        }
+        let stored = TrustStore().entries().map(\.certificate)
+        for certificate in certificates {
+            let (outcome, path) = ChainVerifier.verify(certificate, anchors: stored.filter(\.isSelfSigned),
+                                                       intermediates: stored.filter { !$0.isSelfSigned }, at: Date())
+            let result: (refusal: String?, verdict: String)
+            if outcome == .trusted {
+                result = check(certificate, path)
+            } else {
+                let why = "its path to a trusted root could not be built, so no responder can be trusted"
+                result = settings.revocation == .require ? ("its revocation could not be checked (\(why))", "") : (nil, "could not be checked (\(why))")
+            }
+            if let refusal = result.refusal {
+                throw SignetError(.failure, Console.safe("Not encrypted: the certificate of \(certificate.subject) (\(TrustStore.id(certificate))) is refused: "
+                                                         + "\(refusal). Ask them for a current certificate."))
+            }
+            let namesNone = RevocationChecker.responders(certificate).isEmpty && certificate.crlDistributionPoints.isEmpty
+            if !quiet && !result.verdict.hasPrefix("good") && !namesNone { Console.error(Console.safe("Warning: revocation of \(certificate.subject): \(result.verdict)")) }
+        }
+    }
+}
+
+extension Revocation {
+    /// The OCSP check of `verify` and `decrypt` for signers trusted by their path: only certificates that name an
+    /// OCSP responder are asked (those with only a CRL keep `--fetch-crl`, as before); with `--offline` none, and the report says so.
+    static func signerCheck(offline: Bool) throws -> ((Certificate, [Certificate]) -> (line: String, revoked: String?, unchecked: String?)?)? {
+        let settings = try Directories.settings()
+        guard settings.revocation != .off else { return nil }
+        if offline { return { _, _ in ("not checked (--offline)", nil, nil) } }
+        let checker = RevocationChecker(allowLocal: settings.ocspFromLocal)
+        return { certificate, path in
+            guard !RevocationChecker.responders(certificate).isEmpty else {
+                return settings.revocation == .require ? ("not checked: the certificate names no OCSP responder; refused, as revocation = require",
+                                                          nil, "no OCSP responder named") : nil
+            }
+            let status = checker.check(certificate, path: path)
+            let verdict = verdict(status, policy: settings.revocation)
+            if case .revoked(let reason, let time, let by) = status { return (verdict.line, "revoked: \(reason) since \(Dates.show(time)) (\(by))", nil) }
+            return (verdict.line, nil, verdict.refusal)
         }
     }
 }

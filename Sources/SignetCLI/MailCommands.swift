@@ -204,6 +204,7 @@ struct EncryptCommand: ParsableCommand {
         let own = try MailCertificates.ownEncryptionCertificate(file: ownCertificate, rsaRecipients: certificates.allSatisfy { $0.keyDescription.hasPrefix("RSA") },
                                                alone: certificates.isEmpty)
         if !certificates.contains(where: { $0.sha256 == own.sha256 }) { certificates.append(own) }
+        try Revocation.checkRecipients(certificates, settings: directories, offline: offline, quiet: quiet)
         for certificate in certificates where certificate.validity() != .valid {
             throw CLIError(description: "The certificate of \(Console.safe(certificate.subject)) is \(certificate.validity().rawValue) "
                            + "(valid \(Dates.day(certificate.notBefore)) to \(Dates.day(certificate.notAfter))); ask for a current one.")

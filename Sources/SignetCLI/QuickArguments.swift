@@ -113,7 +113,7 @@ enum QuickArguments {
 
         static let unlockNames = ["code-fd"]
         static let trustOptionNames = ["trust", "at", "crl"]
-        static let trustFlagNames = ["fetch-crl", "allow-sha1"]
+        static let trustFlagNames = ["fetch-crl", "allow-sha1", "offline"]
 
         func trustOptions() -> TrustOptions {
             var trust = TrustOptions()
@@ -122,6 +122,7 @@ enum QuickArguments {
             trust.crl = all("crl")
             trust.fetchCRL = flag("fetch-crl")
             trust.allowSHA1 = flag("allow-sha1")
+            trust.offline = flag("offline")
             return trust
         }
     }

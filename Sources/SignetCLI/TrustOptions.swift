@@ -14,6 +14,8 @@ struct TrustOptions: ParsableArguments {
     var fetchCRL = false
     @Flag(name: .customLong("allow-sha1"), help: "Accept signatures made with SHA-1 (refused by default: SHA-1 is broken).")
     var allowSHA1 = false
+    @Flag(name: .long, help: "Check no signer's revocation over the network (no OCSP); the report says so.")
+    var offline = false
 }
 
 extension TrustOptions {
@@ -37,6 +39,7 @@ extension MessageOpener {
         let opener = try MessageOpener(options: trust.policy, topLevel: message)
         opener.onLine = { Console.error($0) }
         opener.unlocker = { client, uri in Agent.unlocker(client: client, keyURI: uri, codeFD: codeFD) }
+        opener.revocationCheck = try Revocation.signerCheck(offline: trust.offline)
         return opener
     }
 }

@@ -60,6 +60,9 @@ public final class MessageOpener {
     private let crls: [RevocationList]
     private let at: Date?
     private lazy var crlFetcher = CRLFetcher(allowLocal: options.fetchCRLFromLocal)
+    /// An OCSP check (issue 27) of a signer whose path reached a trusted root, given the certificate and its path: a line
+    /// for the report, and whether the signer is revoked or, by the configuration, refused as unchecked. Nil: none.
+    public var revocationCheck: ((Certificate, [Certificate]) -> (line: String, revoked: String?, unchecked: String?)?)?
 
     /// - Throws: `SignetError` when a --trust or --crl file cannot be read or the --at time does not parse.
     public init(options: TrustPolicy, topLevel message: [UInt8]) throws(SignetError) {
@@ -362,6 +365,10 @@ public final class MessageOpener {
                 let fetched = options.fetchCRL ? crlFetcher.lists(for: path) { lines.append("  CRL:        \($0)") } : []
                 verdict = ChainVerifier.verify(certificate, anchors: anchors, intermediates: intermediates + carried,
                                                at: checkTime, crls: crls + fetched, checkRevocation: options.fetchCRL).0
+            }
+            if verdict == .trusted, let check = revocationCheck?(certificate, path) {
+                lines.append("  revocation: \(check.line)")
+                if let revoked = check.revoked { verdict = .revoked(revoked) } else if let unchecked = check.unchecked { verdict = .revocationUnknown(unchecked) }
             }
             let pathText = path.map(\.label).joined(separator: " → ")
             switch verdict {

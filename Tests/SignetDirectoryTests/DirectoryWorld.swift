@@ -19,6 +19,9 @@ final class DirectoryWorld {
     var configFile: String { home.appendingPathComponent("config/signet/config").path }
     var signet: String { TestPaths.binaries.appendingPathComponent("signet").path }
     static let base = "dc=example,dc=org"
+    static let ocspPort = 41620
+    static let stalledPort = 41621
+    static let floodPort = 41622
 
     /// - Parameters:
     ///   - tls: configure slapd with a server certificate (StartTLS and ldaps://); without it, plain LDAP only.
@@ -114,7 +117,13 @@ final class DirectoryWorld {
         try issue("carol", by: "rogue", cn: "Carol Colleague", emails: ["carol@example.org"])
         try issue("dave", cn: "Dave Smith", emails: ["dave@example.org", "d.smith@example.org"])
         try issue("erin", cn: "Erin Colleague", emails: ["erin@example.org"])
-        try issue("frank", cn: "Frank Colleague", emails: ["frank@example.org"])
+        // Certificates naming OCSP responders on loopback (OCSPTests starts them): good, revoked, stalled, flooding.
+        let aia = { (port: Int) in "authorityInfoAccess=OCSP;URI:http://127.0.0.1:\(port)" }
+        try issue("frank", cn: "Frank Colleague", emails: ["frank@example.org"], extra: aia(Self.ocspPort))
+        try openssl(["ca", "-config", peer.path("ca.cnf"), "-revoke", peer.path("frank.pem"), "-crl_reason", "keyCompromise"])
+        try issue("olivia", cn: "Olivia Colleague", emails: ["olivia@example.org"], extra: aia(Self.ocspPort))
+        try issue("stella", cn: "Stella Colleague", emails: ["stella@example.org"], extra: aia(Self.stalledPort))
+        try issue("hugo", cn: "Hugo Colleague", emails: ["hugo@example.org"], extra: aia(Self.floodPort))
         try issue("grace", cn: "Grace Colleague", emails: ["grace@example.org"], usage: "digitalSignature")
         // Erin's userSMIMECertificate: a PKCS#7 SignedData (certs-only) with her certificate and the CA, as Outlook stores it.
         try openssl(["crl2pkcs7", "-nocrl", "-certfile", peer.path("erin.pem"), "-certfile", peer.path("ca.pem"), "-outform", "DER",
