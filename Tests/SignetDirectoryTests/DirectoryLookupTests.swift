@@ -201,3 +201,36 @@ final class StalledListener: @unchecked Sendable {
         lock.withLock { for client in connections { close(client) } }
     }
 }
+
+/// `signet report` carries the directory and revocation settings, and where the password comes from, never the password.
+@Suite("Support report: directory settings")
+struct DirectoryReportTests {
+    @Test("The report's directory.txt names the directories, the bind and revocation settings, and holds no password")
+    func reportHasSettingsNoPassword() throws {
+        let home = try TestPaths.temporaryDirectory("signet-report-home")
+        let environment = TestPaths.userEnvironment(home: home)
+        let config = home.appendingPathComponent("config/signet")
+        try FileManager.default.createDirectory(at: config, withIntermediateDirectories: true)
+        let password = home.appendingPathComponent("pw").path
+        try "s3cret-directory-pw\n".write(toFile: password, atomically: true, encoding: .utf8)
+        chmod(password, 0o600)
+        try """
+            directory = ldaps://ldap.example.org/dc=example,dc=org
+            directory-bind = simple
+            directory-bind-dn = uid=me,ou=people,dc=example,dc=org
+            directory-password-file = \(password)
+            revocation = require
+
+            """.write(toFile: config.appendingPathComponent("config").path, atomically: true, encoding: .utf8)
+        let archive = home.appendingPathComponent("report.tar.gz").path
+        let signet = TestPaths.binaries.appendingPathComponent("signet").path
+        let result = try Run.command(signet, ["report", "-o", archive], environment: environment)
+        #expect(result.status == 0, "\(result.errors)")
+        let listing = try Run.checked("tar", ["-xzOf", archive, "--wildcards", "*directory.txt"]).output
+        #expect(listing.contains("directory: ldaps://ldap.example.org/dc=example,dc=org"), "\(listing)")
+        #expect(listing.contains("directory-bind: simple as uid=me,ou=people,dc=example,dc=org"), "\(listing)")
+        #expect(listing.contains("revocation: require"), "\(listing)")
+        let everything = try Run.checked("tar", ["-xzOf", archive]).output
+        #expect(!everything.contains("s3cret-directory-pw"))
+    }
+}
