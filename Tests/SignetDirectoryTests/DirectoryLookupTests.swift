@@ -234,3 +234,33 @@ struct DirectoryReportTests {
         #expect(!everything.contains("s3cret-directory-pw"))
     }
 }
+
+/// A directory without TLS: lookups still work, in the clear and saying so; a password is never sent that way.
+@Suite("Directory lookup against a slapd without TLS", .serialized)
+final class PlainDirectoryTests {
+    let world: DirectoryWorld
+
+    init() throws { world = try DirectoryWorld(tls: false, ports: (41641, 41642)) }
+
+    @Test("ldap:// to a server with no StartTLS finds alice in the clear and says so")
+    func plainLookup() throws {
+        try world.configure("directory = \(world.plainURI)\n")
+        let result = try world.run(["cert", "find", "alice@example.org", "--offline"])
+        #expect(result.status == 0, "\(result.errors)")
+        #expect(result.output.contains("plain (the server offers no StartTLS)"), "\(result.output)")
+    }
+
+    @Test("A simple bind is refused when the server offers no TLS: the password is not sent in the clear")
+    func noPasswordInTheClear() throws {
+        let password = world.peer.path("pw")
+        try "my-directory-password\n".write(toFile: password, atomically: true, encoding: .utf8)
+        chmod(password, 0o600)
+        try world.configure("directory = \(world.plainURI)\ndirectory-bind = simple\ndirectory-bind-dn = uid=me,ou=people,\(DirectoryWorld.base)\n"
+                            + "directory-password-file = \(password)\n")
+        let result = try world.run(["cert", "find", "alice@example.org", "--offline"])
+        #expect(result.status == 1)
+        #expect(result.errors.contains("does not send a password in the clear"), "\(result.errors)")
+        let log = try String(contentsOfFile: world.slapdLog, encoding: .utf8)
+        #expect(!log.contains("BIND dn=\"uid=me"), "a bind reached the server")
+    }
+}
