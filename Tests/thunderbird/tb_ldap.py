@@ -22,7 +22,16 @@ import tb_smime as tb  # noqa: E402  (the harness: profile, Thunderbird under Ma
 JS_FETCH = """
 const [pref, email] = arguments;
 return (async () => {
-  const win = Services.wm.getMostRecentWindow(null);
+  // The main window fully loaded first: the dialog opened during start-up closed at once, having searched nothing.
+  const ready = Date.now() + 30000;
+  let win = Services.wm.getMostRecentWindow("mail:3pane");
+  while ((!win || win.document.readyState != "complete" || !win.gMailInit?.delayedStartupFinished) && Date.now() < ready) {
+    await new Promise(r => setTimeout(r, 100));
+    win = Services.wm.getMostRecentWindow("mail:3pane");
+  }
+  const messages = [];
+  const listener = { observe: m => messages.push(String(m.message ?? m).slice(0, 300)) };
+  Services.console.registerListener(listener);
   const dialog = win.openDialog("chrome://messenger-smime/content/certFetchingStatus.xhtml", "",
                                 "chrome,resizable=1,dialog=1", pref, [email]);
   const deadline = Date.now() + 20000;
@@ -31,13 +40,21 @@ return (async () => {
   const verify = cert => new Promise(resolve =>
     certDB.asyncVerifyCertAtTime(cert, Ci.nsIX509CertDB.verifyUsageEmailRecipient, Ci.nsIX509CertDB.FLAG_LOCAL_ONLY, "",
                                  Math.floor(Date.now() / 1000), [], { verifyCertFinished: resolve }));
+  // The import is the dialog's last act; under load the database may show it a moment later: wait for it (5 s).
+  let mine = [];
+  const seen = Date.now() + 5000;
+  do {
+    mine = (await certDB.getCerts()).filter(cert => cert.containsEmailAddress(email));
+    if (!mine.length) await new Promise(r => setTimeout(r, 100));
+  } while (!mine.length && Date.now() < seen);
   const found = [];
-  for (const cert of await certDB.getCerts()) {
-    if (!cert.containsEmailAddress(email)) continue;
+  for (const cert of mine) {
     found.push({ subject: cert.subjectName, sha256: cert.sha256Fingerprint.replace(/:/g, "").toLowerCase(),
                  recipientStatus: await verify(cert) });
   }
-  return { dialogClosed: dialog.closed, found };
+  Services.console.unregisterListener(listener);
+  return { dialogClosed: dialog.closed, found, windowReady: !!win?.gMailInit?.delayedStartupFinished,
+           console: messages.filter(m => /ldap|LDAP|cert/.test(m)).slice(0, 10) };
 })();
 """
 
