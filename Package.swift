@@ -50,6 +50,12 @@ let package = Package(
             pkgConfig: "libcrypto",  // libcrypto only: Signet makes no TLS connections, and libssl cost 0.15 ms at every start
             providers: [.apt(["libssl-dev"])]
         ),
+        // OpenLDAP's libldap for the directory lookups and publishing (issue 27): Signet writes no LDAP or BER itself.
+        .systemLibrary(
+            name: "CLDAP",
+            pkgConfig: "ldap",
+            providers: [.apt(["libldap-dev"])]
+        ),
 
         // Callback trampolines (the agent-backed key) and STACK_OF macros for OpenSSL 3.
         .target(name: "CSignetCrypto", dependencies: ["COpenSSL"]),
@@ -79,13 +85,16 @@ let package = Package(
         // Desktop set-up: finding the programs' profiles and configuration, registering the PKCS#11 module
         // (p11-kit, NSS databases through modutil, gnupg-pkcs11-scd) and undoing it; no arguments, no printing.
         .target(name: "SignetSetup", dependencies: ["SignetCore"]),
+        // The organisation's directory and CA: certificates found and published over LDAP, OCSP checks, their caches
+        // and bounds; no arguments, no printing, no token layer.
+        .target(name: "SignetDirectory", dependencies: ["CLDAP", "COpenSSL", "SignetCore", "SignetOpenSSL"]),
         .target(
             name: "SignetCLI",
             dependencies: [
                 "SignetSetup",
                 // No token layer: tokens, readers, the ledger and their versions come from the agent.
                 // SignetOpenSSL directly as well as through SignetMail: the commands print certificates.
-                "SignetMail", "SignetCore", "SignetAgentProtocol", "SignetAgentClient", "SignetOpenSSL",
+                "SignetMail", "SignetCore", "SignetAgentProtocol", "SignetAgentClient", "SignetOpenSSL", "SignetDirectory",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -171,6 +180,8 @@ let package = Package(
             ]
         ),
         .testTarget(name: "SignetMailTests", dependencies: ["SignetMail", "SignetOpenSSL", "SignetTestSupport"]),
+        // Against a real slapd and `openssl ocsp` started by the tests on loopback.
+        .testTarget(name: "SignetDirectoryTests", dependencies: ["SignetDirectory", "SignetOpenSSL", "SignetCore", "SignetTestSupport"]),
         .testTarget(name: "SignetCLITests", dependencies: ["SignetCLI", "SignetMail", "SignetTestSupport"]),
         .testTarget(name: "SignetSetupTests", dependencies: ["SignetSetup", "SignetTestSupport"]),
         .testTarget(name: "UdevRulesTests", dependencies: ["SignetTestSupport"]),

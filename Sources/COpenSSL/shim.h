@@ -17,6 +17,7 @@
 #include <openssl/rsa.h>
 #include <openssl/ec.h>
 #include <openssl/rand.h>
+#include <openssl/ocsp.h>
 
 /// `OPENSSL_free` is a macro that passes the caller's file and line.
 static inline void COpenSSL_free(void *p) { OPENSSL_free(p); }

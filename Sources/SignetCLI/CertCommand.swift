@@ -12,7 +12,7 @@ struct CertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cert",
         abstract: "Install, list, show, export, repair and delete certificates on tokens.",
-        subcommands: [Import.self, List.self, Show.self, Export.self, Repair.self, Delete.self]
+        subcommands: [Import.self, List.self, Show.self, Export.self, Repair.self, Delete.self, Find.self, Publish.self, Unpublish.self]
     )
 
     struct Import: ParsableCommand {

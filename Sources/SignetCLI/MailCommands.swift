@@ -184,6 +184,10 @@ struct EncryptCommand: ParsableCommand {
     var ownCertificate: String?
     @Flag(name: [.customShort("q"), .long], help: "Say nothing on success (mutt shows anything written to standard error and waits for a key).")
     var quiet = false
+    @Flag(name: .long, help: "Ask no directory and check no revocation (no network); the message says so.")
+    var offline = false
+    @Flag(name: .long, help: "Ask the directories even for recipients whose certificate is cached.")
+    var refresh = false
 
     func validate() throws {
         if MessageEncryptor.Cipher(rawValue: cipher.lowercased()) == nil {
@@ -192,7 +196,13 @@ struct EncryptCommand: ParsableCommand {
     }
 
     func run() throws {
-        let certificates = try MailCertificates.encryptionRecipients(to + recipients, ownFile: ownCertificate)
+        let directories = try Directories.settings()
+        var found: [Certificate] = []
+        for name in to + recipients {
+            found.append(try DirectoryRecipients.certificate(name, settings: directories, offline: offline, refresh: refresh))
+        }
+        let certificates = try MailCertificates.encryptionRecipients(certificates: found, ownFile: ownCertificate)
+        try Revocation.checkRecipients(certificates, settings: directories, offline: offline, quiet: quiet)
         var options = MessageEncryptor.Options()
         options.cipher = MessageEncryptor.Cipher(rawValue: cipher.lowercased())!
         options.oaep = oaep

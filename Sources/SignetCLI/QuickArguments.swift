@@ -113,7 +113,7 @@ enum QuickArguments {
 
         static let unlockNames = ["code-fd"]
         static let trustOptionNames = ["trust", "at", "crl"]
-        static let trustFlagNames = ["fetch-crl", "allow-sha1"]
+        static let trustFlagNames = ["fetch-crl", "allow-sha1", "offline"]
 
         func trustOptions() -> TrustOptions {
             var trust = TrustOptions()
@@ -122,6 +122,7 @@ enum QuickArguments {
             trust.crl = all("crl")
             trust.fetchCRL = flag("fetch-crl")
             trust.allowSHA1 = flag("allow-sha1")
+            trust.offline = flag("offline")
             return trust
         }
     }
@@ -171,7 +172,7 @@ extension VerifyCommand {
 extension EncryptCommand {
     static func quick(_ arguments: ArraySlice<String>) -> EncryptCommand? {
         guard let parsed = QuickArguments.Parsed(arguments, options: ["to", "in", "out", "cipher", "self"], repeatable: ["to"],
-                                                 flags: ["der", "oaep", "quiet"], shorts: [("-o", "out"), ("-q", "quiet")], positionals: true)
+                                                 flags: ["der", "oaep", "quiet", "offline", "refresh"], shorts: [("-o", "out"), ("-q", "quiet")], positionals: true)
         else { return nil }
         var command = EncryptCommand()
         command.to = parsed.all("to")
@@ -183,6 +184,8 @@ extension EncryptCommand {
         command.oaep = parsed.flag("oaep")
         command.ownCertificate = parsed.value("self")
         command.quiet = parsed.flag("quiet")
+        command.offline = parsed.flag("offline")
+        command.refresh = parsed.flag("refresh")
         return command
     }
 }

@@ -6,6 +6,7 @@ import FoundationEssentials
 import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
+import SignetDirectory
 import SignetMail
 
 /// `signet report`: one archive a helpdesk can read.
@@ -72,6 +73,9 @@ struct ReportCommand: ParsableCommand {
             configuration += "# \(file)\n" + ReportCommand.redacted(text) + "\n"
         }
         try write("configuration.txt", configuration.isEmpty ? "no configuration files\n" : configuration)
+        // The directory and revocation settings as Signet reads them (where a password comes from, never the password).
+        let directory = (try? DirectorySettings(config: SignetConfig.load()).reportLines.joined(separator: "\n")) ?? "the directory settings do not parse"
+        try write("directory.txt", directory + "\n")
 
         let lines = AuditFiles.lines(paths)
         let recent = lines.suffix(2000)

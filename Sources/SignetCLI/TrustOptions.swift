@@ -14,6 +14,8 @@ struct TrustOptions: ParsableArguments {
     var fetchCRL = false
     @Flag(name: .customLong("allow-sha1"), help: "Accept signatures made with SHA-1 (refused by default: SHA-1 is broken).")
     var allowSHA1 = false
+    @Flag(name: .long, help: "Check no signer's revocation over the network (no OCSP); the report says so.")
+    var offline = false
 }
 
 extension TrustOptions {
@@ -35,6 +37,7 @@ extension MessageOpener {
     static func forCommand(trust: TrustOptions, codeFD: Int32?, topLevel message: [UInt8]) throws -> MessageOpener {
         let opener = try MessageOpener(options: trust.policy, topLevel: message)
         opener.unlocker = { client, uri in Agent.unlocker(client: client, keyURI: uri, codeFD: codeFD) }
+        opener.revocationCheck = try Revocation.signerCheck(offline: trust.offline)
         return opener
     }
 }

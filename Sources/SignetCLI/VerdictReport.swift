@@ -103,6 +103,7 @@ enum VerdictReport {
         lines.append("  algorithms: \(algorithms)")
         if signer.sha1Refused { lines.append("  REFUSED:    signed with SHA-1, which is broken (--allow-sha1 accepts it).") }
         lines += signer.crlNotes.map { "  CRL:        \($0)" }
+        if let note = signer.revocationNote { lines.append("  revocation: \(note)") }
         let checkTime = signer.checkedAt.map(Dates.show) ?? "now"
         switch signer.chain {
         case .trusted?:
@@ -181,6 +182,7 @@ enum VerdictReport {
                     if let time = signer.signingTime { object["signingTime"] = Dates.iso(time) }
                     if case .unsupportedAlgorithm(let name) = signer.signature { object["algorithm"] = name }
                     if signer.sha1Refused { object["sha1"] = "refused" }
+                    if let note = signer.revocationNote { object["revocation"] = note }
                     switch signer.chain {
                     case .trusted?: object["trust"] = "trusted"
                     case .revoked(let detail)?: object["trust"] = "revoked: \(detail)"

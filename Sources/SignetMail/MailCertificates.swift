@@ -93,6 +93,13 @@ public enum MailCertificates {
     public static func encryptionRecipients(_ names: [String], ownFile: String?, at: Date = Date()) throws(SignetError) -> [Certificate] {
         var certificates: [Certificate] = []
         for name in names { certificates.append(try recipient(name)) }
+        return try encryptionRecipients(certificates: certificates, ownFile: ownFile, at: at)
+    }
+
+    /// The same decision for recipients whose certificates were already found (in a directory, say): your own
+    /// certificate added, and every certificate valid at `at`.
+    public static func encryptionRecipients(certificates found: [Certificate], ownFile: String?, at: Date = Date()) throws(SignetError) -> [Certificate] {
+        var certificates = found
         let own = try ownEncryptionCertificate(file: ownFile, rsaRecipients: certificates.allSatisfy { $0.keyDescription.hasPrefix("RSA") },
                                                alone: certificates.isEmpty)
         if !certificates.contains(where: { $0.sha256 == own.sha256 }) { certificates.append(own) }

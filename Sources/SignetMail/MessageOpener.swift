@@ -61,6 +61,9 @@ public final class MessageOpener {
     private let crls: [RevocationList]
     private let at: Date?
     private lazy var crlFetcher = CRLFetcher(allowLocal: options.fetchCRLFromLocal)
+    /// An OCSP check (issue 27) of a signer whose path reached a trusted root, given the certificate and its path: a line
+    /// for the report, and whether the signer is revoked or, by the configuration, refused as unchecked. Nil: none.
+    public var revocationCheck: ((Certificate, [Certificate]) -> (line: String, revoked: String?, unchecked: String?)?)?
 
     /// - Throws: `SignetError` when a --trust or --crl file cannot be read or the --at time does not parse.
     public init(options: TrustPolicy, topLevel message: [UInt8]) throws(SignetError) {
@@ -366,6 +369,10 @@ public final class MessageOpener {
             verdict.crlNotes = notes
             outcome = ChainVerifier.verify(certificate, anchors: anchors, intermediates: intermediates + carried,
                                            at: checkTime, crls: crls + fetched, checkRevocation: options.fetchCRL).0
+        }
+        if outcome == .trusted, let check = revocationCheck?(certificate, path) {
+            verdict.revocationNote = check.line
+            if let revoked = check.revoked { outcome = .revoked(revoked) } else if let unchecked = check.unchecked { outcome = .revocationUnknown(unchecked) }
         }
         verdict.chain = outcome
         verdict.path = path

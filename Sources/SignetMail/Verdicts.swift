@@ -85,6 +85,8 @@ public struct SignerVerdict {
     public var checkedAt: Date?
     /// What `--fetch-crl` did, one note per CRL distribution point (CRLFetcher's words).
     public var crlNotes: [String] = []
+    /// What the revocation check (OCSP, then the CRL: `MessageOpener.revocationCheck`) found, in words.
+    public var revocationNote: String?
     /// The outermost signature's From: and Date: headers against the certificate and the signing time.
     public var from: HeaderCheck?
     public var dateMismatch: Date?
