@@ -204,14 +204,33 @@ public enum CallerEnvironment {
         return entries
     }
 
-    /// The name of this process's terminal, if it has one.
+    /// The name of this process's terminal, if it has one: standard input's or standard error's, else the
+    /// controlling terminal's real name (`/dev/pts/N`), found from `/proc/self/stat`. Never `/dev/tty`, which
+    /// names whichever terminal the opener has, and which the agent therefore refuses as a place to prompt.
     static func terminalName() -> String? {
         for fd in [Int32(0), 2] where isatty(fd) == 1 {
-            if let name = ttyname(fd) { return String(cString: name) }
+            if let name = ttyname(fd), String(cString: name) != "/dev/tty" { return String(cString: name) }
         }
-        let fd = open("/dev/tty", O_RDONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        return ttyname(fd).map { String(cString: $0) }
+        return controllingTerminal()
+    }
+
+    /// The controlling terminal's device path: `tty_nr` (field 7 of `/proc/self/stat`, the device number as
+    /// the kernel encodes it, which for these small numbers is also glibc's `st_rdev`), mapped to its name
+    /// and checked against the device that name holds.
+    static func controllingTerminal() -> String? {
+        guard let stat = FileIO.readText("/proc/self/stat", limit: 4096), let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 4, let number = UInt64(fields[4]), number != 0 else { return nil }
+        let major = (number >> 8) & 0xfff
+        let minor = (number & 0xff) | ((number >> 12) & 0xfff00)
+        let name: String
+        switch major {
+        case 136...143: name = "/dev/pts/\((major - 136) * 256 + minor)"
+        case 4 where minor < 64: name = "/dev/tty\(minor)"
+        default: return nil
+        }
+        var info = Glibc.stat()
+        guard lstat(name, &info) == 0, (info.st_mode & S_IFMT) == S_IFCHR, UInt64(info.st_rdev) == number else { return nil }
+        return name
     }
 }
