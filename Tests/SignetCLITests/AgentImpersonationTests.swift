@@ -93,10 +93,12 @@ final class AgentImpersonationTests {
         #expect(!FileManager.default.fileExists(atPath: agent.home.path + "/.cache/signet/run/agent.sock"), "no second agent was started over it")
     }
 
+    // The module starts no agent as root (docs/pkcs11-module.md), so it cannot race one starting here: the
+    // impostor plants its directory and socket first, and the module must not send it anything.
     @Test("the PKCS#11 module (pkcs11-tool --login) without XDG_RUNTIME_DIR: the planted socket gets nothing")
     func moduleAgainstAPlantedSocket() throws {
-        let impostor = try Impostor(work: work, socketDirectory: fallbackDirectory, waitForTrigger: true)
-        environment["SIGNET_AGENT"] = try plantingAgent(impostor)
+        let impostor = try Impostor(work: work, socketDirectory: fallbackDirectory, waitForTrigger: false)
+        try impostor.waitUntilListening()
         let module = TestPaths.binaries.appendingPathComponent("libsignet-pkcs11.so").path
         let result = try Run.command("pkcs11-tool", ["--module", module, "--login", "--pin", code, "--list-objects"], environment: environment, timeout: 60)
         let seen = try impostor.stop()
