@@ -131,12 +131,19 @@ func signet_C_GetSlotInfo(_ slotID: CK_SLOT_ID, _ info: UnsafeMutablePointer<CK_
     }
 }
 
-/// The token flags, Signet's lockout state among them.
+/// The token flags, Signet's lockout state and the card's own counter among them. The card's counter
+/// is the typed value the agent sends (`CardCounter`), never its words.
 func tokenFlags(_ entry: TokenEntry) -> CK_FLAGS {
     var flags = CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED | CKF_LOGIN_REQUIRED | CKF_PROTECTED_AUTHENTICATION_PATH
     if entry.failures > 0 { flags |= CKF_USER_PIN_COUNT_LOW }
-    if entry.triesLeft == 1 || entry.tokenCounter == "final try" { flags |= CKF_USER_PIN_FINAL_TRY }
-    if entry.lockedSeconds != nil || entry.triesLeft == 0 || entry.tokenCounter == "blocked" { flags |= CKF_USER_PIN_LOCKED }
+    if entry.triesLeft == 1 { flags |= CKF_USER_PIN_FINAL_TRY }
+    if entry.lockedSeconds != nil || entry.triesLeft == 0 { flags |= CKF_USER_PIN_LOCKED }
+    switch entry.cardCounter {
+    case .notReported, .ok: break
+    case .countLow: flags |= CKF_USER_PIN_COUNT_LOW
+    case .finalTry: flags |= CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY
+    case .blocked: flags |= CKF_USER_PIN_LOCKED
+    }
     return flags
 }
 
