@@ -1,4 +1,6 @@
+import CSignetPKCS11Front
 import CSignetPKCS11Module
+import SignetPKCS11Front
 import SignetAgentProtocol
 import SignetCore
 
