@@ -112,7 +112,8 @@ let package = Package(
         // statically and only C_GetFunctionList is exported, so it loads into programs with no Swift.
         // The module's logic that needs no C entry points, as an ordinary library tested in process
         // (SignetPKCS11FrontTests): the mechanism table, hashing, the X9.63 KDF, RFC 3394 unwrap, slot ids,
-        // token flags and error mapping. CSignetPKCS11Front gives it, and the shell, the PKCS#11 types.
+        // token flags, error mapping, objects and the operations under way. CSignetPKCS11Front gives it,
+        // and the shell, the PKCS#11 types.
         .target(name: "CSignetPKCS11Front", cSettings: [.unsafeFlags(["-I/usr/include/p11-kit-1"])]),
         .target(
             name: "SignetPKCS11Front",

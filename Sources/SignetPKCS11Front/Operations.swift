@@ -1,16 +1,15 @@
 import CSignetPKCS11Front
 import SignetAgentProtocol
 import SignetCore
-import SignetPKCS11Front
 
 /// The key checks every operation makes, in the order PKCS#11 2.40 lists their codes.
-enum KeyCheck {
+package enum KeyCheck {
     /// Checks that `key` can carry out `entry` for one of `usages`.
     /// - Throws: `CKR_KEY_HANDLE_INVALID` for an object that is not a key (a certificate, the profile);
     ///   `CKR_KEY_TYPE_INCONSISTENT` for a key of another type than the mechanism's;
     ///   `CKR_KEY_FUNCTION_NOT_PERMITTED` for a public key, or a key whose usages do not allow it;
     ///   `CKR_KEY_SIZE_RANGE` for a key size outside the mechanism's.
-    static func check(_ key: ModuleObject, for entry: MechanismEntry, usages: KeyUsages) throws(ModuleError) {
+    package static func check(_ key: ModuleObject, for entry: MechanismEntry, usages: KeyUsages) throws(ModuleError) {
         guard [CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_SECRET_KEY].contains(key.objectClass) else { throw ModuleError(CKR_KEY_HANDLE_INVALID) }
         switch entry.keyKind {
         case .derivedSecret:
@@ -28,25 +27,25 @@ enum KeyCheck {
 }
 
 /// A signature under way: the mechanism as the agent gets it, and what is hashed here first.
-struct SignOperation {
-    let key: ModuleObject
-    let entry: MechanismEntry
+package struct SignOperation {
+    package let key: ModuleObject
+    package let entry: MechanismEntry
     /// Sent to the agent: `CKM_RSA_PKCS`, `CKM_RSA_PKCS_PSS` or `CKM_ECDSA`.
-    let wire: WireMechanism
+    package let wire: WireMechanism
     /// Multi-part input so far: hashed as it comes for the hashing mechanisms, else joined (one digest).
-    var digester: Digester?
-    var data: [UInt8] = []
-    var parts = false
+    package var digester: Digester?
+    package var data: [UInt8] = []
+    package var parts = false
 
     /// The longest input of a mechanism that hashes nothing here: a digest or a DigestInfo is far shorter.
-    static let rawLimit = 1024
+    package static let rawLimit = 1024
 
     /// Hashed here before signing (nil: the caller passes the digest or DigestInfo).
-    var hash: Hash? { entry.hash }
+    package var hash: Hash? { entry.hash }
 
     /// - Throws: `CKR_MECHANISM_INVALID` for a mechanism the table has not for signing, the key
     ///   checks' codes (`KeyCheck`), `CKR_MECHANISM_PARAM_INVALID` for PSS parameters the module does not take.
-    init(mechanism: CK_MECHANISM, key: ModuleObject) throws(ModuleError) {
+    package init(mechanism: CK_MECHANISM, key: ModuleObject) throws(ModuleError) {
         let entry = try Mechanisms.entry(mechanism.mechanism, for: CKF_SIGN)
         try KeyCheck.check(key, for: entry, usages: .sign)
         self.key = key
@@ -74,7 +73,7 @@ struct SignOperation {
 
     /// Takes one part of a multi-part signature.
     /// - Throws: `CKR_DATA_LEN_RANGE` when the parts of a mechanism that hashes nothing here pass `rawLimit`.
-    mutating func update(_ part: UnsafeRawBufferPointer) throws(ModuleError) {
+    package mutating func update(_ part: UnsafeRawBufferPointer) throws(ModuleError) {
         parts = true
         if let hash {
             if digester == nil { digester = Digester(hash) }
@@ -88,7 +87,7 @@ struct SignOperation {
     /// Checks the input of a mechanism that hashes nothing here: `input` (one part), or the parts given
     /// so far (nil). It changes nothing, so a length query may make it before the signature.
     /// - Throws: `CKR_DATA_LEN_RANGE` for a raw input longer than the key takes.
-    func check(_ input: UnsafeRawBufferPointer?) throws(ModuleError) {
+    package func check(_ input: UnsafeRawBufferPointer?) throws(ModuleError) {
         guard hash == nil else { return }
         let count = input?.count ?? data.count
         if count > SignOperation.rawLimit { throw ModuleError(CKR_DATA_LEN_RANGE) }
@@ -97,7 +96,7 @@ struct SignOperation {
 
     /// What the agent signs: for `input` (one part), or for the parts given so far (nil). It ends the
     /// hash of the parts, so it is called once, for the signature itself (after `check`).
-    func agentInput(_ input: UnsafeRawBufferPointer?) -> [UInt8] {
+    package func agentInput(_ input: UnsafeRawBufferPointer?) -> [UInt8] {
         guard let hash else { return input.map { Array($0) } ?? data }
         let digest: [UInt8]
         if let input {
@@ -114,22 +113,22 @@ struct SignOperation {
 
 /// A decryption under way: RSA with a token key (at the agent), or AES key unwrap with a key this
 /// module derived (here: NSS unwraps a message's content key on the slot that derived the KEK).
-struct DecryptOperation {
-    enum Kind {
+package struct DecryptOperation {
+    package enum Kind {
         case rsa(WireMechanism)
         case aesUnwrap(iv: [UInt8])
     }
-    let key: ModuleObject
-    let kind: Kind
+    package let key: ModuleObject
+    package let kind: Kind
     /// A plaintext already computed that did not fit the caller's buffer: the next call takes it.
-    var pending: SharedSecret?
+    package var pending: SharedSecret?
 
     /// The longest wrapped key taken (RFC 3394: the key and its 8-byte check).
-    static let wrappedLimit = 1024
+    package static let wrappedLimit = 1024
 
     /// - Throws: `CKR_MECHANISM_INVALID` for a mechanism the table has not for decryption, the key
     ///   checks' codes (`KeyCheck`), `CKR_MECHANISM_PARAM_INVALID` for OAEP parameters or an IV the module does not take.
-    init(mechanism: CK_MECHANISM, key: ModuleObject) throws(ModuleError) {
+    package init(mechanism: CK_MECHANISM, key: ModuleObject) throws(ModuleError) {
         let entry = try Mechanisms.entry(mechanism.mechanism, for: CKF_DECRYPT)
         try KeyCheck.check(key, for: entry, usages: [.decrypt, .unwrap])
         self.key = key
@@ -160,7 +159,7 @@ struct DecryptOperation {
     /// Checks the ciphertext's length before anything is asked of the agent.
     /// - Throws: `CKR_ENCRYPTED_DATA_LEN_RANGE`: RSA takes exactly the modulus length; RFC 3394 whole
     ///   8-byte blocks, at least three, at most `wrappedLimit` bytes.
-    func check(ciphertextLength length: CK_ULONG) throws(ModuleError) {
+    package func check(ciphertextLength length: CK_ULONG) throws(ModuleError) {
         switch kind {
         case .rsa:
             guard length == CK_ULONG(key.signatureLength) else { throw ModuleError(CKR_ENCRYPTED_DATA_LEN_RANGE) }
@@ -172,7 +171,7 @@ struct DecryptOperation {
     }
 
     /// Upper bound of the plaintext, for a length query.
-    var maximumLength: Int {
+    package var maximumLength: Int {
         switch kind {
         case .rsa: key.signatureLength
         case .aesUnwrap: DecryptOperation.wrappedLimit
