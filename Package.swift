@@ -110,14 +110,28 @@ let package = Package(
         // MARK: The PKCS#11 module (a front end, like the CLI: no token layer, only the agent protocol).
         // The function list in C (module.c), the functions in Swift. The Swift runtime is linked in
         // statically and only C_GetFunctionList is exported, so it loads into programs with no Swift.
+        // The module's logic that needs no C entry points, as an ordinary library tested in process
+        // (SignetPKCS11FrontTests): the mechanism table, hashing, the X9.63 KDF, RFC 3394 unwrap, slot ids,
+        // token flags, error mapping, objects and the operations under way. CSignetPKCS11Front gives it,
+        // and the shell, the PKCS#11 types.
+        .target(name: "CSignetPKCS11Front", cSettings: [.unsafeFlags(["-I/usr/include/p11-kit-1"])]),
+        .target(
+            name: "SignetPKCS11Front",
+            dependencies: ["CSignetPKCS11Front", "COpenSSL", "SignetCore", "SignetAgentProtocol"],
+            swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/p11-kit-1"])]
+        ),
         .target(
             name: "CSignetPKCS11Module",
+            dependencies: ["CSignetPKCS11Front"],
             exclude: ["exports.map"],
             cSettings: [.unsafeFlags(["-I/usr/include/p11-kit-1"])]
         ),
         .target(
             name: "SignetPKCS11Module",
-            dependencies: ["CSignetPKCS11Module", "COpenSSL", "SignetCore", "SignetAgentProtocol", "SignetAgentClient"],
+            dependencies: [
+                "CSignetPKCS11Module", "CSignetPKCS11Front", "SignetPKCS11Front", "COpenSSL", "SignetCore", "SignetAgentProtocol",
+                "SignetAgentClient",
+            ],
             swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/p11-kit-1"])],
             linkerSettings: [
                 .unsafeFlags(["-static-stdlib", "-Xlinker", "--version-script=Sources/CSignetPKCS11Module/exports.map"]),
@@ -167,6 +181,12 @@ let package = Package(
             dependencies: ["SignetAgentClient", "SignetAgentProtocol", "SignetPKCS11", "SignetTestSupport", "SignetOpenSSL"]
         ),
         .testTarget(name: "SignetPKCS11Tests", dependencies: ["SignetPKCS11", "SignetTestSupport"]),
+        // The module's library in process: KDF and unwrap vectors, token flags, slot ids, the mechanism table.
+        .testTarget(
+            name: "SignetPKCS11FrontTests",
+            dependencies: ["SignetPKCS11Front", "CSignetPKCS11Front", "SignetAgentProtocol", "SignetCore"],
+            swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/p11-kit-1"])]
+        ),
         // The agent's request groups driven in process against SoftHSM2 (no socket).
         .testTarget(
             name: "SignetAgentCoreTests",

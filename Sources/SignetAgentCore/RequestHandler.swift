@@ -180,7 +180,8 @@ final class RequestHandler: Sendable {
                     model: state.token.info.model, serial: state.token.info.serialNumber, software: state.token.isSoftware,
                     unlocked: state.unlocked, failures: UInt32(status.failures), triesLeft: UInt32(status.triesLeft),
                     lockedSeconds: status.lockedRemaining.map { UInt32($0.seconds.rounded(.up)) },
-                    tokenCounter: status.card.words, ledgerDamage: status.damaged, changes: state.changes)
+                    tokenCounter: status.card.words, ledgerDamage: status.damaged, changes: state.changes,
+                    cardCounter: status.card.wire)
         }
     }
 
@@ -256,6 +257,20 @@ extension CardRetryState {
         case .countLow: "a wrong code was entered recently"
         case .finalTry: "final try"
         case .blocked: "blocked"
+        }
+    }
+
+    /// The token's own counter as the protocol carries it. A card that counts its tries says one left
+    /// (`63C1`) as its final try and none as blocked, whatever words it came in.
+    var wire: CardCounter {
+        switch self {
+        case .unknown: .notReported
+        case .triesLeft(let n?) where n <= 0: .blocked
+        case .triesLeft(1?): .finalTry
+        case .triesLeft(let n): .ok(triesLeft: n.map { UInt32(clamping: $0) })
+        case .countLow: .countLow
+        case .finalTry: .finalTry
+        case .blocked: .blocked
         }
     }
 }

@@ -113,6 +113,45 @@ public struct KeyUsages: OptionSet, Sendable, Hashable {
     }
 }
 
+/// The token's own retry counter for the user code, as a value: what the PKCS#11 module turns into
+/// `CKF_USER_PIN_COUNT_LOW`, `CKF_USER_PIN_FINAL_TRY` and `CKF_USER_PIN_LOCKED` (the words in
+/// `TokenEntry.tokenCounter` are for people, never compared).
+public enum CardCounter: Sendable, Equatable {
+    /// The token does not say.
+    case notReported
+    /// All is well; with the number of tries left when the token reports it (a PC/SC card does).
+    case ok(triesLeft: UInt32?)
+    /// A wrong code was entered since the last correct one.
+    case countLow
+    /// One more wrong code blocks the code on the token.
+    case finalTry
+    /// The token has blocked the code (it needs the administrator code or PUK).
+    case blocked
+
+    func write(_ w: WireWriter) {
+        switch self {
+        case .notReported: w.u8(0); w.u8(0)
+        case .ok(let left): w.u8(1); w.optional(left, w.u32)
+        case .countLow: w.u8(2); w.u8(0)
+        case .finalTry: w.u8(3); w.u8(0)
+        case .blocked: w.u8(4); w.u8(0)
+        }
+    }
+    static func read(_ r: inout WireReader) throws(WireError) -> CardCounter {
+        let state = try r.u8()
+        let left = try r.optional { (r: inout WireReader) throws(WireError) in try r.u32() }
+        if state != 1, left != nil { throw WireError("tries left sent with card counter state \(state)") }
+        switch state {
+        case 0: return .notReported
+        case 1: return .ok(triesLeft: left)
+        case 2: return .countLow
+        case 3: return .finalTry
+        case 4: return .blocked
+        default: throw WireError("unknown card counter state \(state)")
+        }
+    }
+}
+
 /// A token as the agent sees it, with its access-code state.
 public struct TokenEntry: Sendable, Equatable {
     public var uri: String
@@ -136,19 +175,23 @@ public struct TokenEntry: Sendable, Equatable {
     /// presented again) since the agent started: a client that caches the objects (the PKCS#11
     /// module) lists them again when it moves.
     public var changes: UInt32
+    /// The token's own retry counter as a value (`tokenCounter` is the same in words).
+    public var cardCounter: CardCounter
 
     public init(uri: String, label: String, manufacturer: String, model: String, serial: String, software: Bool, unlocked: Bool,
                 failures: UInt32, triesLeft: UInt32, lockedSeconds: UInt32?, tokenCounter: String, ledgerDamage: String?,
-                changes: UInt32 = 0) {
+                changes: UInt32 = 0, cardCounter: CardCounter = .notReported) {
         self.uri = uri; self.label = label; self.manufacturer = manufacturer; self.model = model; self.serial = serial
         self.software = software; self.unlocked = unlocked; self.failures = failures; self.triesLeft = triesLeft
         self.lockedSeconds = lockedSeconds; self.tokenCounter = tokenCounter; self.ledgerDamage = ledgerDamage; self.changes = changes
+        self.cardCounter = cardCounter
     }
 
     func write(_ w: WireWriter) {
         w.string(uri); w.string(label); w.string(manufacturer); w.string(model); w.string(serial)
         w.bool(software); w.bool(unlocked); w.u32(failures); w.u32(triesLeft)
         w.optional(lockedSeconds, w.u32); w.string(tokenCounter); w.optional(ledgerDamage, w.string); w.u32(changes)
+        cardCounter.write(w)
     }
     static func read(_ r: inout WireReader) throws(WireError) -> TokenEntry {
         TokenEntry(uri: try r.string(), label: try r.string(), manufacturer: try r.string(), model: try r.string(), serial: try r.string(),
@@ -156,7 +199,7 @@ public struct TokenEntry: Sendable, Equatable {
                    lockedSeconds: try r.optional { (r: inout WireReader) throws(WireError) in try r.u32() },
                    tokenCounter: try r.string(),
                    ledgerDamage: try r.optional { (r: inout WireReader) throws(WireError) in try r.string() },
-                   changes: try r.u32())
+                   changes: try r.u32(), cardCounter: try CardCounter.read(&r))
     }
 }
 

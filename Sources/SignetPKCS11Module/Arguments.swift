@@ -1,4 +1,6 @@
+import CSignetPKCS11Front
 import CSignetPKCS11Module
+import SignetPKCS11Front
 
 /// What a caller passes, checked before the module converts or copies any of it: every count and
 /// length from the caller is a `CK_ULONG` that may hold anything (`CK_UNAVAILABLE_INFORMATION`

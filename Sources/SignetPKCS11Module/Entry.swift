@@ -1,7 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSignetPKCS11Front
 import CSignetPKCS11Module
+import SignetPKCS11Front
 import SignetAgentProtocol
 import SignetCore
 
@@ -131,15 +133,6 @@ func signet_C_GetSlotInfo(_ slotID: CK_SLOT_ID, _ info: UnsafeMutablePointer<CK_
     }
 }
 
-/// The token flags, Signet's lockout state among them.
-func tokenFlags(_ entry: TokenEntry) -> CK_FLAGS {
-    var flags = CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED | CKF_LOGIN_REQUIRED | CKF_PROTECTED_AUTHENTICATION_PATH
-    if entry.failures > 0 { flags |= CKF_USER_PIN_COUNT_LOW }
-    if entry.triesLeft == 1 || entry.tokenCounter == "final try" { flags |= CKF_USER_PIN_FINAL_TRY }
-    if entry.lockedSeconds != nil || entry.triesLeft == 0 || entry.tokenCounter == "blocked" { flags |= CKF_USER_PIN_LOCKED }
-    return flags
-}
-
 func signet_C_GetTokenInfo(_ slotID: CK_SLOT_ID, _ info: UnsafeMutablePointer<CK_TOKEN_INFO>?) -> CK_RV {
     withModule { state in
         guard let info else { return CKR_ARGUMENTS_BAD }
@@ -156,7 +149,7 @@ func signet_C_GetTokenInfo(_ slotID: CK_SLOT_ID, _ info: UnsafeMutablePointer<CK
         pad(&info.pointee.manufacturerID, entry.manufacturer)
         pad(&info.pointee.model, entry.model)
         pad(&info.pointee.serialNumber, entry.serial)
-        info.pointee.flags = tokenFlags(entry)
+        info.pointee.flags = Slots.tokenFlags(entry)
         info.pointee.ulMaxSessionCount = csignet_infinite()
         info.pointee.ulSessionCount = CK_ULONG(sessions)
         info.pointee.ulMaxRwSessionCount = csignet_infinite()

@@ -1,4 +1,6 @@
+import CSignetPKCS11Front
 import CSignetPKCS11Module
+import SignetPKCS11Front
 
 // The PKCS#11 function list of libsignet-pkcs11.so, built here from the Swift functions themselves.
 // `CK_FUNCTION_LIST`'s memberwise initialiser takes every field, in p11-kit's order, each of its

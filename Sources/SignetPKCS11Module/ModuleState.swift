@@ -1,16 +1,12 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSignetPKCS11Front
 import CSignetPKCS11Module
+import SignetPKCS11Front
 import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
-
-/// Why a call failed, as the `CK_RV` the caller gets.
-struct ModuleError: Error {
-    let rv: CK_RV
-    init(_ rv: CK_RV) { self.rv = rv }
-}
 
 /// One slot: a token the agent reported since `C_Initialize`. It stays when the token goes
 /// (a slot without a token, as for a card taken out of its reader).
@@ -106,7 +102,7 @@ final class ModuleState: @unchecked Sendable {
             switch error {
             case .agent(let code, _):
                 release(client)
-                throw ModuleError(ModuleState.rv(code))
+                throw ModuleError(ErrorMapping.rv(code))
             case .connection, .protocolViolation, .notRunning, .startFailed, .notYourAgent:
                 agentLost()
                 throw ModuleError(CKR_DEVICE_REMOVED)
@@ -169,38 +165,7 @@ final class ModuleState: @unchecked Sendable {
         for id in inner.slots.keys { inner.slots[id]?.objects = nil }
     }
 
-    /// The `CK_RV` for an agent error code.
-    static func rv(_ code: AgentErrorCode) -> CK_RV {
-        switch code {
-        case .notUnlocked: CKR_USER_NOT_LOGGED_IN
-        case .noToken, .tokenAbsent, .tokenRemoved: CKR_DEVICE_REMOVED
-        case .objectNotFound: CKR_KEY_HANDLE_INVALID
-        case .mechanismInvalid: CKR_MECHANISM_INVALID
-        case .dataInvalid: CKR_DATA_INVALID
-        case .keyUsageNotPermitted: CKR_KEY_FUNCTION_NOT_PERMITTED
-        case .deniedByPolicy, .notConfirmed: CKR_FUNCTION_REJECTED
-        case .invalidArgument: CKR_ARGUMENTS_BAD
-        case .notPermitted: CKR_FUNCTION_CANCELED
-        default: CKR_DEVICE_ERROR
-        }
-    }
-
     // MARK: Tokens and slots
-
-    /// A slot id that stays the same for a token: from its manufacturer and serial (the label may change).
-    static func slotID(for entry: TokenEntry, taken: (CK_SLOT_ID) -> Bool) -> CK_SLOT_ID {
-        var hash: UInt32 = 2_166_136_261
-        for byte in (entry.manufacturer + "\u{0}" + entry.serial + "\u{0}" + entry.model).utf8 {
-            hash = (hash ^ UInt32(byte)) &* 16_777_619
-        }
-        var id = CK_SLOT_ID(hash & 0x7FFF_FFFF) | 1
-        while taken(id) { id = (id &+ 2) & 0x7FFF_FFFF }
-        return id
-    }
-
-    static func sameToken(_ a: TokenEntry, _ b: TokenEntry) -> Bool {
-        a.manufacturer == b.manufacturer && a.serial == b.serial && a.model == b.model
-    }
 
     /// Reads the token list again when the last listing is older than `listingLifetime` (or `force`).
     /// With the agent unreachable, every slot shows no token.
@@ -218,8 +183,8 @@ final class ModuleState: @unchecked Sendable {
         lock.withLock { inner in
             var seen: Set<CK_SLOT_ID> = []
             for entry in entries {
-                let id = inner.slots.values.first { ModuleState.sameToken($0.entry, entry) }?.id
-                    ?? ModuleState.slotID(for: entry) { inner.slots[$0] != nil }
+                let id = inner.slots.values.first { Slots.sameToken($0.entry, entry) }?.id
+                    ?? Slots.slotID(for: entry) { inner.slots[$0] != nil }
                 seen.insert(id)
                 if !entry.unlocked { inner.loggedOut.remove(id) }  // locked at the agent: the next unlock counts for all again
                 if var slot = inner.slots[id] {

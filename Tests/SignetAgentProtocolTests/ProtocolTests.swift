@@ -68,6 +68,31 @@ struct ProtocolTests {
         #expect(AccessOutcome.Kind.cancelled.rawValue == 10 && AccessOutcome.Kind.timedOut.rawValue == 11 && AccessOutcome.Kind.nowhereToAsk.rawValue == 12)
     }
 
+    @Test("A token entry ends with the card's own counter as a typed value: u8 state, then tries left only with state 1")
+    func cardCounterBytes() throws {
+        func tail(_ counter: CardCounter) -> [UInt8] {
+            var token = ProtocolSamples.sampleToken
+            token.cardCounter = counter
+            return Array(AgentFrame.encode(AgentResponse.tokens([token]), id: 1).bytes.suffix(counter == .ok(triesLeft: 3) ? 10 : 6))
+        }
+        // u32 changes (7), then the counter.
+        #expect(tail(.notReported) == [0, 0, 0, 7, 0, 0])
+        #expect(tail(.ok(triesLeft: 3)) == [0, 0, 0, 7, 1, 1, 0, 0, 0, 3])
+        #expect(tail(.ok(triesLeft: nil)) == [0, 0, 0, 7, 1, 0])
+        #expect(tail(.countLow) == [0, 0, 0, 7, 2, 0])
+        #expect(tail(.finalTry) == [0, 0, 0, 7, 3, 0])
+        #expect(tail(.blocked) == [0, 0, 0, 7, 4, 0])
+        // An unknown state, or tries left with another state, does not decode.
+        var frame = body(AgentFrame.encode(AgentResponse.tokens([ProtocolSamples.sampleToken]), id: 1))
+        frame.removeLast(6)
+        for bad: [UInt8] in [[5, 0], [3, 1, 0, 0, 0, 1], [0, 2]] {
+            let attempt = frame + bad
+            #expect(throws: WireError.self) { try attempt.withUnsafeBytes { try AgentFrame.decodeResponse($0) } }
+        }
+        #expect(try (frame + [3, 0]).withUnsafeBytes { try AgentFrame.decodeResponse($0) }.response
+            == .tokens([{ var t = ProtocolSamples.sampleToken; t.cardCounter = .finalTry; return t }()]))
+    }
+
     @Test("A readers response has exactly the documented bytes")
     func readersBytes() {
         let frame = AgentFrame.encode(AgentResponse.readers([ReaderEntry(name: "r", cardPresent: true, state: ["p"], atr: [0x3B], transport: "u")]), id: 5)

@@ -47,6 +47,12 @@ public enum ProtocolSamples {
         .hello(version: 1, agentVersion: "0.2.0", pid: 4242),
         .status(AgentStatus(agentVersion: "0.2.0", pid: 1, uptimeSeconds: 99, connections: 3, tokens: [sampleToken])),
         .tokens([sampleToken, sampleToken]),
+        // Every state of the card's own counter.
+        .tokens(everyCardCounter.map { counter in
+            var token = sampleToken
+            token.cardCounter = counter
+            return token
+        }),
         .objects([ObjectEntry(uri: "pkcs11:id=%01;type=private", kind: .privateKey, label: "k", id: [1], keyType: .rsa, bits: 2048, usages: [.sign, .decrypt]),
                   ObjectEntry(uri: "pkcs11:id=%01;type=cert", kind: .certificate, label: "c", id: [1], keyType: nil, bits: 0, usages: [], subject: [0x30, 0])]),
         .certificate(der: [0x30, 0x00]),
@@ -94,7 +100,11 @@ public enum ProtocolSamples {
         userCode: CodeFlags(countLow: true, finalTry: false, locked: false, toBeChanged: false, protectedAuthenticationPath: false, minLength: 4, maxLength: 255),
         soCode: CodeFlags(countLow: false, finalTry: true, locked: true, toBeChanged: true, protectedAuthenticationPath: true, minLength: nil, maxLength: nil))
 
-    static let sampleToken = TokenEntry(uri: "pkcs11:token=Alice", label: "Alice", manufacturer: "SoftHSM project", model: "SoftHSM v2",
+    /// A token entry with every field set.
+    public static let sampleToken = TokenEntry(uri: "pkcs11:token=Alice", label: "Alice", manufacturer: "SoftHSM project", model: "SoftHSM v2",
                                          serial: "abc", software: true, unlocked: false, failures: 1, triesLeft: 2, lockedSeconds: nil,
-                                         tokenCounter: "ok", ledgerDamage: nil)
+                                         tokenCounter: "3 tries left", ledgerDamage: nil, changes: 7, cardCounter: .ok(triesLeft: 3))
+
+    /// One of every `CardCounter`.
+    public static let everyCardCounter: [CardCounter] = [.notReported, .ok(triesLeft: nil), .ok(triesLeft: 3), .countLow, .finalTry, .blocked]
 }

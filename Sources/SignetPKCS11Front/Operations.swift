@@ -1,108 +1,15 @@
-import COpenSSL
-import CSignetPKCS11Module
+import CSignetPKCS11Front
 import SignetAgentProtocol
 import SignetCore
 
-/// The hashes the module computes itself, for the `CKM_SHA*_RSA_PKCS`, `_PSS` and `CKM_ECDSA_SHA*` mechanisms.
-enum Hash {
-    case sha1, sha224, sha256, sha384, sha512
-
-    init?(mechanism: CK_MECHANISM_TYPE) {
-        switch mechanism {
-        case CKM_SHA_1: self = .sha1
-        case CKM_SHA224: self = .sha224
-        case CKM_SHA256: self = .sha256
-        case CKM_SHA384: self = .sha384
-        case CKM_SHA512: self = .sha512
-        default: return nil
-        }
-    }
-
-    var mechanism: CK_MECHANISM_TYPE {
-        switch self {
-        case .sha1: CKM_SHA_1
-        case .sha224: CKM_SHA224
-        case .sha256: CKM_SHA256
-        case .sha384: CKM_SHA384
-        case .sha512: CKM_SHA512
-        }
-    }
-
-    var mgf: CK_ULONG {
-        switch self {
-        case .sha1: CKG_MGF1_SHA1
-        case .sha224: CKG_MGF1_SHA224
-        case .sha256: CKG_MGF1_SHA256
-        case .sha384: CKG_MGF1_SHA384
-        case .sha512: CKG_MGF1_SHA512
-        }
-    }
-
-    var length: Int {
-        switch self {
-        case .sha1: 20
-        case .sha224: 28
-        case .sha256: 32
-        case .sha384: 48
-        case .sha512: 64
-        }
-    }
-
-    /// The DER DigestInfo prefix for PKCS#1 v1.5 signatures (the digest follows it).
-    var digestInfoPrefix: [UInt8] {
-        switch self {
-        case .sha1: [0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2B, 0x0E, 0x03, 0x02, 0x1A, 0x05, 0x00, 0x04, 0x14]
-        case .sha224: [0x30, 0x2D, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x04, 0x05, 0x00, 0x04, 0x1C]
-        case .sha256: [0x30, 0x31, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20]
-        case .sha384: [0x30, 0x41, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30]
-        case .sha512: [0x30, 0x51, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40]
-        }
-    }
-
-    fileprivate var evp: OpaquePointer? {
-        switch self {
-        case .sha1: EVP_sha1()
-        case .sha224: EVP_sha224()
-        case .sha256: EVP_sha256()
-        case .sha384: EVP_sha384()
-        case .sha512: EVP_sha512()
-        }
-    }
-
-    func digest(_ parts: [UInt8]...) -> [UInt8] {
-        let digester = Digester(self)
-        for part in parts { digester.update(part) }
-        return digester.finish()
-    }
-}
-
-/// A hash being computed over the parts of a multi-part signature (`C_SignUpdate`), so a large
-/// input is never held whole.
-final class Digester: @unchecked Sendable {
-    private let context = EVP_MD_CTX_new()
-
-    init(_ hash: Hash) { EVP_DigestInit_ex(context, hash.evp, nil) }
-    deinit { EVP_MD_CTX_free(context) }
-
-    func update(_ part: [UInt8]) { part.withUnsafeBytes { update($0) } }
-    func update(_ part: UnsafeRawBufferPointer) { _ = EVP_DigestUpdate(context, part.baseAddress, part.count) }
-
-    func finish() -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
-        var length: UInt32 = 0
-        EVP_DigestFinal_ex(context, &out, &length)
-        return Array(out.prefix(Int(length)))
-    }
-}
-
 /// The key checks every operation makes, in the order PKCS#11 2.40 lists their codes.
-enum KeyCheck {
+package enum KeyCheck {
     /// Checks that `key` can carry out `entry` for one of `usages`.
     /// - Throws: `CKR_KEY_HANDLE_INVALID` for an object that is not a key (a certificate, the profile);
     ///   `CKR_KEY_TYPE_INCONSISTENT` for a key of another type than the mechanism's;
     ///   `CKR_KEY_FUNCTION_NOT_PERMITTED` for a public key, or a key whose usages do not allow it;
     ///   `CKR_KEY_SIZE_RANGE` for a key size outside the mechanism's.
-    static func check(_ key: ModuleObject, for entry: MechanismEntry, usages: KeyUsages) throws(ModuleError) {
+    package static func check(_ key: ModuleObject, for entry: MechanismEntry, usages: KeyUsages) throws(ModuleError) {
         guard [CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_SECRET_KEY].contains(key.objectClass) else { throw ModuleError(CKR_KEY_HANDLE_INVALID) }
         switch entry.keyKind {
         case .derivedSecret:
@@ -120,25 +27,25 @@ enum KeyCheck {
 }
 
 /// A signature under way: the mechanism as the agent gets it, and what is hashed here first.
-struct SignOperation {
-    let key: ModuleObject
-    let entry: MechanismEntry
+package struct SignOperation {
+    package let key: ModuleObject
+    package let entry: MechanismEntry
     /// Sent to the agent: `CKM_RSA_PKCS`, `CKM_RSA_PKCS_PSS` or `CKM_ECDSA`.
-    let wire: WireMechanism
+    package let wire: WireMechanism
     /// Multi-part input so far: hashed as it comes for the hashing mechanisms, else joined (one digest).
-    var digester: Digester?
-    var data: [UInt8] = []
-    var parts = false
+    package var digester: Digester?
+    package var data: [UInt8] = []
+    package var parts = false
 
     /// The longest input of a mechanism that hashes nothing here: a digest or a DigestInfo is far shorter.
-    static let rawLimit = 1024
+    package static let rawLimit = 1024
 
     /// Hashed here before signing (nil: the caller passes the digest or DigestInfo).
-    var hash: Hash? { entry.hash }
+    package var hash: Hash? { entry.hash }
 
     /// - Throws: `CKR_MECHANISM_INVALID` for a mechanism the table has not for signing, the key
     ///   checks' codes (`KeyCheck`), `CKR_MECHANISM_PARAM_INVALID` for PSS parameters the module does not take.
-    init(mechanism: CK_MECHANISM, key: ModuleObject) throws(ModuleError) {
+    package init(mechanism: CK_MECHANISM, key: ModuleObject) throws(ModuleError) {
         let entry = try Mechanisms.entry(mechanism.mechanism, for: CKF_SIGN)
         try KeyCheck.check(key, for: entry, usages: .sign)
         self.key = key
@@ -166,7 +73,7 @@ struct SignOperation {
 
     /// Takes one part of a multi-part signature.
     /// - Throws: `CKR_DATA_LEN_RANGE` when the parts of a mechanism that hashes nothing here pass `rawLimit`.
-    mutating func update(_ part: UnsafeRawBufferPointer) throws(ModuleError) {
+    package mutating func update(_ part: UnsafeRawBufferPointer) throws(ModuleError) {
         parts = true
         if let hash {
             if digester == nil { digester = Digester(hash) }
@@ -180,7 +87,7 @@ struct SignOperation {
     /// Checks the input of a mechanism that hashes nothing here: `input` (one part), or the parts given
     /// so far (nil). It changes nothing, so a length query may make it before the signature.
     /// - Throws: `CKR_DATA_LEN_RANGE` for a raw input longer than the key takes.
-    func check(_ input: UnsafeRawBufferPointer?) throws(ModuleError) {
+    package func check(_ input: UnsafeRawBufferPointer?) throws(ModuleError) {
         guard hash == nil else { return }
         let count = input?.count ?? data.count
         if count > SignOperation.rawLimit { throw ModuleError(CKR_DATA_LEN_RANGE) }
@@ -189,7 +96,7 @@ struct SignOperation {
 
     /// What the agent signs: for `input` (one part), or for the parts given so far (nil). It ends the
     /// hash of the parts, so it is called once, for the signature itself (after `check`).
-    func agentInput(_ input: UnsafeRawBufferPointer?) -> [UInt8] {
+    package func agentInput(_ input: UnsafeRawBufferPointer?) -> [UInt8] {
         guard let hash else { return input.map { Array($0) } ?? data }
         let digest: [UInt8]
         if let input {
@@ -206,22 +113,22 @@ struct SignOperation {
 
 /// A decryption under way: RSA with a token key (at the agent), or AES key unwrap with a key this
 /// module derived (here: NSS unwraps a message's content key on the slot that derived the KEK).
-struct DecryptOperation {
-    enum Kind {
+package struct DecryptOperation {
+    package enum Kind {
         case rsa(WireMechanism)
         case aesUnwrap(iv: [UInt8])
     }
-    let key: ModuleObject
-    let kind: Kind
+    package let key: ModuleObject
+    package let kind: Kind
     /// A plaintext already computed that did not fit the caller's buffer: the next call takes it.
-    var pending: SharedSecret?
+    package var pending: SharedSecret?
 
     /// The longest wrapped key taken (RFC 3394: the key and its 8-byte check).
-    static let wrappedLimit = 1024
+    package static let wrappedLimit = 1024
 
     /// - Throws: `CKR_MECHANISM_INVALID` for a mechanism the table has not for decryption, the key
     ///   checks' codes (`KeyCheck`), `CKR_MECHANISM_PARAM_INVALID` for OAEP parameters or an IV the module does not take.
-    init(mechanism: CK_MECHANISM, key: ModuleObject) throws(ModuleError) {
+    package init(mechanism: CK_MECHANISM, key: ModuleObject) throws(ModuleError) {
         let entry = try Mechanisms.entry(mechanism.mechanism, for: CKF_DECRYPT)
         try KeyCheck.check(key, for: entry, usages: [.decrypt, .unwrap])
         self.key = key
@@ -252,7 +159,7 @@ struct DecryptOperation {
     /// Checks the ciphertext's length before anything is asked of the agent.
     /// - Throws: `CKR_ENCRYPTED_DATA_LEN_RANGE`: RSA takes exactly the modulus length; RFC 3394 whole
     ///   8-byte blocks, at least three, at most `wrappedLimit` bytes.
-    func check(ciphertextLength length: CK_ULONG) throws(ModuleError) {
+    package func check(ciphertextLength length: CK_ULONG) throws(ModuleError) {
         switch kind {
         case .rsa:
             guard length == CK_ULONG(key.signatureLength) else { throw ModuleError(CKR_ENCRYPTED_DATA_LEN_RANGE) }
@@ -264,69 +171,10 @@ struct DecryptOperation {
     }
 
     /// Upper bound of the plaintext, for a length query.
-    var maximumLength: Int {
+    package var maximumLength: Int {
         switch kind {
         case .rsa: key.signatureLength
         case .aesUnwrap: DecryptOperation.wrappedLimit
         }
-    }
-}
-
-/// RFC 3394 AES key unwrap (what CMS's id-aes*-wrap is), with a KEK this module derived.
-enum KeyUnwrap {
-    static func unwrap(kek: SharedSecret, wrapped: [UInt8], iv: [UInt8]) throws(ModuleError) -> SharedSecret {
-        guard wrapped.count >= 24, wrapped.count % 8 == 0, wrapped.count <= 1024 else { throw ModuleError(CKR_ENCRYPTED_DATA_LEN_RANGE) }
-        let cipher: OpaquePointer? = switch kek.count {
-        case 16: EVP_aes_128_wrap()
-        case 24: EVP_aes_192_wrap()
-        case 32: EVP_aes_256_wrap()
-        default: nil
-        }
-        guard let cipher, let context = EVP_CIPHER_CTX_new() else { throw ModuleError(CKR_KEY_SIZE_RANGE) }
-        defer { EVP_CIPHER_CTX_free(context) }
-        EVP_CIPHER_CTX_set_flags(context, Int32(EVP_CIPHER_CTX_FLAG_WRAP_ALLOW))
-        var plain = [UInt8](repeating: 0, count: wrapped.count + 16)
-        defer { plain.withUnsafeMutableBytes { SecretBytes.wipe($0) } }
-        var length: Int32 = 0, final: Int32 = 0
-        let ok: Bool = kek.use { key in
-            key.withUnsafeBytes { keyBytes in
-                iv.withUnsafeBufferPointer { ivBytes in
-                    guard EVP_DecryptInit_ex(context, cipher, nil, keyBytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                                             iv.isEmpty ? nil : ivBytes.baseAddress) == 1,
-                          EVP_DecryptUpdate(context, &plain, &length, wrapped, Int32(wrapped.count)) == 1
-                    else { return false }
-                    return plain.withUnsafeMutableBufferPointer { buffer in
-                        EVP_DecryptFinal_ex(context, buffer.baseAddress! + Int(length), &final) == 1
-                    }
-                }
-            }
-        }
-        guard ok else { throw ModuleError(CKR_ENCRYPTED_DATA_INVALID) }
-        return SharedSecret(SecretBytes(copying: plain.prefix(Int(length + final))))
-    }
-}
-
-/// ANSI X9.63 key derivation (the `CKD_SHA*_KDF` of `CKM_ECDH1_DERIVE`), over the raw ECDH secret the agent returns.
-enum X963 {
-    static func hash(forKDF kdf: CK_ULONG) -> Hash? {
-        switch kdf {
-        case CKD_SHA1_KDF: .sha1
-        case CKD_SHA224_KDF: .sha224
-        case CKD_SHA256_KDF: .sha256
-        case CKD_SHA384_KDF: .sha384
-        case CKD_SHA512_KDF: .sha512
-        default: nil
-        }
-    }
-
-    static func derive(_ secret: [UInt8], hash: Hash, sharedInfo: [UInt8], length: Int) -> [UInt8] {
-        var out: [UInt8] = []
-        var counter: UInt32 = 1
-        while out.count < length {
-            let counterBytes = [UInt8(counter >> 24), UInt8((counter >> 16) & 0xFF), UInt8((counter >> 8) & 0xFF), UInt8(counter & 0xFF)]
-            out += hash.digest(secret, counterBytes, sharedInfo)
-            counter += 1
-        }
-        return Array(out.prefix(length))
     }
 }

@@ -1,13 +1,13 @@
-import CSignetPKCS11Module
+import CSignetPKCS11Front
 import SignetAgentProtocol
 
 /// One mechanism the module offers: what `C_GetMechanismInfo` says of it, and how an operation
 /// that names it is carried out. `Mechanisms.table` is the only list: `C_GetMechanismList`,
 /// `C_GetMechanismInfo`, `C_SignInit`, `C_DecryptInit` and `C_DeriveKey` all read it, so a
 /// mechanism is offered exactly when it is accepted.
-struct MechanismEntry {
+package struct MechanismEntry {
     /// How the module carries the mechanism out.
-    enum Form: Equatable {
+    package enum Form: Equatable {
         /// The caller's input goes to the agent as it is, under the same mechanism (`CKM_RSA_PKCS`,
         /// `CKM_RSA_PKCS_PSS` and OAEP with their parameters, `CKM_ECDSA`).
         case atToken
@@ -24,23 +24,27 @@ struct MechanismEntry {
     }
 
     /// The kind of key a mechanism takes.
-    enum KeyKind: Equatable {
+    package enum KeyKind: Equatable {
         case rsa, ec
         /// A session key this module derived (the KEK of an ECDH message).
         case derivedSecret
     }
 
-    let type: CK_MECHANISM_TYPE
+    package init(type: CK_MECHANISM_TYPE, flags: CK_FLAGS, minKeySize: CK_ULONG, maxKeySize: CK_ULONG, keyKind: KeyKind, form: Form) {
+        self.type = type; self.flags = flags; self.minKeySize = minKeySize; self.maxKeySize = maxKeySize; self.keyKind = keyKind; self.form = form
+    }
+
+    package let type: CK_MECHANISM_TYPE
     /// `CKF_SIGN`, `CKF_DECRYPT` or `CKF_DERIVE`, with `CKF_HW` when the token does the key operation and the EC flags.
-    let flags: CK_FLAGS
+    package let flags: CK_FLAGS
     /// Key sizes as `CK_MECHANISM_INFO` gives them: bits for RSA and EC, bytes for AES.
-    let minKeySize: CK_ULONG
-    let maxKeySize: CK_ULONG
-    let keyKind: KeyKind
-    let form: Form
+    package let minKeySize: CK_ULONG
+    package let maxKeySize: CK_ULONG
+    package let keyKind: KeyKind
+    package let form: Form
 
     /// The mechanism the agent is asked for, or nil when the module does all of it.
-    var wire: CK_MECHANISM_TYPE? {
+    package var wire: CK_MECHANISM_TYPE? {
         switch form {
         case .atToken: type
         case .hashDigestInfo: CKM_RSA_PKCS
@@ -52,7 +56,7 @@ struct MechanismEntry {
     }
 
     /// The hash computed here, when there is one.
-    var hash: Hash? {
+    package var hash: Hash? {
         switch form {
         case .hashDigestInfo(let hash), .hashPSS(let hash), .hashECDSA(let hash): hash
         case .atToken, .ecdh, .aesUnwrap: nil
@@ -60,7 +64,7 @@ struct MechanismEntry {
     }
 
     /// Whether `bits` (RSA modulus or EC field; bytes for a derived secret) is a size this mechanism takes.
-    func takes(keyBits bits: Int) -> Bool {
+    package func takes(keyBits bits: Int) -> Bool {
         bits >= 0 && CK_ULONG(bits) >= minKeySize && CK_ULONG(bits) <= maxKeySize
     }
 }
@@ -73,12 +77,12 @@ struct MechanismEntry {
 /// hashes itself and signs the DigestInfo with `CKM_RSA_PKCS`. OAEP with SHA-1 stays: it is a
 /// parameter of `CKM_RSA_PKCS_OAEP`, and what CMS messages are encrypted with. The X9.63 KDFs
 /// (`CKD_SHA1_KDF` and the rest) are parameters of `CKM_ECDH1_DERIVE`, for reading mail already sent.
-enum Mechanisms {
-    static let rsaSizes: (CK_ULONG, CK_ULONG) = (1024, 8192)
-    static let ecSizes: (CK_ULONG, CK_ULONG) = (256, 521)
-    static let ecFlags = CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS
+package enum Mechanisms {
+    package static let rsaSizes: (CK_ULONG, CK_ULONG) = (1024, 8192)
+    package static let ecSizes: (CK_ULONG, CK_ULONG) = (256, 521)
+    package static let ecFlags = CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS
 
-    static let table: [MechanismEntry] = {
+    package static let table: [MechanismEntry] = {
         func rsa(_ type: CK_MECHANISM_TYPE, _ flags: CK_FLAGS, _ form: MechanismEntry.Form) -> MechanismEntry {
             MechanismEntry(type: type, flags: CKF_HW | flags, minKeySize: rsaSizes.0, maxKeySize: rsaSizes.1, keyKind: .rsa, form: form)
         }
@@ -111,13 +115,13 @@ enum Mechanisms {
     }()
 
     /// The entry for `type`, or nil when the module does not offer it.
-    static func entry(_ type: CK_MECHANISM_TYPE) -> MechanismEntry? {
+    package static func entry(_ type: CK_MECHANISM_TYPE) -> MechanismEntry? {
         table.first { $0.type == type }
     }
 
     /// The entry for `type` when it offers `function` (`CKF_SIGN`, `CKF_DECRYPT`, `CKF_DERIVE`).
     /// - Throws: `CKR_MECHANISM_INVALID` when the table has no such mechanism for that function.
-    static func entry(_ type: CK_MECHANISM_TYPE, for function: CK_FLAGS) throws(ModuleError) -> MechanismEntry {
+    package static func entry(_ type: CK_MECHANISM_TYPE, for function: CK_FLAGS) throws(ModuleError) -> MechanismEntry {
         guard let found = entry(type), found.flags & function != 0 else { throw ModuleError(CKR_MECHANISM_INVALID) }
         return found
     }

@@ -1,42 +1,42 @@
-import CSignetPKCS11Module
+import CSignetPKCS11Front
 import SignetAgentProtocol
 import SignetCore
 
 /// An attribute's value as the module answers it: bytes, or refused as sensitive.
-enum AttributeValue {
+package enum AttributeValue {
     case bytes([UInt8])
     case sensitive
 
-    static func bool(_ value: Bool) -> AttributeValue { .bytes([value ? 1 : 0]) }
-    static func ulong(_ value: CK_ULONG) -> AttributeValue { .bytes(withUnsafeBytes(of: value) { Array($0) }) }
+    package static func bool(_ value: Bool) -> AttributeValue { .bytes([value ? 1 : 0]) }
+    package static func ulong(_ value: CK_ULONG) -> AttributeValue { .bytes(withUnsafeBytes(of: value) { Array($0) }) }
 }
 
 /// One object as the module shows it: a token object from the agent's listing (certificate,
 /// public or private key), the profile object, or a session key this module derived.
 /// Every attribute is computed once, when the listing is read: searches and reads cost no round trip.
-final class ModuleObject: @unchecked Sendable {
-    let handle: CK_OBJECT_HANDLE
+package final class ModuleObject: @unchecked Sendable {
+    package let handle: CK_OBJECT_HANDLE
     /// The agent's URI of the object (empty for the profile object and session keys).
-    let uri: String
-    let objectClass: CK_OBJECT_CLASS
-    let keyType: WireKeyType?
+    package let uri: String
+    package let objectClass: CK_OBJECT_CLASS
+    package let keyType: WireKeyType?
     /// Modulus or curve bits (keys).
-    let bits: Int
-    let usages: KeyUsages
-    let attributes: [CK_ATTRIBUTE_TYPE: AttributeValue]
+    package let bits: Int
+    package let usages: KeyUsages
+    package let attributes: [CK_ATTRIBUTE_TYPE: AttributeValue]
     /// A derived secret (session keys only), wiped when the object goes.
-    let secret: SharedSecret?
+    package let secret: SharedSecret?
     /// The session that owns a session object.
-    let session: CK_SESSION_HANDLE?
+    package let session: CK_SESSION_HANDLE?
 
-    init(handle: CK_OBJECT_HANDLE, uri: String, objectClass: CK_OBJECT_CLASS, keyType: WireKeyType?, bits: Int, usages: KeyUsages,
+    package init(handle: CK_OBJECT_HANDLE, uri: String, objectClass: CK_OBJECT_CLASS, keyType: WireKeyType?, bits: Int, usages: KeyUsages,
          attributes: [CK_ATTRIBUTE_TYPE: AttributeValue], secret: SharedSecret? = nil, session: CK_SESSION_HANDLE? = nil) {
         self.handle = handle; self.uri = uri; self.objectClass = objectClass; self.keyType = keyType; self.bits = bits
         self.usages = usages; self.attributes = attributes; self.secret = secret; self.session = session
     }
 
     /// Whether every attribute of `template` has the value given.
-    func matches(_ template: [(CK_ATTRIBUTE_TYPE, [UInt8])]) -> Bool {
+    package func matches(_ template: [(CK_ATTRIBUTE_TYPE, [UInt8])]) -> Bool {
         template.allSatisfy { type, wanted in
             guard case .bytes(let value)? = attributes[type] else { return false }
             if value.count == wanted.count { return value == wanted }
@@ -47,7 +47,7 @@ final class ModuleObject: @unchecked Sendable {
     }
 
     /// Bytes of the signature this key makes (RSA: the modulus; ECDSA: r and s).
-    var signatureLength: Int {
+    package var signatureLength: Int {
         switch keyType {
         case .rsa: (bits + 7) / 8
         case .ec: 2 * ((bits + 7) / 8)
@@ -57,7 +57,7 @@ final class ModuleObject: @unchecked Sendable {
 }
 
 extension CK_ATTRIBUTE_TYPE {
-    var isBoolean: Bool {
+    package var isBoolean: Bool {
         [CKA_TOKEN, CKA_PRIVATE, CKA_MODIFIABLE, CKA_SENSITIVE, CKA_EXTRACTABLE, CKA_SIGN, CKA_DECRYPT, CKA_DERIVE, CKA_UNWRAP,
          CKA_VERIFY, CKA_ENCRYPT, CKA_WRAP, CKA_ALWAYS_AUTHENTICATE, CKA_TRUSTED, CKA_LOCAL, CKA_SIGN_RECOVER, CKA_VERIFY_RECOVER,
          CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE, CKA_WRAP_WITH_TRUSTED].contains(self)
@@ -65,14 +65,14 @@ extension CK_ATTRIBUTE_TYPE {
 }
 
 /// Builds the module's objects from the agent's listing of one token.
-enum ObjectBuilder {
+package enum ObjectBuilder {
     /// Attributes no private key ever gives: the key itself.
-    static let sensitiveTypes: Set<CK_ATTRIBUTE_TYPE> = [
+    package static let sensitiveTypes: Set<CK_ATTRIBUTE_TYPE> = [
         CKA_VALUE, CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2, CKA_EXPONENT_1, CKA_EXPONENT_2, CKA_COEFFICIENT,
     ]
 
     /// The objects of a listing. `handle` gives each a stable handle from a stable key.
-    static func objects(_ entries: [ObjectEntry], values: [[UInt8]], handle: (String) -> CK_OBJECT_HANDLE) -> [ModuleObject] {
+    package static func objects(_ entries: [ObjectEntry], values: [[UInt8]], handle: (String) -> CK_OBJECT_HANDLE) -> [ModuleObject] {
         var result: [ModuleObject] = []
         // A key without its own public key info borrows its certificate's (same CKA_ID).
         var certificateKeys: [[UInt8]: [UInt8]] = [:]
@@ -97,7 +97,7 @@ enum ObjectBuilder {
         return result
     }
 
-    static func common(_ objectClass: CK_OBJECT_CLASS, label: String, id: [UInt8]?, isPrivate: Bool) -> [CK_ATTRIBUTE_TYPE: AttributeValue] {
+    package static func common(_ objectClass: CK_OBJECT_CLASS, label: String, id: [UInt8]?, isPrivate: Bool) -> [CK_ATTRIBUTE_TYPE: AttributeValue] {
         var attributes: [CK_ATTRIBUTE_TYPE: AttributeValue] = [
             CKA_CLASS: .ulong(objectClass), CKA_TOKEN: .bool(true), CKA_PRIVATE: .bool(isPrivate),
             CKA_MODIFIABLE: .bool(false), CKA_LABEL: .bytes(Array(label.utf8)),
@@ -106,7 +106,7 @@ enum ObjectBuilder {
         return attributes
     }
 
-    static func certificate(_ entry: ObjectEntry, der: [UInt8], _ fields: CertificateFields, userCertificate: Bool,
+    package static func certificate(_ entry: ObjectEntry, der: [UInt8], _ fields: CertificateFields, userCertificate: Bool,
                             handle: CK_OBJECT_HANDLE) -> ModuleObject {
         var attributes = common(CKO_CERTIFICATE, label: entry.label, id: entry.id, isPrivate: false)
         attributes[CKA_CERTIFICATE_TYPE] = .ulong(CKC_X_509)
@@ -121,7 +121,7 @@ enum ObjectBuilder {
         return ModuleObject(handle: handle, uri: entry.uri, objectClass: CKO_CERTIFICATE, keyType: nil, bits: 0, usages: [], attributes: attributes)
     }
 
-    static func keyObject(_ entry: ObjectEntry, _ key: PublicKeyFields, subject: [UInt8], handle: CK_OBJECT_HANDLE) -> ModuleObject {
+    package static func keyObject(_ entry: ObjectEntry, _ key: PublicKeyFields, subject: [UInt8], handle: CK_OBJECT_HANDLE) -> ModuleObject {
         let isPrivate = entry.kind == .privateKey
         let objectClass = isPrivate ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY
         var attributes = common(objectClass, label: entry.label, id: entry.id, isPrivate: isPrivate)
@@ -159,7 +159,7 @@ enum ObjectBuilder {
     }
 
     /// The `CKO_PROFILE` object that tells NSS the certificates are readable without a login.
-    static func profile(handle: CK_OBJECT_HANDLE) -> ModuleObject {
+    package static func profile(handle: CK_OBJECT_HANDLE) -> ModuleObject {
         let attributes: [CK_ATTRIBUTE_TYPE: AttributeValue] = [
             CKA_CLASS: .ulong(CSIGNET_CKO_PROFILE), CKA_TOKEN: .bool(true), CKA_PRIVATE: .bool(false),
             CKA_MODIFIABLE: .bool(false), CKA_LABEL: .bytes([]),
@@ -170,27 +170,27 @@ enum ObjectBuilder {
 }
 
 /// A SubjectPublicKeyInfo taken apart: RSA modulus and exponent, or EC curve and point.
-struct PublicKeyFields {
-    let spki: [UInt8]
-    let keyType: WireKeyType
-    let bits: Int
-    var modulus: [UInt8] = []
-    var publicExponent: [UInt8] = []
+package struct PublicKeyFields {
+    package let spki: [UInt8]
+    package let keyType: WireKeyType
+    package let bits: Int
+    package var modulus: [UInt8] = []
+    package var publicExponent: [UInt8] = []
     /// The DER OID of the named curve (`CKA_EC_PARAMS`).
-    var ecParameters: [UInt8] = []
+    package var ecParameters: [UInt8] = []
     /// The uncompressed point (`CKA_EC_POINT` wraps it in an OCTET STRING).
-    var ecPoint: [UInt8] = []
+    package var ecPoint: [UInt8] = []
 
-    static let rsaEncryption: [UInt8] = [0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01]
-    static let ecPublicKey: [UInt8] = [0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01]
+    package static let rsaEncryption: [UInt8] = [0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01]
+    package static let ecPublicKey: [UInt8] = [0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01]
     /// P-256, P-384, P-521 and their sizes in bits.
-    static let curves: [[UInt8]: Int] = [
+    package static let curves: [[UInt8]: Int] = [
         [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07]: 256,
         [0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22]: 384,
         [0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x23]: 521,
     ]
 
-    init(spki: [UInt8]) throws(DER.ParseError) {
+    package init(spki: [UInt8]) throws(DER.ParseError) {
         self.spki = spki
         let body = try DER.readTLV(spki[...], tag: 0x30).contents
         let algorithm = try DER.readTLV(body, tag: 0x30)

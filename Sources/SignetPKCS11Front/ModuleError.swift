@@ -1,0 +1,27 @@
+import CSignetPKCS11Front
+import SignetAgentProtocol
+
+/// Why a call failed, as the `CK_RV` the caller gets.
+package struct ModuleError: Error, Equatable {
+    package let rv: CK_RV
+    package init(_ rv: CK_RV) { self.rv = rv }
+}
+
+/// The `CK_RV` for each agent error code: the one place the module turns the agent's answers into PKCS#11's.
+package enum ErrorMapping {
+    /// The `CK_RV` for an agent error code (`CKR_DEVICE_ERROR` for any the module has no better word for).
+    package static func rv(_ code: AgentErrorCode) -> CK_RV {
+        switch code {
+        case .notUnlocked: CKR_USER_NOT_LOGGED_IN
+        case .noToken, .tokenAbsent, .tokenRemoved: CKR_DEVICE_REMOVED
+        case .objectNotFound: CKR_KEY_HANDLE_INVALID
+        case .mechanismInvalid: CKR_MECHANISM_INVALID
+        case .dataInvalid: CKR_DATA_INVALID
+        case .keyUsageNotPermitted: CKR_KEY_FUNCTION_NOT_PERMITTED
+        case .deniedByPolicy, .notConfirmed: CKR_FUNCTION_REJECTED
+        case .invalidArgument: CKR_ARGUMENTS_BAD
+        case .notPermitted: CKR_FUNCTION_CANCELED
+        default: CKR_DEVICE_ERROR
+        }
+    }
+}
