@@ -14,8 +14,11 @@ final class ConfigurationTrustTests {
     let script: String
     var configFile: String { agent.paths.config + "/config" }
     let token: String
+    /// A listening socket where the agent checks for an X server (the scripted pinentry never connects to it).
+    let display: StandInDisplay
 
     init() throws {
+        display = try StandInDisplay()
         let directory = try TestPaths.temporaryDirectory("signet-config-trust")
         marker = directory.appendingPathComponent("pinentry-ran").path
         script = directory.appendingPathComponent("their-pinentry").path
@@ -45,7 +48,7 @@ final class ConfigurationTrustTests {
     /// `unlockAsking` from a client with a screen, which makes the agent start its pinentry.
     func askForTheCode() throws -> Result<AgentResponse, AgentClientError> {
         let client = try agent.client()
-        _ = try client.call(.clientEnvironment(entries: [("DISPLAY", ":99")]))
+        _ = try client.call(.clientEnvironment(entries: [("DISPLAY", display.name)]))
         do throws(AgentClientError) {
             return .success(try client.call(.unlockAsking(token: token), timeout: 60))
         } catch {
