@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Logging
 import SignetAgentProtocol
 import SignetCore
 import SignetPCSC
@@ -12,7 +13,7 @@ extension AuditAction {
 
 /// The agent itself and what it loaded: status, token listings, the token layers'
 /// details for `signet tokens`, `signet readers` and `signet version`, creating a
-/// software token, and shutdown. Only creating a token writes anything.
+/// software token, reloading the configuration, and shutdown. Only creating a token writes anything.
 enum AdminRequests: RequestGroup {
     static func route(_ request: AgentRequest) -> Route? {
         switch request {
@@ -88,6 +89,21 @@ enum AdminRequests: RequestGroup {
                 context.registry.refresh()
                 context.record(.softwareTokenCreated, token: created.uri.description)
                 return .stored(object: created.uri.description)
+            }
+        case .reload:
+            Route { (context) throws(AgentFailure) in
+                // Answered only after `reloadConfiguration` has put the new settings in force: a client that has the
+                // answer may rely on them (the next request is checked against the new rules).
+                let settings = context.agent.reloadConfiguration()
+                let logger = Logger(label: "signet-agent")
+                for problem in settings.problems { logger.warning("configuration: \(problem)") }
+                logger.info("reload request: configuration reloaded", metadata: [
+                    "idle-lock": "\(settings.idleLock)", "presence-wait": "\(settings.presenceWait)",
+                    "max-failures": "\(settings.lockoutPolicy.maximumFailures)", "refused-files": "\(settings.refusals.count)",
+                ])
+                return .reloaded(ReloadReport(settings: settings.inForce.map { ReloadReport.Setting(name: $0.name, value: $0.value) },
+                                              clientRules: UInt32(settings.clients.rules.count), refusals: settings.refusals,
+                                              problems: settings.problems))
             }
         case .shutdown:
             Route { (context) throws(AgentFailure) in

@@ -10,7 +10,7 @@ import SignetPKCS11
 
 /// `signet-agent`'s entry point: sets up the socket (or takes systemd's),
 /// loads the token modules, serves clients, and stops cleanly on SIGTERM or
-/// SIGINT (logging every token out). SIGHUP re-reads the configuration.
+/// SIGINT (logging every token out). SIGHUP (and the `reload` request) re-reads the configuration.
 public enum AgentMain {
     public static let version = "0.2.0"
 
@@ -26,7 +26,8 @@ public enum AgentMain {
 
             Serves Signet's agent protocol on $XDG_RUNTIME_DIR/signet/agent.sock (or on the
             socket systemd passes). `signet` starts it when needed. SIGTERM/SIGINT stop it;
-            SIGHUP re-reads ~/.config/signet/config and the policy. Logs go to standard error;
+            SIGHUP (or `signet agent reload`) re-reads ~/.config/signet/config, the policy
+            and the client rules. Logs go to standard error;
             set SIGNET_LOG_LEVEL=debug for more.
 
             """)
@@ -130,9 +131,9 @@ public enum AgentMain {
             var received: Int32 = 0
             guard sigwait(&signals, &received) == 0 else { continue }
             if received == SIGHUP {
-                settings = AgentSettings.load(paths: paths)
+                // systemd's ExecReload sends it; `signet agent reload` asks with the `reload` request, which answers once done.
+                settings = handler.reloadConfiguration()
                 for problem in settings.problems { logger.warning("configuration: \(problem)") }
-                handler.reload(settings)
                 logger.info("SIGHUP: configuration reloaded", metadata: [
                     "idle-lock": "\(settings.idleLock)", "presence-wait": "\(settings.presenceWait)",
                     "max-failures": "\(settings.lockoutPolicy.maximumFailures)",

@@ -10,6 +10,8 @@ import SignetCore
 /// steered (unlocking, key use, writing to tokens) rather than run with settings other than the user's.
 public struct AgentSettings: Sendable {
     public var paths: SignetPaths
+    /// The administrator's directory the settings were read from (`/etc/signet`; another in tests), read again on reload.
+    public var systemDirectory = "/etc/signet"
     public var lockoutPolicy: LockoutPolicy
     /// An unlocked token unused for this long is logged out (`idle-lock-minutes`, default 15; 0: never).
     public var idleLock: Double
@@ -83,6 +85,7 @@ public struct AgentSettings: Sendable {
             pinentryProgram: nil,
             pinentryTimeout: number("pinentry-timeout-seconds", 60, in: 1...3600)
         )
+        settings.systemDirectory = systemDirectory
         if let program = config.value("pinentry-program") {
             if program.hasPrefix("/") && access(program, X_OK) == 0 {
                 settings.pinentryProgram = program
@@ -108,7 +111,7 @@ public struct AgentSettings: Sendable {
         let administrator = ProcessEnvironment.value("SIGNET_ADMIN_CLIENTS").flatMap { $0.hasPrefix("/") ? $0 : nil } ?? systemDirectory + "/clients"
         settings.clients = ClientPolicy.load(administrator: administrator, user: paths.config + "/clients")
         for problem in settings.clients.problems {
-            problems.append("\(problem); every key use is denied until the file is fixed (then SIGHUP the agent)")
+            problems.append("\(problem); every key use is denied until the file is fixed (then `signet agent reload`)")
         }
         settings.refusals = refusals
         for refusal in refusals {
@@ -117,6 +120,20 @@ public struct AgentSettings: Sendable {
         }
         settings.problems = problems
         return settings
+    }
+
+    /// The settings in force, named as in the configuration file, for the answer to `reload`.
+    var inForce: [(name: String, value: String)] {
+        func number(_ value: Double) -> String { value == value.rounded() ? String(Int(value)) : String(value) }
+        return [
+            ("idle-lock-minutes", number(idleLock / 60)), ("presence-wait-seconds", number(presenceWait)),
+            ("max-failures", String(lockoutPolicy.maximumFailures)), ("lock-minutes", number(Double(lockoutPolicy.lockDuration.components.seconds) / 60)),
+            ("max-connections", String(maximumConnections)), ("connection-idle-seconds", number(connectionIdle)),
+            ("request-seconds", number(requestTimeout)), ("module-timeout-seconds", number(moduleTimeout)),
+            ("socket-check-seconds", number(socketCheck)), ("pinentry-program", pinentryProgram ?? "(chosen by the client's screen or terminal)"),
+            ("pinentry-timeout-seconds", number(pinentryTimeout)), ("confirm-seconds", number(confirmTimeout)),
+            ("notify", notify.isEmpty ? "none" : notify.map(\.rawValue).sorted().joined(separator: ",")), ("notify-seconds", number(notifyWindow)),
+        ]
     }
 
     /// The socket path: `$XDG_RUNTIME_DIR/signet/agent.sock`.

@@ -55,11 +55,26 @@ final class RequestHandler: Sendable {
     var currentSettings: AgentSettings { settings.withLock { $0 } }
     var manager: AccessCodeManager { accessManager.withLock { $0 } }
 
-    /// Applies reloaded settings (SIGHUP).
+    /// Applies reloaded settings.
     func reload(_ new: AgentSettings) {
         settings.withLock { $0 = new }
         confirmations.clear()
         accessManager.withLock { $0 = AccessCodeManager(stateDirectory: new.paths.state, policy: new.lockoutPolicy) }
+    }
+
+    /// One reload at a time, so a SIGHUP and a `reload` request cannot apply their files out of order.
+    private let reloading = Mutex<Void>(())
+
+    /// Reads the configuration, the lockout policy and the client rules again from where they were read
+    /// before (SIGHUP, and the `reload` request) and puts them in force; returns them once they are.
+    @discardableResult
+    func reloadConfiguration() -> AgentSettings {
+        reloading.withLock { _ in
+            let current = currentSettings
+            let new = AgentSettings.load(paths: current.paths, systemDirectory: current.systemDirectory)
+            reload(new)
+            return new
+        }
     }
 
     /// The groups that handle requests, one file each. A request belongs to exactly one
@@ -117,7 +132,7 @@ final class RequestHandler: Sendable {
         guard !refusals.isEmpty else { return }
         switch request {
         case .hello, .status, .listTokens, .listObjects, .listObjectPage, .getCertificate, .lock, .tokenDetails, .listReaders, .versions,
-             .clientEnvironment, .policy, .shutdown:
+             .clientEnvironment, .policy, .shutdown, .reload:
             return
         case .unlock, .unlockAsking, .sign, .decrypt, .derive, .generateKeyPair, .storeCertificate, .deleteObject, .importKey, .changeCode,
              .unblock, .initSoftwareToken, .repairLedger:

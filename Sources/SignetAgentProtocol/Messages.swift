@@ -396,6 +396,9 @@ public enum AgentRequest: Sendable {
     case policy
     /// Stops the agent (owner only, like every request).
     case shutdown
+    /// Reads the configuration, the lockout policy and the client rules again, as SIGHUP does, and answers
+    /// `reloaded` once they are in force.
+    case reload
 
     /// The kind byte.
     public var kind: UInt8 {
@@ -426,6 +429,7 @@ public enum AgentRequest: Sendable {
         case .unlockAsking: 0x1D
         case .policy: 0x1E
         case .shutdown: 0x1F
+        case .reload: 0x20
         }
     }
 
@@ -466,6 +470,7 @@ public enum AgentRequest: Sendable {
         case .unlockAsking: "unlock-asking"
         case .policy: "policy"
         case .shutdown: "shutdown"
+        case .reload: "reload"
         }
     }
 
@@ -473,7 +478,7 @@ public enum AgentRequest: Sendable {
         switch self {
         case .hello(let minVersion, let maxVersion, let client):
             w.buffer.append(contentsOf: AgentProtocol.magic); w.u16(minVersion); w.u16(maxVersion); w.string(client)
-        case .status, .listTokens, .shutdown, .tokenDetails, .listReaders, .versions, .policy:
+        case .status, .listTokens, .shutdown, .tokenDetails, .listReaders, .versions, .policy, .reload:
             break
         case .listObjects(let token), .repairLedger(let token), .unlockAsking(let token):
             w.optional(token, w.string)
@@ -559,6 +564,7 @@ public enum AgentRequest: Sendable {
         case 0x1D: return .unlockAsking(token: try optionalText(&r))
         case 0x1E: return .policy
         case 0x1F: return .shutdown
+        case 0x20: return .reload
         default: return nil
         }
     }
@@ -611,6 +617,8 @@ public enum AgentResponse: Sendable, Equatable {
     case objectPage(ObjectPage)
     /// Answers `policy`.
     case policy(PolicyReport)
+    /// Answers `reload`, once the settings it reports are in force.
+    case reloaded(ReloadReport)
     /// Interim: the request goes on; the final response follows with the same id.
     case notice(NoticeKind, message: String)
     case error(AgentErrorCode, message: String)
@@ -635,6 +643,7 @@ public enum AgentResponse: Sendable, Equatable {
         case .versions: 0x90
         case .objectPage: 0x91
         case .policy: 0x92
+        case .reloaded: 0x93
         case .error: 0xFF
         }
     }
@@ -673,6 +682,8 @@ public enum AgentResponse: Sendable, Equatable {
             page.write(w)
         case .policy(let report):
             report.write(w)
+        case .reloaded(let report):
+            report.write(w)
         case .notice(let kind, let message):
             w.u8(kind.rawValue); w.string(message)
         case .error(let code, let message):
@@ -705,6 +716,7 @@ public enum AgentResponse: Sendable, Equatable {
         case 0x90: return .versions(try AgentVersions.read(&r))
         case 0x91: return .objectPage(try ObjectPage.read(&r))
         case 0x92: return .policy(try PolicyReport.read(&r))
+        case 0x93: return .reloaded(try ReloadReport.read(&r))
         case 0x8E:
             let raw = try r.u8()
             guard let notice = NoticeKind(rawValue: raw) else { throw WireError("unknown notice \(raw)") }

@@ -270,16 +270,36 @@ struct AgentCommand: ParsableCommand {
 
     struct Reload: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "reload", abstract: "Make the running agent read its configuration and client rules again (SIGHUP).")
+            commandName: "reload",
+            abstract: "Make the running agent read its configuration, policy and client rules again, and show what it loaded.",
+            discussion: """
+            Returns once the agent has put the files in force. A file someone else could write is refused, with
+            the reason, and this command then exits with status 1: the agent refuses to unlock tokens or use keys
+            until the file is fixed and reloaded.
+            """)
         func run() throws {
             guard let client = try? AgentLauncher.connect(start: false) else {
                 print("signet-agent is not running; it reads the files when it starts.")
                 return
             }
-            guard kill(pid_t(client.agentPID), SIGHUP) == 0 else {
-                throw CLIError(description: "cannot signal signet-agent (pid \(client.agentPID)): \(String(cString: strerror(errno)))")
+            let answer = Result { () throws(SignetError) in try Agent.call(.reload, client: client) }
+            if case .failure(let error) = answer, (error.cause as? AgentClientError)?.code == .unknownRequest {
+                // An agent from before the `reload` request: SIGHUP makes it read the files, but says nothing of when.
+                guard kill(pid_t(client.agentPID), SIGHUP) == 0 else {
+                    throw CLIError(description: "cannot signal signet-agent (pid \(client.agentPID)): \(String(cString: strerror(errno)))")
+                }
+                print("signet-agent (pid \(client.agentPID)) is older than this signet and was sent SIGHUP; `signet status` shows what it read.")
+                return
             }
-            print("signet-agent (pid \(client.agentPID)) is reading its configuration and client rules again; `signet policy` shows them.")
+            guard case .reloaded(let report) = try answer.get() else { throw SignetError.unexpectedAnswer }
+            print("signet-agent (pid \(client.agentPID)) reloaded its configuration; now in force:")
+            for setting in report.settings { print(Console.safe("  \(setting.name) = \(setting.value)")) }
+            print("  client rules: \(report.clientRules) (`signet policy` lists them)")
+            let others = report.problems.filter { problem in !report.refusals.contains { problem.hasPrefix($0) } }
+            for problem in others { print(Console.safe("Problem: \(problem)")) }
+            guard report.refusals.isEmpty else {
+                throw CLIError(description: Console.safe(SignetConfig.refusalAdvice(report.refusals)))
+            }
         }
     }
 

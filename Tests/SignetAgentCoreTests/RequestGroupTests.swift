@@ -22,7 +22,7 @@ private let everyRequest: [AgentRequest] = [
     .unblock(token: nil, soCode: secret([1]), newCode: secret([2]), finalTry: false),
     .initSoftwareToken(label: "t", userCode: secret([1]), soCode: secret([2])),
     .tokenDetails, .repairLedger(token: nil), .listReaders, .versions, .listObjectPage(token: nil, start: 0, certificateValues: false),
-    .clientEnvironment(entries: []), .unlockAsking(token: nil), .policy, .shutdown,
+    .clientEnvironment(entries: []), .unlockAsking(token: nil), .policy, .shutdown, .reload,
 ]
 
 /// A request handler with its own state directory over the shared SoftHSM2 fixture: the agent's
@@ -171,5 +171,41 @@ struct RequestGroupTests {
         #expect(values[.extractable]?.ckBool == false)
         #expect(values[.sign]?.ckBool == true && values[.derive]?.ckBool == true)
         #expect(agent.auditLines.contains { $0.contains("\"action\":\"key-generated\"") })
+    }
+
+    @Test("reload answers once the new configuration, policy and client rules are in force, and names a refused file with the reason")
+    func reloadAnswersOnceInForce() throws {
+        let agent = try InProcessAgent()
+        let (_, uri) = try agent.token("reload")
+        let config = agent.handler.currentSettings.paths.config
+        try FileManager.default.createDirectory(atPath: config, withIntermediateDirectories: true)
+        try "idle-lock-minutes = 2\n".write(toFile: config + "/config", atomically: true, encoding: .utf8)
+        try "max-failures = 2\n".write(toFile: config + "/policy", atomically: true, encoding: .utf8)
+        try "deny program=* key=* operations=sign\n".write(toFile: config + "/clients", atomically: true, encoding: .utf8)
+        guard case .reloaded(let report) = agent.call(.reload) else { throw TestFailure("reload did not answer reloaded") }
+        #expect(report.settings.contains(ReloadReport.Setting(name: "idle-lock-minutes", value: "2")), "\(report.settings)")
+        #expect(report.settings.contains(ReloadReport.Setting(name: "max-failures", value: "2")), "\(report.settings)")
+        #expect(report.clientRules == 1)
+        #expect(report.refusals.isEmpty && report.problems.isEmpty, "\(report.problems)")
+        // In force when the answer came: the handler's settings, the access-code manager's policy and the rules.
+        #expect(agent.handler.currentSettings.idleLock == 120)
+        #expect(agent.handler.manager.policy.maximumFailures == 2)
+        #expect(agent.handler.currentSettings.clients.rules.count == 1)
+
+        // A configuration others could write is refused with the reason; unlocking is then refused until it is fixed.
+        chmod(config + "/config", 0o666)
+        guard case .reloaded(let refused) = agent.call(.reload) else { throw TestFailure("reload did not answer reloaded") }
+        #expect(refused.refusals.count == 1)
+        #expect(refused.refusals.first?.contains(config + "/config") == true && refused.refusals.first?.contains("mode 666") == true,
+                "\(refused.refusals)")
+        #expect(refused.settings.contains(ReloadReport.Setting(name: "idle-lock-minutes", value: "15")), "the refused file is not read")
+        guard case .error(let code, _) = agent.call(.unlock(token: uri, code: secret(SoftHSMFixture.userCode), finalTry: false)) else {
+            throw TestFailure("unlock was not refused")
+        }
+        #expect(code == .deniedByPolicy)
+        chmod(config + "/config", 0o600)
+        guard case .reloaded(let fixed) = agent.call(.reload) else { throw TestFailure("reload did not answer reloaded") }
+        #expect(fixed.refusals.isEmpty)
+        try agent.unlock(uri)
     }
 }

@@ -116,6 +116,18 @@ struct ProtocolTests {
         #expect(AgentFrame.encode(AgentResponse.policy(report), id: 5).bytes == [0, 0, 0, UInt8(body.count)] + body)
     }
 
+    @Test("The reload request is kind 0x20 with no fields, and its answer 0x93 has exactly the documented bytes")
+    func reloadBytes() {
+        #expect(AgentFrame.encode(AgentRequest.reload, id: 6).bytes == [0, 0, 0, 5, 0x20, 0, 0, 0, 6])
+        let report = ReloadReport(settings: [.init(name: "n", value: "v")], clientRules: 3, refusals: ["r"], problems: ["r", "p"])
+        func text(_ value: String) -> [UInt8] { [0, 0, 0, UInt8(value.utf8.count)] + Array(value.utf8) }
+        let body: [UInt8] = [0x93, 0, 0, 0, 7] + [0, 0, 0, 1] + text("n") + text("v") + [0, 0, 0, 3]
+            + [0, 0, 0, 1] + text("r") + [0, 0, 0, 2] + text("r") + text("p")
+        #expect(AgentFrame.encode(AgentResponse.reloaded(report), id: 7).bytes == [0, 0, 0, UInt8(body.count)] + body)
+        let decoded = body.withUnsafeBytes { try? AgentFrame.decodeResponse($0) }
+        #expect(decoded?.response == .reloaded(report))
+    }
+
     @Test("An error response carries a stable numeric code")
     func errorBytes() {
         let frame = AgentFrame.encode(AgentResponse.error(.notUnlocked, message: ""), id: 3).bytes

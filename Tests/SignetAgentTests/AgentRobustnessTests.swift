@@ -280,12 +280,11 @@ struct AgentRobustnessTests {
         let setup = try UnlockedToken("Blip", countingCodes: true, extraEnvironment: ["SIGNET_WRAPPER_FLAGS_DIR": flags.path])
         let fail = flags.appendingPathComponent("fail-token-info").path
         #expect(FileManager.default.createFile(atPath: fail, contents: nil))
-        // The agent rescans every second; wait until a scan has met the error, then once more.
-        let failed = eventually(timeout: .seconds(10)) {
-            ((try? String(contentsOfFile: setup.agent.wrapperLog, encoding: .utf8)) ?? "").contains("C_GetTokenInfo fails")
-        }
-        #expect(failed, "no scan met the error")
-        Thread.sleep(forTimeInterval: 1.5)
+        // The agent rescans every second; wait until two scans have met the error (the wrapper logs each).
+        let failures = { ((try? String(contentsOfFile: setup.agent.wrapperLog, encoding: .utf8)) ?? "").components(separatedBy: "C_GetTokenInfo fails").count - 1 }
+        #expect(eventually(timeout: .seconds(10)) { failures() >= 1 }, "no scan met the error")
+        let first = failures()
+        #expect(eventually(timeout: .seconds(10)) { failures() > first }, "no second scan met the error")
         try FileManager.default.removeItem(atPath: fail)
 
         let sign = AgentRequest.sign(key: setup.rsa.privateKey, mechanism: WireMechanism(type: CKM.sha256RSAPKCS), data: [1, 2, 3])

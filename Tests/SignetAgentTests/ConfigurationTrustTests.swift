@@ -56,6 +56,24 @@ final class ConfigurationTrustTests {
         }
     }
 
+    @Test("signet agent reload returns once the files are in force: it names a refused config with the reason and fails, then shows the fixed one's settings")
+    func reloadCommandReportsRefusal() throws {
+        chmod(configFile, 0o666)
+        let refused = try agent.signet(["agent", "reload"])
+        #expect(refused.status == 1, "\(refused.output)\(refused.errors)")
+        #expect(refused.errors.contains("\(configFile): is writable by group or others (mode 666)"), "\(refused.errors)")
+        #expect(refused.output.contains("pinentry-program = (chosen by"), "the refused file's pinentry is not in force: \(refused.output)")
+        // In force when the command returned: the next request is refused, with no wait.
+        guard case .failure(.agent(let code, _)) = try askForTheCode() else { Issue.record("unlockAsking was not refused"); return }
+        #expect(code == .deniedByPolicy)
+
+        chmod(configFile, 0o644)
+        let fixed = try agent.signet(["agent", "reload"])
+        #expect(fixed.status == 0, "\(fixed.output)\(fixed.errors)")
+        #expect(fixed.output.contains("pinentry-program = \(script)"), "\(fixed.output)")
+        #expect(!agent.agentLog.contains("SIGHUP"), "the command asked with the reload request, not a signal")
+    }
+
     @Test("A world-writable config naming a pinentry-program: the program never runs, status, the log and the refusal say why; fixed and reloaded, it is obeyed",
           arguments: [0o666, 0o664] as [mode_t])
     func writableConfigIsNotObeyed(mode: mode_t) throws {

@@ -199,12 +199,11 @@ final class DecryptTokenFailureTests {
         #expect(!pulled.errors.lowercased().contains("damaged"), "\(pulled.errors)")
         try FileManager.default.removeItem(atPath: flags + "/absent")
 
-        // Back, it must be unlocked again (a returned card always is locked), then it decrypts.
-        var back = try agent.signet(["decrypt", "--in", message, "--code-fd", "0"], stdin: "\(Self.code)\n")
-        for _ in 0..<20 where back.status == 5 {
-            usleep(200_000)
-            back = try agent.signet(["decrypt", "--in", message, "--code-fd", "0"], stdin: "\(Self.code)\n")
-        }
+        // Back (once the agent's rescan lists it again), it must be unlocked again (a returned card always is locked), then it decrypts.
+        #expect(eventually(timeout: .seconds(10)) {
+            if case .tokens(let tokens)? = try? agent.client().call(.listTokens) { !tokens.isEmpty } else { false }
+        }, "the agent did not list the token again")
+        let back = try agent.signet(["decrypt", "--in", message, "--code-fd", "0"], stdin: "\(Self.code)\n")
         #expect(back.status == 0, "\(back.errors)")
         #expect(back.errors.contains("Unlocked."), "the returned token had to be unlocked again: \(back.errors)")
     }

@@ -181,16 +181,15 @@ final class MailTests {
         try run(["unlock", "--code-fd", "0"], stdin: "\(Self.code)\n")
         try signAndDecrypt("after lock")
 
-        // The idle lock: a tiny idle time through SIGHUP; the agent's housekeeping locks the token within a second or two.
+        // The idle lock: a tiny idle time, in force once `reload` answers; the agent's housekeeping (once a second,
+        // on the agent's real clock: it runs in another process) locks the token, which the test polls for.
         let config = agent.paths.config + "/config"
         let original = try String(contentsOfFile: config, encoding: .utf8)
-        let pid = try #require(pid_t(try String(contentsOfFile: agent.paths.agentPIDFile, encoding: .utf8).filter(\.isNumber)))
         try (original + "idle-lock-minutes = 0.001\n").write(toFile: config, atomically: true, encoding: .utf8)
-        kill(pid, SIGHUP)
+        try agent.reload()
         #expect(try eventually(timeout: .seconds(10)) { try agent.signet(["status"]).output.contains("state:   locked") })
         try original.write(toFile: config, atomically: true, encoding: .utf8)
-        kill(pid, SIGHUP)
-        usleep(200_000)
+        try agent.reload()
         try run(["unlock", "--code-fd", "0"], stdin: "\(Self.code)\n")
         try signAndDecrypt("after the idle lock")
     }

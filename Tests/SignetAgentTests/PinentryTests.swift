@@ -199,7 +199,8 @@ struct PinentryTests {
         let prompted = try PromptedAgent(code: Array("right-code".utf8), plan: ["slow 1.5 \(hex("right-code"))", "cancel"])
         let outcomes = Mutex<[AccessOutcome.Kind]>([])
         DispatchQueue.concurrentPerform(iterations: 2) { index in
-            if index == 1 { usleep(300_000) }
+            // The second client asks once the first one's prompt has started.
+            if index == 1 { _ = eventually(timeout: .seconds(20)) { prompted.log.contains { $0.hasPrefix("start") } } }
             guard let client = try? prompted.client(), let outcome = try? prompted.ask(client) else { return }
             outcomes.withLock { $0.append(outcome.kind) }
         }
@@ -306,13 +307,15 @@ struct RealPinentryTests {
         let directory = agent.home.path
         let script = directory + "/unlocks.sh"
         let clear = #"printf '\033[2J\033[H'"#
+        // Each phase clears the screen only once the test has read the last one's exit status and made its go file.
+        let go = { (phase: Int) in #"i=0; while [ ! -e "\#(directory)/go\#(phase)" ] && [ $i -lt 1200 ]; do i=$((i+1)); sleep 0.05; done"# }
         try """
         #!/bin/sh
         signet="\(AgentFixture.signet)"
         "$signet" unlock --pinentry; echo "EXIT1=$?"
-        "$signet" lock >/dev/null; sleep 1; \(clear); echo PHASE2
+        "$signet" lock >/dev/null; \(go(2)); \(clear); echo PHASE2
         "$signet" unlock --pinentry; echo "EXIT2=$?"
-        sleep 1; \(clear); echo PHASE3
+        \(go(3)); \(clear); echo PHASE3
         "$signet" unlock --pinentry; echo "EXIT3=$?"
         sleep 60
 
@@ -331,6 +334,7 @@ struct RealPinentryTests {
         try terminal.send("right-code", "Enter")
         try terminal.waitFor("EXIT1=0")
         #expect(codes() == 2)
+        #expect(FileManager.default.createFile(atPath: directory + "/go2", contents: nil))
 
         try terminal.waitFor("PHASE2")
         try terminal.waitFor("3 of 3 tries left")
@@ -342,6 +346,7 @@ struct RealPinentryTests {
         try terminal.send("Enter")
         try terminal.waitFor("EXIT2=3")
         #expect(codes() == 5, "exactly 3 codes reached the token in the lockout")
+        #expect(FileManager.default.createFile(atPath: directory + "/go3", contents: nil))
 
         try terminal.waitFor("PHASE3")
         let locked = try terminal.waitFor("after 3 wrong access codes")

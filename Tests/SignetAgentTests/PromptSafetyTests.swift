@@ -344,8 +344,9 @@ struct PromptSafetyTests {
         var config = try String(contentsOfFile: setup.agent.paths.config + "/config", encoding: .utf8)
         config = config.replacingOccurrences(of: "confirm-seconds = 60", with: "confirm-seconds = 2")
         try config.write(toFile: setup.agent.paths.config + "/config", atomically: true, encoding: .utf8)
-        #expect(try setup.agent.signet(["agent", "reload"]).status == 0)
-        #expect(eventually(timeout: .seconds(10)) { setup.agent.agentLog.contains("SIGHUP") })
+        // `signet agent reload` returns once the new confirm time is in force.
+        let reload = try setup.agent.signet(["agent", "reload"])
+        #expect(reload.status == 0 && reload.output.contains("confirm-seconds = 2"), "\(reload.output)\(reload.errors)")
         try Self.run(setup.command("third", key: "first", output: "third"), in: setup, as: "third")
         let refused = try setup.answer("third", timeout: .seconds(30))
         #expect(refused.hasPrefix("error") && refused.contains("was not shown"), "\(refused)")

@@ -253,24 +253,23 @@ final class StateMachineTests {
         model.unlocked = false
     }
 
-    /// The agent's own idle lock: a tiny idle time through SIGHUP, one housekeeping tick, then back to 15 minutes.
+    /// The agent's own idle lock: a tiny idle time, in force once the `reload` request answers; then, when the token
+    /// was unlocked, a wait until housekeeping has locked it; then back to 15 minutes, again in force once answered.
+    /// (Housekeeping runs on the agent's real clock in its own process, so this polls for its effect.)
     func idleStep() throws {
         let config = agent.paths.config + "/config"
         let original = try String(contentsOfFile: config, encoding: .utf8)
         try (original + "idle-lock-minutes = 0.001\n").write(toFile: config, atomically: true, encoding: .utf8)
-        kill(agent.pid, SIGHUP)
+        try agent.reload()
         defer {
             try? original.write(toFile: config, atomically: true, encoding: .utf8)
-            kill(agent.pid, SIGHUP)
+            _ = try? agent.reload()
         }
         if model.unlocked && model.present {
-            let deadline = Date().addingTimeInterval(5)
-            while Date() < deadline {
-                usleep(200_000)
-                if case .tokens(let tokens) = try client.call(.listTokens), tokens.first?.unlocked == false { break }
+            let locked = try eventually(timeout: .seconds(10)) {
+                if case .tokens(let tokens) = try client.call(.listTokens) { tokens.first?.unlocked == false } else { false }
             }
-        } else {
-            usleep(1_300_000)
+            guard locked else { throw TestFailure("the agent did not lock the idle token within 10 s") }
         }
         model.unlocked = false
     }

@@ -117,15 +117,23 @@ final class CLITests {
         #expect(!everything.contains("Sekr1t"))
     }
 
-    @Test("signet-agent starts, logs and stops cleanly on SIGTERM")
+    @Test("signet-agent starts, logs, reloads on SIGHUP (systemd's ExecReload) and stops cleanly on SIGTERM")
     func agentStartsAndStops() throws {
         let agent = TestPaths.binaries.appendingPathComponent("signet-agent").path
-        let script = "\"$0\" & pid=$!; sleep 1; kill -HUP $pid; sleep 0.3; kill -TERM $pid; wait $pid"
-        let result = try Run.command("/bin/sh", ["-c", script, agent], environment: environment, timeout: 30)
-        #expect(result.status == 0)
-        #expect(result.errors.contains("signet-agent 0.2.0 listening"))
-        #expect(result.errors.contains("SIGHUP: configuration reloaded"))
-        #expect(result.errors.contains("signet-agent stopped"))
+        let log = home.appendingPathComponent("agent.log").path
+        let pid = try AgentFixture.spawn(agent, [], environment: environment, log: log)
+        var status: Int32 = 0
+        var exited = false
+        defer { if !exited { kill(pid, SIGKILL); waitpid(pid, &status, 0) } }
+        let text = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        // Each signal once the agent shows it is ready for it (it takes signals with sigwait once listening).
+        try #require(eventually(timeout: .seconds(20)) { text().contains("signet-agent 0.2.0 listening") }, "\(text())")
+        kill(pid, SIGHUP)
+        #expect(eventually(timeout: .seconds(10)) { text().contains("SIGHUP: configuration reloaded") }, "\(text())")
+        kill(pid, SIGTERM)
+        exited = eventually(timeout: .seconds(20)) { waitpid(pid, &status, WNOHANG) == pid }
+        #expect(exited && status == 0, "\(status)")
+        #expect(text().contains("signet-agent stopped"), "\(text())")
     }
 }
 

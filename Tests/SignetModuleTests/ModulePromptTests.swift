@@ -73,9 +73,10 @@ final class ModulePromptTests {
         let rules = fixture.environment["XDG_CONFIG_HOME"]! + "/signet/clients"
         try "confirm program=/usr/bin/pkcs11-tool operations=sign\n".write(toFile: rules, atomically: true, encoding: .utf8)
         chmod(rules, 0o600)
+        // `signet agent reload` returns once the agent has the rule in force.
         let reload = try fixture.agent.signet(["agent", "reload"])
         #expect(reload.status == 0, "\(reload.errors)")
-        usleep(300_000)
+        #expect(reload.output.contains("client rules: 1"), "\(reload.output)")
         try fixture.write("data.bin", "to be signed")
         let sign = ["--sign", "--id", "01", "--mechanism", "SHA256-RSA-PKCS", "--input-file", "data.bin", "--output-file", "sig.bin"]
         try plan(["ok"])

@@ -40,6 +40,7 @@ public enum ProtocolSamples {
         .unlockAsking(token: "pkcs11:token=Alice"),
         .policy,
         .shutdown,
+        .reload,
     ]
 
     /// One of every response, with fields that are not all empty.
@@ -87,6 +88,10 @@ public enum ProtocolSamples {
             recent: [.init(program: "/usr/bin/signet", pid: 4242, key: "Mail", operation: "sign", decision: "allowed",
                            time: "2026-11-22T10:15:30.123Z", count: 3)])),
         .policy(PolicyReport(files: [], rules: [], recent: [])),
+        .reloaded(ReloadReport(settings: [.init(name: "idle-lock-minutes", value: "15"), .init(name: "pinentry-program", value: "/usr/bin/pinentry-tty")],
+                               clientRules: 2, refusals: ["/home/a/.config/signet/config: writable by group or others (mode 0666)"],
+                               problems: ["/home/a/.config/signet/config: writable by group or others (mode 0666); nothing in the file is obeyed"])),
+        .reloaded(ReloadReport(settings: [], clientRules: 0, refusals: [], problems: [])),
     ]
 
     static let sampleObject = ObjectEntry(uri: "pkcs11:id=%01;type=cert", kind: .certificate, label: "c", id: [1], keyType: nil, bits: 0, usages: [],

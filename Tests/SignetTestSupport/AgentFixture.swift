@@ -150,6 +150,15 @@ public final class AgentFixture: @unchecked Sendable {
         try Run.command("/usr/bin/time", ["-f", "%M", "-o", peakFile, AgentFixture.signet] + arguments, environment: environment)
     }
 
+    /// Asks the agent to read its configuration, policy and client rules again (the `reload` request); returns
+    /// its answer, which comes once they are in force, so the next request is served under them.
+    @discardableResult
+    public func reload() throws -> ReloadReport {
+        let response = try client().call(.reload)
+        guard case .reloaded(let report) = response else { throw TestFailure("reload answered \(response)") }
+        return report
+    }
+
     /// Creates a software token through the agent; returns its URI.
     @discardableResult
     public func makeToken(_ label: String, code: String = "123456", soCode: String = "so-code-12") throws -> String {

@@ -197,18 +197,24 @@ static int count_certificates(CK_SESSION_HANDLE session) {
 static int watch(const char *go) {
     CK_SESSION_HANDLE session;
     if (open_session(&session) != CKR_OK) return 1;
-    printf("before: %d certificates\n", count_certificates(session));
+    int before = count_certificates(session);
+    printf("before: %d certificates\n", before);
     printf("READY\n");
     fflush(stdout);
     for (int i = 0; access(go, F_OK) != 0; i++) {
         if (i > 600) return 1;
         usleep(100000);
     }
-    // What NSS does while it runs: it asks for session and slot information now and then.
-    usleep(600000);
-    CK_SESSION_INFO info;
-    p11->C_GetSessionInfo(session, &info);
-    printf("after: %d certificates\n", count_certificates(session));
+    // What NSS does while it runs: it asks for session and slot information now and then, and searches
+    // again. The module lists the tokens again once its listing has aged; poll (at most 10 s) until it has.
+    int after = before;
+    for (int i = 0; i < 100 && after == before; i++) {
+        if (i > 0) usleep(100000);
+        CK_SESSION_INFO info;
+        p11->C_GetSessionInfo(session, &info);
+        after = count_certificates(session);
+    }
+    printf("after: %d certificates\n", after);
     return 0;
 }
 
