@@ -131,9 +131,11 @@ func signet_C_GetSlotInfo(_ slotID: CK_SLOT_ID, _ info: UnsafeMutablePointer<CK_
     }
 }
 
-/// The token flags, Signet's lockout state among them.
+/// The token flags, Signet's lockout state among them. The protected path only where the agent can ask
+/// (`PromptPlace`).
 func tokenFlags(_ entry: TokenEntry) -> CK_FLAGS {
-    var flags = CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED | CKF_LOGIN_REQUIRED | CKF_PROTECTED_AUTHENTICATION_PATH
+    var flags = CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED | CKF_LOGIN_REQUIRED
+    if PromptPlace.hostCanPrompt { flags |= CKF_PROTECTED_AUTHENTICATION_PATH }
     if entry.failures > 0 { flags |= CKF_USER_PIN_COUNT_LOW }
     if entry.triesLeft == 1 || entry.tokenCounter == "final try" { flags |= CKF_USER_PIN_FINAL_TRY }
     if entry.lockedSeconds != nil || entry.triesLeft == 0 || entry.tokenCounter == "blocked" { flags |= CKF_USER_PIN_LOCKED }
