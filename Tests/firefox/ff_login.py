@@ -194,12 +194,15 @@ class Firefox:
                 return "navigation failed: " + str(e) + "\n" + self.client.execute_script("return document.documentElement.innerText")
             except errors.MarionetteException:
                 return "navigation failed: " + str(e)
-        try:
-            return self.client.execute_script("return document.documentElement.innerText")
-        except errors.UnexpectedAlertOpen as e:
-            # A prompt of Firefox's own (its token password dialog) came up; Marionette dismissed it.
-            self.prompts.append(str(e).splitlines()[0])
-            return "prompt dismissed: " + self.prompts[-1] + "\n" + self.client.execute_script("return document.documentElement.innerText")
+        # A prompt of Firefox's own (its token password dialog) may come up, more than once; Marionette dismisses
+        # each, as a person would cancel it. A few are read past; more than that is a failure of its own.
+        for _ in range(5):
+            try:
+                text = self.client.execute_script("return document.documentElement ? document.documentElement.innerText : ''") or ""
+                return ("prompt dismissed: " + self.prompts[-1] + "\n" + text) if self.prompts else text
+            except errors.UnexpectedAlertOpen as e:
+                self.prompts.append(str(e).splitlines()[0])
+        raise Failure(f"Firefox kept prompting: {len(self.prompts)} prompts dismissed ({self.prompts[-1]})")
 
     def stop(self):
         if self.client is not None:
@@ -293,9 +296,12 @@ def main():
             took = time.monotonic() - began
             # Without the protected path (no place for the agent to ask), Firefox asks with its own password
             # dialog; Marionette dismisses it, as a person would cancel it, and the login fails.
-            ended = SUBJECT_CN not in text and ("navigation failed" in text or "prompt dismissed" in text)
-            check(ended, f"nowhere to ask, round {round}: the page ended without the token's certificate after {took:.1f} s"
-                  + (f" ({firefox.prompts[-1]})" if firefox.prompts else "") + ("" if ended else f"\n{text[:2000]}"))
+            # page_text came back, so the load ended within PAGE_TIMEOUT (a wait that never ends is a Failure there).
+            ended = SUBJECT_CN not in text
+            page = text.split("\n", 1)[1] if text.startswith("prompt dismissed: ") and "\n" in text else text
+            shown = " ".join(page.split())[:60] or "an empty page"
+            check(ended, f"nowhere to ask, round {round}: the page ended without the token's certificate after {took:.1f} s, showing {shown!r}"
+                  + (f" ({len(firefox.prompts)} × {firefox.prompts[-1]})" if firefox.prompts else "") + ("" if ended else f"\n{text[:2000]}"))
             asked = pinlog_path.read_text().count("GETPIN") if pinlog_path.exists() else 0
             check(asked == asked_before, f"nowhere to ask, round {round}: no pinentry was asked")
             status = run(["signet", "status"], env=env).stdout.decode()
