@@ -244,9 +244,10 @@ CSignetCrypto_Name *CSignetCrypto_crlDistributionPoints(X509 *certificate, int *
     return names;
 }
 
-int CSignetCrypto_requestAddAlternativeNames(X509_REQ *request, const char *const *emails, int emailCount,
-                                             const char *const *dnsNames, int dnsCount,
-                                             const char *const *upns, int upnCount) {
+int CSignetCrypto_requestAddExtensions(X509_REQ *request, const char *const *emails, int emailCount,
+                                       const char *const *dnsNames, int dnsCount,
+                                       const char *const *upns, int upnCount,
+                                       int keyUsageBits, const char *const *usages, int usageCount) {
     GENERAL_NAMES *names = GENERAL_NAMES_new();
     if (names == NULL) return 0;
     int ok = 1;
@@ -277,14 +278,39 @@ int CSignetCrypto_requestAddAlternativeNames(X509_REQ *request, const char *cons
         ok = GENERAL_NAME_set0_othername(name, type, value);
         ok = ok && sk_GENERAL_NAME_push(names, name) > 0;
     }
+    STACK_OF(X509_EXTENSION) *extensions = ok ? sk_X509_EXTENSION_new_null() : NULL;
+    ok = ok && extensions != NULL;
     if (ok && sk_GENERAL_NAME_num(names) > 0) {
-        STACK_OF(X509_EXTENSION) *extensions = sk_X509_EXTENSION_new_null();
         X509_EXTENSION *extension = X509V3_EXT_i2d(NID_subject_alt_name, 0, names);
-        ok = extensions != NULL && extension != NULL && sk_X509_EXTENSION_push(extensions, extension) > 0;
+        ok = extension != NULL && sk_X509_EXTENSION_push(extensions, extension) > 0;
         if (!ok) X509_EXTENSION_free(extension);
-        ok = ok && X509_REQ_add_extensions(request, extensions);
-        sk_X509_EXTENSION_pop_free(extensions, X509_EXTENSION_free);
     }
+    if (ok && keyUsageBits != 0) {
+        ASN1_BIT_STRING *bits = ASN1_BIT_STRING_new();
+        ok = bits != NULL;
+        for (int bit = 0; ok && bit < 9; bit++) {
+            if (keyUsageBits & (1 << bit)) ok = ASN1_BIT_STRING_set_bit(bits, bit, 1);
+        }
+        X509_EXTENSION *extension = ok ? X509V3_EXT_i2d(NID_key_usage, 1, bits) : NULL;
+        ok = extension != NULL && sk_X509_EXTENSION_push(extensions, extension) > 0;
+        if (!ok) X509_EXTENSION_free(extension);
+        ASN1_BIT_STRING_free(bits);
+    }
+    if (ok && usageCount > 0) {
+        EXTENDED_KEY_USAGE *usage = sk_ASN1_OBJECT_new_null();
+        ok = usage != NULL;
+        for (int i = 0; ok && i < usageCount; i++) {
+            ASN1_OBJECT *object = OBJ_txt2obj(usages[i], 1);
+            ok = object != NULL && sk_ASN1_OBJECT_push(usage, object) > 0;
+            if (!ok) ASN1_OBJECT_free(object);
+        }
+        X509_EXTENSION *extension = ok ? X509V3_EXT_i2d(NID_ext_key_usage, 0, usage) : NULL;
+        ok = extension != NULL && sk_X509_EXTENSION_push(extensions, extension) > 0;
+        if (!ok) X509_EXTENSION_free(extension);
+        sk_ASN1_OBJECT_pop_free(usage, ASN1_OBJECT_free);
+    }
+    if (ok && sk_X509_EXTENSION_num(extensions) > 0) ok = X509_REQ_add_extensions(request, extensions);
+    sk_X509_EXTENSION_pop_free(extensions, X509_EXTENSION_free);
     GENERAL_NAMES_free(names);
     return ok;
 }

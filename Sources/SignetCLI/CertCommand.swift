@@ -214,7 +214,10 @@ struct CertificateReport: Codable {
         var purposes: [String] = []
         if CertificateChoice.fits(certificate, .signing, at: certificate.notBefore) { purposes.append("signing") }
         if CertificateChoice.fits(certificate, .encryption, at: certificate.notBefore) { purposes.append("encryption") }
-        if let eku = certificate.extendedKeyUsage, eku.contains("clientAuth") || eku.contains("smartcardLogon") { purposes.append("client login") }
+        if CertificateChoice.servesClientLogin(certificate) { purposes.append("client login") }
+        if let eku = certificate.extendedKeyUsage, eku.contains("smartcardLogon") {
+            purposes.append("Windows logon")
+        }
         self.purposes = purposes
         keyPresent = installed.privateKey != nil || installed.publicKey != nil
         keyURI = installed.privateKey?.uri

@@ -112,7 +112,11 @@ struct CSRCommand: ParsableCommand {
         The subject is written most significant first, as in deployment guides: \
         C=CA,ST=ON,O=Example Org,CN=8934282. Commas and other special characters in a value are \
         escaped as in RFC 4514 (O=Smith\\, Jones and Co). The signature is SHA-256 (ECDSA for EC keys). \
-        The token must be unlocked.
+        --purpose asks for the key usages the certificate needs: mail (emailProtection; signing, and \
+        decryption: keyEncipherment for RSA, keyAgreement for EC), login (clientAuth, for logging into \
+        webmail and other TLS sites; with --upn, the UPN that Exchange and Active Directory map to an account), \
+        or mail,login for one certificate that does both. A CA that copies requested extensions issues them \
+        as asked. The token must be unlocked.
         """
     )
     @Option(name: .long, help: "The key: its PKCS#11 URI, its id in hex, or its label.")
@@ -121,7 +125,9 @@ struct CSRCommand: ParsableCommand {
     var subject: String
     @Option(name: .long, help: "An email address for the subject alternative name (repeatable).")
     var email: [String] = []
-    @Option(name: .long, help: "A Microsoft user principal name (otherName UPN) for smart-card logon (repeatable).")
+    @Option(name: .long, help: "What the certificate is for: mail, login, or mail,login.")
+    var purpose = "mail"
+    @Option(name: .long, help: "A Microsoft user principal name (otherName UPN, user@domain) for login mapping (repeatable).")
     var upn: [String] = []
     @Option(name: .long, help: "A DNS name for the subject alternative name (repeatable).")
     var dns: [String] = []
@@ -136,6 +142,15 @@ struct CSRCommand: ParsableCommand {
         let name: DistinguishedName
         do { name = try DistinguishedName(parsing: subject) } catch { throw CLIError(description: error.description) }
         guard ["sha256", "sha384", "sha512"].contains(digest) else { throw CLIError(description: "--digest must be sha256, sha384 or sha512.") }
+        guard let purposes = CertificateRequest.Purposes(parsing: purpose) else {
+            throw CLIError(description: "--purpose must be mail, login or mail,login (not \"\(Console.safe(purpose))\").")
+        }
+        guard upn.isEmpty || purposes.contains(.login) else {
+            throw CLIError(description: "A UPN (--upn) maps a login certificate to an account; add --purpose login (or mail,login).")
+        }
+        for name in upn where !name.contains("@") {
+            throw CLIError(description: "The UPN \"\(Console.safe(name))\" has no @domain; write it as user@domain, as in Active Directory.")
+        }
         let client = try Agent.connect()
         let inventory = try Inventory.load(client: client)
         let entry = try inventory.privateKey(key)
@@ -146,7 +161,7 @@ struct CSRCommand: ParsableCommand {
         let request: [UInt8]
         do {
             request = try CertificateRequest.make(subject: name, names: .init(emails: email, dnsNames: dns, userPrincipalNames: upn),
-                                                  key: agentKey, digest: digest)
+                                                  purposes: purposes, key: agentKey, digest: digest)
         } catch {
             throw CLIError(description: "Could not make the request: \(error)")
         }

@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import SignetCore
 import SignetMail
+import SignetOpenSSL
 import SignetSetup
 
 /// `signet setup`: registers Signet's PKCS#11 front end (`libsignet-pkcs11.so`) with the user's programs,
@@ -16,11 +17,19 @@ struct SetupCommand: ParsableCommand {
         Finds libsignet-pkcs11.so ($SIGNET_FRONTEND_MODULE, else beside the signet program, else ../lib/signet/ beside it, else p11-kit's module directory, /usr/lib/<multiarch>/pkcs11/) and registers it with p11-kit (~/.config/pkcs11/modules/signet.module), in every Thunderbird and Firefox profile a profiles.ini names and its program uses ($XDG_CONFIG_HOME/mozilla/firefox, ~/.mozilla/firefox, ~/.thunderbird, and the snap and flatpak ones) and ~/.pki/nssdb (Chromium, Evolution) through modutil, and for gpgsm through gnupg-pkcs11-scd (~/.gnupg/gnupg-pkcs11-scd.conf, and scdaemon-program in gpg-agent.conf).
 
         A program with no profile yet gets a line saying so: start it once, then run setup again. Running it again changes nothing. A profile whose program is running is left as it is (quit the program, then run setup again); the other targets are still done, and the exit status is 1. The lines added to GnuPG's files are marked, and --undo removes exactly those; a scdaemon-program of your own is never replaced.
+
+        --trust-roots adds the roots in Signet's trust store to every NSS database above as "Signet root ID" with trust ",C," (a CA for e-mail signers; --trust-roots-for-web: "C,C,", for web sites too), to $GNUPGHOME/trustlist.txt (flag S, between marks) and to gpgsm's keybox. A root you already have there is left as it is. What it adds is recorded ($XDG_STATE_HOME/signet/setup-roots), and --undo takes out exactly that.
         """
     )
 
     @Flag(name: .long, help: "Remove everything `signet setup` registered.")
     var undo = false
+
+    @Flag(name: .customLong("trust-roots"), help: "Also add the root CAs Signet trusts (`signet trust list`) to each NSS database, gpg-agent's trustlist and gpgsm's keybox, as trust anchors for e-mail.")
+    var trustRoots = false
+
+    @Flag(name: .customLong("trust-roots-for-web"), help: "As --trust-roots, and trust them in NSS for web sites (TLS servers) as well, such as the organisation's webmail.")
+    var trustRootsForWeb = false
 
     @Flag(name: .long, help: "Print what would be done; change nothing.")
     var dryRun = false
@@ -44,13 +53,25 @@ struct SetupCommand: ParsableCommand {
             }
             outcomes = [undo ? setup.removeSystemFile(systemFile) : setup.writeSystemFile(systemFile, module: try module())]
         } else {
-            outcomes = undo ? setup.removeAll() : setup.registerAll(module: try module())
+            if undo {
+                outcomes = setup.untrustRoots() + setup.removeAll()
+            } else {
+                outcomes = setup.registerAll(module: try module())
+                    + (trustRoots || trustRootsForWeb ? setup.trustRoots(Self.signetRoots(), web: trustRootsForWeb) : [])
+            }
         }
         for outcome in outcomes { print(Console.safe("\(outcome.target): \(outcome.result)")) }
         let failed = outcomes.filter(\.failed).count
         guard failed == 0 else {
             throw CLIError(.failure, "\(failed) of \(outcomes.count) targets \(failed == 1 ? "was" : "were") left as \(failed == 1 ? "it was" : "they were") (see above); "
                 + "run `signet setup\(undo ? " --undo" : "")` again once that is dealt with.")
+        }
+    }
+
+    /// The self-signed roots in Signet's trust store.
+    private static func signetRoots() -> [Setup.Root] {
+        TrustStore().entries().filter { $0.certificate.isSelfSigned }.map {
+            Setup.Root(id: $0.id, subject: $0.certificate.subject, der: $0.certificate.der, pem: $0.certificate.pem, sha1: $0.certificate.sha1)
         }
     }
 

@@ -39,6 +39,16 @@ public enum CertificateChoice {
         return reasons
     }
 
+    /// Whether a TLS server (webmail, a VPN) would take `certificate` for client login, as OpenSSL and NSS
+    /// check it: not a CA, an extendedKeyUsage that is absent or has clientAuth (or any), and a keyUsage that
+    /// is absent or has digitalSignature. Validity is not considered.
+    public static func servesClientLogin(_ certificate: Certificate) -> Bool {
+        guard !certificate.isAuthority else { return false }
+        if let eku = certificate.extendedKeyUsage, !eku.contains("clientAuth"), !eku.contains("anyExtendedKeyUsage") { return false }
+        if let usage = certificate.keyUsage, !usage.contains(.digitalSignature) { return false }
+        return true
+    }
+
     /// Why no certificate among `installed` is chosen for `purpose` (as `choose` decides): the certificates
     /// present, why each does not qualify, and what to do. Nil when there are none to explain.
     public static func explanation(_ purpose: Purpose, installed: [Inventory.Installed], email: String? = nil,

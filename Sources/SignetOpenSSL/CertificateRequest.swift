@@ -20,10 +20,49 @@ public enum CertificateRequest {
         var isEmpty: Bool { emails.isEmpty && dnsNames.isEmpty && userPrincipalNames.isEmpty }
     }
 
-    /// Makes and signs a request with SHA-256 (or `digest`: "sha256", "sha384", "sha512").
+    /// What the certificate is to be used for; each asks for its extended key usage and key usage bits.
+    public struct Purposes: OptionSet, Sendable, Hashable {
+        public let rawValue: Int
+        public init(rawValue: Int) { self.rawValue = rawValue }
+        /// S/MIME: `emailProtection`; digitalSignature, and keyEncipherment (RSA) or keyAgreement (EC) to decrypt.
+        public static let mail = Purposes(rawValue: 1)
+        /// TLS client login (webmail, VPN): `clientAuth`; digitalSignature.
+        public static let login = Purposes(rawValue: 2)
+
+        /// The names `--purpose` takes, in the order they are listed.
+        public static let names: [(String, Purposes)] = [("mail", .mail), ("login", .login)]
+
+        /// Parses "mail", "login", "mail,login"; nil for an unknown or empty name.
+        public init?(parsing text: String) {
+            var purposes: Purposes = []
+            for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+                let name = String(part).trimmingSpaces().lowercased()
+                guard let found = Purposes.names.first(where: { $0.0 == name }) else { return nil }
+                purposes.insert(found.1)
+            }
+            guard !purposes.isEmpty else { return nil }
+            self = purposes
+        }
+
+        /// The extendedKeyUsage OIDs to ask for.
+        var extendedKeyUsages: [String] {
+            (contains(.mail) ? ["1.3.6.1.5.5.7.3.4"] : []) + (contains(.login) ? ["1.3.6.1.5.5.7.3.2"] : [])
+        }
+
+        /// The keyUsage bits (1 << bit number, RFC 5280 §4.2.1.3) for a key of this kind.
+        func keyUsageBits(elliptic: Bool) -> Int32 {
+            guard !isEmpty else { return 0 }
+            let digitalSignature: Int32 = 1 << 0, keyEncipherment: Int32 = 1 << 2, keyAgreement: Int32 = 1 << 4
+            return digitalSignature | (contains(.mail) ? (elliptic ? keyAgreement : keyEncipherment) : 0)
+        }
+    }
+
+    /// Makes and signs a request with SHA-256 (or `digest`: "sha256", "sha384", "sha512"), asking for the
+    /// extensions `purposes` need (none when empty).
     /// - Returns: the DER request.
     /// - Throws: `OpenSSLError`, or the agent's error when the token refused to sign (not unlocked, absent).
-    public static func make(subject: DistinguishedName, names: AlternativeNames, key: AgentKey, digest: String = "sha256") throws -> [UInt8] {
+    public static func make(subject: DistinguishedName, names: AlternativeNames, purposes: Purposes = [], key: AgentKey,
+                            digest: String = "sha256") throws -> [UInt8] {
         OpenSSLError.drain()
         guard let request = X509_REQ_new() else { throw OpenSSLError("X509_REQ_new") }
         defer { X509_REQ_free(request) }
@@ -39,16 +78,21 @@ public enum CertificateRequest {
         }
         guard X509_REQ_set_subject_name(request, name) == 1 else { throw OpenSSLError("X509_REQ_set_subject_name") }
         guard X509_REQ_set_pubkey(request, key.pkey) == 1 else { throw OpenSSLError("X509_REQ_set_pubkey") }
-        if !names.isEmpty {
+        if !names.isEmpty || !purposes.isEmpty {
+            let elliptic = EVP_PKEY_get_base_id(key.pkey) == EVP_PKEY_EC
+            let usages = purposes.extendedKeyUsages
             let added = withCStrings(names.emails) { emails in
                 withCStrings(names.dnsNames) { dns in
                     withCStrings(names.userPrincipalNames) { upns in
-                        CSignetCrypto_requestAddAlternativeNames(request, emails, Int32(names.emails.count), dns, Int32(names.dnsNames.count),
-                                                                 upns, Int32(names.userPrincipalNames.count))
+                        withCStrings(usages) { usageOIDs in
+                            CSignetCrypto_requestAddExtensions(request, emails, Int32(names.emails.count), dns, Int32(names.dnsNames.count),
+                                                               upns, Int32(names.userPrincipalNames.count),
+                                                               purposes.keyUsageBits(elliptic: elliptic), usageOIDs, Int32(usages.count))
+                        }
                     }
                 }
             }
-            guard added == 1 else { throw OpenSSLError("Adding the subject alternative names") }
+            guard added == 1 else { throw OpenSSLError("Adding the requested extensions (alternative names, key usage)") }
         }
         guard let md = EVP_get_digestbyname(digest) else { throw OpenSSLError("Unknown digest \(digest)") }
         guard X509_REQ_sign(request, key.pkey, md) > 0 else { throw key.failure("Signing the request on the token") }

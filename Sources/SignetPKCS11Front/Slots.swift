@@ -29,8 +29,12 @@ package enum Slots {
     /// | Signet: a wrong code recorded; the card: a wrong code since the last good one | `CKF_USER_PIN_COUNT_LOW` |
     /// | Signet: one try left; the card: its final try | `CKF_USER_PIN_FINAL_TRY` (and `COUNT_LOW` for the card) |
     /// | Signet's lock; the card blocked | `CKF_USER_PIN_LOCKED` |
-    package static func tokenFlags(_ entry: TokenEntry) -> CK_FLAGS {
-        var flags = CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED | CKF_LOGIN_REQUIRED | CKF_PROTECTED_AUTHENTICATION_PATH
+    ///
+    /// - Parameter hostCanPrompt: whether the agent has somewhere to ask this host's user for a code (the shell's
+    ///   `PromptPlace`); only then is the token a protected authentication path (issue 28, item 6).
+    package static func tokenFlags(_ entry: TokenEntry, hostCanPrompt: Bool = true) -> CK_FLAGS {
+        var flags = CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED | CKF_LOGIN_REQUIRED
+        if hostCanPrompt { flags |= CKF_PROTECTED_AUTHENTICATION_PATH }
         if entry.failures > 0 { flags |= CKF_USER_PIN_COUNT_LOW }
         if entry.triesLeft == 1 { flags |= CKF_USER_PIN_FINAL_TRY }
         if entry.lockedSeconds != nil || entry.triesLeft == 0 { flags |= CKF_USER_PIN_LOCKED }

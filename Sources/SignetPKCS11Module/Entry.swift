@@ -149,7 +149,7 @@ func signet_C_GetTokenInfo(_ slotID: CK_SLOT_ID, _ info: UnsafeMutablePointer<CK
         pad(&info.pointee.manufacturerID, entry.manufacturer)
         pad(&info.pointee.model, entry.model)
         pad(&info.pointee.serialNumber, entry.serial)
-        info.pointee.flags = Slots.tokenFlags(entry)
+        info.pointee.flags = Slots.tokenFlags(entry, hostCanPrompt: PromptPlace.hostCanPrompt)
         info.pointee.ulMaxSessionCount = csignet_infinite()
         info.pointee.ulSessionCount = CK_ULONG(sessions)
         info.pointee.ulMaxRwSessionCount = csignet_infinite()

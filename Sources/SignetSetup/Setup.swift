@@ -21,6 +21,8 @@ public struct Setup: Sendable {
     static let pkcs11Daemon = "/usr/bin/gnupg-pkcs11-scd"
 
     let home: String
+    /// The environment setup was given (for Signet's own folders).
+    let environment: [String: String]
     /// `$XDG_CONFIG_HOME`, else `~/.config`.
     let configHome: String
     /// `$GNUPGHOME`, else `~/.gnupg`.
@@ -31,6 +33,7 @@ public struct Setup: Sendable {
 
     public init(environment: [String: String], dryRun: Bool) {
         home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? "/"
+        self.environment = environment
         configHome = environment["XDG_CONFIG_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? home + "/.config"
         gnupgHome = environment["GNUPGHOME"].flatMap { $0.isEmpty ? nil : $0 } ?? home + "/.gnupg"
         path = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
@@ -347,7 +350,7 @@ public struct Setup: Sendable {
 
     /// Writes `lines` (nil: none) as Signet's marked block of `file`, keeping every other byte as it is.
     /// A file left with nothing of the user's is removed.
-    private func write(_ file: MarkedLines, _ lines: [String]?, to path: String, target: String) -> Outcome {
+    func write(_ file: MarkedLines, _ lines: [String]?, to path: String, target: String) -> Outcome {
         if file.block == lines { return Outcome(target: target, result: lines == nil ? "not registered" : "already registered") }
         let verb = lines == nil ? "removed" : file.block == nil ? "registered" : "registered (replaced Signet's earlier lines)"
         if dryRun { return Outcome(target: target, result: lines == nil ? "would remove" : "would register") }

@@ -117,6 +117,9 @@ struct MarkedLines {
         return String(decoding: line[..<end], as: UTF8.self)
     }
 
+    /// The user's lines, as text without their line ends.
+    var outsideLines: [String] { outside.map(MarkedLines.content) }
+
     /// The value of the user's `key value` line (the last one, as GnuPG reads it), or nil.
     func outsideValue(of key: String) -> String? {
         outside.compactMap { ConfigLines.value(of: key, inLine: MarkedLines.content($0), separator: " ") }.last

@@ -18,8 +18,30 @@ enum SetupTool {
     /// its own, with no controlling terminal, so /dev/tty cannot be opened (certutil, asked for a password it
     /// cannot read, loops on /dev/tty for ever). One that outlives `timeout` is killed, with its process group.
     static func run(_ executable: String, _ arguments: [String], timeout: Int = timeoutSeconds) -> (status: Int32, output: String) {
+        let ran = runCapturing(executable, arguments, timeout: timeout)
+        var lines = String(decoding: ran.output, as: UTF8.self).split(separator: "\n").map { $0.trimmingSpaces }.filter { !$0.isEmpty }
+        if lines.count > 6 { lines = Array(lines.prefix(3)) + ["…"] + Array(lines.suffix(2)) }
+        let text = lines.joined(separator: " ")
+        if ran.timedOut {
+            return (-1, "\(executable.split(separator: "/").last ?? "") did not finish within \(timeout) s and was stopped" + (text.isEmpty ? "" : " (it said: \(text))"))
+        }
+        return (ran.status, ran.failure ?? text)
+    }
+
+    /// Runs `executable` as `run` does and gives its output's lines; nil when it failed or did not finish.
+    static func runLines(_ executable: String, _ arguments: [String], timeout: Int = timeoutSeconds) -> [String]? {
+        let ran = runCapturing(executable, arguments, timeout: timeout)
+        guard ran.status == 0, !ran.timedOut, ran.failure == nil else { return nil }
+        // Split as bytes: in Swift "\r\n" is one Character, and certutil -a ends its lines so.
+        return ran.output.split(separator: 10, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self).trimmingSpaces }
+    }
+
+    /// Runs `executable` as `run` describes; its exit status, output (standard output and error together), whether
+    /// it was stopped for running too long, and why it could not be started.
+    private static func runCapturing(_ executable: String, _ arguments: [String], timeout: Int)
+        -> (status: Int32, output: [UInt8], timedOut: Bool, failure: String?) {
         var pipeFDs: [Int32] = [0, 0]
-        guard pipe(&pipeFDs) == 0 else { return (-1, "cannot make a pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&pipeFDs) == 0 else { return (-1, [], false, "cannot make a pipe: \(String(cString: strerror(errno)))") }
         for fd in pipeFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -38,7 +60,7 @@ enum SetupTool {
         let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
         close(pipeFDs[1])
         defer { close(pipeFDs[0]) }
-        guard spawned == 0 else { return (-1, "cannot run \(executable): \(String(cString: strerror(spawned)))") }
+        guard spawned == 0 else { return (-1, [], false, "cannot run \(executable): \(String(cString: strerror(spawned)))") }
         var output: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         let deadline = MonotonicClock.seconds() + Double(timeout)
@@ -61,13 +83,7 @@ enum SetupTool {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let code = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        var lines = String(decoding: output, as: UTF8.self).split(separator: "\n").map { $0.trimmingSpaces }.filter { !$0.isEmpty }
-        if lines.count > 6 { lines = Array(lines.prefix(3)) + ["…"] + Array(lines.suffix(2)) }
-        let text = lines.joined(separator: " ")
-        if timedOut {
-            return (-1, "\(executable.split(separator: "/").last ?? "") did not finish within \(timeout) s and was stopped" + (text.isEmpty ? "" : " (it said: \(text))"))
-        }
-        return (code, text)
+        return (timedOut ? -1 : code, output, timedOut, nil)
     }
 }
 

@@ -79,7 +79,8 @@ final class EnrollmentTests {
 
         let subject = #"C=CA,ST=ON,O=Smith\, Jones and Co,CN=8934282"#
         let csr = peer.path("request.csr")
-        try run(["csr", "--key", "a1b2", "--subject", subject, "--email", "person@example.org", "--upn", "person@corp.example", "-o", csr])
+        try run(["csr", "--key", "a1b2", "--subject", subject, "--email", "person@example.org", "--upn", "person@corp.example",
+                 "--purpose", "mail,login", "-o", csr])
         let verified = try peer.run(["req", "-in", csr, "-verify", "-noout"])
         #expect(verified.status == 0 && (verified.output + verified.errors).contains("verify OK"), "\(verified.errors)")
         // The subject round-trips through `openssl req -subject`, in the order written.
@@ -88,6 +89,8 @@ final class EnrollmentTests {
         let text = try Run.checked("openssl", ["req", "-in", csr, "-noout", "-text"]).output
         #expect(text.contains("email:person@example.org") && text.contains("UPN::person@corp.example"))
         #expect(text.contains(type == "p256" ? "ecdsa-with-SHA256" : "sha256WithRSAEncryption"))
+        #expect(text.contains("E-mail Protection, TLS Web Client Authentication"), "\(text)")
+        #expect(text.contains(type == "p256" ? "Digital Signature, Key Agreement" : "Digital Signature, Key Encipherment"), "\(text)")
 
         let ca = try makeCA()
         let issued = try issue(csr, ca: ca, name: "issued")
@@ -134,6 +137,71 @@ final class EnrollmentTests {
         let actions = Set(agent.auditEntries.compactMap { $0["action"] as? String })
         #expect(actions.isSuperset(of: ["key-generated", "certificate-stored", "object-deleted", "sign"]))
         #expect(!agent.auditLog.contains(Self.code))
+    }
+
+    @Test("`csr --purpose login --upn` asks for clientAuth and the msUPN otherName (UTF8String); a CA copying the extensions issues a certificate `cert list` shows for client login only")
+    func loginRequest() throws {
+        _ = try unlockedToken("Login")
+        try run(["key", "generate", "--type", "p256", "--label", "owa", "--id", "0c"])
+        let csr = peer.path("login.csr")
+        try run(["csr", "--key", "0c", "--subject", "CN=Alice Example", "--purpose", "login", "--upn", "alice@corp.example", "-o", csr])
+        let text = try Run.checked("openssl", ["req", "-in", csr, "-noout", "-text"]).output
+        #expect(text.contains("X509v3 Extended Key Usage: \n                    TLS Web Client Authentication\n"), "\(text)")
+        #expect(text.contains("X509v3 Key Usage: critical\n                    Digital Signature\n"), "\(text)")
+        #expect(text.contains("othername: UPN::alice@corp.example"), "\(text)")
+        // The UPN is an otherName of type 1.3.6.1.4.1.311.20.2.3 holding a UTF8String, as Active Directory reads it.
+        try Run.checked("openssl", ["req", "-in", csr, "-outform", "DER", "-out", peer.path("login.der")])
+        let parsed = try Run.checked("openssl", ["asn1parse", "-inform", "DER", "-in", peer.path("login.der"), "-strparse", try sanOffset(peer.path("login.der"))]).output
+        #expect(parsed.contains("Microsoft User Principal Name") || parsed.contains("1.3.6.1.4.1.311.20.2.3"), "\(parsed)")
+        #expect(parsed.contains("UTF8STRING        :alice@corp.example"), "\(parsed)")
+
+        let ca = try makeCA()
+        try Run.checked("openssl", ["x509", "-req", "-in", csr, "-CA", ca.certificate, "-CAkey", ca.key, "-CAcreateserial", "-days", "5",
+                                    "-copy_extensions", "copy", "-out", peer.path("login.pem")])
+        try run(["cert", "import", peer.path("login.pem"), "--trust-roots"])
+        let listed = try certificates()
+        // Not for S/MIME signing: that needs emailProtection.
+        #expect(listed.first?["purposes"] as? [String] == ["client login"], "\(listed)")
+        #expect(try run(["cert", "list"]).output.contains("  for:      client login\n"))
+    }
+
+    @Test("`csr --purpose mail,login`, issued by the README's CA step (copying the extensions), gives one certificate `cert list` shows for signing, encryption and client login")
+    func mailAndLoginCertificate() throws {
+        _ = try unlockedToken("Both")
+        try run(["key", "generate", "--type", "rsa2048", "--label", "both", "--id", "0d"])
+        let csr = peer.path("both.csr")
+        try run(["csr", "--key", "0d", "--subject", "CN=Alice Example", "--email", "alice@example.org", "--purpose", "mail,login",
+                 "--upn", "alice@corp.example", "-o", csr])
+        let ca = try makeCA()
+        try Run.checked("openssl", ["x509", "-req", "-in", csr, "-CA", ca.certificate, "-CAkey", ca.key, "-CAcreateserial", "-days", "5",
+                                    "-copy_extensions", "copy", "-out", peer.path("both.pem")])
+        // OpenSSL's own purpose checks agree: the certificate is good for S/MIME and for a TLS client.
+        for purpose in ["smimesign", "smimeencrypt", "sslclient"] {
+            let checked = try peer.run(["verify", "-CAfile", ca.certificate, "-purpose", purpose, peer.path("both.pem")])
+            #expect(checked.status == 0, "\(purpose): \(checked.output) \(checked.errors)")
+        }
+        try run(["cert", "import", peer.path("both.pem"), "--trust-roots"])
+        #expect(try certificates().first?["purposes"] as? [String] == ["signing", "encryption", "client login"])
+    }
+
+    @Test("`csr` refuses an unknown purpose, and a UPN without login")
+    func purposeRefusals() throws {
+        _ = try unlockedToken("Refusals")
+        try run(["key", "generate", "--type", "p256", "--label", "k", "--id", "0e"])
+        let unknown = try agent.signet(["csr", "--key", "0e", "--subject", "CN=X", "--purpose", "mail,vpn"])
+        #expect(unknown.status != 0 && unknown.errors.contains("--purpose must be mail, login or mail,login"), "\(unknown.errors)")
+        let upn = try agent.signet(["csr", "--key", "0e", "--subject", "CN=X", "--upn", "x@corp.example"])
+        #expect(upn.status != 0 && upn.errors.contains("add --purpose login"), "\(upn.errors)")
+    }
+
+    /// The offset of the subjectAltName extension's value in a DER request, for `openssl asn1parse -strparse`.
+    func sanOffset(_ der: String) throws -> String {
+        let lines = try Run.checked("openssl", ["asn1parse", "-inform", "DER", "-in", der]).output.split(separator: "\n")
+        guard let name = lines.firstIndex(where: { $0.contains(":X509v3 Subject Alternative Name") }), name + 1 < lines.count,
+              let offset = lines[name + 1].split(separator: ":").first?.trimmingCharacters(in: .whitespaces) else {
+            throw TestFailure("no subjectAltName in the request")
+        }
+        return offset
     }
 
     @Test("With a login and a mail certificate on one token, the mail one is the default for signing and encryption; configuration can pin another")

@@ -254,6 +254,102 @@ final class SetupTests {
         #expect(again.output.contains("Thunderbird profile x.default-esr: not registered"), "\(again.output)")
     }
 
+    /// A root CA made by openssl: its PEM file and SHA-1 fingerprint (40 hex digits).
+    func makeRoot(_ name: String) throws -> (pem: String, sha1: String) {
+        let pem = home.path + "/\(name).pem"
+        try Run.checked("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", home.path + "/\(name).key", "-out", pem,
+                                    "-subj", "/O=\(name)/CN=\(name) Root", "-days", "5"])
+        let fingerprint = try Run.checked("openssl", ["x509", "-in", pem, "-noout", "-fingerprint", "-sha1"]).output
+        return (pem, String(fingerprint.split(separator: "=").last ?? "").filter(\.isHexDigit).uppercased())
+    }
+
+    /// `certutil -L`: nickname → trust, for the database's own certificates.
+    func nssCertificates(_ directory: String) throws -> [String: String] {
+        let listing = try Run.checked("certutil", ["-L", "-d", "sql:" + directory], environment: environment).output
+        var found: [String: String] = [:]
+        for line in listing.split(separator: "\n").dropFirst(2) {  // after the two header lines
+            let words = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard let trust = words.last else { continue }
+            found[words.dropLast().joined(separator: " ")] = String(trust)
+        }
+        return found
+    }
+
+    /// `AB:CD:…`, as gpg-agent writes trustlist.txt.
+    func colons(_ hex: String) -> String {
+        stride(from: 0, to: hex.count, by: 2).map { String(Array(hex)[$0..<$0 + 2]) }.joined(separator: ":")
+    }
+
+    func keyboxHas(_ sha1: String) throws -> Bool {
+        let listed = try Run.command("gpgsm", ["--batch", "--with-colons", "--list-keys", sha1], environment: environment, timeout: 30)
+        return listed.status == 0 && listed.output.contains("fpr:::::::::\(sha1):")
+    }
+
+    @Test("--trust-roots adds Signet's roots to every NSS database (,C,), the trustlist (S) and gpgsm's keybox; --undo takes out exactly those, and a root the user had stays as it was")
+    func trustRoots() throws {
+        defer { _ = try? Run.command("gpgconf", ["--kill", "all"], environment: environment, timeout: 30) }
+        let organisation = try makeRoot("Organisation"), users = try makeRoot("Users")
+        // The user already has the second root: in one NSS database under a nickname and trust of their own, in
+        // gpg-agent's trustlist, and in gpgsm's keybox.
+        try Run.checked("certutil", ["-A", "-d", "sql:" + thunderbird, "-n", "My Corp Root", "-t", "CT,C,C", "-a", "-i", users.pem], environment: environment)
+        let trustList = home.path + "/.gnupg/trustlist.txt"
+        let ownTrustList = "# mine\r\n\(users.sha1) S relax\r\n"
+        try ownTrustList.write(toFile: trustList, atomically: true, encoding: .utf8)
+        try Run.checked("gpgsm", ["--batch", "--import", users.pem], environment: environment)
+        for root in [organisation, users] {
+            let added = try Run.command(signet, ["trust", "add", root.pem], environment: environment, timeout: 60)
+            #expect(added.status == 0, "\(added.errors)")
+        }
+
+        let setUp = try setup(["--trust-roots"])
+        #expect(setUp.status == 0, "\(setUp.output)\(setUp.errors)")
+        for database in databases {
+            let listed = try nssCertificates(database)
+            let ours = listed.filter { $0.key.hasPrefix("Signet root ") }
+            // Both roots, but in Thunderbird's database, which had the user's: only the organisation's.
+            #expect(ours.count == (database == thunderbird ? 1 : 2) && ours.values.allSatisfy { $0 == ",C," }, "\(database): \(listed)\n\(setUp.output)")
+        }
+        let thunderbirdListed = try nssCertificates(thunderbird)
+        #expect(thunderbirdListed["My Corp Root"] == "CT,C,C", "\(thunderbirdListed) \(setUp.output)")
+        let listedTrust = try #require(read(trustList))
+        #expect(listedTrust.contains(colons(organisation.sha1) + " S\r\n"), "\(listedTrust)")
+        #expect(!listedTrust.contains(colons(users.sha1)), "\(listedTrust)")
+        #expect(try keyboxHas(organisation.sha1) && keyboxHas(users.sha1))
+        // Again: nothing more is added.
+        let again = try setup(["--trust-roots"])
+        #expect(again.status == 0 && again.output.contains("~/.pki/nssdb roots: already trusted"), "\(again.output)")
+        #expect(try nssCertificates(chromium).filter { $0.key.hasPrefix("Signet root ") }.count == 2)
+
+        let undo = try setup(["--undo"])
+        #expect(undo.status == 0, "\(undo.output)\(undo.errors)")
+        for database in databases {
+            #expect(try nssCertificates(database).keys.allSatisfy { !$0.hasPrefix("Signet root ") }, "\(database): \(undo.output)")
+        }
+        #expect(try nssCertificates(thunderbird)["My Corp Root"] == "CT,C,C")
+        #expect(read(trustList) == ownTrustList)
+        #expect(try !keyboxHas(organisation.sha1))
+        #expect(try keyboxHas(users.sha1))
+        #expect(!FileManager.default.fileExists(atPath: home.path + "/state/signet/setup-roots"))
+    }
+
+    @Test("--trust-roots-for-web trusts the roots for web sites as well (C,C,), changing the trust of an entry it added before")
+    func trustRootsForWeb() throws {
+        let organisation = try makeRoot("Organisation")
+        #expect(try Run.command(signet, ["trust", "add", organisation.pem], environment: environment, timeout: 60).status == 0)
+        #expect(try setup(["--trust-roots"]).status == 0)
+        let web = try setup(["--trust-roots-for-web"])
+        #expect(web.status == 0, "\(web.output)\(web.errors)")
+        #expect(web.output.contains("~/.pki/nssdb roots: now trusts O=Organisation,CN=Organisation Root for e-mail and web sites"), "\(web.output)")
+        #expect(try nssCertificates(chromium).filter { $0.key.hasPrefix("Signet root ") }.values.first == "C,C,")
+    }
+
+    @Test("--trust-roots with no root in Signet's trust store says how to add one, and fails")
+    func trustRootsEmpty() throws {
+        let result = try setup(["--trust-roots"])
+        #expect(result.status == 1)
+        #expect(result.output.contains("roots: Signet's trust store has no root CA to add (add yours with `signet trust add ROOT.pem`)"), "\(result.output)")
+    }
+
     @Test("--dry-run says what it would do and changes nothing")
     func dryRun() throws {
         let result = try setup(["--dry-run"])

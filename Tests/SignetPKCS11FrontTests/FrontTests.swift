@@ -123,6 +123,16 @@ struct FrontTests {
         #expect(flags & FrontTests.pinFlags == expected, "\(name)")
     }
 
+    @Test("The token is a protected authentication path only where the agent can ask the host's user (issue 28, item 6)")
+    func protectedPathOnlyWithAPlace() {
+        let entry = FrontTests.token(failures: 3, triesLeft: 0, lockedSeconds: 900)
+        #expect(Slots.tokenFlags(entry, hostCanPrompt: true) & CKF_PROTECTED_AUTHENTICATION_PATH != 0)
+        let nowhere = Slots.tokenFlags(entry, hostCanPrompt: false)
+        #expect(nowhere & CKF_PROTECTED_AUTHENTICATION_PATH == 0)
+        #expect(nowhere & (FrontTests.base & ~CKF_PROTECTED_AUTHENTICATION_PATH) == FrontTests.base & ~CKF_PROTECTED_AUTHENTICATION_PATH)
+        #expect(nowhere & FrontTests.pinFlags == CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_LOCKED)
+    }
+
     // MARK: Slot ids
 
     @Test("A token's slot id is the same in every process: pinned for one token, whatever its label")

@@ -170,9 +170,10 @@ class Firefox:
         self.log_file = open(log_path, "ab")
         self.process = subprocess.Popen(
             [binary, "--headless", "--marionette", "-remote-allow-system-access", "--profile", str(profile), "--no-remote"],
-            env=env, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
+            env=env, stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
         self.port = port
         self.client = None
+        self.prompts = []
 
     def connect(self):
         from marionette_driver.marionette import Marionette
@@ -193,7 +194,15 @@ class Firefox:
                 return "navigation failed: " + str(e) + "\n" + self.client.execute_script("return document.documentElement.innerText")
             except errors.MarionetteException:
                 return "navigation failed: " + str(e)
-        return self.client.execute_script("return document.documentElement.innerText")
+        # A prompt of Firefox's own (its token password dialog) may come up, more than once; Marionette dismisses
+        # each, as a person would cancel it. A few are read past; more than that is a failure of its own.
+        for _ in range(5):
+            try:
+                text = self.client.execute_script("return document.documentElement ? document.documentElement.innerText : ''") or ""
+                return ("prompt dismissed: " + self.prompts[-1] + "\n" + text) if self.prompts else text
+            except errors.UnexpectedAlertOpen as e:
+                self.prompts.append(str(e).splitlines()[0])
+        raise Failure(f"Firefox kept prompting: {len(self.prompts)} prompts dismissed ({self.prompts[-1]})")
 
     def stop(self):
         if self.client is not None:
@@ -212,6 +221,9 @@ def main():
     parser.add_argument("--server-port", type=int, required=True)
     parser.add_argument("--pinentry-dir", required=True, help="the scripted pinentry's directory (its plan and log)")
     parser.add_argument("--locked", choices=("yes", "no"), default="yes", help="also log in with the token locked")
+    parser.add_argument("--nowhere-rounds", type=int, default=0,
+                        help="then, this many times, start Firefox with no DISPLAY and no terminal on the locked token: "
+                             "the page must end (an error page) within the page-load timeout, with no prompt asked")
     parser.add_argument("--work", required=True)
     args = parser.parse_args()
 
@@ -266,6 +278,34 @@ def main():
             check("firefox" in pinlog, "the prompt names Firefox")
             status = run(["signet", "status"], env=env).stdout.decode()
             check("unlocked" in status, "the token is unlocked after Firefox's login")
+
+        # A locked token and nowhere to ask (no screen, no terminal): the login is refused at once, and Firefox
+        # must show its error page rather than wait for ever (issue 28, item 6).
+        headless_env = {k: v for k, v in env.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+        for round in range(1, args.nowhere_rounds + 1):
+            if firefox is not None:
+                firefox.stop()
+                firefox = None
+            run(["signet", "lock"], env=env)
+            pinlog_path = Path(args.pinentry_dir) / "log"
+            asked_before = pinlog_path.read_text().count("GETPIN") if pinlog_path.exists() else 0
+            firefox = Firefox(args.firefox, profile, args.marionette_port, headless_env, work / "firefox.log")
+            firefox.connect()
+            began = time.monotonic()
+            text = firefox.page_text(url)  # a Failure when the page does not finish loading within PAGE_TIMEOUT
+            took = time.monotonic() - began
+            # Without the protected path (no place for the agent to ask), Firefox asks with its own password
+            # dialog; Marionette dismisses it, as a person would cancel it, and the login fails.
+            # page_text came back, so the load ended within PAGE_TIMEOUT (a wait that never ends is a Failure there).
+            ended = SUBJECT_CN not in text
+            page = text.split("\n", 1)[1] if text.startswith("prompt dismissed: ") and "\n" in text else text
+            shown = " ".join(page.split())[:60] or "an empty page"
+            check(ended, f"nowhere to ask, round {round}: the page ended without the token's certificate after {took:.1f} s, showing {shown!r}"
+                  + (f" ({len(firefox.prompts)} × {firefox.prompts[-1]})" if firefox.prompts else "") + ("" if ended else f"\n{text[:2000]}"))
+            asked = pinlog_path.read_text().count("GETPIN") if pinlog_path.exists() else 0
+            check(asked == asked_before, f"nowhere to ask, round {round}: no pinentry was asked")
+            status = run(["signet", "status"], env=env).stdout.decode()
+            check("state:   locked" in status, f"nowhere to ask, round {round}: the token is still locked")
         log("PASS")
         return 0
     except Failure as failure:

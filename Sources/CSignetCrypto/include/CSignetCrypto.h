@@ -71,11 +71,14 @@ CSignetCrypto_Name *CSignetCrypto_alternativeNames(X509 *certificate, int *count
 /// The URIs of a certificate's CRL distribution points, as above (kind 4).
 CSignetCrypto_Name *CSignetCrypto_crlDistributionPoints(X509 *certificate, int *count);
 
-/// Adds a subjectAltName extension with emails, DNS names and UPNs to a request.
+/// Adds the requested extensions to a request, as one extensionRequest attribute: a subjectAltName with
+/// emails, DNS names and UPNs (when any), a critical keyUsage whose bit n is set when `keyUsageBits` has
+/// 1 << n (when not 0), and an extendedKeyUsage with the dotted OIDs in `usages` (when any).
 /// Returns 1 on success.
-int CSignetCrypto_requestAddAlternativeNames(X509_REQ *request, const char *const *emails, int emailCount,
-                                             const char *const *dnsNames, int dnsCount,
-                                             const char *const *upns, int upnCount);
+int CSignetCrypto_requestAddExtensions(X509_REQ *request, const char *const *emails, int emailCount,
+                                       const char *const *dnsNames, int dnsCount,
+                                       const char *const *upns, int upnCount,
+                                       int keyUsageBits, const char *const *usages, int usageCount);
 
 /// Describes the encryption of a PKCS#12 file's parts ("PBES2 AES-256-CBC", "pbeWithSHA1And3-KeyTripleDES-CBC")
 /// into `buffer`, separated by "; ", and sets `*iterations` to the largest iteration count of their password-based
