@@ -1,4 +1,5 @@
 import Foundation
+import SignetCLI
 import SignetPKCS11
 import SignetTestSupport
 import Testing
@@ -123,7 +124,7 @@ final class CLITests {
         let script = "\"$0\" & pid=$!; sleep 1; kill -HUP $pid; sleep 0.3; kill -TERM $pid; wait $pid"
         let result = try Run.command("/bin/sh", ["-c", script, agent], environment: environment, timeout: 30)
         #expect(result.status == 0)
-        #expect(result.errors.contains("signet-agent 0.2.0 listening"))
+        #expect(result.errors.contains("signet-agent \(SignetCommand.version) listening"))
         #expect(result.errors.contains("SIGHUP: configuration reloaded"))
         #expect(result.errors.contains("signet-agent stopped"))
     }
