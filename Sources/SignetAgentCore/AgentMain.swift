@@ -12,7 +12,7 @@ import SignetPKCS11
 /// loads the token modules, serves clients, and stops cleanly on SIGTERM or
 /// SIGINT (logging every token out). SIGHUP (and the `reload` request) re-reads the configuration.
 public enum AgentMain {
-    public static let version = "0.2.0"
+    public static let version = SignetVersion.string
 
     /// Runs until SIGTERM or SIGINT; returns the process exit status.
     public static func run(arguments: [String] = CommandLine.arguments) -> Int32 {

@@ -5,7 +5,7 @@ import SignetMail
 
 /// The `signet` command line. Each subcommand lives in its own file.
 public struct SignetCommand: ParsableCommand {
-    public static let version = "0.2.0"
+    public static let version = SignetVersion.string
 
     public static let configuration = CommandConfiguration(
         commandName: "signet",

@@ -62,7 +62,7 @@ private func slot(_ state: ModuleState, _ id: CK_SLOT_ID) throws(ModuleError) ->
     return listed
 }
 
-private let version = CK_VERSION(major: 0, minor: 1)
+private let version = CK_VERSION(major: SignetVersion.major, minor: SignetVersion.minor)
 
 // MARK: General
 

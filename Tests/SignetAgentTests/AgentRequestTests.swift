@@ -58,7 +58,7 @@ struct AgentRequestTests {
         try agent.start()
         let uri = try agent.makeToken("Listed")
         let client = try agent.client()
-        #expect(client.agentVersion == "0.2.0")
+        #expect(client.agentVersion == SignetVersion.string)
         guard case .status(let status) = try client.call(.status) else { Issue.record("no status"); return }
         #expect(status.pid == UInt32(agent.pid))
         #expect(status.tokens.map(\.uri) == [uri])

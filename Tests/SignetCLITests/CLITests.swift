@@ -1,4 +1,5 @@
 import Foundation
+import SignetCLI
 import SignetPKCS11
 import SignetTestSupport
 import Testing
@@ -127,7 +128,7 @@ final class CLITests {
         defer { if !exited { kill(pid, SIGKILL); waitpid(pid, &status, 0) } }
         let text = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
         // Each signal once the agent shows it is ready for it (it takes signals with sigwait once listening).
-        try #require(eventually(timeout: .seconds(20)) { text().contains("signet-agent 0.2.0 listening") }, "\(text())")
+        try #require(eventually(timeout: .seconds(20)) { text().contains("signet-agent \(SignetCommand.version) listening") }, "\(text())")
         kill(pid, SIGHUP)
         #expect(eventually(timeout: .seconds(10)) { text().contains("SIGHUP: configuration reloaded") }, "\(text())")
         kill(pid, SIGTERM)
