@@ -192,7 +192,7 @@ public enum PKCS12Import {
                     cleaned = (try? client.call(.deleteObject(object: publicURI))) != nil && cleaned
                 }
                 throw SignetError(.failure, "Could not store the certificate: \(error.description). "
-                                  + (cleaned ? "The token was left as it was."
+                                  + (cleaned ? "Nothing was left on the token" + (removed.isEmpty ? "." : "; the replaced certificate was put back.")
                                      : "The token could not be put back as it was (the key written a moment ago, or a replaced certificate); see `signet key list` and `signet cert list`."),
                                   cause: error)
             }
