@@ -13,7 +13,8 @@ struct ImportCommand: ParsableCommand {
         abstract: "Import a .p12/.pfx file onto the token: the key (never exportable again), its certificate and chain.",
         discussion: """
         Asks for the file's password without echo (or reads it from --password-fd) and unlocks the \
-        token if needed. The key and its certificate are written both or neither. Files from current \
+        token if needed. The key and its certificate are written both or neither. When the key is on the \
+        token already with another certificate, nothing is written unless --replace is given. Files from current \
         tools (PBES2/AES) and older ones (3DES, RC2) are accepted; Signet says which it was. \
         Exit status: 0 imported, 2 wrong password, 1 otherwise (all statuses: docs/exit-status.md).
         """
@@ -28,6 +29,8 @@ struct ImportCommand: ParsableCommand {
     var token: String?
     @Flag(name: .customLong("trust-roots"), help: "Trust the root CA certificates in the file without asking.")
     var trustRoots = false
+    @Flag(name: .long, help: "Replace a different certificate the token already holds for the same key.")
+    var replace = false
 
     func run() throws {
         guard let bytes = FileIO.readBytes(file, limit: PKCS12File.maximumSize + 1) else { throw CLIError(description: "Cannot read \(file).") }
@@ -45,7 +48,7 @@ struct ImportCommand: ParsableCommand {
                       + (contents.legacy ? " (legacy PKCS#12 encryption; re-export with AES when you can)" : "") + ".")
 
         let client = try Agent.connect()
-        let result = try PKCS12Import.run(contents, token: token, client: client) { () throws(SignetError) in
+        let result = try PKCS12Import.run(contents, token: token, replace: replace, client: client) { () throws(SignetError) in
             try Agent.unlockAfterAsking(token: token, codeFD: codeFD, client: client)
         }
         let (importedKey, certificateThere, keyID) = (result.importedKey, result.certificateWasThere, result.keyID)

@@ -121,13 +121,25 @@ public enum PKCS12Import {
     /// Imports `contents` to `token` (or the only token). A locked token lists no private keys: when the
     /// agent answers that it must be unlocked, `unlock` is called (it asks for the code and unlocks, or throws),
     /// the key is looked for again, and the import is sent again only when it is still missing.
-    /// - Throws: `SignetError` from the agent or `unlock`; when the certificate cannot be stored, the key written
-    ///   a moment ago is taken back and the message says whether that worked.
-    public static func run(_ contents: PKCS12File.Contents, token: String?, client: AgentClient,
+    /// When the token already holds a different certificate for the same public key (say the CA re-certified the
+    /// key with `signet cert import`), nothing is written unless `replace` is true; then that certificate is
+    /// replaced, like `cert import --replace`. Either way one certificate is left per key, never two with one id.
+    /// - Throws: `SignetError` from the agent or `unlock`; when the key has another certificate and `replace` is
+    ///   false (nothing was written); when the certificate cannot be stored, the key written a moment ago is taken
+    ///   back, the replaced certificates are put back, and the message says whether that worked.
+    public static func run(_ contents: PKCS12File.Contents, token: String?, replace: Bool = false, client: AgentClient,
                            unlock: () throws(SignetError) -> Void) throws(SignetError) -> Result {
         let certificate = contents.certificate
         var inventory = try Inventory.load(client: client, token: token)
         let spki = certificate.subjectPublicKeyInfo
+        // Certificates are listed on a locked token too: decide before anything is written.
+        let others = inventory.certificates.contains(where: { $0.certificate.der == certificate.der })
+            ? [] : inventory.certificates.filter { $0.publicKeyInfo == spki }
+        if !others.isEmpty && !replace {
+            let names = others.map { "\($0.certificate.subject), valid until \(Dates.day($0.certificate.notAfter)), id \($0.id)" }
+            throw SignetError(.failure, "The token already holds another certificate for this key (\(names.joined(separator: "; "))). "
+                              + "Nothing was written. Add --replace to replace it with the certificate in the file.")
+        }
         let id = certificate.keyIdentifier
         let label = certificate.label
         var importedKey: String?
@@ -159,18 +171,29 @@ public enum PKCS12Import {
         let keyID = existingKey()?.id ?? id
         let certificateThere = inventory.certificates.contains(where: { $0.certificate.der == certificate.der })
         if !certificateThere {
+            var removed: [Inventory.Installed] = []
             do throws(AgentClientError) {
+                // Replacing (asked for above): the old certificates go first, so no two share the key's id.
+                for old in others {
+                    _ = try client.call(.deleteObject(object: old.entry.uri))
+                    removed.append(old)
+                }
                 _ = try client.call(.storeCertificate(token: tokenURI, der: certificate.der, id: keyID, label: label))
             } catch {
-                // Both or neither: take back the key written a moment ago.
+                // Both or neither: put back what was replaced and take back the key written a moment ago.
                 var cleaned = true
+                for old in removed {
+                    cleaned = (try? client.call(.storeCertificate(token: old.entry.uri, der: old.certificate.der, id: old.entry.id,
+                                                                 label: old.entry.label))) != nil && cleaned
+                }
                 if let importedKey {
-                    cleaned = (try? client.call(.deleteObject(object: importedKey))) != nil
+                    cleaned = (try? client.call(.deleteObject(object: importedKey))) != nil && cleaned
                     let publicURI = importedKey.replacing("type=private", with: "type=public")
                     cleaned = (try? client.call(.deleteObject(object: publicURI))) != nil && cleaned
                 }
                 throw SignetError(.failure, "Could not store the certificate: \(error.description). "
-                                  + (cleaned ? "Nothing was left on the token." : "The key written a moment ago could not be removed; see `signet key list`."),
+                                  + (cleaned ? "Nothing was left on the token" + (removed.isEmpty ? "." : "; the replaced certificate was put back.")
+                                     : "The token could not be put back as it was (the key written a moment ago, or a replaced certificate); see `signet key list` and `signet cert list`."),
                                   cause: error)
             }
         }

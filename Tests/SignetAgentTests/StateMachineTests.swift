@@ -17,6 +17,8 @@ struct TokenModel {
         /// CKA_ID: one byte for generated keys, the 20-byte key identifier for imported ones.
         var pkcs11ID: [UInt8]
         var hasCertificate = false
+        /// Whether that certificate is the one in the key's PKCS#12 file (not one `cert import` stored).
+        var certificateFromFile = false
     }
 
     var present = true
@@ -354,6 +356,7 @@ final class StateMachineTests {
               objects.contains(where: { $0.kind == .certificate && $0.id == key.pkcs11ID })
         else { throw TestFailure("the certificate of key \(id) is not listed with its key's id") }
         model.keys[id]?.hasCertificate = true
+        model.keys[id]?.certificateFromFile = false
     }
 
     func certificateDeleteStep(_ id: UInt8) throws {
@@ -378,11 +381,24 @@ final class StateMachineTests {
     }
 
     /// `signet import FILE.p12`, unlocking with `--code-fd` when the token is locked.
+    /// When the key is on the token with a certificate `cert import` stored, the file's certificate must not be
+    /// stored next to it (two certificates with one id make `cert delete` ambiguous): without `--replace` nothing
+    /// is written, with it the file's certificate replaces the other.
     func p12Step(_ index: Int) throws {
         let file = p12Files[index]
-        let result = try agent.signet(["import", file.path, "--password-fd", "0", "--code-fd", "0"], stdin: "p12pass\n\(Self.code)\n")
+        let knownAlias = model.imported[index]
+        let conflict = knownAlias.flatMap { model.keys[$0] }.map { $0.hasCertificate && !$0.certificateFromFile } ?? false
+        let replace = conflict && Bool.random(using: &random)
+        let result = try agent.signet(["import", file.path, "--password-fd", "0", "--code-fd", "0"] + (replace ? ["--replace"] : []),
+                                      stdin: "p12pass\n\(Self.code)\n")
         if !model.present {
             if result.status == 0 { throw TestFailure("import succeeded with the token pulled") }
+            return
+        }
+        if conflict && !replace {
+            guard result.status == 1, result.errors.contains("--replace") else {
+                throw TestFailure("import over another certificate of the key exited \(result.status), not 1 with a hint at --replace: \(result.errors)")
+            }
             return
         }
         if model.locked {
@@ -392,8 +408,10 @@ final class StateMachineTests {
         guard result.status == 0 else { throw TestFailure("import exited \(result.status): \(result.errors)\(result.output)") }
         model.unlocked = true
         model.failures = 0
-        if let alias = model.imported[index] {
-            model.keys[alias]?.hasCertificate = true  // the key was there; a deleted certificate is stored again
+        if let alias = knownAlias {
+            // The key was there; a deleted (or, with --replace, another) certificate is stored again.
+            model.keys[alias]?.hasCertificate = true
+            model.keys[alias]?.certificateFromFile = true
             return
         }
         guard case .objects(let objects) = try client.call(.listObjects(token: token)),
@@ -403,7 +421,8 @@ final class StateMachineTests {
         // The model knows keys by a one-byte alias; the agent by the key's own (20-byte) id.
         let alias = nextID
         nextID += 1
-        model.keys[alias] = TokenModel.Key(type: .rsa, publicPEM: file.spki, uri: entry.uri, pkcs11ID: entry.id, hasCertificate: true)
+        model.keys[alias] = TokenModel.Key(type: .rsa, publicPEM: file.spki, uri: entry.uri, pkcs11ID: entry.id, hasCertificate: true,
+                                            certificateFromFile: true)
         model.imported[index] = alias
     }
 
