@@ -40,7 +40,17 @@ final class PKCS11ToolTests {
         #expect(slots.output.contains("Signet: Module Test"))
         #expect(slots.output.contains("token label        : Module Test"))
         #expect(slots.output.contains("token manufacturer : SoftHSM project"))
-        #expect(slots.output.contains("login required") && slots.output.contains("PIN pad present"))
+        #expect(slots.output.contains("login required"))
+        // The protected path ("PIN pad present") only where the agent could ask this host's user (issue 28, item 6):
+        // a screen whose X socket exists here; in a session of its own (setsid: no controlling terminal) with no
+        // display, none.
+        let display = try StandInDisplay()
+        let withScreen = try fixture.run("setsid", ["-w", "pkcs11-tool", "--module", fixture.module, "--list-slots"],
+                                         environment: ["DISPLAY": display.name, "WAYLAND_DISPLAY": ""])
+        #expect(withScreen.output.contains("login required") && withScreen.output.contains("PIN pad present"), "\(withScreen.output)")
+        let nowhere = try fixture.run("setsid", ["-w", "pkcs11-tool", "--module", fixture.module, "--list-slots"],
+                                      environment: ["DISPLAY": "", "WAYLAND_DISPLAY": ""])
+        #expect(nowhere.output.contains("login required") && !nowhere.output.contains("PIN pad present"), "\(nowhere.output)")
 
         try fixture.lock()
         let objects = try tool(["--list-objects"])
