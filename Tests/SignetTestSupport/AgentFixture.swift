@@ -81,8 +81,16 @@ public final class AgentFixture: @unchecked Sendable {
         defer { argv.forEach { free($0) } }
         let env = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { env.forEach { free($0) } }
+        // No signal blocked in the child (see `Run.command`): it starts as it would from a shell.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var unblocked = sigset_t()
+        sigemptyset(&unblocked)
+        posix_spawnattr_setsigmask(&attributes, &unblocked)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
         var pid: pid_t = 0
-        let rv = posix_spawn(&pid, executable, &actions, nil, argv, env)
+        let rv = posix_spawn(&pid, executable, &actions, &attributes, argv, env)
         guard rv == 0 else { throw TestFailure("could not start \(executable): \(String(cString: strerror(rv)))") }
         return pid
     }

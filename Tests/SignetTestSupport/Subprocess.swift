@@ -40,10 +40,19 @@ public enum Run {
         defer { argv.forEach { free($0) } }
         let env = (environment ?? ProcessInfo.processInfo.environment).map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { env.forEach { free($0) } }
+        // No signal blocked in the child: the test runner's threads block some (SIGTERM among them) and a child
+        // inherits the mask, so a server a test script started ignored the script's `kill` and outlived the test.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var unblocked = sigset_t()
+        sigemptyset(&unblocked)
+        posix_spawnattr_setsigmask(&attributes, &unblocked)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
         var pid: pid_t = 0
         let rv = executable.contains("/")
-            ? posix_spawn(&pid, executable, &actions, nil, argv, env)
-            : posix_spawnp(&pid, executable, &actions, nil, argv, env)
+            ? posix_spawn(&pid, executable, &actions, &attributes, argv, env)
+            : posix_spawnp(&pid, executable, &actions, &attributes, argv, env)
         close(inPipe[0]); close(outPipe[1]); close(errPipe[1])
         guard rv == 0 else {
             close(inPipe[1]); close(outPipe[0]); close(errPipe[0])
