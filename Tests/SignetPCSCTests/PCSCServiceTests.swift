@@ -65,7 +65,10 @@ final class PCSCServiceTests {
         #expect(reader["transport"] as? String == "virtual")
     }
 
-    @Test("Inserting and removing the card are reported by the event stream within 3 s")
+    // The bound is for a stream that never reports, not a latency target (the latency is printed): in one full
+    // `.ci/run` of three, with every suite running beside it on two processors, the removal was not reported
+    // within 3 s (it is 0.3 s alone). Latency belongs in a benchmark, not a timed test.
+    @Test("Inserting and removing the card are reported by the event stream (within 10 s)")
     func insertRemoveEvents() async throws {
         let monitor = ReaderMonitor()
         let recorder = EventRecorder(monitor.events())
@@ -78,14 +81,14 @@ final class PCSCServiceTests {
         let clock = ContinuousClock()
         var start = clock.now
         try connection.insert()
-        let inserted = await recorder.next(within: .seconds(3)) { $0 == .cardInserted(reader: PCSCDaemon.readerName, atr: card.atr) }
-        #expect(inserted != nil, "no cardInserted within 3 s")
+        let inserted = await recorder.next(within: .seconds(10)) { $0 == .cardInserted(reader: PCSCDaemon.readerName, atr: card.atr) }
+        #expect(inserted != nil, "no cardInserted within 10 s")
         let insertLatency = (recorder.lastArrival ?? clock.now) - start
 
         start = clock.now
         connection.remove()
-        let removed = await recorder.next(within: .seconds(3)) { $0 == .cardRemoved(reader: PCSCDaemon.readerName) }
-        #expect(removed != nil, "no cardRemoved within 3 s")
+        let removed = await recorder.next(within: .seconds(10)) { $0 == .cardRemoved(reader: PCSCDaemon.readerName) }
+        #expect(removed != nil, "no cardRemoved within 10 s")
         let removeLatency = (recorder.lastArrival ?? clock.now) - start
         print("event latency: insert \(insertLatency), remove \(removeLatency)")
         monitor.stop()
