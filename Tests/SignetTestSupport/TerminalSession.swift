@@ -52,7 +52,7 @@ public final class TerminalSession {
 
     /// Waits until the screen shows `text`; throws with the screen when it does not within `timeout`.
     @discardableResult
-    public func waitFor(_ text: String, timeout: Duration = .seconds(20)) throws -> String {
+    public func waitFor(_ text: String, timeout: Duration = .seconds(60)) throws -> String {
         var last = ""
         let shown = eventually(timeout: timeout) {
             last = screen
