@@ -34,15 +34,7 @@ public struct EnvelopeProbe {
 
     /// Where the body starts: 0 for DER, after the first empty line for MIME.
     private static func bodyStart(_ bytes: [UInt8]) -> Int? {
-        if bytes.first == 0x30 { return 0 }
-        var index = 0
-        while let newline = bytes[index...].firstIndex(of: 0x0A) {
-            let next = newline + 1
-            if next < bytes.count, bytes[next] == 0x0A { return next + 1 }
-            if next + 1 < bytes.count, bytes[next] == 0x0D, bytes[next + 1] == 0x0A { return next + 2 }
-            index = next
-        }
-        return nil
+        bytes.first == 0x30 ? 0 : CMSMessage.mimeBodyStart(bytes)
     }
 
     private static func reader(prefix: [UInt8], bodyStart: Int?, fd: Int32) -> BERReader? {

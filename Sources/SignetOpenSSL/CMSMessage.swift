@@ -22,7 +22,7 @@ public enum CMSMessage {
             guard let type = headers.value("content-type"),
                   ["application/pkcs7-mime", "application/x-pkcs7-mime"].contains(MIMEHeaders.mainValue(type)) else { return false }
             // Declared S/MIME, but the headers never end or nothing follows them.
-            guard let start = bodyStart(bytes), start < bytes.count else { return true }
+            guard let start = mimeBodyStart(bytes), start < bytes.count else { return true }
             let encoding = headers.value("content-transfer-encoding").map { MIMEHeaders.mainValue($0) }
             body = encoding == "base64" ? Base64DecodingSource(ArraySource(Array(bytes[start...]))) : ArraySource(Array(bytes[start...]))
         }
@@ -34,8 +34,8 @@ public enum CMSMessage {
         }
     }
 
-    /// Where a MIME body starts: after the first empty line.
-    private static func bodyStart(_ bytes: [UInt8]) -> Int? {
+    /// Where a MIME body starts: after the first empty line (LF or CRLF); nil when the headers never end.
+    public static func mimeBodyStart(_ bytes: [UInt8]) -> Int? {
         var index = 0
         while let newline = bytes[index...].firstIndex(of: 0x0A) {
             let next = newline + 1
