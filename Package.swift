@@ -108,16 +108,20 @@ let package = Package(
         ),
 
         // MARK: The PKCS#11 module (a front end, like the CLI: no token layer, only the agent protocol).
-        // The function list in C (module.c), the functions in Swift. The Swift runtime is linked in
-        // statically and only C_GetFunctionList is exported, so it loads into programs with no Swift.
-        // The module's logic that needs no C entry points, as an ordinary library tested in process
-        // (SignetPKCS11FrontTests): the mechanism table, hashing, the X9.63 KDF, RFC 3394 unwrap, slot ids,
-        // token flags, error mapping, objects and the operations under way. CSignetPKCS11Front gives it,
-        // and the shell, the PKCS#11 types.
+        // A library and a thin shell. SignetPKCS11Front is the module's logic as an ordinary library, tested
+        // in process (SignetPKCS11FrontTests, over a stand-in agent link): the agent link (connection pool,
+        // calls, generations, when to start the agent), the slot table, sessions, the object cache and
+        // index, the fork handling, the mechanism table, hashing, the X9.63 KDF, RFC 3394 unwrap, token
+        // flags, error mapping and the operations under way. CSignetPKCS11Front gives it, and the shell,
+        // the PKCS#11 types. SignetPKCS11Module is the shell, the dynamic library: one file per function
+        // family that checks the caller's arguments, calls the library and fills the caller's buffers, and
+        // the function list, built in Swift so the compiler checks it (module.c exports C_GetFunctionList).
+        // The Swift runtime is linked in statically and only C_GetFunctionList is exported, so it loads
+        // into programs with no Swift.
         .target(name: "CSignetPKCS11Front", cSettings: [.unsafeFlags(["-I/usr/include/p11-kit-1"])]),
         .target(
             name: "SignetPKCS11Front",
-            dependencies: ["CSignetPKCS11Front", "COpenSSL", "SignetCore", "SignetAgentProtocol"],
+            dependencies: ["CSignetPKCS11Front", "COpenSSL", "SignetCore", "SignetAgentProtocol", "SignetAgentClient"],
             swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/p11-kit-1"])]
         ),
         .target(
@@ -181,10 +185,11 @@ let package = Package(
             dependencies: ["SignetAgentClient", "SignetAgentProtocol", "SignetPKCS11", "SignetTestSupport", "SignetOpenSSL"]
         ),
         .testTarget(name: "SignetPKCS11Tests", dependencies: ["SignetPKCS11", "SignetTestSupport"]),
-        // The module's library in process: KDF and unwrap vectors, token flags, slot ids, the mechanism table.
+        // The module's library in process: KDF and unwrap vectors, token flags, slot ids, the mechanism table,
+        // and ModuleState over a stand-in agent link (paging, slot ids across refreshes and restarts).
         .testTarget(
             name: "SignetPKCS11FrontTests",
-            dependencies: ["SignetPKCS11Front", "CSignetPKCS11Front", "SignetAgentProtocol", "SignetCore"],
+            dependencies: ["SignetPKCS11Front", "CSignetPKCS11Front", "SignetAgentProtocol", "SignetAgentClient", "SignetCore"],
             swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/p11-kit-1"])]
         ),
         // The agent's request groups driven in process against SoftHSM2 (no socket).

@@ -8,9 +8,12 @@
 // Every thread opens its own session on the shared module (PKCS#11 allows
 // several threads per module when it is initialised with CKF_OS_LOCKING_OK).
 //
-// Usage: signet-bench-module [--module PATH] [--direct PATH] [--p11-kit-client PATH]
+// Usage: signet-bench-module [--module PATH] [--name NAME] [--base PATH] [--base-name NAME]
+//            [--direct PATH] [--p11-kit-client PATH]
 //            [--token LABEL] (--pin-fd N | --pin-file FILE) [--rounds N]
 //            [--seconds S] [--threads N]
+// --base loads a second build of the module (another commit's, e.g. main's) in the same process,
+// measured in turn with the others, and prints the module's rate over the base's, round by round.
 // The PIN is read from a descriptor or a file (one line), never from argv.
 // Run it through Benchmarks/run-module-bench, which sets up the token, the
 // agent and the p11-kit server, and gives each module what it needs.
@@ -415,14 +418,14 @@ static Figures measure(const Module *module, int which, int threads, double seco
 
 // MARK: The run.
 
-enum { UNDER_TEST, DIRECT, REMOTE, MODULES, PING = MODULES, POLL, METHODS };
+enum { UNDER_TEST, BASE, DIRECT, REMOTE, MODULES, PING = MODULES, POLL, METHODS };
 static const char *ping_names[2] = { "ping-pong 300 B", "ping-pong 300 B, poll" };
 
 static const char *method_name(const Module *modules, int m) { return m < MODULES ? modules[m].name : ping_names[m - PING]; }
 
 int main(int argc, char **argv) {
     Module modules[MODULES] = {
-        { .name = "module" }, { .name = "SoftHSM2 direct" }, { .name = "p11-kit-client" },
+        { .name = "module" }, { .name = "module (base)" }, { .name = "SoftHSM2 direct" }, { .name = "p11-kit-client" },
     };
     int rounds = 3, many = 8, pin_given = 0;
     double seconds = 1.0;
@@ -434,6 +437,8 @@ int main(int argc, char **argv) {
         else if (strcmp(option, "--direct") == 0) modules[DIRECT].path = value;
         else if (strcmp(option, "--p11-kit-client") == 0) modules[REMOTE].path = value;
         else if (strcmp(option, "--name") == 0) modules[UNDER_TEST].name = value;
+        else if (strcmp(option, "--base") == 0) modules[BASE].path = value;
+        else if (strcmp(option, "--base-name") == 0) modules[BASE].name = value;
         else if (strcmp(option, "--token") == 0) token_label = value;
         else if (strcmp(option, "--rounds") == 0) rounds = atoi(value);
         else if (strcmp(option, "--seconds") == 0) seconds = atof(value);
@@ -446,7 +451,8 @@ int main(int argc, char **argv) {
             close(fd);
             pin_given = 1;
         } else {
-            fail("unknown option %s; usage: signet-bench-module [--module PATH] [--name NAME] [--direct PATH] [--p11-kit-client PATH] "
+            fail("unknown option %s; usage: signet-bench-module [--module PATH] [--name NAME] [--base PATH] [--base-name NAME] "
+                 "[--direct PATH] [--p11-kit-client PATH] "
                  "[--token LABEL] (--pin-fd N | --pin-file FILE) [--rounds N] [--seconds S] [--threads N]", option);
         }
     }
@@ -520,6 +526,18 @@ int main(int argc, char **argv) {
                            ping_names[ping - PING], median(values, rounds), median(p50, rounds),
                            threads == 1 ? "   (target <= 1.2)" : "");
                 }
+            }
+        }
+    }
+    if (modules[UNDER_TEST].path && modules[BASE].path) {
+        for (int c = 0; c < CASES; c++) {
+            for (int t = 0; t < 2; t++) {
+                for (int r = 0; r < rounds; r++) {
+                    values[r] = figures[r][c][t][UNDER_TEST].rate / figures[r][c][t][BASE].rate;
+                    p50[r] = figures[r][c][t][UNDER_TEST].p50 / figures[r][c][t][BASE].p50;
+                }
+                printf("  %-9s %2d thr  module / base: throughput %6.2f, p50 latency %6.2f   (not slower: throughput >= 1)\n",
+                       case_names[c], t ? many : 1, median(values, rounds), median(p50, rounds));
             }
         }
     }

@@ -25,3 +25,18 @@ package enum ErrorMapping {
         }
     }
 }
+
+extension ErrorMapping {
+    /// The `CK_RV` of `C_Login` for the agent's unlock outcome.
+    package static func rv(_ outcome: AccessOutcome.Kind) -> CK_RV {
+        switch outcome {
+        case .unlocked, .alreadyUnlocked: CKR_OK
+        case .wrongCode: CKR_PIN_INCORRECT
+        case .locked, .cardFinalTry, .cardBlocked: CKR_PIN_LOCKED
+        case .invalidLength: CKR_PIN_LEN_RANGE
+        case .notPresented: CKR_DEVICE_REMOVED
+        case .failed, .ledgerDamaged: CKR_DEVICE_ERROR
+        case .cancelled, .timedOut, .nowhereToAsk: CKR_FUNCTION_CANCELED
+        }
+    }
+}
