@@ -54,6 +54,23 @@ func output(_ bytes: [UInt8], to pointer: UnsafeMutablePointer<UInt8>?, length: 
     return CKR_OK
 }
 
+/// `C_SignInit` and `C_DecryptInit`: checks the session, the mechanism (for `function`) and the key, in
+/// PKCS#11's order of priority, and keeps the operation `make` builds in the session's `operation` field.
+func startOperation<Operation>(_ session: CK_SESSION_HANDLE, _ mechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ key: CK_OBJECT_HANDLE,
+                               for function: CK_FLAGS, _ operation: WritableKeyPath<ModuleSession, Operation?>,
+                               _ make: (CK_MECHANISM, ModuleObject) throws -> Operation) -> CK_RV {
+    withModule { state in
+        let found = try state.session(session)
+        guard let mechanism else { return CKR_ARGUMENTS_BAD }
+        guard found[keyPath: operation] == nil else { return CKR_OPERATION_ACTIVE }
+        _ = try Mechanisms.entry(mechanism.pointee.mechanism, for: function)
+        let (_, object) = try state.operationKey(key, session: session)
+        let started = try make(mechanism.pointee, object)
+        try state.updateSession(session) { $0[keyPath: operation] = started }
+        return CKR_OK
+    }
+}
+
 /// Copies a list out the PKCS#11 way (`C_GetSlotList`, `C_GetMechanismList`): the count always, the
 /// items when there is room; `CKR_BUFFER_TOO_SMALL` when there is not.
 func outputList<T>(_ items: [T], to list: UnsafeMutablePointer<T>?, count: UnsafeMutablePointer<CK_ULONG>) -> CK_RV {

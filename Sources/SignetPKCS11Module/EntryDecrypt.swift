@@ -12,16 +12,7 @@ import SignetCore
 private func endDecrypt(_ state: ModuleState, _ session: CK_SESSION_HANDLE) { try? state.updateSession(session) { $0.decrypt = nil } }
 
 func signet_C_DecryptInit(_ session: CK_SESSION_HANDLE, _ mechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ key: CK_OBJECT_HANDLE) -> CK_RV {
-    withModule { state in
-        let found = try state.session(session)
-        guard let mechanism else { return CKR_ARGUMENTS_BAD }
-        guard found.decrypt == nil else { return CKR_OPERATION_ACTIVE }
-        _ = try Mechanisms.entry(mechanism.pointee.mechanism, for: CKF_DECRYPT)
-        let (_, object) = try state.operationKey(key, session: session)
-        let operation = try DecryptOperation(mechanism: mechanism.pointee, key: object)
-        try state.updateSession(session) { $0.decrypt = operation }
-        return CKR_OK
-    }
+    startOperation(session, mechanism, key, for: CKF_DECRYPT, \.decrypt) { try DecryptOperation(mechanism: $0, key: $1) }
 }
 
 func signet_C_Decrypt(_ session: CK_SESSION_HANDLE, _ data: UnsafeMutablePointer<UInt8>?, _ dataLength: CK_ULONG,

@@ -12,16 +12,7 @@ import SignetCore
 private func endSign(_ state: ModuleState, _ session: CK_SESSION_HANDLE) { try? state.updateSession(session) { $0.sign = nil } }
 
 func signet_C_SignInit(_ session: CK_SESSION_HANDLE, _ mechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ key: CK_OBJECT_HANDLE) -> CK_RV {
-    withModule { state in
-        let found = try state.session(session)
-        guard let mechanism else { return CKR_ARGUMENTS_BAD }
-        guard found.sign == nil else { return CKR_OPERATION_ACTIVE }
-        _ = try Mechanisms.entry(mechanism.pointee.mechanism, for: CKF_SIGN)
-        let (_, object) = try state.operationKey(key, session: session)
-        let operation = try SignOperation(mechanism: mechanism.pointee, key: object)
-        try state.updateSession(session) { $0.sign = operation }
-        return CKR_OK
-    }
+    startOperation(session, mechanism, key, for: CKF_SIGN, \.sign) { try SignOperation(mechanism: $0, key: $1) }
 }
 
 /// Signs the operation's data at the agent: one request. Every answer ends the operation except

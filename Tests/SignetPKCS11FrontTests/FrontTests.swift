@@ -4,15 +4,6 @@ import SignetCore
 import SignetPKCS11Front
 import Testing
 
-private func hex(_ text: String) -> [UInt8] {
-    var bytes: [UInt8] = [], high: UInt8?
-    for character in text where character.isHexDigit {
-        let nibble = UInt8(character.hexDigitValue!)
-        if let h = high { bytes.append(h << 4 | nibble); high = nil } else { high = nibble }
-    }
-    return bytes
-}
-
 /// The module's logic in process, without the C ABI: vectors from the standards, the token flags for
 /// every lockout state, slot ids, and the mechanism table both ways.
 @Suite("PKCS#11 front-end library")

@@ -62,15 +62,6 @@ struct ModuleStateTests {
     static let spki = hex("3059301306072a8648ce3d020106082a8648ce3d03010703420004039cb933134f3d15750b3d9deddae46a6f6bb7c8"
         + "4590b93ac6efbfe98b1c282bc3baed35bb750c93820180c7ed1b386653b59a06621d767b8bf96218d539da3e")
 
-    static func hex(_ text: String) -> [UInt8] {
-        var bytes: [UInt8] = [], high: UInt8?
-        for character in text where character.isHexDigit {
-            let nibble = UInt8(character.hexDigitValue!)
-            if let h = high { bytes.append(h << 4 | nibble); high = nil } else { high = nibble }
-        }
-        return bytes
-    }
-
     static func token(_ serial: String, label: String = "Token", unlocked: Bool = false, failures: UInt32 = 0, triesLeft: UInt32 = 3,
                       lockedSeconds: UInt32? = nil, card: CardCounter = .notReported) -> TokenEntry {
         TokenEntry(uri: "pkcs11:serial=\(serial)", label: label, manufacturer: "Signet", model: "Test", serial: serial, software: true,
