@@ -201,4 +201,48 @@ final class HostileAgentTests {
             #expect(!FileManager.default.fileExists(atPath: agent.paths.state + "/agent.log"), "an agent was started (agent.log)")
         }
     }
+
+    @Test("Where systemd's socket unit owns the agent the module starts none; in the same home without the unit it starts one")
+    func noAgentBehindSystemd() async throws {
+        try await offPool {
+            // As an ordinary user: as root the module starts no agent at all (above), so a root test run drops to nobody.
+            let root = getuid() == 0
+            let home = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("signet-unit-\(UUID().uuidString)")
+            let runtime = home.appendingPathComponent("run"), units = home.appendingPathComponent("config/systemd/user")
+            try FileManager.default.createDirectory(at: runtime.appendingPathComponent("systemd"), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(at: units, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: home) }
+            // A systemd user manager serving this runtime directory leaves its private socket there; the module only looks.
+            _ = FileManager.default.createFile(atPath: runtime.appendingPathComponent("systemd/private").path, contents: nil)
+            _ = FileManager.default.createFile(atPath: units.appendingPathComponent("signet-agent.socket").path, contents: Data("[Socket]\n".utf8))
+            let environment = ["PATH": "/usr/bin:/bin", "HOME": home.path, "XDG_RUNTIME_DIR": runtime.path,
+                               "XDG_CONFIG_HOME": home.appendingPathComponent("config").path, "XDG_STATE_HOME": home.appendingPathComponent("state").path,
+                               "XDG_DATA_HOME": home.appendingPathComponent("data").path, "XDG_CACHE_HOME": home.appendingPathComponent("cache").path,
+                               "SIGNET_AGENT": TestPaths.binaries.appendingPathComponent("signet-agent").path]
+            func listSlots() throws -> String {
+                if root { _ = try Run.command("/usr/bin/chown", ["-R", "65534:65534", home.path]) }
+                chmod(runtime.path, 0o700)
+                let command = (root ? ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"] : [])
+                    + ["pkcs11-tool", "--module", ModuleFixture.module, "--list-slots"]
+                let result = try Run.command("/usr/bin/env", command, environment: environment, timeout: 60)
+                return result.output + result.errors
+            }
+            let agentLog = home.appendingPathComponent("state/signet/agent.log").path
+            let listed = try listSlots()
+            #expect(listed.contains("No slots"), "\(listed)")
+            #expect(!FileManager.default.fileExists(atPath: agentLog), "an agent was started behind systemd's back")
+            #expect(!FileManager.default.fileExists(atPath: runtime.appendingPathComponent("signet/agent.sock").path))
+
+            // The control: the same home without the unit, and the module starts the agent (which is stopped here).
+            try FileManager.default.removeItem(at: units.appendingPathComponent("signet-agent.socket"))
+            _ = try listSlots()
+            let pidFile = runtime.appendingPathComponent("signet/agent.pid").path
+            defer {
+                if let text = try? String(contentsOfFile: pidFile, encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                    kill(pid, SIGTERM)
+                }
+            }
+            #expect(FileManager.default.fileExists(atPath: agentLog), "the module started no agent where it may")
+        }
+    }
 }
