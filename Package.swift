@@ -54,7 +54,7 @@ let package = Package(
         .systemLibrary(
             name: "CLDAP",
             pkgConfig: "ldap",
-            providers: [.apt(["libldap-dev"])]
+            providers: [.apt(["libldap-dev", "libsasl2-dev"])]
         ),
 
         // Callback trampolines (the agent-backed key) and STACK_OF macros for OpenSSL 3.

@@ -1,15 +1,20 @@
 // CLDAP: OpenLDAP's libldap (Debian libldap-dev) and what Swift cannot import from it: the option
 // values that are pointers (LDAP_OPT_ON/OFF), casts in macros (LDAP_SCOPE_SUBTREE), the sockbuf
-// control that bounds a message's size, and LDAPMod's union.
+// control that bounds a message's size, LDAPMod's union, and the SASL interaction callback of a
+// GSSAPI bind (Cyrus SASL's sasl_interact_t, Debian libsasl2-dev).
 #ifndef CLDAP_SHIM_H
 #define CLDAP_SHIM_H
 
 #include <ldap.h>
 #include <lber.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sasl/sasl.h>
 
 /// `LDAP_OPT_OFF` (a null pointer: no referrals are chased, no restart).
 static inline void *CLDAP_optionOff(void) { return LDAP_OPT_OFF; }
+/// `LDAP_OPT_ON`.
+static inline void *CLDAP_optionOn(void) { return LDAP_OPT_ON; }
 /// `LDAP_SCOPE_SUBTREE`.
 static inline int CLDAP_scopeSubtree(void) { return LDAP_SCOPE_SUBTREE; }
 /// `LDAP_SCOPE_BASE`.
@@ -37,6 +42,36 @@ static inline int CLDAP_modifyBinary(LDAP *ld, const char *dn, int operation, co
     int rc = ldap_modify_ext_s(ld, dn, mods, NULL, NULL);
     free(terminated);
     return rc;
+}
+
+/// Answers Cyrus SASL's questions during a GSSAPI bind: the GSSAPI mechanism asks at most for an authorization
+/// identity, and Signet names none (the directory uses the one the Kerberos principal maps to). No secret passes here:
+/// the credentials are the user's Kerberos ticket, read by the GSSAPI library from the ticket cache.
+static inline int CLDAP_saslNoAnswers(LDAP *ld, unsigned flags, void *defaults, void *prompts) {
+    (void)ld; (void)flags; (void)defaults;
+    for (sasl_interact_t *prompt = prompts; prompt != NULL && prompt->id != SASL_CB_LIST_END; prompt++) {
+        prompt->result = "";
+        prompt->len = 0;
+    }
+    return LDAP_SUCCESS;
+}
+
+/// A SASL GSSAPI bind with the Kerberos ticket in the user's cache (KRB5CCNAME, or the default cache), synchronous.
+static inline int CLDAP_bindGSSAPI(LDAP *ld) {
+    return ldap_sasl_interactive_bind_s(ld, NULL, "GSSAPI", NULL, NULL, LDAP_SASL_QUIET, CLDAP_saslNoAnswers, NULL);
+}
+
+/// The authorization identity the directory gives this connection (RFC 4532 "Who am I?"): "dn:..." or "u:...",
+/// malloc'ed (free it), or NULL with the result code in `rc`.
+static inline char *CLDAP_whoAmI(LDAP *ld, int *rc) {
+    struct berval *identity = NULL;
+    *rc = ldap_whoami_s(ld, &identity, NULL, NULL);
+    if (*rc != LDAP_SUCCESS) { if (identity) ber_bvfree(identity); return NULL; }
+    char *copy = calloc(1, (identity ? identity->bv_len : 0) + 1);
+    if (copy != NULL && identity != NULL && identity->bv_len > 0) memcpy(copy, identity->bv_val, identity->bv_len);
+    if (identity) ber_bvfree(identity);
+    if (copy == NULL) *rc = LDAP_NO_MEMORY;
+    return copy;
 }
 
 #endif

@@ -153,6 +153,9 @@ enum DirectoryRecipients {
             throw SignetError(.failure, "\(error).", cause: error)
         }
         for failure in result.failures { Console.error(Console.safe("Warning: \(failure)")) }
+        for uri in result.inTheClear {
+            Console.error(Console.safe("Warning: \(uri) was searched in the clear: it offers no StartTLS (directory-tls = require refuses that)."))
+        }
         if let chosen = result.chosen {
             if let known = try? local.get(), known.notBefore > chosen.certificate.notBefore { return known }
             return chosen.certificate

@@ -31,6 +31,8 @@ public struct DirectoryLookupResult: @unchecked Sendable {
     public var notes: [String] = []
     /// The directories that could not be asked, and why.
     public var failures: [DirectoryError] = []
+    /// The directories searched in the clear (they offer no StartTLS, and `directory-tls = prefer`).
+    public var inTheClear: [String] = []
     /// Whether the chosen certificate came from the cache (no directory was asked).
     public var fromCache = false
 }
@@ -68,15 +70,14 @@ public final class DirectoryLookup {
     /// Connects to `server` and binds as configured.
     /// - Throws: `DirectoryError` when it cannot be reached, its TLS certificate does not check, or the bind fails.
     func connect(_ server: DirectoryServer, bind: DirectorySettings.Bind? = nil) throws(DirectoryError) -> LDAPSession {
-        let session = try LDAPSession(server: server, caFile: settings.caFile, timeout: settings.timeout)
+        let session = try LDAPSession(server: server, caFile: settings.caFile, timeout: settings.timeout, requireTLS: settings.tls == .require)
         switch bind ?? settings.bind {
         case .anonymous: break
         case .simple:
             guard let dn = settings.bindDN else { throw DirectoryError(directory: server.uri, reason: "directory-bind = simple needs directory-bind-dn") }
             try session.bind(dn: dn, password: try password())
         case .saslGSSAPI:
-            throw DirectoryError(directory: server.uri, reason: "directory-bind = sasl-gssapi is not supported by this version of Signet; "
-                                 + "use anonymous or simple")
+            try session.bindKerberos()
         }
         return session
     }
@@ -111,6 +112,7 @@ public final class DirectoryLookup {
                     note += "; \(entry.dn): values of \(Set(entry.oversized).sorted().joined(separator: ", ")) over \(Self.maximumValue >> 10) KiB left out"
                 }
                 result.notes.append(note)
+                if session.security == .plain { result.inTheClear.append(server.uri) }
                 for entry in entries { result.candidates += candidates(in: entry, query: query, directory: server.uri, now: now) }
                 if result.chosen != nil { break }
             } catch {

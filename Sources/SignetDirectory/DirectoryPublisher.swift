@@ -4,8 +4,9 @@ import SignetCore
 import SignetOpenSSL
 
 /// Publishes your certificate to your own directory entry (`signet cert publish`) and removes it again
-/// (`signet cert unpublish`, after a renewal). Your entry is the one you bind as (`directory-bind = simple`,
-/// `directory-bind-dn`), in the first configured directory: publishing writes as you, never as an administrator.
+/// (`signet cert unpublish`, after a renewal). Your entry is the one you bind as (`directory-bind = simple` and
+/// `directory-bind-dn`, or the entry the directory maps your Kerberos principal to with `directory-bind = sasl-gssapi`),
+/// in the first configured directory: publishing writes as you, never as an administrator.
 public enum DirectoryPublisher {
     /// One change made (or not needed) to one attribute.
     public struct Change: Sendable, Equatable, CustomStringConvertible {
@@ -29,11 +30,28 @@ public enum DirectoryPublisher {
         guard let server = settings.servers.first else {
             throw DirectoryError(directory: "directory", reason: "no directory is configured; add directory = ldaps://host/BASE to the configuration")
         }
-        guard settings.bind == .simple, let dn = settings.bindDN else {
-            throw DirectoryError(directory: server.uri, reason: "publishing writes to your own entry, as you: set directory-bind = simple and "
-                                 + "directory-bind-dn = YOUR-ENTRY'S-DN (and directory-password-file, mode 0600)")
+        let session: LDAPSession
+        let dn: String
+        switch settings.bind {
+        case .simple:
+            guard let bindDN = settings.bindDN else { throw DirectoryError(directory: server.uri, reason: "directory-bind = simple needs directory-bind-dn") }
+            session = try lookup.connect(server)
+            dn = bindDN
+        case .saslGSSAPI:
+            // Your entry is the one the directory maps your Kerberos principal to.
+            session = try lookup.connect(server)
+            let (bound, identity) = try session.boundEntry()
+            guard let bound else {
+                throw DirectoryError(directory: server.uri, reason: "the directory maps your Kerberos principal to no entry (it sees you as "
+                                     + "\(Console.safe(identity.isEmpty ? "anonymous" : identity))); its administrator maps principals to "
+                                     + "entries (OpenLDAP: olcAuthzRegexp); nothing was published")
+            }
+            dn = bound
+        case .anonymous:
+            throw DirectoryError(directory: server.uri, reason: "publishing writes to your own entry, as you: set directory-bind = sasl-gssapi "
+                                 + "(your Kerberos ticket), or directory-bind = simple and directory-bind-dn = YOUR-ENTRY'S-DN "
+                                 + "(and directory-password-file, mode 0600)")
         }
-        let session = try lookup.connect(server)
         let (entries, _) = try session.search(base: dn, filter: "(objectClass=*)",
                                               attributes: ["mail", "proxyAddresses", certificateAttribute, smimeAttribute],
                                               sizeLimit: 1, valueLimit: DirectoryLookup.maximumValue, timeout: settings.timeout, baseOnly: true)

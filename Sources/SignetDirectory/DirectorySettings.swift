@@ -8,6 +8,8 @@ public struct DirectoryServer: Sendable, Equatable {
     public var uri: String
     /// `ldap://host:port` or `ldaps://host:port`: what libldap connects to.
     public var connectionURI: String
+    /// The host as written (a GSSAPI bind asks for the ticket of ldap/HOST).
+    public var host: String
     /// The search base (and the subtree `cert publish` looks in for your entry).
     public var base: String
     public var isLDAPS: Bool
@@ -24,6 +26,7 @@ public struct DirectoryServer: Sendable, Equatable {
         guard scheme == "ldap" || scheme == "ldaps", !host.isEmpty, !base.isEmpty else { return nil }
         let port = url.lud_port > 0 ? Int(url.lud_port) : (scheme == "ldaps" ? 636 : 389)
         self.uri = uri
+        self.host = host
         self.isLDAPS = scheme == "ldaps"
         self.base = base
         connectionURI = "\(scheme)://\(host.contains(":") ? "[\(host)]" : host):\(port)"
@@ -33,8 +36,16 @@ public struct DirectoryServer: Sendable, Equatable {
 /// The directory and revocation settings of the configuration (docs/mail.md, "Finding colleagues' certificates"):
 ///
 /// - `directory = ldap[s]://host[:port]/BASE` — a directory to search, repeatable, tried in order;
-/// - `directory-bind = anonymous|simple|sasl-gssapi` (default anonymous) with `directory-bind-dn = DN` and
+/// - `directory-bind = anonymous|simple|sasl-gssapi` (default anonymous) with, for simple, `directory-bind-dn = DN` and
 ///   `directory-password-file = PATH` (mode 0600, or refused; without it the password is asked on the terminal);
+///   sasl-gssapi binds with the Kerberos ticket in the user's cache (run kinit first), for the service principal
+///   ldap/HOST with HOST as written in the URI, and the directory maps the principal to an entry;
+/// - `directory-tls = prefer|require` (default prefer): what an `ldap://` directory that offers no StartTLS gets.
+///   `prefer` searches it in the clear and says so; `require` refuses it. (A simple-bind password is never sent in
+///   the clear either way, and `ldaps://` is always TLS.) Prefer is the default because stripping StartTLS can hide
+///   certificates but cannot plant one: every certificate found must still chain to Signet's trust store and name
+///   the address, so the worst an attacker on the path gets is a failed lookup (which it could cause anyway by
+///   dropping the connection) and the addresses looked up;
 /// - `directory-ca-file = PATH` — the CA certificates (PEM) a directory's TLS certificate must chain to
 ///   (default: the system's roots);
 /// - `directory-timeout-seconds` (default 10), `directory-size-limit` (entries per search, default 20),
@@ -46,12 +57,15 @@ public struct DirectorySettings: Sendable {
     public enum Bind: String, Sendable { case anonymous, simple, saslGSSAPI = "sasl-gssapi" }
     /// What a revocation check that cannot be made means (`revocation =`).
     public enum Revocation: String, Sendable { case require, prefer, off }
+    /// What an `ldap://` directory without StartTLS gets (`directory-tls =`).
+    public enum TLS: String, Sendable { case require, prefer }
 
     public var servers: [DirectoryServer]
     public var bind: Bind
     public var bindDN: String?
     public var passwordFile: String?
     public var caFile: String?
+    public var tls: TLS
     public var timeout: Double
     public var sizeLimit: Int
     public var cacheSeconds: Double
@@ -87,6 +101,8 @@ public struct DirectorySettings: Sendable {
         bindDN = config.value("directory-bind-dn")
         passwordFile = config.value("directory-password-file")
         caFile = config.value("directory-ca-file")
+        guard let tls = TLS(rawValue: config.value("directory-tls") ?? "prefer") else { throw bad("directory-tls", "require or prefer") }
+        self.tls = tls
         timeout = try config.number("directory-timeout-seconds", in: 0.1...300) ?? 10
         sizeLimit = try config.integer("directory-size-limit", in: 1...1000) ?? 20
         cacheSeconds = (try config.number("directory-cache-hours", in: 0...8760) ?? 24) * 3600
@@ -102,7 +118,9 @@ public struct DirectorySettings: Sendable {
     public var reportLines: [String] {
         var lines = servers.isEmpty ? ["directory: none configured"] : servers.map { "directory: \($0.uri)" }
         lines.append("directory-bind: \(bind.rawValue)\(bindDN.map { " as \($0)" } ?? "")")
+        if bind == .saslGSSAPI { lines.append("directory-credentials: your Kerberos ticket (KRB5CCNAME, or the default cache), for ldap/HOST of each directory") }
         if bind == .simple { lines.append("directory-password: \(passwordFile.map { "from \($0)" } ?? "asked on the terminal")") }
+        lines.append("directory-tls: \(tls.rawValue) (\(tls == .require ? "an ldap:// directory without StartTLS is refused" : "an ldap:// directory without StartTLS is searched in the clear"))")
         lines.append("directory-ca-file: \(caFile ?? "the system's roots")")
         lines.append("directory limits: \(DurationText.words(timeout)) time-out, \(sizeLimit) entries, cache \(DurationText.words(cacheSeconds))")
         lines.append("revocation: \(revocation.rawValue) (OCSP, then CRL)\(ocspFromLocal ? "; OCSP from local addresses allowed" : "")")

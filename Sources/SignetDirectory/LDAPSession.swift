@@ -50,7 +50,8 @@ final class LDAPSession {
     ///   - timeout: seconds for the connection, the TLS handshake and each answer.
     /// - Throws: `DirectoryError` when the URI is refused, the server cannot be reached within `timeout`,
     ///   or its TLS certificate does not check.
-    init(server: DirectoryServer, caFile: String?, timeout: Double) throws(DirectoryError) {
+    ///   - requireTLS: refuse an `ldap://` server that offers no StartTLS (`directory-tls = require`).
+    init(server: DirectoryServer, caFile: String?, timeout: Double, requireTLS: Bool = false) throws(DirectoryError) {
         _ = Self.ignoreLDAPConfiguration
         self.server = server
         var handle: OpaquePointer?
@@ -68,6 +69,9 @@ final class LDAPSession {
         let set: [(Int32, String, () -> Int32)] = [
             (LDAP_OPT_PROTOCOL_VERSION, "protocol version 3", { ldap_set_option(handle, LDAP_OPT_PROTOCOL_VERSION, &version) }),
             (LDAP_OPT_REFERRALS, "no referrals", { ldap_set_option(handle, LDAP_OPT_REFERRALS, CLDAP_optionOff()) }),
+            // A GSSAPI bind asks for the ticket of ldap/HOST with HOST as written in the URI, not a name found by a reverse
+            // DNS lookup of its address (which whoever answers DNS would choose).
+            (LDAP_OPT_X_SASL_NOCANON, "no host name canonicalisation", { ldap_set_option(handle, LDAP_OPT_X_SASL_NOCANON, CLDAP_optionOn()) }),
             (LDAP_OPT_NETWORK_TIMEOUT, "the connect time-out", { ldap_set_option(handle, LDAP_OPT_NETWORK_TIMEOUT, &seconds) }),
             (LDAP_OPT_TIMEOUT, "the answer time-out", { ldap_set_option(handle, LDAP_OPT_TIMEOUT, &seconds) }),
             (LDAP_OPT_X_TLS_REQUIRE_CERT, "checking the server's certificate", { ldap_set_option(handle, LDAP_OPT_X_TLS_REQUIRE_CERT, &demand) }),
@@ -88,7 +92,13 @@ final class LDAPSession {
         case LDAP_SUCCESS:
             security = .startTLS
         case LDAP_PROTOCOL_ERROR, LDAP_UNAVAILABLE, LDAP_UNWILLING_TO_PERFORM, LDAP_OPERATIONS_ERROR, LDAP_UNAVAILABLE_CRITICAL_EXTENSION:
-            security = .plain  // the server answered that it has no StartTLS: carry on in the clear, and say so
+            // The server answered that it has no StartTLS: carry on in the clear and say so, unless TLS is required.
+            guard !requireTLS else {
+                throw DirectoryError(directory: server.uri, reason: "the server offers no StartTLS (it answered: \(String(cString: ldap_err2string(started)))), "
+                                     + "and directory-tls = require: Signet does not search it in the clear; use the directory's ldaps:// address, "
+                                     + "or set directory-tls = prefer to accept lookups in the clear", code: started)
+            }
+            security = .plain
         default:
             throw failure(started, doing: "asking for StartTLS")
         }
@@ -98,10 +108,7 @@ final class LDAPSession {
 
     /// A `DirectoryError` for result code `rc` of the operation described by `doing`.
     private func failure(_ rc: Int32, doing: String) -> DirectoryError {
-        var diagnostic: UnsafeMutablePointer<CChar>?
-        ldap_get_option(ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &diagnostic)
-        let detail = diagnostic.map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
-        if let diagnostic { ldap_memfree(diagnostic) }
+        let detail = diagnostic()
         let text = String(cString: ldap_err2string(rc)) + (detail.map { ": \(Console.safe($0))" } ?? "")
         let reason: String
         switch rc {
@@ -140,6 +147,47 @@ final class LDAPSession {
             }
         }
         guard rc == LDAP_SUCCESS else { throw failure(rc, doing: "binding as \(dn)") }
+    }
+
+    /// A SASL GSSAPI bind with the user's Kerberos ticket (no password passes through Signet).
+    /// - Throws: `DirectoryError` saying to run kinit when there is no ticket, or what else failed.
+    func bindKerberos() throws(DirectoryError) {
+        let rc = CLDAP_bindGSSAPI(ld)
+        guard rc != LDAP_SUCCESS else { return }
+        let detail = diagnostic() ?? ""
+        let host = server.host
+        let reason: String
+        if detail.contains("No Kerberos credentials") || detail.contains("No credentials cache") || detail.contains("expired") {
+            reason = "no Kerberos ticket: run kinit (\(Console.safe(detail)))"
+        } else if detail.contains("not found in Kerberos database") {
+            reason = "the Kerberos realm has no service principal ldap/\(host) (\(Console.safe(detail))); Signet asks for ldap/HOST with HOST as "
+                + "written in the directory's URI (no reverse-DNS lookup), so write the name the directory's principal has"
+        } else if detail.contains("No worthy mechs") || rc == LDAP_AUTH_UNKNOWN {
+            reason = "SASL has no GSSAPI mechanism here (\(Console.safe(detail.isEmpty ? String(cString: ldap_err2string(rc)) : detail))); "
+                + "install Cyrus SASL's GSSAPI module (Debian: libsasl2-modules-gssapi-mit)"
+        } else {
+            throw failure(rc, doing: "binding with your Kerberos ticket (SASL GSSAPI)")
+        }
+        throw DirectoryError(directory: server.uri, reason: reason, code: rc)
+    }
+
+    /// The DN of the entry the directory binds this connection to (RFC 4532), or nil when it names none (an
+    /// anonymous connection, or an identity mapped to no entry), with the identity it gave.
+    /// - Throws: `DirectoryError` when the directory does not answer the question.
+    func boundEntry() throws(DirectoryError) -> (dn: String?, identity: String) {
+        var rc: Int32 = 0
+        guard let answer = CLDAP_whoAmI(ld, &rc) else { throw failure(rc, doing: "asking which entry you are bound as (Who am I?)") }
+        defer { free(answer) }
+        let identity = String(cString: answer)
+        return (identity.hasPrefix("dn:") && identity.count > 3 ? String(identity.dropFirst(3)) : nil, identity)
+    }
+
+    /// libldap's diagnostic message for the last operation, if any.
+    private func diagnostic() -> String? {
+        var message: UnsafeMutablePointer<CChar>?
+        ldap_get_option(ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &message)
+        defer { if let message { ldap_memfree(message) } }
+        return message.map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
     }
 
     /// One entry of a search: its DN and its attributes' values (the attribute names as the server sent them).

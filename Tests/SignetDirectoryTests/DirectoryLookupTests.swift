@@ -18,9 +18,9 @@ final class DirectoryLookupTests {
 
     func certificates(_ result: Run.Result) throws -> [[String: Any]] { try json(result)["certificates"] as? [[String: Any]] ?? [] }
 
-    @Test("Over StartTLS, bob's expired certificate is refused as expired and the current one is chosen")
+    @Test("Over StartTLS (directory-tls = require), bob's expired certificate is refused as expired and the current one is chosen")
     func expiredRefusedCurrentChosen() throws {
-        try world.configure("directory = \(world.plainURI)\n" + world.caLine)
+        try world.configure("directory = \(world.plainURI)\ndirectory-tls = require\n" + world.caLine)
         let result = try find("bob@example.org", ["--json", "--offline"])
         #expect(result.status == 0, "\(result.errors)")
         let found = try certificates(result)
@@ -99,6 +99,29 @@ final class DirectoryLookupTests {
         #expect(log.contains("filter=\"(|(cn=\\2A\\29\\28mail=\\2A)(displayName=\\2A\\29\\28mail=\\2A))\"") || log.contains("(cn=\\2a\\29\\28mail=\\2a)"),
                 "slapd's log shows the filters: \(log.split(separator: "\n").filter { $0.contains("filter=") })")
         #expect(!log.contains("filter=\"(mail=*)\""))
+    }
+
+    @Test("Directories are tried in order: an unreachable one and one without the entry are passed over; one after a hit is not asked")
+    func directoriesInOrder() throws {
+        // The last directory stalls: were it asked, the lookup would wait out the time-out and the listener would count it.
+        let stalled = try StalledListener(port: 41604)
+        defer { stalled.stop() }
+        let unreachable = "ldap://127.0.0.1:41605/\(DirectoryWorld.base)"  // nothing listens there
+        let withoutAlice = "ldap://127.0.0.1:\(world.ldapPort)/uid=me,ou=people,\(DirectoryWorld.base)"
+        try world.configure("directory = \(unreachable)\ndirectory = \(withoutAlice)\ndirectory = \(world.plainURI)\n"
+                            + "directory = ldap://127.0.0.1:41604/\(DirectoryWorld.base)\ndirectory-timeout-seconds = 3\n" + world.caLine)
+        let result = try find("alice@example.org", ["--json", "--offline"])
+        #expect(result.status == 0, "\(result.errors)")
+        let report = try json(result)
+        let failures = report["failures"] as? [String] ?? []
+        #expect(failures.count == 1 && failures.first?.hasPrefix("\(unreachable): cannot reach the server") == true, "\(failures)")
+        let asked = report["directories"] as? [String] ?? []
+        #expect(asked.count == 2, "\(asked)")
+        #expect(asked.first?.hasPrefix("\(withoutAlice): ") == true && asked.first?.contains(", 0 entries") == true, "\(asked)")
+        #expect(asked.last?.hasPrefix("\(world.plainURI): ") == true, "\(asked)")
+        let chosen = try certificates(result).filter { $0["chosen"] as? Bool == true }
+        #expect(chosen.map { $0["directory"] as? String } == [world.plainURI], "\(result.output)")
+        #expect(stalled.accepted == 0, "the directory after the one that had alice was asked")
     }
 
     @Test("A directory that accepts the connection and says nothing fails within the time-out, naming it")
@@ -242,12 +265,29 @@ final class PlainDirectoryTests {
 
     init() throws { world = try DirectoryWorld(tls: false, ports: (41641, 41642)) }
 
-    @Test("ldap:// to a server with no StartTLS finds alice in the clear and says so")
+    @Test("ldap:// to a server with no StartTLS finds alice in the clear and says so (directory-tls = prefer, the default)")
     func plainLookup() throws {
         try world.configure("directory = \(world.plainURI)\n")
         let result = try world.run(["cert", "find", "alice@example.org", "--offline"])
         #expect(result.status == 0, "\(result.errors)")
         #expect(result.output.contains("plain (the server offers no StartTLS)"), "\(result.output)")
+        let content = try world.peer.file("content.txt", text: "Content-Type: text/plain\r\n\r\nHello\r\n")
+        let encrypted = try world.run(["encrypt", "--to", "alice@example.org", "--self", world.peer.path("bob.pem"), "--in", content,
+                                       "-o", world.peer.path("out.eml"), "--refresh"])
+        #expect(encrypted.status == 0, "\(encrypted.errors)")
+        #expect(encrypted.errors.contains("Warning: \(world.plainURI) was searched in the clear"), "\(encrypted.errors)")
+    }
+
+    @Test("directory-tls = require refuses a server with no StartTLS, naming it, and sends it no search")
+    func requireRefusesPlain() throws {
+        try world.configure("directory = \(world.plainURI)\ndirectory-tls = require\n")
+        let result = try world.run(["cert", "find", "alice@example.org", "--offline"])
+        #expect(result.status == 1)
+        #expect(result.errors.contains("\(world.plainURI): the server offers no StartTLS"), "\(result.errors)")
+        #expect(result.errors.contains("directory-tls = require: Signet does not search it in the clear"), "\(result.errors)")
+        let log = try String(contentsOfFile: world.slapdLog, encoding: .utf8)
+        #expect(log.contains("EXT oid=1.3.6.1.4.1.1466.20037"), "slapd saw no StartTLS request")
+        #expect(!log.contains("SRCH base="), "a search reached the server")
     }
 
     @Test("A simple bind is refused when the server offers no TLS: the password is not sent in the clear")

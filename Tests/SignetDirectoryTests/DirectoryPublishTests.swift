@@ -25,21 +25,7 @@ final class DirectoryPublishTests {
 
     deinit { agent.stop() }
 
-    /// A key on the token and its certificate from the world's CA for `email`, installed; returns the certificate's path.
-    func enrol(_ name: String, email: String, id: String) throws -> String {
-        func must(_ result: Run.Result, _ what: String) throws {
-            guard result.status == 0 else { throw TestFailure("\(what) failed (\(result.status)): \(result.errors)") }
-        }
-        try must(agent.signet(["key", "generate", "--type", "rsa2048", "--label", name, "--id", id]), "key generate")
-        try must(agent.signet(["csr", "--key", id, "--subject", "O=Example Org,CN=Me \(name)", "--email", email, "-o", world.peer.path("\(name).csr")]), "csr")
-        let ext = try world.peer.file("\(name).ext", text: "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=emailProtection\n"
-                                      + "subjectAltName=email:\(email)\n")
-        try must(Run.command("openssl", ["ca", "-batch", "-notext", "-config", world.peer.path("ca.cnf"), "-in", world.peer.path("\(name).csr"),
-                                         "-out", world.peer.path("\(name).pem"), "-extfile", ext]), "issuing")
-        try must(agent.signet(["cert", "import", world.peer.path("\(name).pem"), "--trust-roots"]), "cert import")
-        try must(agent.signet(["trust", "add", world.peer.path("ca.pem")]), "trust add")
-        return world.peer.path("\(name).pem")
-    }
+    func enrol(_ name: String, email: String, id: String) throws -> String { try world.enrol(agent, name, email: email, id: id) }
 
     /// The entry's values of `attribute`, base64, as ldapsearch (anonymous) shows them.
     func published(_ attribute: String) throws -> [String] {

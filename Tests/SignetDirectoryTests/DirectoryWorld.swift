@@ -22,10 +22,18 @@ final class DirectoryWorld {
     static let ocspPort = 41620
     static let stalledPort = 41621
     static let floodPort = 41622
+    /// Named as an OCSP responder where nothing listens, and the CRL's HTTP server (OCSPTests.crlFallback).
+    static let deadPort = 41623
+    static let crlPort = 41624
+
+    /// The Kerberos realm slapd accepts GSSAPI binds from, when there is one.
+    let kerberos: KerberosRealm?
 
     /// - Parameters:
     ///   - tls: configure slapd with a server certificate (StartTLS and ldaps://); without it, plain LDAP only.
-    init(tls: Bool = true, ports: (Int, Int) = (41601, 41602)) throws {
+    ///   - kerberos: accept SASL GSSAPI binds from this realm, as ldap/127.0.0.1, mapping principal NAME to uid=NAME.
+    init(tls: Bool = true, ports: (Int, Int) = (41601, 41602), kerberos: KerberosRealm? = nil) throws {
+        self.kerberos = kerberos
         peer = try OpenSSLPeer()
         home = try TestPaths.temporaryDirectory("signet-directory-home")
         environment = TestPaths.userEnvironment(home: home)
@@ -162,6 +170,12 @@ final class DirectoryWorld {
             objectclass ( 1.3.6.1.4.1.4203.666.11.27.1 NAME 'signetTestMailRecipient' SUP top AUXILIARY MAY ( proxyAddresses ) )
 
             """)
+        // GSSAPI: slapd's SASL host is the name in the service principal (ldap/127.0.0.1), and an authenticated
+        // principal NAME@REALM (uid=NAME,cn=REALM,cn=gssapi,cn=auth to slapd) is the entry uid=NAME under ou=people.
+        let sasl = kerberos.map { realm in
+            "sasl-host 127.0.0.1\nsasl-realm \(realm.realm)\n"
+                + "authz-regexp \"uid=([^,]+),cn=\(realm.realm.lowercased()),cn=gssapi,cn=auth\" \"uid=$1,ou=people,\(Self.base)\"\n"
+        } ?? ""
         let config = try peer.file("slapd.conf", text: """
             include /etc/ldap/schema/core.schema
             include /etc/ldap/schema/cosine.schema
@@ -170,7 +184,7 @@ final class DirectoryWorld {
             pidfile \(peer.path("slapd.pid"))
             modulepath /usr/lib/ldap
             moduleload back_mdb
-            \(tls ? "TLSCACertificateFile \(peer.path("server-ca.pem"))\nTLSCertificateFile \(peer.path("server.pem"))\nTLSCertificateKeyFile \(peer.path("server.key"))" : "")
+            \(sasl)\(tls ? "TLSCACertificateFile \(peer.path("server-ca.pem"))\nTLSCertificateFile \(peer.path("server.pem"))\nTLSCertificateKeyFile \(peer.path("server.key"))" : "")
             database mdb
             maxsize 10485760
             suffix "\(Self.base)"
@@ -185,7 +199,9 @@ final class DirectoryWorld {
         let urls = "ldap://127.0.0.1:\(ldapPort)/" + (tls ? " ldaps://127.0.0.1:\(ldapsPort)/" : "")
         // -d stats: in the foreground, logging each operation (the filter of every search) to its log. Under a shell that
         // kills it when its standard input closes: when this test process ends, even by a crash, so does slapd.
-        (slapd, keeper) = try Self.spawnTied(["/usr/sbin/slapd", "-f", config, "-h", urls, "-d", "stats"], log: slapdLog)
+        // With Kerberos: the realm's krb5.conf, and the keytab with ldap/127.0.0.1's key.
+        let kerberosEnvironment = kerberos.map { ["/usr/bin/env", "KRB5_CONFIG=\($0.krb5Config)", "KRB5_KTNAME=FILE:\($0.serviceKeytab)"] } ?? []
+        (slapd, keeper) = try Self.spawnTied(kerberosEnvironment + ["/usr/sbin/slapd", "-f", config, "-h", urls, "-d", "stats"], log: slapdLog)
         // Ours listening, not a slapd another run left on the port: slapd logs "slapd starting" once its listeners are open,
         // and exits when a port is taken.
         var exited = false
@@ -223,6 +239,22 @@ final class DirectoryWorld {
 
     func run(_ arguments: [String], timeout: TimeInterval = 60) throws -> Run.Result {
         try Run.command(signet, arguments, environment: environment, timeout: timeout)
+    }
+
+    /// A key on `agent`'s token and its certificate from the world's CA for `email`, installed; returns the certificate's path.
+    func enrol(_ agent: AgentFixture, _ name: String, email: String, id: String) throws -> String {
+        func must(_ result: Run.Result, _ what: String) throws {
+            guard result.status == 0 else { throw TestFailure("\(what) failed (\(result.status)): \(result.errors)") }
+        }
+        try must(agent.signet(["key", "generate", "--type", "rsa2048", "--label", name, "--id", id]), "key generate")
+        try must(agent.signet(["csr", "--key", id, "--subject", "O=Example Org,CN=Me \(name)", "--email", email, "-o", peer.path("\(name).csr")]), "csr")
+        let ext = try peer.file("\(name).ext", text: "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=emailProtection\n"
+                                + "subjectAltName=email:\(email)\n")
+        try must(Run.command("openssl", ["ca", "-batch", "-notext", "-config", peer.path("ca.cnf"), "-in", peer.path("\(name).csr"),
+                                         "-out", peer.path("\(name).pem"), "-extfile", ext]), "issuing")
+        try must(agent.signet(["cert", "import", peer.path("\(name).pem"), "--trust-roots"]), "cert import")
+        try must(agent.signet(["trust", "add", peer.path("ca.pem")]), "trust add")
+        return peer.path("\(name).pem")
     }
 
     var plainURI: String { "ldap://127.0.0.1:\(ldapPort)/\(Self.base)" }

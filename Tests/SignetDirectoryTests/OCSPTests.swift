@@ -105,6 +105,53 @@ final class OCSPTests {
         #expect(require.status == 14, "\(require.errors)")
     }
 
+    @Test("Responder down: the CRL decides (good, and revoked); both down: prefer warns and verifies, require fails")
+    func crlFallback() throws {
+        // Certificates naming a responder where nothing listens, and a CRL served by a real HTTP server (python3's).
+        let crlURL = "http://127.0.0.1:\(DirectoryWorld.crlPort)/ca.crl"
+        let names = "authorityInfoAccess=OCSP;URI:http://127.0.0.1:\(DirectoryWorld.deadPort)\ncrlDistributionPoints=URI:\(crlURL)"
+        try world.issue("paula", cn: "Paula Colleague", emails: ["paula@example.org"], extra: names)
+        try world.issue("ralph", cn: "Ralph Colleague", emails: ["ralph@example.org"], extra: names)
+        try world.openssl(["ca", "-config", world.peer.path("ca.cnf"), "-revoke", world.peer.path("ralph.pem"), "-crl_reason", "keyCompromise"])
+        let served = world.peer.path("crl")
+        try FileManager.default.createDirectory(atPath: served, withIntermediateDirectories: true)
+        try world.openssl(["ca", "-gencrl", "-config", world.peer.path("ca.cnf"), "-out", world.peer.path("ca.crl.pem")])
+        try world.openssl(["crl", "-in", world.peer.path("ca.crl.pem"), "-outform", "DER", "-out", served + "/ca.crl"])
+        let httpLog = world.peer.path("http.log")
+        var (http, keeper) = try DirectoryWorld.spawnTied(["/usr/bin/python3", "-u", "-m", "http.server", "--bind", "127.0.0.1", "--directory", served,
+                                                           "\(DirectoryWorld.crlPort)"], log: httpLog)
+        defer {
+            if keeper >= 0 { close(keeper) }
+            var status: Int32 = 0
+            if http > 0 { _ = eventually(timeout: .seconds(10)) { waitpid(http, &status, WNOHANG) == http } }
+        }
+        let up = eventually(timeout: .seconds(20)) { ((try? String(contentsOfFile: httpLog, encoding: .utf8)) ?? "").contains("Serving HTTP") }
+        guard up else { throw TestFailure("python3 -m http.server did not start: \((try? String(contentsOfFile: httpLog, encoding: .utf8)) ?? "")") }
+
+        let good = try verify("paula")
+        #expect(good.status == 0, "\(good.errors)")
+        #expect(good.errors.contains("revocation: good (CRL \(crlURL) (OCSP: "), "\(good.errors)")
+        let revoked = try verify("ralph")
+        #expect(revoked.status == 14, "\(revoked.errors)")
+        #expect(revoked.errors.contains("REVOKED") && revoked.errors.contains("CRL \(crlURL)"), "\(revoked.errors)")
+        #expect(((try? String(contentsOfFile: httpLog, encoding: .utf8)) ?? "").contains("GET /ca.crl"), "the CRL was never fetched")
+
+        // The CRL's server goes too: nothing can say.
+        close(keeper)
+        keeper = -1
+        var status: Int32 = 0
+        _ = eventually(timeout: .seconds(10)) { waitpid(http, &status, WNOHANG) == http }
+        http = 0
+        let prefer = try verify("paula")
+        #expect(prefer.status == 0, "\(prefer.errors)")
+        #expect(prefer.errors.contains("could not be checked") && prefer.errors.contains("used anyway, as revocation = prefer"), "\(prefer.errors)")
+        #expect(prefer.errors.contains("CRL \(crlURL)"), "the CRL was not tried: \(prefer.errors)")
+        try world.configure("ocsp-fetch-local = yes\nrevocation = require\n", trustCA: false)
+        let require = try verify("paula")
+        #expect(require.status == 14, "\(require.errors)")
+        #expect(require.errors.contains("refused, as revocation = require"), "\(require.errors)")
+    }
+
     @Test("A responder that sends 100 MB is cut off at the response limit, quickly")
     func floodBounded() throws {
         let flood = try FloodServer(port: DirectoryWorld.floodPort, bytes: 100 << 20)
