@@ -182,8 +182,9 @@ extension CertCommand {
         static let configuration = CommandConfiguration(commandName: "publish",
             abstract: "Publish your encryption certificate to your own entry in the directory, so colleagues find it.",
             discussion: """
-            Writes to the entry you bind as (directory-bind = simple, directory-bind-dn, and the password from \
-            directory-password-file or the terminal) in the first configured directory: the certificate in \
+            Writes to the entry you bind as in the first configured directory (directory-bind = simple, \
+            directory-bind-dn, and the password from directory-password-file or the terminal; or directory-bind = \
+            sasl-gssapi, your Kerberos ticket from kinit, and the entry the directory maps your principal to): the certificate in \
             userCertificate;binary, and a PKCS#7 bundle with its issuers in userSMIMECertificate when the entry's schema \
             has it. The certificate's key must be on your token, and the entry's mail address one the certificate names. \
             Says which entry and attribute it changed.

@@ -228,7 +228,7 @@ final class StalledListener: @unchecked Sendable {
 /// `signet report` carries the directory and revocation settings, and where the password comes from, never the password.
 @Suite("Support report: directory settings")
 struct DirectoryReportTests {
-    @Test("The report's directory.txt names the directories, the bind and revocation settings, and holds no password")
+    @Test("The report's directory.txt names the directories, the bind, TLS and revocation settings, and holds no password")
     func reportHasSettingsNoPassword() throws {
         let home = try TestPaths.temporaryDirectory("signet-report-home")
         let environment = TestPaths.userEnvironment(home: home)
@@ -242,6 +242,7 @@ struct DirectoryReportTests {
             directory-bind = simple
             directory-bind-dn = uid=me,ou=people,dc=example,dc=org
             directory-password-file = \(password)
+            directory-tls = require
             revocation = require
 
             """.write(toFile: config.appendingPathComponent("config").path, atomically: true, encoding: .utf8)
@@ -253,6 +254,7 @@ struct DirectoryReportTests {
         #expect(listing.contains("directory: ldaps://ldap.example.org/dc=example,dc=org"), "\(listing)")
         #expect(listing.contains("directory-bind: simple as uid=me,ou=people,dc=example,dc=org"), "\(listing)")
         #expect(listing.contains("revocation: require"), "\(listing)")
+        #expect(listing.contains("directory-tls: require (an ldap:// directory without StartTLS is refused)"), "\(listing)")
         let everything = try Run.checked("tar", ["-xzOf", archive]).output
         #expect(!everything.contains("s3cret-directory-pw"))
     }

@@ -4,7 +4,7 @@ import SignetTestSupport
 /// A throw-away organisation for the directory tests: a CA (made with `openssl ca`, whose index.txt the OCSP
 /// responder reads), an untrusted CA, colleagues' certificates, and a real OpenLDAP `slapd` on 127.0.0.1 with a
 /// configuration and database of its own (plain LDAP with StartTLS, and ldaps://, with a server certificate from
-/// a test CA), started by the test and killed when it ends. Ports come from 41600-41699 (the suite runs serialised).
+/// a test CA), started by the test and killed when it ends. Ports come from 41600-41699 (each suite has its own; the suites run serialised).
 final class DirectoryWorld {
     let peer: OpenSSLPeer
     let home: URL

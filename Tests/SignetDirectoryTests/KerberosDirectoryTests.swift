@@ -119,8 +119,8 @@ final class KerberosDirectoryTests {
     var uri: String { world.plainURI }
 
     init() throws {
-        realm = try KerberosRealm(port: 41651)
-        world = try DirectoryWorld(ports: (41653, 41654), kerberos: realm)
+        realm = try KerberosRealm(port: 41661)
+        world = try DirectoryWorld(ports: (41663, 41664), kerberos: realm)
         agent = try AgentFixture(config: "directory = \(world.plainURI)\n" + world.caLine
                                  + "directory-bind = sasl-gssapi\n", extraEnvironment: realm.clientEnvironment)
         try agent.start()
