@@ -15,30 +15,16 @@ final class DirectoryPublishTests {
         password = world.peer.path("me-password")
         try "my-directory-password\n".write(toFile: password, atomically: true, encoding: .utf8)
         chmod(password, 0o600)
-        agent = try AgentFixture(config: "directory = \(world.plainURI)\n" + world.caLine + "directory-bind = simple\n"
-                                 + "directory-bind-dn = \(me)\ndirectory-password-file = \(password)\n")
-        try agent.start()
-        try agent.makeToken("Mine", code: "1234-code")
-        let unlocked = try agent.signet(["unlock", "--code-fd", "0"], stdin: "1234-code\n")
-        guard unlocked.status == 0 else { throw TestFailure("unlock: \(unlocked.errors)") }
+        agent = try world.unlockedAgent(config: "directory = \(world.plainURI)\n" + world.caLine + "directory-bind = simple\n"
+                                        + "directory-bind-dn = \(me)\ndirectory-password-file = \(password)\n")
     }
 
     deinit { agent.stop() }
 
     func enrol(_ name: String, email: String, id: String) throws -> String { try world.enrol(agent, name, email: email, id: id) }
 
-    /// The entry's values of `attribute`, base64, as ldapsearch (anonymous) shows them.
-    func published(_ attribute: String) throws -> [String] {
-        let result = try Run.checked("ldapsearch", ["-x", "-LLL", "-o", "ldif_wrap=no", "-H", "ldap://127.0.0.1:\(world.ldapPort)", "-b", me,
-                                                    "-s", "base", "(objectClass=*)", attribute])
-        return result.output.split(separator: "\n").filter { $0.hasPrefix(attribute + ":: ") }.map { String($0.dropFirst(attribute.count + 3)) }
-    }
+    func published(_ attribute: String) throws -> [String] { try world.published(attribute, of: me) }
 
-    func derBase64(_ pem: String) throws -> String {
-        let der = world.peer.path(UUID().uuidString + ".der")
-        try Run.checked("openssl", ["x509", "-in", pem, "-outform", "DER", "-out", der])
-        return try Data(contentsOf: URL(fileURLWithPath: der)).base64EncodedString()
-    }
 
     @Test("publish adds the certificate to userCertificate;binary and a PKCS#7 to userSMIMECertificate; unpublish removes both")
     func publishThenUnpublish() throws {
@@ -48,7 +34,7 @@ final class DirectoryPublishTests {
         #expect(publish.output.contains("userCertificate;binary of \(me) in \(world.plainURI): added"), "\(publish.output)")
         #expect(publish.output.contains("userSMIMECertificate of \(me) in \(world.plainURI): added"), "\(publish.output)")
         let entry = try Run.checked("ldapsearch", ["-x", "-LLL", "-H", "ldap://127.0.0.1:\(world.ldapPort)", "-b", me]).output
-        #expect(try published("userCertificate;binary") == [try derBase64(pem)], "\(entry)")
+        #expect(try published("userCertificate;binary") == [try world.derBase64(pem)], "\(entry)")
         let bundles = try published("userSMIMECertificate")
         #expect(bundles.count == 1)
         if let bundle = bundles.first {

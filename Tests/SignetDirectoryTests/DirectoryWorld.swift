@@ -241,6 +241,30 @@ final class DirectoryWorld {
         try Run.command(signet, arguments, environment: environment, timeout: timeout)
     }
 
+    /// An agent with a token "Mine", unlocked, and `config` as its configuration.
+    func unlockedAgent(config: String, extraEnvironment: [String: String] = [:]) throws -> AgentFixture {
+        let agent = try AgentFixture(config: config, extraEnvironment: extraEnvironment)
+        try agent.start()
+        try agent.makeToken("Mine", code: "1234-code")
+        let unlocked = try agent.signet(["unlock", "--code-fd", "0"], stdin: "1234-code\n")
+        guard unlocked.status == 0 else { agent.stop(); throw TestFailure("unlock: \(unlocked.errors)") }
+        return agent
+    }
+
+    /// Certificate `pem` as DER, base64 (as ldapsearch shows a binary value).
+    func derBase64(_ pem: String) throws -> String {
+        let der = peer.path(UUID().uuidString + ".der")
+        try Run.checked("openssl", ["x509", "-in", pem, "-outform", "DER", "-out", der])
+        return try Data(contentsOf: URL(fileURLWithPath: der)).base64EncodedString()
+    }
+
+    /// The values of `attribute` of `entry`, base64, as ldapsearch (anonymous) shows them.
+    func published(_ attribute: String, of entry: String) throws -> [String] {
+        let result = try Run.checked("ldapsearch", ["-x", "-LLL", "-o", "ldif_wrap=no", "-H", "ldap://127.0.0.1:\(ldapPort)", "-b", entry,
+                                                    "-s", "base", "(objectClass=*)", attribute])
+        return result.output.split(separator: "\n").filter { $0.hasPrefix(attribute + ":: ") }.map { String($0.dropFirst(attribute.count + 3)) }
+    }
+
     /// A key on `agent`'s token and its certificate from the world's CA for `email`, installed; returns the certificate's path.
     func enrol(_ agent: AgentFixture, _ name: String, email: String, id: String) throws -> String {
         func must(_ result: Run.Result, _ what: String) throws {

@@ -121,21 +121,13 @@ final class KerberosDirectoryTests {
     init() throws {
         realm = try KerberosRealm(port: 41661)
         world = try DirectoryWorld(ports: (41663, 41664), kerberos: realm)
-        agent = try AgentFixture(config: "directory = \(world.plainURI)\n" + world.caLine
-                                 + "directory-bind = sasl-gssapi\n", extraEnvironment: realm.clientEnvironment)
-        try agent.start()
-        try agent.makeToken("Mine", code: "1234-code")
-        let unlocked = try agent.signet(["unlock", "--code-fd", "0"], stdin: "1234-code\n")
-        guard unlocked.status == 0 else { throw TestFailure("unlock: \(unlocked.errors)") }
+        agent = try world.unlockedAgent(config: "directory = \(world.plainURI)\n" + world.caLine + "directory-bind = sasl-gssapi\n",
+                                        extraEnvironment: realm.clientEnvironment)
     }
 
     deinit { agent.stop() }
 
-    func published() throws -> [String] {
-        let result = try Run.checked("ldapsearch", ["-x", "-LLL", "-o", "ldif_wrap=no", "-H", "ldap://127.0.0.1:\(world.ldapPort)", "-b", me,
-                                                    "-s", "base", "(objectClass=*)", "userCertificate;binary"])
-        return result.output.split(separator: "\n").filter { $0.hasPrefix("userCertificate;binary:: ") }.map { String($0.dropFirst(25)) }
-    }
+    func published() throws -> [String] { try world.published("userCertificate;binary", of: me) }
 
     @Test("With a ticket from kinit, publish writes to the entry the principal maps to (seen by ldapsearch), and unpublish removes it")
     func publishWithTicket() throws {
@@ -144,9 +136,7 @@ final class KerberosDirectoryTests {
         let publish = try agent.signet(["cert", "publish"])
         #expect(publish.status == 0, "\(publish.errors)")
         #expect(publish.output.contains("userCertificate;binary of \(me) in \(uri): added"), "\(publish.output)")
-        let der = world.peer.path("mail.der")
-        try Run.checked("openssl", ["x509", "-in", pem, "-outform", "DER", "-out", der])
-        #expect(try published() == [try Data(contentsOf: URL(fileURLWithPath: der)).base64EncodedString()])
+        #expect(try published() == [try world.derBase64(pem)])
         let log = try String(contentsOfFile: world.slapdLog, encoding: .utf8)
         #expect(log.contains("BIND authcid=\"me@\(realm.realm)\""), "slapd saw no GSSAPI bind as me")
         #expect(log.contains("BIND dn=\"\(me)\" mech=GSSAPI"), "the bind was not mapped to the entry")
