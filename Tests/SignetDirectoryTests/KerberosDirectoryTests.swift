@@ -140,12 +140,17 @@ final class KerberosDirectoryTests {
         let log = try String(contentsOfFile: world.slapdLog, encoding: .utf8)
         #expect(log.contains("BIND authcid=\"me@\(realm.realm)\""), "slapd saw no GSSAPI bind as me")
         #expect(log.contains("BIND dn=\"\(me)\" mech=GSSAPI"), "the bind was not mapped to the entry")
+        // Lookups bind with the ticket too.
+        let found = try agent.signet(["cert", "find", "alice@example.org", "--offline", "--refresh"])
+        #expect(found.status == 0, "\(found.errors)")
+        let binds = try String(contentsOfFile: world.slapdLog, encoding: .utf8).components(separatedBy: "BIND dn=\"\(me)\" mech=GSSAPI").count - 1
+        #expect(binds == 2, "slapd saw \(binds) GSSAPI binds as me (publish, then find)")
         let unpublish = try agent.signet(["cert", "unpublish", try world.id("mail")])
         #expect(unpublish.status == 0, "\(unpublish.errors)")
         #expect(try published().isEmpty)
     }
 
-    @Test("Without a ticket, publish fails saying to run kinit, and nothing is written")
+    @Test("Without a ticket, publish fails saying to run kinit, and nothing is written; the report names the bind and where its credentials come from")
     func noTicket() throws {
         try realm.kdestroy()
         _ = try world.enrol(agent, "mail", email: "me@example.org", id: "01")
@@ -153,5 +158,11 @@ final class KerberosDirectoryTests {
         #expect(publish.status == 1)
         #expect(publish.errors.contains("\(uri): no Kerberos ticket: run kinit"), "\(publish.errors)")
         #expect(try published().isEmpty)
+        let archive = world.peer.path("report.tar.gz")
+        let report = try agent.signet(["report", "-o", archive])
+        #expect(report.status == 0, "\(report.errors)")
+        let listing = try Run.checked("tar", ["-xzOf", archive, "--wildcards", "*directory.txt"]).output
+        #expect(listing.contains("directory-bind: sasl-gssapi\n"), "\(listing)")
+        #expect(listing.contains("directory-credentials: your Kerberos ticket (KRB5CCNAME, or the default cache)"), "\(listing)")
     }
 }
