@@ -23,14 +23,3 @@ public enum PCSCDaemon {
     /// Whether pcscd is running.
     public static var isRunning: Bool { (try? Run.command("/bin/bash", [script, "status"]).status) == 0 }
 }
-
-/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
-public func eventually(timeout: Duration = .seconds(5), _ condition: () throws -> Bool) rethrows -> Bool {
-    let clock = ContinuousClock()
-    let deadline = clock.now + timeout
-    while clock.now < deadline {
-        if try condition() { return true }
-        usleep(50_000)
-    }
-    return try condition()
-}
