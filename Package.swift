@@ -195,7 +195,7 @@ let package = Package(
         // The agent's request groups driven in process against SoftHSM2 (no socket).
         .testTarget(
             name: "SignetAgentCoreTests",
-            dependencies: ["SignetAgentCore", "SignetAgentProtocol", "SignetPKCS11", "SignetPCSC", "SignetTestSupport"]
+            dependencies: ["SignetAgentCore", "SignetAgentProtocol", "SignetPKCS11", "SignetPCSC", "SignetProtocolSamples", "SignetTestSupport"]
         ),
         .testTarget(
             name: "SignetPCSCTests",

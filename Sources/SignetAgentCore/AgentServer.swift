@@ -147,7 +147,7 @@ final class AgentServer: Sendable {
             do throws(WireError) {
                 length = try AgentFrame.bodyLength(UnsafeRawBufferPointer(prefix))
             } catch {
-                let code: AgentErrorCode = error.reason.contains("larger") ? .frameTooLarge : .malformedFrame
+                let code: AgentErrorCode = error.kind == .frameTooLarge ? .frameTooLarge : .malformedFrame
                 send(fd, .error(code, message: "Frame refused: \(error.reason)."), id: 0)
                 return
             }
@@ -166,22 +166,25 @@ final class AgentServer: Sendable {
                 return
             }
             let (kind, id) = AgentFrame.header(UnsafeRawBufferPointer(body)) ?? (0, 0)
-            let decoded: AgentRequest?
+            let request: AgentRequest
             do throws(WireError) {
-                decoded = try AgentFrame.decodeRequest(UnsafeRawBufferPointer(body)).request
+                request = try AgentFrame.decodeRequest(UnsafeRawBufferPointer(body)).request
             } catch {
-                send(fd, .error(.malformedFrame, message: "Malformed request: \(error.reason)."), id: id)
-                return
-            }
-            SecretBytes.wipe(body)
-            guard let request = decoded else {
-                guard greeted else {  // before the handshake, even an unknown kind ends the connection
-                    send(fd, .error(.handshakeRequired, message: "Send hello first."), id: id)
+                SecretBytes.wipe(body)
+                switch error.kind {
+                case .unknownKind:
+                    guard greeted else {  // before the handshake, even an unknown kind ends the connection
+                        send(fd, .error(.handshakeRequired, message: "Send hello first."), id: id)
+                        return
+                    }
+                    if !send(fd, .error(.unknownRequest, message: "Unknown request kind 0x\(Hex.encode([kind])); this agent speaks protocol \(AgentProtocol.version)."), id: id) { return }
+                    continue
+                case .malformed, .frameTooLarge:
+                    send(fd, .error(.malformedFrame, message: "Malformed request: \(error.reason)."), id: id)
                     return
                 }
-                if !send(fd, .error(.unknownRequest, message: "Unknown request kind 0x\(Hex.encode([kind])); this agent speaks protocol \(AgentProtocol.version)."), id: id) { return }
-                continue
             }
+            SecretBytes.wipe(body)
             guard greeted else {
                 guard case .hello(let minimum, let maximum, _) = request else {
                     send(fd, .error(.handshakeRequired, message: "Send hello first."), id: id)

@@ -52,8 +52,8 @@ enum KeyOperations: RequestGroup {
             return try TokenWorker.withObject(uri, defaultType: "private", in: &state, body)
         }
         agent.record(action, result: "ok", peer: context.peer, start: context.start, token: worker.uriText, key: key, detail: verdict.detail,
-                     decision: verdict.decision, rule: verdict.rule)
-        agent.recentUses.note(context.peer, key: verdict.keyName, operation: operation, decision: verdict.decision ?? "allowed")
+                     decision: verdict.decision?.word, rule: verdict.rule)
+        agent.recentUses.note(context.peer, key: verdict.keyName, operation: operation, decision: verdict.decision ?? .allowed)
         let settings = agent.currentSettings
         if settings.notify.contains(operation) {
             agent.notifier.used(program: context.peer.program, pid: context.peer.pid, key: verdict.keyName, operation: operation,

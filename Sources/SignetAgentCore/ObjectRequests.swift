@@ -15,8 +15,6 @@ extension AuditAction {
 enum ObjectRequests: RequestGroup {
     static func route(_ request: AgentRequest) -> Route? {
         switch request {
-        case .listObjects(let token):
-            Route { (context) throws(AgentFailure) in .objects(try listing(token, certificateValues: false, context).entries) }
         case .listObjectPage(let token, let start, let certificateValues):
             Route { (context) throws(AgentFailure) in
                 let (entries, values) = try listing(token, certificateValues: certificateValues, context)

@@ -20,7 +20,7 @@ enum PolicyRequests: RequestGroup {
 /// How a key use was let through, for its audit line.
 struct PolicyVerdict {
     /// `allowed` or `confirmed`; nil when no rule applied (the default allows).
-    var decision: String?
+    var decision: PolicyReport.Decision?
     /// The rule, `FILE:LINE`.
     var rule: String?
     /// The key as a person names it: its label when known.
@@ -59,57 +59,57 @@ enum ClientGuard {
         let decision = policy.decide(peer, operation, facts)
         verdict.rule = decision.rule?.origin
         let what = "\(peer.program) (pid \(peer.pid)) may not \(operation.rawValue) with the key \"\(verdict.keyName)\""
-        func refuse(_ code: AgentErrorCode, _ word: String, _ message: String, detail: String? = nil) -> AgentFailure {
-            agent.record(action, result: word, peer: peer, start: context.start, token: worker.uriText, key: key,
-                         detail: detail ?? decision.refusal, decision: word, rule: verdict.rule)
-            agent.recentUses.note(peer, key: verdict.keyName, operation: operation, decision: word)
+        func refuse(_ code: AgentErrorCode, _ outcome: PolicyReport.Decision, _ message: String, detail: String? = nil) -> AgentFailure {
+            agent.record(action, result: outcome.word, peer: peer, start: context.start, token: worker.uriText, key: key,
+                         detail: detail ?? decision.refusal, decision: outcome.word, rule: verdict.rule)
+            agent.recentUses.note(peer, key: verdict.keyName, operation: operation, decision: outcome)
             var failure = AgentFailure(code, "signet: " + message)
             failure.audited = true
             return failure
         }
         switch decision.action {
         case .allow:
-            if decision.rule != nil { verdict.decision = "allowed" }
+            if decision.rule != nil { verdict.decision = .allowed }
             return verdict
         case .deny:
             if let refusal = decision.refusal {
-                throw refuse(.deniedByPolicy, "denied", "\(what): the client rules are refused (\(refusal)). Every key use is denied until "
+                throw refuse(.deniedByPolicy, .denied, "\(what): the client rules are refused (\(refusal)). Every key use is denied until "
                              + "the file is fixed; then reload the agent (`kill -HUP` it, or `signet agent stop`). `signet policy` lists the problems.")
             }
-            throw refuse(.deniedByPolicy, "denied", "\(what) (rule at \(verdict.rule ?? "?")). Change the rule to allow it; `signet policy` lists the rules.")
+            throw refuse(.deniedByPolicy, .denied, "\(what) (rule at \(verdict.rule ?? "?")). Change the rule to allow it; `signet policy` lists the rules.")
         case .confirm:
             let remembered = agent.confirmations.identity(peer, token: worker.uriText, key: facts.map { Hex.encode($0.id ?? []) } ?? uri.description)
             if agent.confirmations.allowed(remembered) {
-                verdict.decision = "confirmed"
+                verdict.decision = .confirmed
                 verdict.detail = "allowed for 5 minutes at an earlier prompt"
                 return verdict
             }
             let question = ConfirmQuestion(program: peer.program, pid: peer.pid, operation: operation.rawValue, key: verdict.keyName, token: worker.label)
             switch agent.confirmer.confirm(question, connection: context.cache, peer: peer, timeout: settings.confirmTimeout) {
             case .allow:
-                verdict.decision = "confirmed"
+                verdict.decision = .confirmed
                 return verdict
             case .allowFor5Minutes:
                 agent.confirmations.allow(remembered, for: allowFor)
-                verdict.decision = "confirmed"
+                verdict.decision = .confirmed
                 verdict.detail = "allowed for 5 minutes"
                 return verdict
             case .deny:
-                throw refuse(.deniedByPolicy, "denied", "\(what): it was refused at the prompt (rule at \(verdict.rule ?? "?")).")
+                throw refuse(.deniedByPolicy, .denied, "\(what): it was refused at the prompt (rule at \(verdict.rule ?? "?")).")
             case .cancelled:
-                throw refuse(.notConfirmed, "prompt-cancelled", "\(what): the prompt was cancelled (rule at \(verdict.rule ?? "?") asks to confirm each use).")
+                throw refuse(.notConfirmed, .promptCancelled, "\(what): the prompt was cancelled (rule at \(verdict.rule ?? "?") asks to confirm each use).")
             case .timedOut:
-                throw refuse(.notConfirmed, "prompt-timed-out", "\(what): no answer at the prompt within \(Int(settings.confirmTimeout)) s "
+                throw refuse(.notConfirmed, .promptTimedOut, "\(what): no answer at the prompt within \(Int(settings.confirmTimeout)) s "
                              + "(rule at \(verdict.rule ?? "?") asks to confirm each use). Try again and answer it.")
             case .timedOutWaiting(let why):
-                throw refuse(.notConfirmed, "prompt-timed-out", "\(what): no answer within \(Int(settings.confirmTimeout)) s — the prompt waited for "
+                throw refuse(.notConfirmed, .promptTimedOut, "\(what): no answer within \(Int(settings.confirmTimeout)) s — the prompt waited for "
                              + "another one on the same screen or terminal and was not shown (rule at \(verdict.rule ?? "?") asks to confirm each use). "
                              + "Answer the prompt that is shown, then try again.", detail: why)
             case .placeRefused(let why):
-                throw refuse(.notConfirmed, "prompt-refused", "\(what) without a yes: Signet did not prompt, because the screen or terminal "
+                throw refuse(.notConfirmed, .promptRefused, "\(what) without a yes: Signet did not prompt, because the screen or terminal "
                              + "this program named is no longer its own (\(why)). Run it again from your own terminal or desktop session.", detail: why)
             case .nowhereToAsk:
-                throw refuse(.notConfirmed, "nowhere-to-ask", "\(what) without a yes, and there is no screen or terminal to ask on (rule at "
+                throw refuse(.notConfirmed, .nowhereToAsk, "\(what) without a yes, and there is no screen or terminal to ask on (rule at "
                              + "\(verdict.rule ?? "?") asks to confirm each use). Run it from your desktop session, or allow it in that rule.")
             }
         }
@@ -147,19 +147,19 @@ final class RecentUses: Sendable {
     static let limit = 64
     private let entries = Mutex<[PolicyReport.Use]>([])
 
-    func note(_ peer: PeerProcess, key: String, operation: KeyOperation, decision: String) {
+    func note(_ peer: PeerProcess, key: String, operation: KeyOperation, decision: PolicyReport.Decision) {
         let time = AuditLog.timestamp()
         let program = peer.program
         entries.withLock { entries in
             var count: UInt32 = 1
             if let index = entries.firstIndex(where: {
-                $0.program == program && $0.key == key && $0.operation == operation.rawValue && $0.decision == decision
+                $0.program == program && $0.key == key && $0.operation == operation.rawValue && $0.verdict == decision
             }) {
                 count = entries[index].count &+ 1
                 entries.remove(at: index)
             }
             entries.insert(PolicyReport.Use(program: program, pid: UInt32(bitPattern: peer.pid), key: key, operation: operation.rawValue,
-                                            decision: decision, time: time, count: count), at: 0)
+                                            verdict: decision, time: time, count: count), at: 0)
             if entries.count > RecentUses.limit { entries.removeLast() }
         }
     }

@@ -5,8 +5,10 @@ import SignetCore
 /// A group of requests that belong together (access codes, key operations,
 /// objects, the agent itself), in one file each.
 ///
-/// To add a request: its case and bytes in `SignetAgentProtocol`, one `case`
-/// in one group's `route`, and its line in `docs/protocol.md`.
+/// To add a request: its case, `Kind` and table row in `SignetAgentProtocol` (the compiler asks for the
+/// kind and bytes, the protocol tests for the row), its kind in `RequestHandler.group(for:)` (the compiler
+/// asks), one `case` in that group's `route` (`RequestGroupTests` asks), and its line in `docs/protocol.md`
+/// (`ProtocolDocsTests` asks).
 protocol RequestGroup: SendableMetatype {
     /// How this group handles `request`, or nil when the request is not this group's.
     static func route(_ request: AgentRequest) -> Route?

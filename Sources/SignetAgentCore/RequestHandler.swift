@@ -77,18 +77,44 @@ final class RequestHandler: Sendable {
         }
     }
 
-    /// The groups that handle requests, one file each. A request belongs to exactly one
-    /// (`SignetAgentCoreTests` checks it); adding a request touches only its group.
+    /// The groups that handle requests, one file each.
     static let groups: [any RequestGroup.Type] = [AccessRequests.self, KeyOperations.self, ObjectRequests.self, AdminRequests.self, PolicyRequests.self]
+
+    /// The group that handles each kind of request: one exhaustive switch with no `default`, so a new
+    /// request kind does not compile until it is routed. That the group's `route` then takes it is
+    /// checked for every kind by `RequestGroupTests` (with a sample of each, fields and all).
+    static func group(for kind: AgentRequest.Kind) -> any RequestGroup.Type {
+        switch kind {
+        case .unlock, .unlockAsking, .clientEnvironment, .lock, .changeCode, .unblock, .repairLedger:
+            AccessRequests.self
+        case .sign, .decrypt, .derive:
+            KeyOperations.self
+        case .listObjectPage, .getCertificate, .generateKeyPair, .storeCertificate, .deleteObject, .importKey:
+            ObjectRequests.self
+        case .hello, .status, .listTokens, .tokenDetails, .listReaders, .versions, .initSoftwareToken, .reload, .shutdown:
+            AdminRequests.self
+        case .policy:
+            PolicyRequests.self
+        }
+    }
 
     /// Handles one request. `notify` sends an interim message (present your token).
     /// A request that fails is recorded under its group's audit action, if it has one.
     func handle(_ request: AgentRequest, peer: PeerProcess, connection: ConnectionCache = ConnectionCache(),
                 notify: (AgentResponse) -> Void) -> AgentResponse {
         let start = MonotonicClock.seconds()
-        guard let route = Self.groups.lazy.compactMap({ $0.route(request) }).first else {
-            return .error(.unknownRequest, message: "This agent does not handle \(request.name) requests.")
+        let group = Self.group(for: request.messageKind)
+        guard let route = group.route(request) else {
+            // Only when `group(for:)` and the group's own switch disagree, which `RequestGroupTests` catches.
+            return .error(.internalError, message: "This agent routes \(request.name) requests to \(group), which does not take them.")
         }
+        let answer = answer(request, route: route, peer: peer, start: start, connection: connection, notify: notify)
+        assert(request.messageKind.mayBeAnswered(by: answer.messageKind), "\(request.name) answered with \(answer.messageKind.name)")
+        return answer
+    }
+
+    private func answer(_ request: AgentRequest, route: Route, peer: PeerProcess, start: Double, connection: ConnectionCache,
+                        notify: (AgentResponse) -> Void) -> AgentResponse {
         return withoutActuallyEscaping(notify) { notify in
             let context = RequestContext(agent: self, peer: peer, start: start, cache: connection, notify: { notify(Self.safe($0)) })
             do throws(AgentFailure) {
@@ -131,7 +157,7 @@ final class RequestHandler: Sendable {
         let refusals = currentSettings.refusals
         guard !refusals.isEmpty else { return }
         switch request {
-        case .hello, .status, .listTokens, .listObjects, .listObjectPage, .getCertificate, .lock, .tokenDetails, .listReaders, .versions,
+        case .hello, .status, .listTokens, .listObjectPage, .getCertificate, .lock, .tokenDetails, .listReaders, .versions,
              .clientEnvironment, .policy, .shutdown, .reload:
             return
         case .unlock, .unlockAsking, .sign, .decrypt, .derive, .generateKeyPair, .storeCertificate, .deleteObject, .importKey, .changeCode,

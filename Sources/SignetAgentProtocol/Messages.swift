@@ -353,8 +353,6 @@ public enum AgentRequest: Sendable {
     case hello(minVersion: UInt16, maxVersion: UInt16, client: String)
     case status
     case listTokens
-    /// Keys and certificates of one token (a PKCS#11 URI) or of all.
-    case listObjects(token: String?)
     /// The DER certificate an object URI names.
     case getCertificate(object: String)
     case unlock(token: String?, code: SharedSecret, finalTry: Bool)
@@ -382,7 +380,7 @@ public enum AgentRequest: Sendable {
     case listReaders
     /// The versions of the libraries and PKCS#11 modules the agent loaded.
     case versions
-    /// A page of what `listObjects` lists, from entry `start` on, with the certificates' DER when asked for:
+    /// A page of the keys and certificates of one token (a PKCS#11 URI) or of all, from entry `start` on, with the certificates' DER when asked for:
     /// one frame whatever the token holds, and no `getCertificate` round trip per certificate.
     case listObjectPage(token: String?, start: UInt32, certificateValues: Bool)
     /// Where the client can be asked (its `DISPLAY`, `WAYLAND_DISPLAY`, `XAUTHORITY`, `DBUS_SESSION_BUS_ADDRESS`,
@@ -401,35 +399,37 @@ public enum AgentRequest: Sendable {
     case reload
 
     /// The kind byte.
-    public var kind: UInt8 {
+    public var kind: UInt8 { messageKind.rawValue }
+
+    /// The kind: its byte, name, layout and answers (`AgentRequest.Kind`).
+    public var messageKind: Kind {
         switch self {
-        case .hello: 0x01
-        case .status: 0x02
-        case .listTokens: 0x03
-        case .listObjects: 0x04
-        case .getCertificate: 0x05
-        case .unlock: 0x06
-        case .lock: 0x07
-        case .sign: 0x08
-        case .decrypt: 0x09
-        case .derive: 0x0A
-        case .generateKeyPair: 0x10
-        case .storeCertificate: 0x11
-        case .deleteObject: 0x12
-        case .importKey: 0x13
-        case .changeCode: 0x14
-        case .unblock: 0x15
-        case .initSoftwareToken: 0x16
-        case .tokenDetails: 0x17
-        case .repairLedger: 0x18
-        case .listReaders: 0x19
-        case .versions: 0x1A
-        case .listObjectPage: 0x1B
-        case .clientEnvironment: 0x1C
-        case .unlockAsking: 0x1D
-        case .policy: 0x1E
-        case .shutdown: 0x1F
-        case .reload: 0x20
+        case .hello: .hello
+        case .status: .status
+        case .listTokens: .listTokens
+        case .getCertificate: .getCertificate
+        case .unlock: .unlock
+        case .lock: .lock
+        case .sign: .sign
+        case .decrypt: .decrypt
+        case .derive: .derive
+        case .generateKeyPair: .generateKeyPair
+        case .storeCertificate: .storeCertificate
+        case .deleteObject: .deleteObject
+        case .importKey: .importKey
+        case .changeCode: .changeCode
+        case .unblock: .unblock
+        case .initSoftwareToken: .initSoftwareToken
+        case .tokenDetails: .tokenDetails
+        case .repairLedger: .repairLedger
+        case .listReaders: .listReaders
+        case .versions: .versions
+        case .listObjectPage: .listObjectPage
+        case .clientEnvironment: .clientEnvironment
+        case .unlockAsking: .unlockAsking
+        case .policy: .policy
+        case .shutdown: .shutdown
+        case .reload: .reload
         }
     }
 
@@ -442,37 +442,7 @@ public enum AgentRequest: Sendable {
     }
 
     /// A short name for logs (never the fields).
-    public var name: String {
-        switch self {
-        case .hello: "hello"
-        case .status: "status"
-        case .listTokens: "list-tokens"
-        case .listObjects: "list-objects"
-        case .getCertificate: "get-certificate"
-        case .unlock: "unlock"
-        case .lock: "lock"
-        case .sign: "sign"
-        case .decrypt: "decrypt"
-        case .derive: "derive"
-        case .generateKeyPair: "generate-key-pair"
-        case .storeCertificate: "store-certificate"
-        case .deleteObject: "delete-object"
-        case .importKey: "import-key"
-        case .changeCode: "change-code"
-        case .unblock: "unblock"
-        case .initSoftwareToken: "init-software-token"
-        case .tokenDetails: "token-details"
-        case .repairLedger: "repair-ledger"
-        case .listReaders: "list-readers"
-        case .versions: "versions"
-        case .listObjectPage: "list-object-page"
-        case .clientEnvironment: "client-environment"
-        case .unlockAsking: "unlock-asking"
-        case .policy: "policy"
-        case .shutdown: "shutdown"
-        case .reload: "reload"
-        }
-    }
+    public var name: String { messageKind.name }
 
     func writeFields(_ w: WireWriter) {
         switch self {
@@ -480,7 +450,7 @@ public enum AgentRequest: Sendable {
             w.buffer.append(contentsOf: AgentProtocol.magic); w.u16(minVersion); w.u16(maxVersion); w.string(client)
         case .status, .listTokens, .shutdown, .tokenDetails, .listReaders, .versions, .policy, .reload:
             break
-        case .listObjects(let token), .repairLedger(let token), .unlockAsking(let token):
+        case .repairLedger(let token), .unlockAsking(let token):
             w.optional(token, w.string)
         case .clientEnvironment(let entries):
             w.array(entries) { w.string($0.0); w.string($0.1) }
@@ -515,32 +485,31 @@ public enum AgentRequest: Sendable {
         }
     }
 
-    static func readFields(kind: UInt8, _ r: inout WireReader) throws(WireError) -> AgentRequest? {
+    static func readFields(kind: Kind, _ r: inout WireReader) throws(WireError) -> AgentRequest {
         func optionalText(_ r: inout WireReader) throws(WireError) -> String? {
             try r.optional { (r: inout WireReader) throws(WireError) in try r.string() }
         }
         switch kind {
-        case 0x01:
+        case .hello:
             let magic = try (0..<AgentProtocol.magic.count).map { (_: Int) throws(WireError) in try r.u8() }
             guard magic == AgentProtocol.magic else { throw WireError("the hello does not start with the signet-agent magic") }
             return .hello(minVersion: try r.u16(), maxVersion: try r.u16(), client: try r.string())
-        case 0x02: return .status
-        case 0x03: return .listTokens
-        case 0x04: return .listObjects(token: try optionalText(&r))
-        case 0x05: return .getCertificate(object: try r.string())
-        case 0x06: return .unlock(token: try optionalText(&r), code: try r.secret(), finalTry: try r.bool())
-        case 0x07: return .lock(token: try optionalText(&r))
-        case 0x08: return .sign(key: try r.string(), mechanism: try WireMechanism.read(&r), data: try r.bytes())
-        case 0x09: return .decrypt(key: try r.string(), mechanism: try WireMechanism.read(&r), ciphertext: try r.bytes())
-        case 0x0A: return .derive(key: try r.string(), kdf: try r.u64(), sharedData: try r.bytes(), peerPoint: try r.bytes())
-        case 0x10:
+        case .status: return .status
+        case .listTokens: return .listTokens
+        case .getCertificate: return .getCertificate(object: try r.string())
+        case .unlock: return .unlock(token: try optionalText(&r), code: try r.secret(), finalTry: try r.bool())
+        case .lock: return .lock(token: try optionalText(&r))
+        case .sign: return .sign(key: try r.string(), mechanism: try WireMechanism.read(&r), data: try r.bytes())
+        case .decrypt: return .decrypt(key: try r.string(), mechanism: try WireMechanism.read(&r), ciphertext: try r.bytes())
+        case .derive: return .derive(key: try r.string(), kdf: try r.u64(), sharedData: try r.bytes(), peerPoint: try r.bytes())
+        case .generateKeyPair:
             let token = try optionalText(&r)
             let rawType = try r.u8()
             guard let keyType = WireKeyType(rawValue: rawType) else { throw WireError("unknown key type \(rawType)") }
             return .generateKeyPair(token: token, keyType: keyType, bits: try r.u32(), curve: try r.string(), id: try r.bytes(), label: try r.string())
-        case 0x11: return .storeCertificate(token: try optionalText(&r), der: try r.bytes(), id: try r.bytes(), label: try r.string())
-        case 0x12: return .deleteObject(object: try r.string())
-        case 0x13:
+        case .storeCertificate: return .storeCertificate(token: try optionalText(&r), der: try r.bytes(), id: try r.bytes(), label: try r.string())
+        case .deleteObject: return .deleteObject(object: try r.string())
+        case .importKey:
             let token = try optionalText(&r)
             let rawType = try r.u8()
             guard let keyType = WireKeyType(rawValue: rawType) else { throw WireError("unknown key type \(rawType)") }
@@ -550,22 +519,21 @@ public enum AgentRequest: Sendable {
                 return (component, try r.secret())
             }
             return .importKey(token: token, key: ImportedKey(keyType: keyType, components: components), id: try r.bytes(), label: try r.string())
-        case 0x14: return .changeCode(token: try optionalText(&r), old: try r.secret(), new: try r.secret(), finalTry: try r.bool())
-        case 0x15: return .unblock(token: try optionalText(&r), soCode: try r.secret(), newCode: try r.secret(), finalTry: try r.bool())
-        case 0x16: return .initSoftwareToken(label: try r.string(), userCode: try r.secret(), soCode: try r.secret())
-        case 0x17: return .tokenDetails
-        case 0x18: return .repairLedger(token: try optionalText(&r))
-        case 0x19: return .listReaders
-        case 0x1A: return .versions
-        case 0x1B: return .listObjectPage(token: try optionalText(&r), start: try r.u32(), certificateValues: try r.bool())
-        case 0x1C:
+        case .changeCode: return .changeCode(token: try optionalText(&r), old: try r.secret(), new: try r.secret(), finalTry: try r.bool())
+        case .unblock: return .unblock(token: try optionalText(&r), soCode: try r.secret(), newCode: try r.secret(), finalTry: try r.bool())
+        case .initSoftwareToken: return .initSoftwareToken(label: try r.string(), userCode: try r.secret(), soCode: try r.secret())
+        case .tokenDetails: return .tokenDetails
+        case .repairLedger: return .repairLedger(token: try optionalText(&r))
+        case .listReaders: return .listReaders
+        case .versions: return .versions
+        case .listObjectPage: return .listObjectPage(token: try optionalText(&r), start: try r.u32(), certificateValues: try r.bool())
+        case .clientEnvironment:
             // The bounds are the agent's to enforce (with an answer the client can read), not the frame's.
             return .clientEnvironment(entries: try r.array { (r: inout WireReader) throws(WireError) -> (String, String) in (try r.string(), try r.string()) })
-        case 0x1D: return .unlockAsking(token: try optionalText(&r))
-        case 0x1E: return .policy
-        case 0x1F: return .shutdown
-        case 0x20: return .reload
-        default: return nil
+        case .unlockAsking: return .unlockAsking(token: try optionalText(&r))
+        case .policy: return .policy
+        case .shutdown: return .shutdown
+        case .reload: return .reload
         }
     }
 }
@@ -598,7 +566,6 @@ public enum AgentResponse: Sendable, Equatable {
     case hello(version: UInt16, agentVersion: String, pid: UInt32)
     case status(AgentStatus)
     case tokens([TokenEntry])
-    case objects([ObjectEntry])
     case certificate(der: [UInt8])
     case access(AccessOutcome)
     case ok(message: String)
@@ -623,28 +590,31 @@ public enum AgentResponse: Sendable, Equatable {
     case notice(NoticeKind, message: String)
     case error(AgentErrorCode, message: String)
 
-    public var kind: UInt8 {
+    /// The kind byte.
+    public var kind: UInt8 { messageKind.rawValue }
+
+    /// The kind: its byte, name and layout (`AgentResponse.Kind`).
+    public var messageKind: Kind {
         switch self {
-        case .hello: 0x81
-        case .status: 0x82
-        case .tokens: 0x83
-        case .objects: 0x84
-        case .certificate: 0x85
-        case .access: 0x86
-        case .ok: 0x87
-        case .signature: 0x88
-        case .plaintext: 0x89
-        case .derived: 0x8A
-        case .keyPair: 0x8B
-        case .stored: 0x8C
-        case .tokenDetails: 0x8D
-        case .notice: 0x8E
-        case .readers: 0x8F
-        case .versions: 0x90
-        case .objectPage: 0x91
-        case .policy: 0x92
-        case .reloaded: 0x93
-        case .error: 0xFF
+        case .hello: .hello
+        case .status: .status
+        case .tokens: .tokens
+        case .certificate: .certificate
+        case .access: .access
+        case .ok: .ok
+        case .signature: .signature
+        case .plaintext: .plaintext
+        case .derived: .derived
+        case .keyPair: .keyPair
+        case .stored: .stored
+        case .tokenDetails: .tokenDetails
+        case .notice: .notice
+        case .readers: .readers
+        case .versions: .versions
+        case .objectPage: .objectPage
+        case .policy: .policy
+        case .reloaded: .reloaded
+        case .error: .error
         }
     }
 
@@ -660,8 +630,6 @@ public enum AgentResponse: Sendable, Equatable {
             w.array(status.tokens) { $0.write(w) }; w.array(status.problems, w.string)
         case .tokens(let tokens):
             w.array(tokens) { $0.write(w) }
-        case .objects(let objects):
-            w.array(objects) { $0.write(w) }
         case .certificate(let der), .signature(let der), .plaintext(let der), .derived(let der):
             w.bytes(der)
         case .access(let outcome):
@@ -691,38 +659,36 @@ public enum AgentResponse: Sendable, Equatable {
         }
     }
 
-    static func readFields(kind: UInt8, _ r: inout WireReader) throws(WireError) -> AgentResponse {
+    static func readFields(kind: Kind, _ r: inout WireReader) throws(WireError) -> AgentResponse {
         func u32(_ r: inout WireReader) throws(WireError) -> UInt32 { try r.u32() }
         switch kind {
-        case 0x81: return .hello(version: try r.u16(), agentVersion: try r.string(), pid: try r.u32())
-        case 0x82:
+        case .hello: return .hello(version: try r.u16(), agentVersion: try r.string(), pid: try r.u32())
+        case .status:
             return .status(AgentStatus(agentVersion: try r.string(), pid: try r.u32(), uptimeSeconds: try r.u64(), connections: try r.u32(),
                                        tokens: try r.array(TokenEntry.read), problems: try r.array { (r: inout WireReader) throws(WireError) in try r.string() }))
-        case 0x83: return .tokens(try r.array(TokenEntry.read))
-        case 0x84: return .objects(try r.array(ObjectEntry.read))
-        case 0x85: return .certificate(der: try r.bytes())
-        case 0x86:
+        case .tokens: return .tokens(try r.array(TokenEntry.read))
+        case .certificate: return .certificate(der: try r.bytes())
+        case .access:
             let raw = try r.u8()
             guard let outcomeKind = AccessOutcome.Kind(rawValue: raw) else { throw WireError("unknown access outcome \(raw)") }
             return .access(AccessOutcome(kind: outcomeKind, triesLeft: try r.optional(u32), lockedSeconds: try r.optional(u32), message: try r.string()))
-        case 0x87: return .ok(message: try r.string())
-        case 0x88: return .signature(try r.bytes())
-        case 0x89: return .plaintext(try r.bytes())
-        case 0x8A: return .derived(try r.bytes())
-        case 0x8B: return .keyPair(publicKey: try r.string(), privateKey: try r.string(), subjectPublicKeyInfo: try r.bytes())
-        case 0x8C: return .stored(object: try r.string())
-        case 0x8D: return .tokenDetails(try r.array(TokenDetail.read), moduleFailures: try r.array(ModuleFailure.read))
-        case 0x8F: return .readers(try r.array(ReaderEntry.read))
-        case 0x90: return .versions(try AgentVersions.read(&r))
-        case 0x91: return .objectPage(try ObjectPage.read(&r))
-        case 0x92: return .policy(try PolicyReport.read(&r))
-        case 0x93: return .reloaded(try ReloadReport.read(&r))
-        case 0x8E:
+        case .ok: return .ok(message: try r.string())
+        case .signature: return .signature(try r.bytes())
+        case .plaintext: return .plaintext(try r.bytes())
+        case .derived: return .derived(try r.bytes())
+        case .keyPair: return .keyPair(publicKey: try r.string(), privateKey: try r.string(), subjectPublicKeyInfo: try r.bytes())
+        case .stored: return .stored(object: try r.string())
+        case .tokenDetails: return .tokenDetails(try r.array(TokenDetail.read), moduleFailures: try r.array(ModuleFailure.read))
+        case .readers: return .readers(try r.array(ReaderEntry.read))
+        case .versions: return .versions(try AgentVersions.read(&r))
+        case .objectPage: return .objectPage(try ObjectPage.read(&r))
+        case .policy: return .policy(try PolicyReport.read(&r))
+        case .reloaded: return .reloaded(try ReloadReport.read(&r))
+        case .notice:
             let raw = try r.u8()
             guard let notice = NoticeKind(rawValue: raw) else { throw WireError("unknown notice \(raw)") }
             return .notice(notice, message: try r.string())
-        case 0xFF: return .error(AgentErrorCode(rawValue: try r.u16()), message: try r.string())
-        default: throw WireError("unknown response kind 0x\(Hex.encode([kind]))")
+        case .error: return .error(AgentErrorCode(rawValue: try r.u16()), message: try r.string())
         }
     }
 }
@@ -756,11 +722,13 @@ public enum AgentFrame {
     }
 
     /// Reads the body length from a 4-byte prefix, refusing anything over the maximum.
+    /// - Throws: `WireError` of kind `.frameTooLarge` for a length over `maximum`, `.malformed` for a
+    ///   prefix that is not 4 bytes or a length shorter than a header.
     public static func bodyLength(_ prefix: UnsafeRawBufferPointer, maximum: Int = AgentProtocol.maximumFrame) throws(WireError) -> Int {
         guard prefix.count == 4 else { throw WireError("a length prefix is 4 bytes") }
         let length = Int(prefix.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
         guard length >= 5 else { throw WireError("a frame of \(length) bytes is shorter than its header") }
-        guard length <= maximum else { throw WireError("a frame of \(length) bytes is larger than the \(maximum)-byte limit") }
+        guard length <= maximum else { throw WireError(.frameTooLarge, "a frame of \(length) bytes is larger than the \(maximum)-byte limit") }
         return length
     }
 
@@ -770,23 +738,31 @@ public enum AgentFrame {
         return (body[0], body[1...4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
     }
 
-    /// Decodes a request body (without the length prefix). Returns nil for an unknown kind.
-    public static func decodeRequest(_ body: UnsafeRawBufferPointer) throws(WireError) -> (id: ID, request: AgentRequest?) {
-        var reader = WireReader(body)
-        let kind = try reader.u8()
-        let id = try reader.u32()
-        guard let request = try AgentRequest.readFields(kind: kind, &reader) else { return (id, nil) }
-        try reader.finish()
+    /// Decodes a request body (without the length prefix).
+    /// - Throws: `WireError` of kind `.unknownKind` when the kind byte names no request (the id, for the
+    ///   answer, is in `header`), `.malformed` when the fields do not match the kind's layout or bytes are left over.
+    public static func decodeRequest(_ body: UnsafeRawBufferPointer) throws(WireError) -> (id: ID, request: AgentRequest) {
+        let (id, request) = try decode(body, "request", AgentRequest.readFields)
         return (id, request)
     }
 
     /// Decodes a response body (without the length prefix).
+    /// - Throws: `WireError` of kind `.unknownKind` when the kind byte names no response, `.malformed`
+    ///   when the fields do not match the kind's layout or bytes are left over.
     public static func decodeResponse(_ body: UnsafeRawBufferPointer) throws(WireError) -> (id: ID, response: AgentResponse) {
-        var reader = WireReader(body)
-        let kind = try reader.u8()
-        let id = try reader.u32()
-        let response = try AgentResponse.readFields(kind: kind, &reader)
-        try reader.finish()
+        let (id, response) = try decode(body, "response", AgentResponse.readFields)
         return (id, response)
+    }
+
+    private static func decode<Kind: RawRepresentable<UInt8>, Message>(
+        _ body: UnsafeRawBufferPointer, _ what: String, _ read: (Kind, inout WireReader) throws(WireError) -> Message
+    ) throws(WireError) -> (ID, Message) {
+        var reader = WireReader(body)
+        let byte = try reader.u8()
+        let id = try reader.u32()
+        guard let kind = Kind(rawValue: byte) else { throw WireError(.unknownKind, "unknown \(what) kind 0x\(Hex.encode([byte]))") }
+        let message = try read(kind, &reader)
+        try reader.finish()
+        return (id, message)
     }
 }

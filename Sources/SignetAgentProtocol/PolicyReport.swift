@@ -44,6 +44,37 @@ public struct PolicyReport: Sendable, Equatable {
         }
     }
 
+    /// What became of a key use, as a value on the wire (`word` is the audit log's word for it).
+    public enum Decision: UInt8, Sendable, Equatable, CaseIterable {
+        /// A rule allowed it.
+        case allowed = 1
+        /// A rule asked, and the person said yes (now or within the last 5 minutes).
+        case confirmed = 2
+        /// A rule, a refused file, or the person at the prompt refused it.
+        case denied = 3
+        /// The prompt was cancelled.
+        case promptCancelled = 4
+        /// Nobody answered the prompt in time.
+        case promptTimedOut = 5
+        /// The screen or terminal the program named is not its own, so nobody was asked.
+        case promptRefused = 6
+        /// The program named no screen or terminal to ask on.
+        case nowhereToAsk = 7
+
+        /// The audit log's word: `allowed`, `confirmed`, `denied`, `prompt-cancelled`, ….
+        public var word: String {
+            switch self {
+            case .allowed: "allowed"
+            case .confirmed: "confirmed"
+            case .denied: "denied"
+            case .promptCancelled: "prompt-cancelled"
+            case .promptTimedOut: "prompt-timed-out"
+            case .promptRefused: "prompt-refused"
+            case .nowhereToAsk: "nowhere-to-ask"
+            }
+        }
+    }
+
     /// A program that used (or was refused) a key recently.
     public struct Use: Sendable, Equatable {
         /// The executable, or interpreter and script, as the agent identified it.
@@ -51,15 +82,17 @@ public struct PolicyReport: Sendable, Equatable {
         public var pid: UInt32
         public var key: String
         public var operation: String
-        /// `allowed`, `confirmed`, `denied`, `prompt-cancelled`, … (the audit log's words).
-        public var decision: String
+        /// What became of it.
+        public var verdict: Decision
+        /// `verdict` in the audit log's words (`allowed`, `confirmed`, `denied`, `prompt-cancelled`, …).
+        public var decision: String { verdict.word }
         /// UTC, ISO 8601, of the latest such use.
         public var time: String
         /// How many times since the agent started (or this entry was first kept).
         public var count: UInt32
 
-        public init(program: String, pid: UInt32, key: String, operation: String, decision: String, time: String, count: UInt32) {
-            self.program = program; self.pid = pid; self.key = key; self.operation = operation; self.decision = decision
+        public init(program: String, pid: UInt32, key: String, operation: String, verdict: Decision, time: String, count: UInt32) {
+            self.program = program; self.pid = pid; self.key = key; self.operation = operation; self.verdict = verdict
             self.time = time; self.count = count
         }
     }
@@ -81,7 +114,7 @@ public struct PolicyReport: Sendable, Equatable {
             w.string(rule.key); w.array(rule.operations, w.string)
         }
         w.array(recent) { use in
-            w.string(use.program); w.u32(use.pid); w.string(use.key); w.string(use.operation); w.string(use.decision)
+            w.string(use.program); w.u32(use.pid); w.string(use.key); w.string(use.operation); w.u8(use.verdict.rawValue)
             w.string(use.time); w.u32(use.count)
         }
     }
@@ -98,8 +131,9 @@ public struct PolicyReport: Sendable, Equatable {
                  key: try r.string(), operations: try r.array(text))
         }
         let recent = try r.array { (r: inout WireReader) throws(WireError) -> Use in
-            Use(program: try r.string(), pid: try r.u32(), key: try r.string(), operation: try r.string(), decision: try r.string(),
-                time: try r.string(), count: try r.u32())
+            let program = try r.string(), pid = try r.u32(), key = try r.string(), operation = try r.string(), raw = try r.u8()
+            guard let verdict = Decision(rawValue: raw) else { throw WireError("unknown policy decision \(raw)") }
+            return Use(program: program, pid: pid, key: key, operation: operation, verdict: verdict, time: try r.string(), count: try r.u32())
         }
         return PolicyReport(files: files, rules: rules, recent: recent)
     }

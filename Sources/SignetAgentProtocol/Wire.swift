@@ -7,8 +7,19 @@ import SignetCore
 /// decoder never traps, never reads past the frame, never allocates more
 /// than the frame's size.
 public struct WireError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// What went wrong, as a value a caller switches on (the reason is for people).
+    public enum Kind: UInt8, Sendable, Equatable, CaseIterable {
+        /// The bytes do not hold what their kind says (truncated, a bad marker, bytes left over, …).
+        case malformed
+        /// A frame's length prefix is over the limit.
+        case frameTooLarge
+        /// The kind byte names no message this code knows.
+        case unknownKind
+    }
+    public var kind: Kind
     public var reason: String
-    public init(_ reason: String) { self.reason = reason }
+    public init(_ reason: String) { self.kind = .malformed; self.reason = reason }
+    public init(_ kind: Kind, _ reason: String) { self.kind = kind; self.reason = reason }
     public var description: String { reason }
 }
 
@@ -62,6 +73,7 @@ public final class WireBuffer: @unchecked Sendable {
     }
 
     /// The bytes written; the pointer must not escape.
+    /// - Throws: what `body` throws, and nothing else.
     public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
         try body(UnsafeRawBufferPointer(rebasing: storage[0..<count]))
     }
@@ -118,7 +130,11 @@ public struct WireReader {
         return UnsafeRawBufferPointer(rebasing: input[offset..<offset + count])
     }
 
+    /// One byte.
+    /// - Throws: `WireError` (`.malformed`) when no byte is left.
     public mutating func u8() throws(WireError) -> UInt8 { try take(1)[0] }
+    /// A boolean: one byte, 0 or 1.
+    /// - Throws: `WireError` (`.malformed`) when no byte is left or it is neither 0 nor 1.
     public mutating func bool() throws(WireError) -> Bool {
         switch try u8() {
         case 0: return false
@@ -126,14 +142,20 @@ public struct WireReader {
         case let other: throw WireError("a boolean must be 0 or 1, not \(other)")
         }
     }
+    /// A big-endian 16-bit integer.
+    /// - Throws: `WireError` (`.malformed`) when fewer than 2 bytes are left.
     public mutating func u16() throws(WireError) -> UInt16 {
         let part = try take(2)
         return UInt16(part[0]) << 8 | UInt16(part[1])
     }
+    /// A big-endian 32-bit integer.
+    /// - Throws: `WireError` (`.malformed`) when fewer than 4 bytes are left.
     public mutating func u32() throws(WireError) -> UInt32 {
         let part = try take(4)
         return part.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
     }
+    /// A big-endian 64-bit integer.
+    /// - Throws: `WireError` (`.malformed`) when fewer than 8 bytes are left.
     public mutating func u64() throws(WireError) -> UInt64 {
         let part = try take(8)
         return part.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
@@ -143,18 +165,25 @@ public struct WireReader {
         guard count <= remaining else { throw WireError("a length of \(count) exceeds the \(remaining) bytes left") }
         return count
     }
+    /// A byte string: a 32-bit length, then that many bytes.
+    /// - Throws: `WireError` (`.malformed`) when the length is more than what is left.
     public mutating func bytes() throws(WireError) -> [UInt8] { Array(try take(length())) }
+    /// Text: a byte string of UTF-8.
+    /// - Throws: `WireError` (`.malformed`) when the length is more than what is left or the bytes are not UTF-8.
     public mutating func string() throws(WireError) -> String {
         let raw = try take(length())
         guard let text = String(validating: raw, as: UTF8.self) else { throw WireError("text is not valid UTF-8") }
         return text
     }
     /// A secret copied straight into a zeroing buffer.
+    /// - Throws: `WireError` (`.malformed`) when the length is more than what is left or over `SecretBytes.maximumCount`.
     public mutating func secret() throws(WireError) -> SharedSecret {
         let count = try length()
         guard count <= SecretBytes.maximumCount else { throw WireError("a code of \(count) bytes is longer than \(SecretBytes.maximumCount)") }
         return SharedSecret(copying: try take(count))
     }
+    /// An optional value: a marker byte 0 (absent) or 1, then the value `read` reads.
+    /// - Throws: `WireError` (`.malformed`) when the marker is missing or neither 0 nor 1; rethrows what `read` throws.
     public mutating func optional<T>(_ read: (inout WireReader) throws(WireError) -> T) throws(WireError) -> T? {
         switch try u8() {
         case 0: return nil
@@ -163,6 +192,7 @@ public struct WireReader {
         }
     }
     /// An array; each element takes at least one byte, so the count is bounded by what is left.
+    /// - Throws: `WireError` (`.malformed`) when the count is more than the bytes left; rethrows what `read` throws.
     public mutating func array<T>(_ read: (inout WireReader) throws(WireError) -> T) throws(WireError) -> [T] {
         let count = Int(try u32())
         guard count <= remaining else { throw WireError("an array of \(count) elements cannot fit in \(remaining) bytes") }
@@ -172,6 +202,7 @@ public struct WireReader {
         return result
     }
     /// Fails when bytes are left over: a frame holds exactly one message.
+    /// - Throws: `WireError` (`.malformed`) when any byte is left.
     public func finish() throws(WireError) {
         guard remaining == 0 else { throw WireError("\(remaining) unexpected bytes after the message") }
     }

@@ -3,27 +3,12 @@ import SignetAgentProtocol
 import SignetCore
 import SignetPCSC
 import SignetPKCS11
+import SignetProtocolSamples
 import SignetTestSupport
 import Testing
 @testable import SignetAgentCore
 
 private func secret(_ bytes: [UInt8]) -> SharedSecret { SharedSecret(SecretBytes(copying: bytes)) }
-
-/// One of every request the protocol has (fields do not matter for routing).
-private let everyRequest: [AgentRequest] = [
-    .hello(minVersion: 1, maxVersion: 1, client: "t"), .status, .listTokens, .listObjects(token: nil), .getCertificate(object: "pkcs11:"),
-    .unlock(token: nil, code: secret([1]), finalTry: false), .lock(token: nil),
-    .sign(key: "pkcs11:", mechanism: WireMechanism(type: 1), data: []), .decrypt(key: "pkcs11:", mechanism: WireMechanism(type: 1), ciphertext: []),
-    .derive(key: "pkcs11:", kdf: 1, sharedData: [], peerPoint: []),
-    .generateKeyPair(token: nil, keyType: .ec, bits: 0, curve: "P-256", id: [1], label: "k"),
-    .storeCertificate(token: nil, der: [], id: [1], label: "c"), .deleteObject(object: "pkcs11:"),
-    .importKey(token: nil, key: ImportedKey(keyType: .ec, components: []), id: [1], label: "k"),
-    .changeCode(token: nil, old: secret([1]), new: secret([2]), finalTry: false),
-    .unblock(token: nil, soCode: secret([1]), newCode: secret([2]), finalTry: false),
-    .initSoftwareToken(label: "t", userCode: secret([1]), soCode: secret([2])),
-    .tokenDetails, .repairLedger(token: nil), .listReaders, .versions, .listObjectPage(token: nil, start: 0, certificateValues: false),
-    .clientEnvironment(entries: []), .unlockAsking(token: nil), .policy, .shutdown, .reload,
-]
 
 /// A request handler with its own state directory over the shared SoftHSM2 fixture: the agent's
 /// request code driven in this process, with no socket.
@@ -75,18 +60,16 @@ final class InProcessAgent {
 
 @Suite("Request groups, in process")
 struct RequestGroupTests {
-    @Test("Every request kind is routed by exactly one request group")
+    @Test("Every request kind is routed by the group `group(for:)` names, and by no other")
     func everyRequestHasOneGroup() {
-        #expect(Set(everyRequest.map(\.kind)).count == everyRequest.count)
-        for request in everyRequest {
-            let groups = RequestHandler.groups.filter { $0.route(request) != nil }
-            #expect(groups.count == 1, "\(request.name) is routed by \(groups.count) groups")
+        // The samples hold every kind, with fields (`ProtocolTableTests` checks that they cover the table).
+        for request in ProtocolSamples.everyRequest {
+            let named = RequestHandler.group(for: request.messageKind)
+            #expect(named.route(request) != nil, "\(request.name) goes to \(named), whose route does not take it")
+            let takers = RequestHandler.groups.filter { $0.route(request) != nil }
+            #expect(takers.count == 1, "\(request.name) is routed by \(takers.count) groups")
         }
-        // A request without fields that this list forgot would decode from a bare header.
-        for kind in UInt8(0)...0x7F {
-            guard let decoded = try? [kind, 0, 0, 0, 1].withUnsafeBytes({ try AgentFrame.decodeRequest($0) }), let request = decoded.request else { continue }
-            #expect(everyRequest.contains { $0.kind == request.kind }, "kind \(kind) is missing from this test's list")
-        }
+        #expect(Set(ProtocolSamples.everyRequest.map(\.messageKind)) == Set(AgentRequest.Kind.allCases))
     }
 
     @Test("tokenDetails lists a token with its module, slot, flags and code lengths, without logging in")

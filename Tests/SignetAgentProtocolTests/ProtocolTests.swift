@@ -17,7 +17,7 @@ struct ProtocolTests {
         for (index, request) in everyRequest.enumerated() {
             let first = AgentFrame.encode(request, id: UInt32(index) + 0x0100_0000).bytes
             let decoded = try body(AgentFrame.encode(request, id: UInt32(index) + 0x0100_0000)).withUnsafeBytes { try AgentFrame.decodeRequest($0) }
-            let again = try #require(decoded.request)
+            let again = decoded.request
             #expect(decoded.id == UInt32(index) + 0x0100_0000)
             #expect(again.kind == request.kind)
             #expect(AgentFrame.encode(again, id: decoded.id).bytes == first, "request \(request.name)")
@@ -107,11 +107,11 @@ struct ProtocolTests {
         let report = PolicyReport(
             files: [.init(path: "f", administrator: true, state: .loaded)],
             rules: [.init(file: "f", line: 2, action: "deny", program: "*", script: nil, key: "*", operations: ["sign"])],
-            recent: [.init(program: "p", pid: 7, key: "k", operation: "sign", decision: "denied", time: "t", count: 1)])
+            recent: [.init(program: "p", pid: 7, key: "k", operation: "sign", verdict: .denied, time: "t", count: 1)])
         func text(_ value: String) -> [UInt8] { [0, 0, 0, UInt8(value.utf8.count)] + Array(value.utf8) }
         let files: [UInt8] = [0, 0, 0, 1] + text("f") + [1, 1] + [0, 0, 0, 0]
         let rules: [UInt8] = [0, 0, 0, 1] + text("f") + [0, 0, 0, 2] + text("deny") + text("*") + [0] + text("*") + [0, 0, 0, 1] + text("sign")
-        let recent: [UInt8] = [0, 0, 0, 1] + text("p") + [0, 0, 0, 7] + text("k") + text("sign") + text("denied") + text("t") + [0, 0, 0, 1]
+        let recent: [UInt8] = [0, 0, 0, 1] + text("p") + [0, 0, 0, 7] + text("k") + text("sign") + [3] + text("t") + [0, 0, 0, 1]
         let body: [UInt8] = [0x92, 0, 0, 0, 5] + files + rules + recent
         #expect(AgentFrame.encode(AgentResponse.policy(report), id: 5).bytes == [0, 0, 0, UInt8(body.count)] + body)
     }
@@ -143,11 +143,11 @@ struct ProtocolTests {
         #expect(ok == 65536)
     }
 
-    @Test("An unknown request kind decodes to nil with its id, so the agent can answer it")
+    @Test("An unknown request kind is an unknownKind error, and its id can still be read, so the agent can answer it")
     func unknownKind() throws {
-        let decoded = try [UInt8]([0x7E, 0, 0, 0, 9]).withUnsafeBytes { try AgentFrame.decodeRequest($0) }
-        #expect(decoded.id == 9)
-        #expect(decoded.request == nil)
+        let frame: [UInt8] = [0x7E, 0, 0, 0, 9]
+        #expect(throws: WireError(.unknownKind, "unknown request kind 0x7e")) { try frame.withUnsafeBytes { try AgentFrame.decodeRequest($0) } }
+        #expect(frame.withUnsafeBytes { AgentFrame.header($0)?.id } == 9)
     }
 
     @Test("Every truncation of every request fails with an error, never a crash or a wrong message")
@@ -189,8 +189,8 @@ struct ProtocolTests {
 
     @Test("A length field larger than the frame is refused without allocating it")
     func hugeInnerLength() {
-        // listObjects(token: some) whose string claims 4 GiB.
-        let frame: [UInt8] = [0x04, 0, 0, 0, 1, 1, 0xFF, 0xFF, 0xFF, 0xFF, 0x41]
+        // lock(token: some) whose string claims 4 GiB.
+        let frame: [UInt8] = [0x07, 0, 0, 0, 1, 1, 0xFF, 0xFF, 0xFF, 0xFF, 0x41]
         #expect(throws: WireError.self) { try frame.withUnsafeBytes { try AgentFrame.decodeRequest($0) } }
         let array: [UInt8] = [0x83, 0, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF]
         #expect(throws: WireError.self) { try array.withUnsafeBytes { try AgentFrame.decodeResponse($0) } }
@@ -201,7 +201,7 @@ struct ProtocolTests {
         let code = "Pa ss-É1"
         let frame = body(AgentFrame.encode(.unlock(token: nil, code: secret(code), finalTry: false), id: 1))
         let decoded = try frame.withUnsafeBytes { try AgentFrame.decodeRequest($0) }
-        guard case .unlock(_, let received, _)? = decoded.request else { Issue.record("not an unlock"); return }
+        guard case .unlock(_, let received, _) = decoded.request else { Issue.record("not an unlock"); return }
         let bytes = received.use { $0.withUnsafeBytes { Array($0) } }
         #expect(bytes == Array(code.utf8))
     }

@@ -155,7 +155,7 @@ struct AgentRequestTests {
     @Test("Keys list with URIs, types, sizes and usages; a stored certificate comes back byte for byte and can be deleted")
     func objectsAndCertificates() throws {
         let setup = try UnlockedToken("Objects")
-        guard case .objects(let objects) = try setup.client.call(.listObjects(token: setup.token)) else { Issue.record("no objects"); return }
+        guard case .objectPage(let page) = try setup.client.call(.listObjectPage(token: setup.token, start: 0, certificateValues: false)), case let objects = page.objects else { Issue.record("no objects"); return }
         let privateKeys = objects.filter { $0.kind == .privateKey }
         #expect(privateKeys.count == 2)
         #expect(privateKeys.contains { $0.keyType == .rsa && $0.bits == 2048 && $0.usages.contains(.sign) && $0.usages.contains(.decrypt) })
@@ -171,7 +171,7 @@ struct AgentRequestTests {
         }
         guard case .certificate(let back) = try setup.client.call(.getCertificate(object: certificateURI)) else { Issue.record("no certificate"); return }
         #expect(back == der)
-        guard case .objects(let after) = try setup.client.call(.listObjects(token: setup.token)) else { Issue.record("no objects"); return }
+        guard case .objectPage(let page) = try setup.client.call(.listObjectPage(token: setup.token, start: 0, certificateValues: false)), case let after = page.objects else { Issue.record("no objects"); return }
         let certificate = try #require(after.first { $0.kind == .certificate })
         let subjectText = try Run.checked("openssl", ["x509", "-inform", "DER", "-in", peer.path("c.der"), "-noout", "-subject", "-nameopt", "RFC2253"]).output
         #expect(subjectText.contains("CN=12345"))
@@ -216,7 +216,7 @@ struct AgentRequestTests {
         }
         let publicPEM = try String(contentsOfFile: peer.path("imported-pub.pem"), encoding: .utf8)
         #expect(try peer.verify(publicKeyPEM: publicPEM, message: message, signature: signature))
-        guard case .objects(let objects) = try setup.client.call(.listObjects(token: setup.token)) else { Issue.record("no objects"); return }
+        guard case .objectPage(let page) = try setup.client.call(.listObjectPage(token: setup.token, start: 0, certificateValues: false)), case let objects = page.objects else { Issue.record("no objects"); return }
         #expect(objects.contains { $0.uri == uri && $0.kind == .privateKey })
     }
 

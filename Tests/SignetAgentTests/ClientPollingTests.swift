@@ -21,9 +21,9 @@ private func slowAgent(at path: String, slow: Double) throws -> Int32 {
             var body = [UInt8](repeating: 0, count: length)
             guard body.withUnsafeMutableBytes({ (try? UnixSocket.readExactly(fd, into: $0, timeout: 10)) != nil }),
                   let (id, request) = body.withUnsafeBytes({ try? AgentFrame.decodeRequest($0) }) else { return }
-            if case .sign(_, _, [1])? = request { usleep(UInt32(slow * 1e6)) }
+            if case .sign(_, _, [1]) = request { usleep(UInt32(slow * 1e6)) }
             let response: AgentResponse
-            if case .hello? = request { response = .hello(version: AgentProtocol.version, agentVersion: "test", pid: 1) } else { response = .signature([1]) }
+            if case .hello = request { response = .hello(version: AgentProtocol.version, agentVersion: "test", pid: 1) } else { response = .signature([1]) }
             let frame = AgentFrame.encode(response, id: id).bytes
             frame.withUnsafeBytes { _ = try? UnixSocket.writeAll(fd, $0) }
         }

@@ -136,7 +136,7 @@ final class DecryptTests {
     func refusedKeyNeverDecrypts() throws {
         _ = try agent.signet(["lock"])
         let client = try agent.client()
-        guard case .objects(let objects) = try client.call(.listObjects(token: nil)) else { throw TestFailure("no listing") }
+        guard case .objectPage(let page) = try client.call(.listObjectPage(token: nil, start: 0, certificateValues: false)), case let objects = page.objects else { throw TestFailure("no listing") }
         var bob: (Certificate, String, [UInt8])?
         for entry in objects where entry.kind == .certificate {
             guard case .certificate(let der) = try client.call(.getCertificate(object: entry.uri)) else { continue }

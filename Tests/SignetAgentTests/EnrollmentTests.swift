@@ -356,7 +356,7 @@ final class EnrollmentTests {
     /// Decrypts `message` with the imported key through the agent and with the original key in OpenSSL; both must agree.
     func expectDecrypts(p12: String, message: String, email: String) throws {
         let client = try agent.client()
-        guard case .objects(let objects) = try client.call(.listObjects(token: nil)) else { throw TestFailure("no objects") }
+        guard case .objectPage(let page) = try client.call(.listObjectPage(token: nil, start: 0, certificateValues: false)), case let objects = page.objects else { throw TestFailure("no objects") }
         var chosen: (Certificate, ObjectEntry)?
         for entry in objects where entry.kind == .certificate {
             guard case .certificate(let der) = try client.call(.getCertificate(object: entry.uri)) else { continue }

@@ -352,7 +352,7 @@ final class StateMachineTests {
         try Run.checked("openssl", ["x509", "-req", "-in", csr, "-CA", peer.path("ca.pem"), "-CAkey", peer.path("ca.key"), "-CAcreateserial",
                                     "-days", "10", "-extfile", peer.path("mail.ext"), "-out", issued])
         try cli(["cert", "import", issued])
-        guard case .objects(let objects) = try client.call(.listObjects(token: token)),
+        guard case .objectPage(let page) = try client.call(.listObjectPage(token: token, start: 0, certificateValues: false)), case let objects = page.objects,
               objects.contains(where: { $0.kind == .certificate && $0.id == key.pkcs11ID })
         else { throw TestFailure("the certificate of key \(id) is not listed with its key's id") }
         model.keys[id]?.hasCertificate = true
@@ -414,7 +414,7 @@ final class StateMachineTests {
             model.keys[alias]?.certificateFromFile = true
             return
         }
-        guard case .objects(let objects) = try client.call(.listObjects(token: token)),
+        guard case .objectPage(let page) = try client.call(.listObjectPage(token: token, start: 0, certificateValues: false)), case let objects = page.objects,
               let entry = objects.first(where: { $0.kind == .privateKey && PEM.encode($0.publicKeyInfo, label: "PUBLIC KEY") == file.spki })
         else { throw TestFailure("the imported key is not listed") }
         if entry.id.isEmpty { throw TestFailure("the imported key has no id") }

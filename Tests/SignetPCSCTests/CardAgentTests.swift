@@ -131,7 +131,7 @@ extension PCSCServiceTests {
         var connection = try insertCard(card)
         let client = try agent.client()
         #expect(try agent.unlock(client, token: "pkcs11:token=Signet%20PIV%20Test", code: "123456").kind == .unlocked)
-        guard case .objects(let objects) = try client.call(.listObjects(token: nil)),
+        guard case .objectPage(let page) = try client.call(.listObjectPage(token: nil, start: 0, certificateValues: false)), case let objects = page.objects,
               let key = objects.first(where: { $0.kind == .privateKey && $0.uri.contains("id=%01") }) else {
             throw TestFailure("the card's 9A key is not listed")
         }

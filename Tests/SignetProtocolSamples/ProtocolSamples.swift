@@ -12,8 +12,6 @@ public enum ProtocolSamples {
         .hello(minVersion: 1, maxVersion: 1, client: "signet 0.1.0"),
         .status,
         .listTokens,
-        .listObjects(token: nil),
-        .listObjects(token: "pkcs11:token=Alice"),
         .getCertificate(object: "pkcs11:token=Alice;id=%01;type=cert"),
         .unlock(token: "pkcs11:serial=1234", code: secret("Pa55-word"), finalTry: true),
         .lock(token: nil),
@@ -54,8 +52,6 @@ public enum ProtocolSamples {
             token.cardCounter = counter
             return token
         }),
-        .objects([ObjectEntry(uri: "pkcs11:id=%01;type=private", kind: .privateKey, label: "k", id: [1], keyType: .rsa, bits: 2048, usages: [.sign, .decrypt]),
-                  ObjectEntry(uri: "pkcs11:id=%01;type=cert", kind: .certificate, label: "c", id: [1], keyType: nil, bits: 0, usages: [], subject: [0x30, 0])]),
         .certificate(der: [0x30, 0x00]),
         .access(AccessOutcome(kind: .locked, triesLeft: 0, lockedSeconds: 900, message: "Token locked for 15 min")),
         .access(AccessOutcome(kind: .unlocked, message: "Unlocked.")),
@@ -76,7 +72,7 @@ public enum ProtocolSamples {
                   ReaderEntry(name: "NFC", cardPresent: false, state: ["empty"], atr: nil, transport: "nfc")]),
         .versions(AgentVersions(agentVersion: "0.2.0", libraries: [.init(name: "p11-kit", version: "0.25.3 (/usr/lib/libp11-kit.so.0)")],
                                 modules: [sampleModule], moduleFailures: [ModuleFailure(path: "/x.so", reason: "no")])),
-        .objectPage(ObjectPage(objects: [sampleObject, sampleObject], values: [[], [0x30, 0x00]], next: 2)),
+        .objectPage(ObjectPage(objects: [samplePrivateKey, sampleObject], values: [[], [0x30, 0x00]], next: 2)),
         .objectPage(ObjectPage(objects: [], values: [], next: nil)),
         .policy(PolicyReport(
             files: [.init(path: "/etc/signet/clients", administrator: true, state: .absent),
@@ -85,8 +81,10 @@ public enum ProtocolSamples {
             rules: [.init(file: "/etc/signet/clients", line: 3, action: "confirm", program: "/usr/bin/python3.11", script: "/home/a/sign.py",
                           key: "label:Mail", operations: ["sign"]),
                     .init(file: "/etc/signet/clients", line: 4, action: "deny", program: "*", script: nil, key: "*", operations: ["sign", "decrypt", "derive"])],
-            recent: [.init(program: "/usr/bin/signet", pid: 4242, key: "Mail", operation: "sign", decision: "allowed",
-                           time: "2026-11-22T10:15:30.123Z", count: 3)])),
+            recent: [.init(program: "/usr/bin/signet", pid: 4242, key: "Mail", operation: "sign", verdict: .allowed,
+                           time: "2026-11-22T10:15:30.123Z", count: 3),
+                     .init(program: "/usr/bin/python3.11", pid: 7, key: "Mail", operation: "sign", verdict: .promptCancelled,
+                           time: "2026-11-22T10:16:00.000Z", count: 1)])),
         .policy(PolicyReport(files: [], rules: [], recent: [])),
         .reloaded(ReloadReport(settings: [.init(name: "idle-lock-minutes", value: "15"), .init(name: "pinentry-program", value: "/usr/bin/pinentry-tty")],
                                clientRules: 2, refusals: ["/home/a/.config/signet/config: writable by group or others (mode 0666)"],
@@ -96,6 +94,9 @@ public enum ProtocolSamples {
 
     static let sampleObject = ObjectEntry(uri: "pkcs11:id=%01;type=cert", kind: .certificate, label: "c", id: [1], keyType: nil, bits: 0, usages: [],
                                            subject: [0x30, 0])
+
+    static let samplePrivateKey = ObjectEntry(uri: "pkcs11:id=%01;type=private", kind: .privateKey, label: "k", id: [1], keyType: .rsa, bits: 2048,
+                                              usages: [.sign, .decrypt], publicKeyInfo: [0x30, 0])
 
     static let sampleModule = ModuleEntry(name: "softhsm2", path: "/usr/lib/softhsm/libsofthsm2.so", description: "Implementation of PKCS11",
                                            libraryVersion: "2.6", manufacturer: "SoftHSM", cryptokiVersion: "2.40")
