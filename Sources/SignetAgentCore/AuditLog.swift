@@ -71,6 +71,9 @@ public struct AuditEvent: Sendable {
         self.action = action; self.result = result; self.token = token; self.key = key; self.peer = peer
         self.durationMilliseconds = durationMilliseconds; self.detail = detail; self.decision = decision; self.rule = rule
     }
+
+    /// A wrong access code or a lockout: always recorded, and a warning in the journal.
+    var isCodeFailure: Bool { ["wrong-code", "card-final-try", "card-blocked", "locked"].contains(result) }
 }
 
 /// The audit log: one JSON object per line in `$XDG_STATE_HOME/signet/audit.log`,
@@ -79,12 +82,17 @@ public struct AuditEvent: Sendable {
 /// Every line is written with one `write(2)` on an `O_APPEND` descriptor, so
 /// lines from concurrent writers never interleave.
 ///
+/// Each record written also goes to the journal as a structured entry when the agent runs under journald
+/// (`JournalAudit`); the file stays what `signet log` reads.
+///
 /// A client must not be able to flush the history: fields are cut at `fieldLimit` bytes, and the
 /// records of failed requests, which a client can cause without end, pass at a limited rate (see `FailureBudget`).
 public final class AuditLog: Sendable {
     public let path: String
     public let maximumBytes: Int
     public let keptFiles: Int
+    /// Where the records also go as journal entries (nil: the file alone).
+    public let journal: JournalAudit?
     private let state: Mutex<(fd: Int32, budget: FailureBudget)>
 
     /// Longest text kept in one field (URI, executable, detail). A token or key URI a person uses is a
@@ -95,7 +103,10 @@ public final class AuditLog: Sendable {
     ///   - maximumBytes: size after which the file is rotated (default 1 MiB).
     ///   - keptFiles: rotated files kept besides the current one.
     ///   - failureBurst, failureInterval: failure records from clients written at once, and then one per this many seconds.
-    public init(directory: String, maximumBytes: Int = 1 << 20, keptFiles: Int = 3, failureBurst: Int = 100, failureInterval: Double = 10) {
+    ///   - journal: the journal to send the records to as well (default: journald's socket when it is there).
+    public init(directory: String, maximumBytes: Int = 1 << 20, keptFiles: Int = 3, failureBurst: Int = 100, failureInterval: Double = 10,
+                journal: JournalAudit? = JournalAudit.detect()) {
+        self.journal = journal
         _ = FileIO.makeDirectories(directory)
         path = directory + "/audit.log"
         self.maximumBytes = maximumBytes
@@ -117,16 +128,22 @@ public final class AuditLog: Sendable {
         // Formatted before the lock, which every connection takes for every signature: under it,
         // only the budget and the write.
         let eventLine = limited ? nil : AuditLog.line(event, time: time) + "\n"
-        state.withLock { state in
+        let summary: AuditEvent?? = state.withLock { state in
             if limited, !state.budget.admit(now: now) {
                 state.budget.suppress(event.action, time: time)
-                return
+                return nil
             }
             var line = ""
-            if let summary = state.budget.takeSummary() { line = AuditLog.line(summary, time: time) + "\n" }
+            let summary = state.budget.takeSummary()
+            if let summary { line = AuditLog.line(summary, time: time) + "\n" }
             line += eventLine ?? AuditLog.line(event, time: time) + "\n"
             write(line, to: &state.fd)
+            return .some(summary)
         }
+        // The journal gets what the file got, in the same order, outside the lock (a datagram each).
+        guard let journal, let summary else { return }
+        if let summary { journal.send(summary) }
+        journal.send(event)
     }
 
     /// Appends `line` with one write(2), rotating first when it would pass `maximumBytes`.
@@ -214,7 +231,7 @@ struct FailureBudget {
     }
 
     static func applies(to event: AuditEvent) -> Bool {
-        event.peer != nil && event.result != "ok" && !["wrong-code", "card-final-try", "card-blocked", "locked"].contains(event.result)
+        event.peer != nil && event.result != "ok" && !event.isCodeFailure
     }
 
     /// Whether a failure record may be written now (and spends one from the budget).
