@@ -53,9 +53,18 @@ struct JournalAuditTests {
                 fields.append((String(decoding: line[..<equals], as: UTF8.self), String(decoding: line[(equals + 1)...], as: UTF8.self)))
                 index = lineEnd + 1
             } else {
+                // A line without `=` must be a name followed by a length and that many bytes and a newline.
+                guard lineEnd + 9 <= bytes.count else {
+                    Issue.record("the datagram has a line without = and no length after it: \(String(decoding: line, as: UTF8.self))")
+                    return fields
+                }
                 var length: UInt64 = 0
                 for shift in 0..<8 { length |= UInt64(bytes[lineEnd + 1 + shift]) << (8 * UInt64(shift)) }
                 let start = lineEnd + 9
+                guard length < UInt64(bytes.count), start + Int(length) < bytes.count else {
+                    Issue.record("the datagram's field \(String(decoding: line, as: UTF8.self)) claims \(length) bytes, more than it holds")
+                    return fields
+                }
                 fields.append((String(decoding: line, as: UTF8.self), String(decoding: bytes[start..<(start + Int(length))], as: UTF8.self)))
                 #expect(bytes[start + Int(length)] == UInt8(ascii: "\n"))
                 index = start + Int(length) + 1
