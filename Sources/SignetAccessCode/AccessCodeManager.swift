@@ -163,6 +163,8 @@ public final class AccessCodeManager: Sendable {
 
     /// Rewrites a damaged ledger so that every listed token starts a full lock
     /// now: repair never hands out free tries.
+    /// - Throws: `LedgerDamage` when the ledger directory cannot be created or a record cannot be written;
+    ///   records written before the failure stay written.
     public func repairLedger(tokens: [TokenIdentity]) throws {
         try store.repair(identities: tokens, lock: LockRecord(wallStart: clock.wallSeconds(), bootStart: clock.bootSeconds(), bootID: clock.bootID()))
     }

@@ -88,10 +88,12 @@ final class LedgerStore: Sendable {
         guard FileIO.makeDirectories(directory) else { throw LedgerDamage(reason: "cannot create \(directory)") }
         let lockPath = directory + "/" + identity.fileKey + ".lock"
         let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw LedgerDamage(reason: "cannot open \(lockPath): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw LedgerDamage(reason: "cannot open \(lockPath): \(System.describe(errno))") }
         defer { close(fd) }
-        while flock(fd, LOCK_EX) != 0 {
-            guard errno == EINTR else { throw LedgerDamage(reason: "cannot lock \(lockPath)") }
+        do throws(SystemError) {
+            try System.call("flock") { flock(fd, LOCK_EX) }
+        } catch {
+            throw LedgerDamage(reason: "cannot lock \(lockPath)")
         }
         defer { flock(fd, LOCK_UN) }
         return try body(LedgerHandle(store: self, identity: identity))

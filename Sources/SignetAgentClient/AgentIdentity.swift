@@ -30,7 +30,7 @@ enum AgentIdentity {
     /// - Throws: `AgentClientError.notYourAgent`.
     static func checkPeer(_ fd: Int32, socketPath: String) throws(AgentClientError) {
         guard let peer = UnixSocket.peerCredentials(fd) else {
-            throw .notYourAgent("cannot tell which user listens at \(socketPath) (SO_PEERCRED: \(String(cString: strerror(errno)))), "
+            throw .notYourAgent("cannot tell which user listens at \(socketPath) (SO_PEERCRED: \(System.describe(errno))), "
                                 + "so nothing was sent to it")
         }
         guard peer.uid == getuid() else {

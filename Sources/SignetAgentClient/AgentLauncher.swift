@@ -68,26 +68,12 @@ public enum AgentLauncher {
         if let note = paths.runtimeNote { Console.error("Note: \(note)") }
         _ = FileIO.makeDirectories(paths.state)
         let log = paths.state + "/agent.log"
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_APPEND | O_CREAT, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        // POSIX_SPAWN_SETSID (glibc 2.26+): the agent is not killed with this terminal's process group.
-        posix_spawnattr_setflags(&attributes, Int16(0x80))
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setflags(&attributes, Int16(0x80 | Int32(POSIX_SPAWN_SETSIGMASK)))
-        let arguments = [path]
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, path, &actions, &attributes, &argv, environ)
-        guard result == 0 else { throw .startFailed("\(path): \(String(cString: strerror(result)))") }
+        // Its own session: the agent is not killed with this terminal's process group. Not waited for: it outlives us.
+        do throws(SystemError) {
+            _ = try Subprocess(path, standardInput: .null, standardOutput: .appending(to: log, mode: 0o600),
+                               standardError: .standardOutput, group: .session)
+        } catch {
+            throw .startFailed("\(path): \(error.reason)")
+        }
     }
 }

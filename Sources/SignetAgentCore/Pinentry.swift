@@ -25,6 +25,7 @@ enum PinentryFailure: Error, Sendable, Equatable {
 final class PinentrySession {
     let program: String
     let pid: pid_t
+    private let process: Subprocess
     private let input: Int32  // the pinentry's standard input: our commands
     private let output: Int32  // its standard output: the answers
     private let timeout: Double
@@ -48,44 +49,27 @@ final class PinentrySession {
         self.timeout = timeout
         _ = mlock(pending.baseAddress, pending.count)
         var toChild: [Int32] = [-1, -1], fromChild: [Int32] = [-1, -1]
-        guard pipe(&toChild) == 0 else { throw .failed("pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&toChild) == 0 else { throw .failed("pipe: \(System.describe(errno))") }
         guard pipe(&fromChild) == 0 else {
             close(toChild[0]); close(toChild[1])
-            throw .failed("pipe: \(String(cString: strerror(errno)))")
+            throw .failed("pipe: \(System.describe(errno))")
         }
         // Close-on-exec, so no other program the agent starts holds them (the pinentry gets copies as 0 and 1).
         for fd in toChild + fromChild { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
-        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
         // Its own process group (killed whole at the end), no signal blocked or ignored as in the agent.
-        var empty = sigset_t(), defaults = sigset_t()
-        sigemptyset(&empty)
-        sigemptyset(&defaults)
-        for signal in [SIGPIPE, SIGTERM, SIGINT, SIGHUP] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var argv: [UnsafeMutablePointer<CChar>?] = [strdup(program), nil]
-        defer { for pointer in argv { free(pointer) } }
-        var envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
-        defer { for pointer in envp { free(pointer) } }
-        var child: pid_t = 0
-        let spawned = posix_spawn(&child, program, &actions, &attributes, &argv, &envp)
-        close(toChild[0]); close(fromChild[1])
-        guard spawned == 0 else {
-            close(toChild[1]); close(fromChild[0])
+        let process: Subprocess
+        do throws(SystemError) {
+            process = try Subprocess(program, environment: environment, standardInput: .descriptor(toChild[0]),
+                                     standardOutput: .descriptor(fromChild[1]), standardError: .null, group: .processGroup,
+                                     defaultSignals: [SIGPIPE, SIGTERM, SIGINT, SIGHUP])
+        } catch {
+            close(toChild[0]); close(fromChild[1]); close(toChild[1]); close(fromChild[0])
             pending.deallocate()
-            throw .failed("\(program) could not be started: \(String(cString: strerror(spawned)))")
+            throw .failed("\(program) could not be started: \(error.reason)")
         }
-        pid = child
+        close(toChild[0]); close(fromChild[1])
+        self.process = process
+        pid = process.pid
         input = toChild[1]
         output = fromChild[0]
         // The greeting: a GUI pinentry may take a few seconds to start.
@@ -108,18 +92,8 @@ final class PinentrySession {
         ended = true
         _ = try? write("BYE")
         close(input)
-        // A moment to leave by itself; the leader is not reaped before its group is killed, so the
-        // group id cannot have been reused.
-        let deadline = MonotonicClock.seconds() + 0.3
-        var info = siginfo_t()
-        while MonotonicClock.seconds() < deadline {
-            info = siginfo_t()
-            if waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0, info.si_signo == SIGCHLD { break }
-            usleep(10_000)
-        }
-        kill(-pid, SIGKILL)
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        // A moment to leave by itself, then its group is killed (helpers it started) and it is reaped.
+        _ = try? process.wait(timeout: 0.3, killingGroup: true)
         close(output)
         SecretBytes.wipe(pending)
         pendingCount = 0
@@ -220,8 +194,7 @@ final class PinentrySession {
         defer { for index in bytes.indices { bytes[index] = 0 } }
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(input, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 && errno == EINTR { continue }
+            let n = bytes.withUnsafeBytes { raw in System.retrying { Glibc.write(input, raw.baseAddress! + offset, raw.count - offset) } }
             guard n > 0 else { throw .failed("\(program) stopped reading (it may have died)") }
             offset += n
         }
@@ -287,15 +260,12 @@ final class PinentrySession {
             }
             let left = deadline - MonotonicClock.seconds()
             guard left > 0 else {
-                kill(-pid, SIGKILL)
+                process.kill(SIGKILL)
                 throw .timedOut
             }
-            var entry = pollfd(fd: output, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&entry, 1, Int32(min(left * 1000, 1_000_000).rounded(.up)))
-            if ready < 0 && errno == EINTR { continue }
-            guard ready > 0 else { continue }
-            let n = read(output, pending.baseAddress! + pendingCount, pending.count - pendingCount)
-            if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+            guard (try? System.poll(output, events: Int16(POLLIN), timeout: min(left, 1000))) == true else { continue }
+            let n = System.retrying { read(output, pending.baseAddress! + pendingCount, pending.count - pendingCount) }
+            if n < 0 && errno == EAGAIN { continue }
             guard n > 0 else { throw .failed("\(program) ended without an answer") }
             pendingCount += n
         }

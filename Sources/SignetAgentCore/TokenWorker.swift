@@ -357,7 +357,7 @@ final class TokenQueue: @unchecked Sendable {
         waiting.add(1, ordering: .relaxed)
         pthread_cond_signal(wake)
         pthread_mutex_unlock(mutex)
-        while sem_wait(job.done) != 0 && errno == EINTR {}
+        System.retrying { sem_wait(job.done) }
     }
 
     private func next() -> Job? {

@@ -21,6 +21,8 @@ public final class BlockingLock<State>: @unchecked Sendable {
         mutex.deallocate()
     }
 
+    /// Runs `body` with the state, holding the lock.
+    /// - Throws: what `body` throws (the lock is released).
     public func withLock<R, E: Error>(_ body: (inout State) throws(E) -> R) throws(E) -> R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }

@@ -10,6 +10,8 @@ public struct CertificateFields: Sendable {
     /// The DER SubjectPublicKeyInfo.
     public let publicKeyInfo: [UInt8]
 
+    /// Reads the fields from a DER certificate.
+    /// - Throws: `DER.ParseError` when `der` is not one well-formed certificate (truncated, a tag out of place, trailing bytes).
     public init(der: [UInt8]) throws(DER.ParseError) {
         let outer = try DER.readTLV(der[...], tag: 0x30)
         guard outer.rest.isEmpty else { throw .trailingBytes }

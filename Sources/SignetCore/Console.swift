@@ -48,8 +48,7 @@ public enum Console {
     public static func write(fd: Int32, _ text: String) {
         var bytes = Array(text.utf8)[...]
         while !bytes.isEmpty {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
+            let n = bytes.withUnsafeBytes { raw in System.retrying { Glibc.write(fd, raw.baseAddress, raw.count) } }
             if n <= 0 { return }
             bytes = bytes.dropFirst(n)
         }

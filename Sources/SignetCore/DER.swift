@@ -58,6 +58,7 @@ public enum DER {
     }
 
     /// Reads one value with `tag` at the start of `bytes`; returns its contents and the rest.
+    /// - Throws: `ParseError.truncated`, `.unexpectedTag` or `.badLength` when `bytes` does not start with such a value.
     public static func readTLV(_ bytes: ArraySlice<UInt8>, tag: UInt8) throws(ParseError) -> (contents: ArraySlice<UInt8>, rest: ArraySlice<UInt8>) {
         guard let first = bytes.first else { throw .truncated }
         guard first == tag else { throw .unexpectedTag(expected: tag, found: first) }
@@ -94,6 +95,7 @@ public enum DER {
 
     /// Reads the value at the start of `bytes`, whatever its (single-byte) tag: the tag, the whole
     /// encoding (tag and length included), its contents and the rest.
+    /// - Throws: `ParseError` as `readTLV` does.
     public static func element(_ bytes: ArraySlice<UInt8>) throws(ParseError)
         -> (tag: UInt8, whole: ArraySlice<UInt8>, contents: ArraySlice<UInt8>, rest: ArraySlice<UInt8>) {
         guard let tag = bytes.first else { throw .truncated }

@@ -18,8 +18,8 @@ public enum FileIO {
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; return nil }
+            let n = chunk.withUnsafeMutableBytes { raw in System.retrying { read(fd, raw.baseAddress, raw.count) } }
+            if n < 0 { return nil }
             if n == 0 { break }
             out += chunk.prefix(n)
             if out.count > limit { return nil }
@@ -28,15 +28,15 @@ public enum FileIO {
     }
 
     /// Writes all of `bytes` to a file or pipe.
+    /// - Throws: `StreamError.io("Writing failed: …")` with the system's reason (`EPIPE`, `ENOSPC`, …); a signal does not fail it.
     public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(StreamError) {
         var offset = 0
         while offset < bytes.count {
-            let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw StreamError.io("Writing failed: \(String(cString: strerror(errno)))")
+            do throws(SystemError) {
+                offset += try System.call("write") { write(fd, bytes.baseAddress! + offset, bytes.count - offset) }
+            } catch {
+                throw StreamError.io("Writing failed: \(error.reason)")
             }
-            offset += n
         }
     }
 

@@ -154,18 +154,18 @@ public enum HTTPGet {
         var storage = address.storage
         let connected = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, address.length) } }
         if connected != 0 {
-            guard errno == EINPROGRESS else { throw .connection(Failure("cannot connect to \(address.text): \(String(cString: strerror(errno)))")) }
+            guard errno == EINPROGRESS else { throw .connection(Failure("cannot connect to \(address.text): \(System.describe(errno))")) }
             try wait(fd, for: Int16(POLLOUT), until: deadline, doing: "connecting to \(address.text)")
             var error: Int32 = 0
             var size = socklen_t(MemoryLayout<Int32>.size)
             getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size)
-            guard error == 0 else { throw .connection(Failure("cannot connect to \(address.text): \(String(cString: strerror(error)))")) }
+            guard error == 0 else { throw .connection(Failure("cannot connect to \(address.text): \(System.describe(error))")) }
         }
         var sent = 0
         while sent < request.count {
             try wait(fd, for: Int16(POLLOUT), until: deadline, doing: "sending to \(address.text)")
-            let n = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+            let n = request[sent...].withUnsafeBytes { raw in System.retrying { send(fd, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL)) } }
+            if n < 0 && errno == EAGAIN { continue }
             guard n > 0 else { throw .connection(Failure("the connection to \(address.text) failed while sending")) }
             sent += n
         }
@@ -173,8 +173,8 @@ public enum HTTPGet {
         var buffer = [UInt8](repeating: 0, count: 16384)
         while true {
             try wait(fd, for: Int16(POLLIN), until: deadline, doing: "reading from \(address.text)")
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+            let n = System.retrying { recv(fd, &buffer, buffer.count, 0) }
+            if n < 0 && errno == EAGAIN { continue }
             guard n >= 0 else { throw .connection(Failure("the connection to \(address.text) failed while reading")) }
             if n == 0 { return answer }
             answer += buffer[..<n]
@@ -183,14 +183,14 @@ public enum HTTPGet {
     }
 
     static func wait(_ fd: Int32, for events: Int16, until deadline: Double, doing what: String) throws(ExchangeError) {
-        while true {
-            let left = deadline - MonotonicClock.seconds()
-            guard left > 0 else { throw .answered(Failure("timed out \(what)")) }
-            var entry = pollfd(fd: fd, events: events, revents: 0)
-            let ready = poll(&entry, 1, Int32(min(left * 1000, 60_000).rounded(.up)))
-            if ready > 0 { return }
-            if ready < 0 && errno != EINTR { throw .connection(Failure("poll failed \(what)")) }
+        let left = deadline - MonotonicClock.seconds()
+        let ready: Bool
+        do throws(SystemError) {
+            ready = left > 0 ? try System.poll(fd, events: events, timeout: left) : false
+        } catch {
+            throw .connection(Failure("poll failed \(what)"))
         }
+        guard ready else { throw .answered(Failure("timed out \(what)")) }
     }
 
     /// The body of a 200 answer; any other status (a redirect among them) is a failure that names it.

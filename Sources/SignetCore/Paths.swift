@@ -57,7 +57,7 @@ public struct SignetPaths: Sendable, Equatable {
     /// directory with it at every connect (`AgentClient`); the fallback runtime directory is chosen with it.
     public static func privateDirectoryProblem(_ path: String) -> String? {
         var info = stat()
-        guard lstat(path, &info) == 0 else { return errno == ENOENT ? nil : "cannot be checked (\(String(cString: strerror(errno))))" }
+        guard lstat(path, &info) == 0 else { return errno == ENOENT ? nil : "cannot be checked (\(System.describe(errno)))" }
         switch info.st_mode & S_IFMT {
         case S_IFDIR: break
         case S_IFLNK: return "is a symbolic link"

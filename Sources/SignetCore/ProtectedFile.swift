@@ -41,7 +41,7 @@ public enum ProtectedFile {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
         guard fd >= 0 else {
             if errno == ENOENT { return .absent }
-            return .refused(["\(path): cannot be read (\(String(cString: strerror(errno))))"])
+            return .refused(["\(path): cannot be read (\(System.describe(errno)))"])
         }
         defer { close(fd) }
         var info = stat()
@@ -52,8 +52,7 @@ public enum ProtectedFile {
         var bytes = [UInt8]()
         var chunk = [UInt8](repeating: 0, count: 4096)
         while bytes.count <= limit {
-            let n = Glibc.read(fd, &chunk, chunk.count)
-            if n < 0, errno == EINTR { continue }
+            let n = System.retrying { Glibc.read(fd, &chunk, chunk.count) }
             guard n > 0 else { break }
             bytes += chunk[0..<n]
         }
@@ -87,10 +86,7 @@ public enum ProtectedFile {
             }
         }
         if path.hasPrefix("/") { addParents(of: path) }
-        if let real = realpath(path, nil) {
-            addParents(of: String(cString: real))
-            free(real)
-        }
+        if let real = System.realPath(path) { addParents(of: real) }
         var problems: [String] = []
         for directory in directories {
             var info = stat()

@@ -70,6 +70,7 @@ public struct SecretBytes: ~Copyable, @unchecked Sendable {
     }
 
     /// Calls `body` with the secret's bytes. The pointer must not escape.
+    /// - Throws: what `body` throws.
     public func withUnsafeBytes<R, E: Error>(
         _ body: (UnsafeRawBufferPointer) throws(E) -> R
     ) throws(E) -> R {
@@ -116,5 +117,6 @@ public final class SharedSecret: @unchecked Sendable {
     public var count: Int { secret.count }
 
     /// Calls `body` with the secret, borrowed.
+    /// - Throws: what `body` throws.
     public func use<R, E: Error>(_ body: (borrowing SecretBytes) throws(E) -> R) throws(E) -> R { try body(secret) }
 }

@@ -2,14 +2,6 @@
 import Glibc
 #endif
 
-/// A failed system call on a socket, with the call's name and `errno`.
-public struct SocketError: Error, Equatable, Sendable, CustomStringConvertible {
-    public var call: String
-    public var code: Int32
-    public init(_ call: String, _ code: Int32 = errno) { self.call = call; self.code = code }
-    public var description: String { "\(call): \(String(cString: strerror(code)))" }
-}
-
 /// Small, blocking Unix-domain stream socket helpers shared by the agent and its clients.
 /// Every descriptor is created close-on-exec; writes never raise SIGPIPE.
 public enum UnixSocket {
@@ -43,6 +35,8 @@ public enum UnixSocket {
     }
 
     /// Binds and listens on `path` (which must not exist), with `mode` applied before anyone can connect.
+    /// - Throws: `SocketError` naming the call that failed (`bind`: `EADDRINUSE` when `path` exists, `EACCES`), or
+    ///   `ENAMETOOLONG` for a path that does not fit a socket address.
     public static func listen(_ path: String, mode: mode_t = 0o600, backlog: Int32 = 128) throws(SocketError) -> Int32 {
         guard var address = address(path) else { throw SocketError("socket path too long", ENAMETOOLONG) }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -83,28 +77,18 @@ public enum UnixSocket {
     }
 
     /// Writes all of `bytes`. MSG_NOSIGNAL: a closed peer is an error, not a signal.
+    /// - Throws: `SocketError("send", errno)` (`EPIPE` when the peer has closed, `EAGAIN` past a send timeout); a signal does not fail it.
     public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SocketError) {
         var offset = 0
         while offset < bytes.count {
-            let n = send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw SocketError("send", errno)
-            }
-            offset += n
+            offset += try System.call("send") { send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
         }
     }
 
     /// Waits until `fd` is readable or `timeout` seconds pass (nil: forever).
     /// - Returns: false on timeout.
     public static func waitReadable(_ fd: Int32, timeout: Double?) -> Bool {
-        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        let milliseconds = timeout.map { Int32(max(0, min($0 * 1000, Double(Int32.max)))) } ?? -1
-        while true {
-            let n = poll(&entry, 1, milliseconds)
-            if n < 0 && errno == EINTR { continue }
-            return n > 0
-        }
+        (try? System.poll(fd, events: Int16(POLLIN), timeout: timeout.map { max(0, $0) })) ?? false
     }
 
     /// Reads exactly `buffer.count` bytes, waiting at most `timeout` seconds in all.
@@ -129,10 +113,10 @@ public enum UnixSocket {
         if spin > 0, processorCount > 1 {
             let until = MonotonicClock.seconds() + spin
             while offset < buffer.count {
-                let n = recv(fd, buffer.baseAddress! + offset, buffer.count - offset, Int32(MSG_DONTWAIT))
+                let n = System.retrying { recv(fd, buffer.baseAddress! + offset, buffer.count - offset, Int32(MSG_DONTWAIT)) }
                 if n > 0 { if offset == 0 { started() }; offset += n; continue }
                 if n == 0 { throw SocketError("eof", offset == 0 ? 0 : EPIPE) }
-                guard errno == EAGAIN || errno == EINTR else { throw SocketError("recv", errno) }
+                guard errno == EAGAIN else { throw SocketError("recv", errno) }
                 if MonotonicClock.seconds() >= until { break }
             }
         }
@@ -140,9 +124,9 @@ public enum UnixSocket {
             let left = deadline.map { $0 - MonotonicClock.seconds() }
             if let left, left <= 0 { throw SocketError("read", ETIMEDOUT) }
             guard waitReadable(fd, timeout: left) else { throw SocketError("read", ETIMEDOUT) }
-            let n = recv(fd, buffer.baseAddress! + offset, buffer.count - offset, 0)
+            let n = System.retrying { recv(fd, buffer.baseAddress! + offset, buffer.count - offset, 0) }
             if n < 0 {
-                if errno == EINTR || errno == EAGAIN { continue }
+                if errno == EAGAIN { continue }
                 throw SocketError("recv", errno)
             }
             if n == 0 { throw SocketError("eof", offset == 0 ? 0 : EPIPE) }

@@ -26,10 +26,10 @@ public final class DescriptorSource: ByteSource {
             if prefixOffset == prefix.count { prefix = [] ; prefixOffset = 0 }
             return count
         }
-        while true {
-            let got = Glibc.read(fd, buffer.baseAddress, buffer.count)
-            if got >= 0 { return got }
-            if errno != EINTR { throw StreamError.io("Reading the message failed: \(String(cString: strerror(errno)))") }
+        do throws(SystemError) {
+            return try System.call("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+        } catch {
+            throw StreamError.io("Reading the message failed: \(error.reason)")
         }
     }
 }

@@ -1,3 +1,5 @@
+import SignetCore
+
 /// A distinguished name as people type it: `C=CA,ST=ON,O=Example Org,CN=8934282`.
 ///
 /// Syntax is RFC 4514's: `,` separates RDNs, `+` joins the attributes of a
@@ -49,7 +51,7 @@ public struct DistinguishedName: Sendable, Equatable, CustomStringConvertible {
         }
         func finishAttribute() throws(ParseError) {
             try flushEscapes()
-            let trimmedType = type.trimmingSpaces()
+            let trimmedType = String(type.trimmingSpaces())
             guard inValue else {
                 throw ParseError(description: "\"\(trimmedType)\" has no value; write TYPE=value, for example CN=8934282.")
             }
@@ -127,14 +129,5 @@ public struct DistinguishedName: Sendable, Equatable, CustomStringConvertible {
             out.append(character)
         }
         return out
-    }
-}
-
-extension String {
-    func trimmingSpaces() -> String {
-        var slice = self[...]
-        while slice.first == " " { slice = slice.dropFirst() }
-        while slice.last == " " { slice = slice.dropLast() }
-        return String(slice)
     }
 }

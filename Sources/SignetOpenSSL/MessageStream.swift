@@ -37,13 +37,7 @@ public final class MessageSource {
     private func refill() {
         ready.removeAll(keepingCapacity: true)
         offset = 0
-        let got = chunk.withUnsafeMutableBytes { raw -> Int in
-            while true {
-                let result = read(fd, raw.baseAddress, raw.count)
-                if result < 0 && errno == EINTR { continue }
-                return result
-            }
-        }
+        let got = chunk.withUnsafeMutableBytes { raw in System.retrying { read(fd, raw.baseAddress, raw.count) } }
         if got < 0 { readError = errno; finished = true; return }
         if got == 0 {
             finished = true
@@ -70,7 +64,7 @@ public final class MessageSource {
 
     /// Throws when reading failed part way.
     func checkRead() throws {
-        if let readError { throw OpenSSLError("Reading the message failed: \(String(cString: strerror(readError)))") }
+        if let readError { throw OpenSSLError("Reading the message failed: \(System.describe(readError))") }
     }
 }
 

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CPCSCLite
+import SignetCore
 import Synchronization
 
 /// A change seen by the PC/SC layer.
@@ -203,8 +204,6 @@ private final class MonitorThread: @unchecked Sendable {
 
     private func sleep(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components
-        var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
-        var remaining = timespec()
-        while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+        System.sleep(seconds: Double(seconds) + Double(attoseconds) / 1e18)
     }
 }

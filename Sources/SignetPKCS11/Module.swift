@@ -338,11 +338,7 @@ private func p11KitMessage() -> String? {
     return String(cString: message)
 }
 
-private func canonicalPath(_ path: String) -> String {
-    guard let resolved = realpath(path, nil) else { return path }
-    defer { free(resolved) }
-    return String(cString: resolved)
-}
+private func canonicalPath(_ path: String) -> String { System.realPath(path) ?? path }
 
 /// Decodes a fixed-width, space-padded PKCS#11 text field (UTF-8, not NUL-terminated).
 func paddedText<T>(_ field: T) -> String {

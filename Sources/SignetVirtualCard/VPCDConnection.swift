@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SignetCore
 import Synchronization
 
 /// Connects a `VirtualCard` to the vpcd reader driver of a running pcscd, over
@@ -17,7 +18,7 @@ public final class VPCDConnection: Sendable {
         public var description: String {
             switch self {
             case .connect(let port, let code):
-                "could not reach vpcd on 127.0.0.1:\(port): \(String(cString: strerror(code))); is pcscd running with the vpcd reader?"
+                "could not reach vpcd on 127.0.0.1:\(port): \(System.describe(code)); is pcscd running with the vpcd reader?"
             }
         }
     }
@@ -120,8 +121,7 @@ private final class ServeContext: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: count)
         var received = 0
         while received < count {
-            let n = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress! + received, count - received, 0) }
-            if n < 0 && errno == EINTR { continue }
+            let n = buffer.withUnsafeMutableBytes { raw in System.retrying { recv(socket, raw.baseAddress! + received, count - received, 0) } }
             if n <= 0 { return nil }
             received += n
         }
@@ -132,8 +132,9 @@ private final class ServeContext: @unchecked Sendable {
         let message = [UInt8(payload.count >> 8), UInt8(payload.count & 0xff)] + payload
         var sent = 0
         while sent < message.count {
-            let n = message.withUnsafeBytes { Glibc.send(socket, $0.baseAddress! + sent, message.count - sent, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && errno == EINTR { continue }
+            let n = message.withUnsafeBytes { raw in
+                System.retrying { Glibc.send(socket, raw.baseAddress! + sent, message.count - sent, Int32(MSG_NOSIGNAL)) }
+            }
             if n <= 0 { return false }
             sent += n
         }
