@@ -45,8 +45,8 @@ final class Caller: @unchecked Sendable {
         return now
     }
 
-    /// What `/proc/PID` says of `pid` now; with a pidfd (≥ 0), `exited` when that process is gone
-    /// before the reads end or its start time moved while they ran.
+    /// What `/proc/PID` says of `pid` now; `exited` when, with a pidfd (≥ 0), that process is gone
+    /// when the reads end, or, without one, the start time moved while they ran.
     static func identify(pid: Int32, uid: UInt32, pidfd: Int32) -> PeerProcess {
         let gone = PeerProcess(pid: pid, uid: uid, executable: "", exited: true)
         guard pid > 0 else { return gone }
@@ -64,6 +64,8 @@ final class Caller: @unchecked Sendable {
         let after = startTime(pid)
         if pidfd >= 0 {
             guard after != nil, csignetagent_pidfd_alive(pidfd) == 1 else { return gone }
+        } else if let before, before != after {
+            return gone  // the pid now names another process
         }
         return PeerProcess(pid: pid, uid: uid, executable: executable, deleted: deleted, script: script, startTime: after)
     }
