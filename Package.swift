@@ -51,11 +51,9 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]
         ),
         // OpenLDAP's libldap for the directory lookups and publishing (issue 27): Signet writes no LDAP or BER itself.
-        .systemLibrary(
-            name: "CLDAP",
-            pkgConfig: "ldap",
-            providers: [.apt(["libldap-dev", "libsasl2-dev"])]
-        ),
+        // Loaded on first use (Sources/CLDAP/loader.c), not linked: with GnuTLS and the rest it brings, it cost every
+        // `signet` run 2 ms at start. Hidden visibility: the forwarders never stand in for libldap's own functions.
+        .target(name: "CLDAP", cSettings: [.unsafeFlags(["-fvisibility=hidden"])]),
 
         // Callback trampolines (the agent-backed key) and STACK_OF macros for OpenSSL 3.
         .target(name: "CSignetCrypto", dependencies: ["COpenSSL"]),

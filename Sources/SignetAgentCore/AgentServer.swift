@@ -17,7 +17,7 @@ final class AgentServer: Sendable {
     let listener: Int32
     let handler: RequestHandler
     let logger: Logger
-    private let connections = Mutex<[Int32: PeerProcess]>([:])
+    private let connections = Mutex<Set<Int32>>([])
     private let stopping = Atomic<Bool>(false)
     private let wake: (read: Int32, write: Int32)
     private let onShutdownRequest: @Sendable () -> Void
@@ -45,7 +45,7 @@ final class AgentServer: Sendable {
         stopping.store(true, ordering: .sequentiallyConsistent)
         var byte: UInt8 = 1
         _ = write(wake.write, &byte, 1)
-        connections.withLock { for fd in $0.keys { shutdown(fd, Int32(SHUT_RDWR)) } }
+        connections.withLock { for fd in $0 { shutdown(fd, Int32(SHUT_RDWR)) } }
     }
 
     private func acceptLoop() {
@@ -71,19 +71,17 @@ final class AgentServer: Sendable {
             close(fd)
             return
         }
-        // Identified now, at accept time (pidfd, executable, script, start time), and again before each key operation.
-        let caller = Caller(socket: fd, pid: credentials.pid, uid: credentials.uid)
-        let peer = caller.peer
         guard credentials.uid == getuid() else {
+            let peer = Caller(socket: fd, pid: credentials.pid, uid: credentials.uid).peer
             logger.warning("refused a connection from uid \(credentials.uid) pid \(credentials.pid) (\(peer.executable))")
             handler.record(.connectionRefused, result: "not-permitted", peer: peer, start: MonotonicClock.seconds(),
                            detail: "uid \(credentials.uid) is not allowed")
             refuse(fd, .notPermitted, "This agent serves uid \(getuid()) only; uid \(credentials.uid) may not use it.")
             return
         }
-        let admitted = connections.withLock { (current: inout [Int32: PeerProcess]) -> Bool in
+        let admitted = connections.withLock { (current: inout Set<Int32>) -> Bool in
             guard current.count < settings.maximumConnections else { return false }
-            current[fd] = peer
+            current.insert(fd)
             return true
         }
         guard admitted else {
@@ -92,12 +90,15 @@ final class AgentServer: Sendable {
             return
         }
         let started = DetachedThread.start(stackSize: 256 * 1024) { [self] in
-            serve(fd, caller: caller)
-            connections.withLock { _ = $0.removeValue(forKey: fd) }
+            // Identified in the connection's own thread, before its first request is read (pidfd, executable,
+            // script, start time; the accepting thread goes on to the next connection), and again before each
+            // key operation when client rules exist.
+            serve(fd, caller: Caller(socket: fd, pid: credentials.pid, uid: credentials.uid))
+            connections.withLock { _ = $0.remove(fd) }
             close(fd)
         }
         if !started {
-            connections.withLock { _ = $0.removeValue(forKey: fd) }
+            connections.withLock { _ = $0.remove(fd) }
             refuse(fd, .tooManyConnections, "The agent cannot start another connection thread.")
         }
     }

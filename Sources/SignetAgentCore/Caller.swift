@@ -45,12 +45,14 @@ final class Caller: @unchecked Sendable {
         return now
     }
 
-    /// What `/proc/PID` says of `pid` now; with a pidfd (≥ 0), `exited` when that process is gone
-    /// before the reads end or its start time moved while they ran.
+    /// What `/proc/PID` says of `pid` now; `exited` when, with a pidfd (≥ 0), that process is gone
+    /// when the reads end, or, without one, the start time moved while they ran.
     static func identify(pid: Int32, uid: UInt32, pidfd: Int32) -> PeerProcess {
         let gone = PeerProcess(pid: pid, uid: uid, executable: "", exited: true)
         guard pid > 0 else { return gone }
-        let before = startTime(pid)
+        // With a pidfd, the process alive after the reads had the pid throughout them: one read of the start
+        // time, after the others, names it. Without one, an unchanged start time around the reads stands in.
+        let before = pidfd >= 0 ? nil : startTime(pid)
         var executable = link("/proc/\(pid)/exe") ?? ""
         var deleted = false
         if executable.hasSuffix(" (deleted)") {
@@ -61,24 +63,40 @@ final class Caller: @unchecked Sendable {
         let script = Interpreters.isInterpreter(executable) ? Interpreters.script(commandLine(pid), cwd: link("/proc/\(pid)/cwd")) : nil
         let after = startTime(pid)
         if pidfd >= 0 {
-            guard before != nil, before == after, csignetagent_pidfd_alive(pidfd) == 1 else { return gone }
+            guard after != nil, csignetagent_pidfd_alive(pidfd) == 1 else { return gone }
+        } else if let before, before != after {
+            return gone  // the pid now names another process
         }
         return PeerProcess(pid: pid, uid: uid, executable: executable, deleted: deleted, script: script, startTime: after)
     }
 
     /// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks since boot.
     static func startTime(_ pid: Int32) -> UInt64? {
-        guard let stat = FileIO.readText("/proc/\(pid)/stat", limit: 4096), let close = stat.lastIndex(of: ")") else { return nil }
-        // After "pid (comm)" (comm may hold spaces and parentheses) come fields 3, 4, …
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        return fields.count > 19 ? UInt64(fields[19]) : nil
+        guard let stat = FileIO.readBytes("/proc/\(pid)/stat", limit: 4096), let close = stat.lastIndex(of: 0x29) else { return nil }
+        // After "pid (comm)" (comm may hold spaces and parentheses) come fields 3, 4, … separated by one space.
+        var field = 2
+        var value: UInt64 = 0
+        var digits = 0
+        for byte in stat[(close + 1)...] {
+            if byte == 0x20 {
+                if field == 22 { break }
+                field += 1
+                continue
+            }
+            guard field == 22 else { continue }
+            guard byte >= 0x30, byte <= 0x39, digits < 19 else { return nil }
+            value = value * 10 + UInt64(byte - 0x30)
+            digits += 1
+        }
+        return field == 22 && digits > 0 ? value : nil
     }
 
     private static func link(_ path: String) -> String? {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let n = readlink(path, &buffer, buffer.count - 1)
-        guard n > 0 else { return nil }
-        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 4096) { buffer in
+            let n = readlink(path, buffer.baseAddress!, buffer.count - 1)
+            guard n > 0 else { return nil }
+            return String(decoding: UnsafeBufferPointer(rebasing: buffer[..<n]), as: UTF8.self)
+        }
     }
 
     /// The first arguments of `/proc/PID/cmdline` (enough to find a script).
@@ -98,10 +116,17 @@ enum Interpreters {
     ]
 
     static func isInterpreter(_ executable: String) -> Bool {
-        guard let name = executable.split(separator: "/").last else { return false }
-        var base = Substring(name)
-        while let last = base.last, last.isNumber || last == "." || last == "-" { base.removeLast() }
-        return names.contains(String(base))
+        // On the UTF-8 bytes: every connection is asked this.
+        let bytes = executable.utf8
+        var end = bytes.endIndex
+        while end > bytes.startIndex, bytes[bytes.index(before: end)] == 0x2F { end = bytes.index(before: end) }
+        var start = end
+        while start > bytes.startIndex, bytes[bytes.index(before: start)] != 0x2F { start = bytes.index(before: start) }
+        while end > start, case let last = bytes[bytes.index(before: end)], (0x30...0x39).contains(last) || last == 0x2E || last == 0x2D {
+            end = bytes.index(before: end)
+        }
+        guard end > start else { return false }
+        return names.contains(String(executable[start..<end]))
     }
 
     /// The script in an interpreter's arguments: the first that is not an option, made absolute against

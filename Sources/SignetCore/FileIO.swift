@@ -16,15 +16,17 @@ public enum FileIO {
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { raw in System.retrying { read(fd, raw.baseAddress, raw.count) } }
-            if n < 0 { return nil }
-            if n == 0 { break }
-            out += chunk.prefix(n)
-            if out.count > limit { return nil }
+        // Not zeroed: /proc files are read per connection, and clearing 64 KiB cost more than reading them.
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: min(65536, max(limit, 0) + 1)) { chunk -> [UInt8]? in
+            while true {
+                let n = System.retrying { read(fd, chunk.baseAddress, chunk.count) }
+                if n < 0 { return nil }
+                if n == 0 { break }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[..<n]))
+                if out.count > limit { return nil }
+            }
+            return out
         }
-        return out
     }
 
     /// Writes all of `bytes` to a file or pipe.

@@ -29,6 +29,12 @@ public struct MIMECanonicalizer {
     public mutating func feed(_ input: UnsafeBufferPointer<UInt8>, into output: inout [UInt8]) {
         var start = 0
         while start < input.count {
+            // Body text goes through in runs (one copy for lines already ending in CRLF); what ends a run
+            // (a possible delimiter, an unfinished line) takes the line-by-line path below.
+            if pending.isEmpty, !midLine, phase == .body, let base = input.baseAddress {
+                start += bodyLines(base + start, count: input.count - start, into: &output)
+                if start == input.count { return }
+            }
             guard let base = input.baseAddress, let found = memchr(base + start, 0x0A, input.count - start) else {
                 pending.append(contentsOf: input[start...])
                 if pending.count > Self.maximumLine { flushLongLine(into: &output) }
@@ -45,6 +51,31 @@ public struct MIMECanonicalizer {
             }
             start = newline + 1
         }
+    }
+
+    /// Passes on the whole body lines at `bytes` up to the first that could be a delimiter (`--` while a
+    /// multipart is open) or has no newline yet, as `line` would: a text line keeps its CRLF and a bare LF
+    /// becomes CRLF; a binary part's lines are copied as they are. Lines already in canonical form are
+    /// copied together. Returns how many bytes it took.
+    private mutating func bodyLines(_ bytes: UnsafePointer<UInt8>, count: Int, into output: inout [UInt8]) -> Int {
+        let delimiters = !boundaries.isEmpty
+        var offset = 0
+        var copied = 0
+        while offset < count {
+            if delimiters, bytes[offset] == 0x2D, offset + 1 == count || bytes[offset + 1] == 0x2D { break }
+            guard let found = memchr(bytes + offset, 0x0A, count - offset) else { break }
+            let newline = UnsafeRawPointer(bytes).distance(to: UnsafeRawPointer(found))
+            if !binaryBody, newline == offset || bytes[newline - 1] != 0x0D {
+                output.append(contentsOf: UnsafeBufferPointer(start: bytes + copied, count: newline - copied))
+                output.append(0x0D)
+                output.append(0x0A)
+                copied = newline + 1
+            }
+            offset = newline + 1
+        }
+        if copied < offset { output.append(contentsOf: UnsafeBufferPointer(start: bytes + copied, count: offset - copied)) }
+        if offset > 0 { atStart = false }
+        return offset
     }
 
     /// Passes on what is left (a last line without a newline).

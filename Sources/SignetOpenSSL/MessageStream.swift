@@ -52,6 +52,40 @@ public final class MessageSource {
         }
     }
 
+    /// How much `forEachBlock` reads at a time.
+    static let blockSize = 1 << 20
+
+    /// Passes the whole message (canonicalised when asked) to `body` in blocks of about `blockSize` bytes:
+    /// the pass the detached signature makes, hashing and writing each block as it comes, with no copy
+    /// when the bytes are signed as they are. Not mixed with `fill` or the BIO on one source.
+    func forEachBlock(_ body: (UnsafeBufferPointer<UInt8>) throws -> Void) throws {
+        let block = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: Self.blockSize)
+        defer { block.deallocate() }
+        if canonicalizer != nil { ready.reserveCapacity(Self.blockSize + Self.blockSize / 8) }
+        while !finished {
+            // A pipe gives at most 64 KiB per read: fill the block, so that the output goes in large writes too.
+            var got = 0
+            while got < block.count {
+                let result = read(fd, block.baseAddress! + got, block.count - got)
+                if result < 0 && errno == EINTR { continue }
+                if result < 0 { readError = errno; finished = true; break }
+                if result == 0 { finished = true; break }
+                got += result
+            }
+            try checkRead()
+            bytesRead += got
+            let input = UnsafeBufferPointer(rebasing: block[..<got])
+            guard canonicalizer != nil else {
+                if got > 0 { try body(input) }
+                continue
+            }
+            ready.removeAll(keepingCapacity: true)
+            canonicalizer!.feed(input, into: &ready)
+            if finished { canonicalizer!.finish(into: &ready) }
+            if !ready.isEmpty { try ready.withUnsafeBufferPointer { try body($0) } }
+        }
+    }
+
     /// The same bytes through `PulledSource`, which makes OpenSSL's BIO.
     private lazy var pulled = PulledSource { [unowned self] buffer in
         let count = fill(buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), capacity: buffer.count)
@@ -75,6 +109,45 @@ func withOutputBIO<R>(_ fd: Int32, _ body: (OpaquePointer) throws -> R) throws -
     let result = try body(bio)
     guard BIO_ctrl(bio, BIO_CTRL_FLUSH, 0, nil) == 1 else { throw OpenSSLError("Writing the output failed") }
     return result
+}
+
+/// Output gathered into large writes: small pieces are collected, large ones written as they are.
+struct BlockWriter: ~Copyable {
+    private let fd: Int32
+    private let buffer: UnsafeMutableBufferPointer<UInt8>
+    private var used = 0
+
+    init(fd: Int32, capacity: Int = 256 << 10) {
+        self.fd = fd
+        buffer = .allocate(capacity: capacity)
+    }
+
+    deinit { buffer.deallocate() }
+
+    mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) throws {
+        if used + bytes.count > buffer.count { try flush() }
+        if bytes.count >= buffer.count / 2 {
+            try Self.write(fd, UnsafeRawBufferPointer(bytes))
+        } else if let source = bytes.baseAddress {
+            (buffer.baseAddress! + used).update(from: source, count: bytes.count)
+            used += bytes.count
+        }
+    }
+
+    mutating func append(_ text: String) throws {
+        var text = text
+        try text.withUTF8 { try append($0) }
+    }
+
+    mutating func flush() throws {
+        guard used > 0 else { return }
+        try Self.write(fd, UnsafeRawBufferPointer(start: buffer.baseAddress, count: used))
+        used = 0
+    }
+
+    private static func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws {
+        do throws(StreamError) { try FileIO.writeAll(fd, bytes) } catch { throw OpenSSLError("Writing the output failed (\(error))") }
+    }
 }
 
 /// Bytes OpenSSL pulls from a Swift closure (streamed content such as detached ciphertext).

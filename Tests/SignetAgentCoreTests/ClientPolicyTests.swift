@@ -211,5 +211,31 @@ struct ClientPolicyTests {
         #expect(Interpreters.script(["python3"], cwd: "/") == nil)
         let me = PeerProcess.describe(pid: getpid(), uid: getuid())
         #expect(!me.executable.isEmpty && me.startTime != nil && !me.exited)
+        #expect(Interpreters.isInterpreter("/usr/bin/node-20") && Interpreters.isInterpreter("sh") && !Interpreters.isInterpreter("/usr/bin/")
+            && !Interpreters.isInterpreter("/opt/python3/bin/signet") && !Interpreters.isInterpreter("3.11"))
+    }
+
+    @Test("The start time is field 22 of /proc/PID/stat, also when the command's name holds spaces and parentheses")
+    func startTime() throws {
+        let directory = try TestPaths.temporaryDirectory("signet-stat")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let program = directory.path + "/x) 1 2 3 (y"
+        try FileManager.default.copyItem(atPath: "/bin/sleep", toPath: program)
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: program)
+        child.arguments = ["30"]
+        try child.run()
+        defer { kill(child.processIdentifier, SIGKILL); child.waitUntilExit() }
+        var stat = ""
+        for _ in 0..<200 where !stat.contains("(x) 1 2 3 (y)") {  // until the child has executed the copy
+            stat = (try? String(contentsOfFile: "/proc/\(child.processIdentifier)/stat", encoding: .utf8)) ?? ""
+            usleep(10_000)
+        }
+        #expect(stat.contains("(x) 1 2 3 (y)"))
+        // The kernel's own layout: after the last ')', fields 3, 4, … one space apart.
+        let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
+        #expect(Caller.startTime(child.processIdentifier) == UInt64(fields[19]))
+        #expect(Caller.startTime(child.processIdentifier) != UInt64(fields[20]))
+        #expect(Caller.startTime(Int32.max) == nil)
     }
 }
