@@ -17,8 +17,10 @@
 
 /// `LDAP_OPT_OFF` (a null pointer: no referrals are chased, no restart).
 static inline void *CLDAP_optionOff(void) { return LDAP_OPT_OFF; }
-/// `LDAP_OPT_ON`.
-static inline void *CLDAP_optionOn(void) { return LDAP_OPT_ON; }
+/// `LDAP_OPT_ON` for a boolean option. The macro names liblber's `ber_pvt_opt_on`, which is not linked (libldap is
+/// loaded on first use); libldap sets a boolean option for any pointer other than `LDAP_OPT_OFF` (NULL), so a
+/// pointer of our own does the same.
+static inline void *CLDAP_optionOn(void) { static char on = 1; return &on; }
 /// `LDAP_SCOPE_SUBTREE`.
 static inline int CLDAP_scopeSubtree(void) { return LDAP_SCOPE_SUBTREE; }
 /// `LDAP_SCOPE_BASE`.
