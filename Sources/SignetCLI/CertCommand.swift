@@ -24,6 +24,10 @@ struct CertCommand: ParsableCommand {
             token is stored with that key's id; the issuing CAs go to Signet's trust store (a new root \
             only after you confirm, or with --trust-roots). A certificate whose key is on no token is \
             refused and nothing is written. Importing the same file twice changes nothing.
+
+            A root Signet trusts can also go to your programs, as `signet setup --trust-roots` adds it: \
+            on a terminal you are asked; --trust-roots-in-programs does it without asking (and implies \
+            --trust-roots).
             """
         )
         @Argument(help: "The certificate file from the CA.")
@@ -32,6 +36,9 @@ struct CertCommand: ParsableCommand {
         var token: String?
         @Flag(name: .customLong("trust-roots"), help: "Trust the root CA certificates in the file without asking.")
         var trustRoots = false
+        @Flag(name: .customLong("trust-roots-in-programs"), help: ArgumentHelp(
+            "As --trust-roots, and add them to the NSS databases `signet setup` registered in, gpg-agent's trustlist and gpgsm's keybox for e-mail, without asking (`signet setup --undo` takes them out)."))
+        var trustRootsInPrograms = false
         @Flag(name: .long, help: "Replace a different certificate already installed for the same key.")
         var replace = false
 
@@ -50,7 +57,10 @@ struct CertCommand: ParsableCommand {
                 }
             }
             let issuers = contents.certificates.filter { $0.isAuthority }
-            try TrustCommand.addAuthorities(issuers, trustRoots: trustRoots)
+            let added = try TrustCommand.addAuthorities(issuers, trustRoots: trustRoots || trustRootsInPrograms)
+            let store = TrustStore()
+            try SetupCommand.trustInPrograms(issuers.filter { $0.isSelfSigned && store.contains($0) }, ask: !trustRootsInPrograms,
+                                             newlyTrusted: added.contains(where: \.isSelfSigned))
             let offeredRoot = issuers.contains { $0.isSelfSigned }
             for leaf in leaves where !offeredRoot && (TrustStore().chain(for: leaf).last.map { !$0.isSelfSigned } ?? true) {
                 Console.error(Console.safe("Note: Signet does not yet trust the root CA of \(leaf.subject); add it with `signet trust add ROOT.pem`."))
