@@ -185,73 +185,8 @@ struct CertCommand: ParsableCommand {
     }
 }
 
-/// What `cert list` and `cert show` print.
-struct CertificateReport: Codable {
-    var id: String
-    var subject: String
-    var issuer: String
-    var serial: String
-    var notBefore: String
-    var notAfter: String
-    var validity: String
-    var keyUsage: [String]?
-    var extendedKeyUsage: [String]?
-    var purposes: [String]
-    var keyPresent: Bool
-    var keyURI: String?
-    var uri: String
-    var defaults: [String]
-    var sha256: String?
-    var sha1: String?
-    var emails: [String]?
-    var alternativeNames: [String]?
-    var crlDistributionPoints: [String]?
-    var activeDirectoryMapping: String?
-    var userPrincipalNames: [String]?
-    var key: String
-
-    init(_ installed: Inventory.Installed, defaults: [String], full: Bool = false) {
-        let certificate = installed.certificate
-        id = installed.id
-        subject = certificate.subject
-        issuer = certificate.issuer
-        serial = certificate.serial
-        notBefore = Dates.iso(certificate.notBefore)
-        notAfter = Dates.iso(certificate.notAfter)
-        validity = certificate.validity().rawValue
-        keyUsage = certificate.keyUsage?.names
-        extendedKeyUsage = certificate.extendedKeyUsage
-        var purposes: [String] = []
-        if CertificateChoice.fits(certificate, .signing, at: certificate.notBefore) { purposes.append("signing") }
-        if CertificateChoice.fits(certificate, .encryption, at: certificate.notBefore) { purposes.append("encryption") }
-        if CertificateChoice.servesClientLogin(certificate) { purposes.append("client login") }
-        if let eku = certificate.extendedKeyUsage, eku.contains("smartcardLogon") {
-            purposes.append("Windows logon")
-        }
-        self.purposes = purposes
-        keyPresent = installed.privateKey != nil || installed.publicKey != nil
-        keyURI = installed.privateKey?.uri
-        uri = installed.entry.uri
-        self.defaults = defaults
-        key = certificate.keyDescription
-        if full {
-            sha256 = certificate.sha256
-            sha1 = certificate.sha1
-            emails = certificate.emails
-            alternativeNames = certificate.alternativeNames.map {
-                switch $0 {
-                case .email(let value): "email:\(value)"
-                case .dns(let value): "DNS:\(value)"
-                case .upn(let value): "UPN:\(value)"
-                case .uri(let value): "URI:\(value)"
-                }
-            }
-            crlDistributionPoints = certificate.crlDistributionPoints
-            activeDirectoryMapping = certificate.activeDirectoryMapping
-            userPrincipalNames = certificate.userPrincipalNames
-        }
-    }
-
+/// How `cert list` and `cert show` print a `CertificateReport`.
+extension CertificateReport {
     /// Prints one line of a certificate's description; names, addresses and URIs come from the certificate.
     private func line(_ text: String) { print(Console.safe(text)) }
 
