@@ -206,6 +206,7 @@ let package = Package(
         .testTarget(name: "SignetDirectoryTests", dependencies: ["SignetDirectory", "SignetOpenSSL", "SignetCore", "SignetTestSupport"]),
         .testTarget(name: "SignetCLITests", dependencies: ["SignetCLI", "SignetMail", "SignetTestSupport"]),
         .testTarget(name: "SignetSetupTests", dependencies: ["SignetSetup", "SignetTestSupport"]),
+        .testTarget(name: "SignetAgentClientTests", dependencies: ["SignetAgentClient", "SignetAgentProtocol"]),
         .testTarget(name: "SignetDiagnosticsTests", dependencies: ["SignetDiagnostics", "SignetCore", "SignetTestSupport"]),
         .testTarget(name: "UdevRulesTests", dependencies: ["SignetTestSupport"]),
         // libsignet-pkcs11.so loaded by its real consumers (pkcs11-tool, NSS, OpenSSL, GnuTLS, gpgsm, Thunderbird).

@@ -1,4 +1,5 @@
 import ArgumentParser
+import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
 
@@ -48,7 +49,7 @@ struct PinCommand: ParsableCommand {
                               lockedSeconds: token.lockedSeconds, tokenCounter: token.tokenCounter, ledgerDamage: token.ledgerDamage)
             if output.json { return try JSONOutput.print(entry) }
             print("\(Console.safe(entry.token))\(token.software ? "  [SOFTWARE TOKEN]" : "")")
-            token.printAccessState()
+            for line in TokenReports.accessState(token) { print(line) }
         }
     }
 

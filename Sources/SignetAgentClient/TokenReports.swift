@@ -1,0 +1,129 @@
+import SignetAgentProtocol
+import SignetCore
+
+/// What `signet status`, `signet pin status` and `signet tokens` report of the agent and its tokens: the shapes
+/// they print as JSON, and the words for a token's access-code state. Nothing here prints or decides.
+public enum TokenReports {
+    /// `signet status`: the agent, and each token's lock state.
+    public struct Status: Codable, Equatable, Sendable {
+        public struct Agent: Codable, Equatable, Sendable {
+            public var running: Bool
+            public var pid: UInt32?
+            public var version: String?
+            public var uptimeSeconds: UInt64?
+            public var connections: UInt32?
+            /// The agent's configuration problems (a file refused because others could write it, a value not taken).
+            public var problems: [String]?
+        }
+        public struct Token: Codable, Equatable, Sendable {
+            public var uri: String
+            public var label: String
+            public var serial: String
+            public var software: Bool
+            public var present: Bool
+            public var unlocked: Bool
+            public var failures: UInt32
+            public var triesLeft: UInt32
+            public var lockedSeconds: UInt32?
+            public var tokenCounter: String
+            public var ledgerDamage: String?
+        }
+        public var agent: Agent
+        public var tokens: [Token]
+
+        /// No agent running.
+        public static let notRunning = Status(agent: Agent(running: false), tokens: [])
+
+        init(agent: Agent, tokens: [Token]) { self.agent = agent; self.tokens = tokens }
+
+        public init(_ status: AgentStatus) {
+            agent = Agent(running: true, pid: status.pid, version: status.agentVersion, uptimeSeconds: status.uptimeSeconds,
+                          connections: status.connections, problems: status.problems)
+            tokens = status.tokens.map {
+                Token(uri: $0.uri, label: $0.label, serial: $0.serial, software: $0.software, present: true, unlocked: $0.unlocked,
+                      failures: $0.failures, triesLeft: $0.triesLeft, lockedSeconds: $0.lockedSeconds, tokenCounter: $0.tokenCounter,
+                      ledgerDamage: $0.ledgerDamage)
+            }
+        }
+    }
+
+    /// Signet's count or lock, and the token's own counter: two indented lines.
+    public static func accessState(_ token: TokenEntry) -> [String] {
+        let signet = if let damage = token.ledgerDamage {
+            "  signet:  ledger damaged (\(damage)); run `signet pin repair-ledger`"
+        } else if let seconds = token.lockedSeconds {
+            "  signet:  locked for \(DurationText.words(Double(seconds))) after \(token.failures) wrong access codes"
+        } else {
+            "  signet:  \(token.triesLeft) \(token.triesLeft == 1 ? "try" : "tries") left before a lock"
+        }
+        return [signet, "  token:   \(token.tokenCounter)"]
+    }
+
+    /// `signet tokens`: every token the modules see.
+    public struct Listing: Codable, Equatable {
+        public var tokens: [Entry]
+        public var moduleErrors: [String]
+
+        public init(tokens: [TokenDetail], failures: [ModuleFailure]) {
+            self.tokens = tokens.map(Entry.init)
+            moduleErrors = failures.map { "\($0.path): \($0.reason)" }
+        }
+    }
+
+    /// One token of `signet tokens`.
+    public struct Entry: Codable, Equatable {
+        public struct Module: Codable, Equatable {
+            public var name: String
+            public var path: String
+            public var description: String
+            public var manufacturer: String
+        }
+        public struct CodeState: Codable, Equatable {
+            public var countLow: Bool
+            public var finalTry: Bool
+            public var locked: Bool
+            public var toBeChanged: Bool
+            public var protectedAuthenticationPath: Bool
+            public var minLength: Int?
+            public var maxLength: Int?
+
+            init(_ code: CodeFlags) {
+                countLow = code.countLow; finalTry = code.finalTry; locked = code.locked; toBeChanged = code.toBeChanged
+                protectedAuthenticationPath = code.protectedAuthenticationPath
+                minLength = code.minLength.map { Int($0) }; maxLength = code.maxLength.map { Int($0) }
+            }
+
+            /// The state in words, as `signet tokens` prints it.
+            public var words: String {
+                if locked { return "BLOCKED on the token — unblock it with the administrator code or PUK" }
+                var parts: [String] = []
+                if finalTry { parts.append("final try left on the token") } else if countLow { parts.append("a wrong code was entered recently") }
+                if toBeChanged { parts.append("must be changed") }
+                if protectedAuthenticationPath { parts.append("entered on the reader's PIN pad") }
+                if parts.isEmpty { parts.append("ok") }
+                if let minLength, let maxLength { parts.append("\(minLength)–\(maxLength) characters") }
+                return parts.joined(separator: "; ")
+            }
+        }
+        public var uri: String
+        public var label: String
+        public var manufacturer: String
+        public var model: String
+        public var serial: String
+        public var software: Bool
+        public var slot: String
+        public var module: Module
+        public var flags: [String]
+        public var userCode: CodeState
+        public var soCode: CodeState
+
+        public init(_ token: TokenDetail) {
+            let identity = token.entry
+            uri = identity.uri; label = identity.label; manufacturer = identity.manufacturer; model = identity.model
+            serial = identity.serial; software = identity.software; slot = token.slot
+            module = Module(name: token.module.name, path: token.module.path, description: token.module.description,
+                            manufacturer: token.module.manufacturer)
+            flags = token.flags; userCode = CodeState(token.userCode); soCode = CodeState(token.soCode)
+        }
+    }
+}

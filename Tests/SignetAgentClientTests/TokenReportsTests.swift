@@ -1,0 +1,46 @@
+import SignetAgentClient
+import SignetAgentProtocol
+import Testing
+
+/// `TokenReports`: what `signet status`, `signet pin status` and `signet tokens` say of a token's access codes.
+@Suite("Token reports")
+struct TokenReportsTests {
+    func token(failures: UInt32 = 0, triesLeft: UInt32 = 3, lockedSeconds: UInt32? = nil, ledgerDamage: String? = nil) -> TokenEntry {
+        TokenEntry(uri: "pkcs11:token=Work", label: "Work", manufacturer: "m", model: "x", serial: "1", software: false, unlocked: false,
+                   failures: failures, triesLeft: triesLeft, lockedSeconds: lockedSeconds, tokenCounter: "ok", ledgerDamage: ledgerDamage)
+    }
+
+    @Test("Signet's tries left (one try, several), its lock with the time left, a damaged ledger first; then the token's own counter")
+    func accessState() {
+        #expect(TokenReports.accessState(token()) == ["  signet:  3 tries left before a lock", "  token:   ok"])
+        #expect(TokenReports.accessState(token(failures: 2, triesLeft: 1))[0] == "  signet:  1 try left before a lock")
+        #expect(TokenReports.accessState(token(failures: 3, triesLeft: 0, lockedSeconds: 900))[0]
+                == "  signet:  locked for 15 min after 3 wrong access codes")
+        #expect(TokenReports.accessState(token(lockedSeconds: 900, ledgerDamage: "bad MAC"))[0]
+                == "  signet:  ledger damaged (bad MAC); run `signet pin repair-ledger`")
+    }
+
+    @Test("A code's state in words: blocked says how to unblock; final try before a recent wrong code; must change, PIN pad, lengths")
+    func codeWords() {
+        func words(_ flags: CodeFlags) -> String {
+            let module = ModuleEntry(name: "m", path: "/m.so", description: "", libraryVersion: "1", manufacturer: "", cryptokiVersion: "2.40")
+            return TokenReports.Entry(TokenDetail(entry: token(), slot: "0", module: module, flags: [], userCode: flags, soCode: flags)).userCode.words
+        }
+        #expect(words(CodeFlags(countLow: false, finalTry: false, locked: false, toBeChanged: false, protectedAuthenticationPath: false,
+                                minLength: 4, maxLength: 8)) == "ok; 4–8 characters")
+        #expect(words(CodeFlags(countLow: true, finalTry: true, locked: false, toBeChanged: true, protectedAuthenticationPath: true,
+                                minLength: nil, maxLength: nil)) == "final try left on the token; must be changed; entered on the reader's PIN pad")
+        #expect(words(CodeFlags(countLow: true, finalTry: false, locked: false, toBeChanged: false, protectedAuthenticationPath: false,
+                                minLength: nil, maxLength: nil)) == "a wrong code was entered recently")
+        #expect(words(CodeFlags(countLow: true, finalTry: true, locked: true, toBeChanged: false, protectedAuthenticationPath: false,
+                                minLength: 4, maxLength: 8)) == "BLOCKED on the token — unblock it with the administrator code or PUK")
+    }
+
+    @Test("The status of an agent that is not running, and of one that is, as JSON shapes")
+    func status() {
+        #expect(TokenReports.Status.notRunning.agent.running == false && TokenReports.Status.notRunning.tokens.isEmpty)
+        let status = TokenReports.Status(AgentStatus(agentVersion: "0.3.0", pid: 7, uptimeSeconds: 60, connections: 2, tokens: [token(failures: 1, triesLeft: 2)]))
+        #expect(status.agent.running && status.agent.pid == 7 && status.agent.problems == [])
+        #expect(status.tokens.map(\.triesLeft) == [2] && status.tokens.allSatisfy(\.present))
+    }
+}
