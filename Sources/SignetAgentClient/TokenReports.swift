@@ -126,4 +126,43 @@ public enum TokenReports {
             flags = token.flags; userCode = CodeState(token.userCode); soCode = CodeState(token.soCode)
         }
     }
+
+    /// What the running agent loaded, or why that part is missing.
+    ///
+    /// p11-kit, pcsc-lite and the PKCS#11 modules with what each says about itself (CK_INFO), which the agent
+    /// reports because it alone loads them. Nothing here fails: what cannot be found is reported as such. An agent
+    /// that is not running is not started: `signet version` is what a person runs when something is wrong, and
+    /// starting an agent loads every module (a hanging module would hang the very command meant to describe it).
+    public static func agentVersions() -> [String] {
+        let client: AgentClient
+        do throws(AgentClientError) {
+            client = try AgentLauncher.connect(start: false)
+        } catch {
+            return ["signet-agent: not running, so p11-kit, pcsc-lite and PKCS#11 module versions are unavailable "
+                    + "(any command that uses a token starts it, e.g. `signet status`)"]
+        }
+        let versions: AgentVersions
+        do throws(AgentClientError) {
+            guard case .versions(let answer) = try client.call(.versions) else {
+                return ["signet-agent \(client.agentVersion): unexpected answer to the versions request"]
+            }
+            versions = answer
+        } catch {
+            return ["signet-agent \(client.agentVersion): \(error.description)"]
+        }
+        return versionLines(versions, pid: client.agentPID)
+    }
+
+    /// The agent's answer to the versions request, in lines.
+    public static func versionLines(_ versions: AgentVersions, pid: UInt32) -> [String] {
+        var lines = ["signet-agent: \(versions.agentVersion) (pid \(pid))"]
+        lines += versions.libraries.map { "\($0.name): \($0.version)" }
+        lines.append("PKCS#11 modules: \(versions.modules.isEmpty ? "none" : "\(versions.modules.count)")")
+        for module in versions.modules {
+            lines.append("  \(module.name) (\(module.path)): \(module.description) \(module.libraryVersion), "
+                         + "by \(module.manufacturer), Cryptoki \(module.cryptokiVersion)")
+        }
+        for failure in versions.moduleFailures { lines.append("  \(failure.path): could not be loaded (\(failure.reason))") }
+        return lines
+    }
 }

@@ -44,3 +44,23 @@ struct TokenReportsTests {
         #expect(status.tokens.map(\.triesLeft) == [2] && status.tokens.allSatisfy(\.present))
     }
 }
+
+/// `signet version`'s lines for what the agent loaded.
+@Suite("Agent versions report")
+struct AgentVersionsReportTests {
+    @Test("The agent, its libraries, each module with its CK_INFO, and each module that could not be loaded")
+    func lines() {
+        let versions = AgentVersions(
+            agentVersion: "0.3.0", libraries: [.init(name: "p11-kit", version: "0.24.1")],
+            modules: [ModuleEntry(name: "softhsm2", path: "/usr/lib/softhsm/libsofthsm2.so", description: "Implementation of PKCS11",
+                                  libraryVersion: "2.6", manufacturer: "SoftHSM", cryptokiVersion: "2.40")],
+            moduleFailures: [ModuleFailure(path: "/nonexistent/libmissing.so", reason: "no such file")])
+        #expect(TokenReports.versionLines(versions, pid: 42) == [
+            "signet-agent: 0.3.0 (pid 42)", "p11-kit: 0.24.1", "PKCS#11 modules: 1",
+            "  softhsm2 (/usr/lib/softhsm/libsofthsm2.so): Implementation of PKCS11 2.6, by SoftHSM, Cryptoki 2.40",
+            "  /nonexistent/libmissing.so: could not be loaded (no such file)",
+        ])
+        #expect(TokenReports.versionLines(AgentVersions(agentVersion: "0.3.0", libraries: [], modules: [], moduleFailures: []), pid: 1)
+                == ["signet-agent: 0.3.0 (pid 1)", "PKCS#11 modules: none"])
+    }
+}
