@@ -165,4 +165,35 @@ public enum TokenReports {
         for failure in versions.moduleFailures { lines.append("  \(failure.path): could not be loaded (\(failure.reason))") }
         return lines
     }
+
+    /// Why no one token was chosen, as a sentence for the user.
+    public struct Refusal: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// The one token `uri` (a PKCS#11 URI; nil for any) selects among `tokens`: refused when none or more than one does.
+    public static func one(of tokens: [TokenEntry], selectedBy uri: String?) throws(Refusal) -> TokenEntry {
+        let wanted: PKCS11URI?
+        do { wanted = try uri.map { try PKCS11URI(parsing: $0) } } catch { throw Refusal(description: "\(error)") }
+        let matching = tokens.filter { entry in wanted?.selects(token: entry.attribute) ?? true }
+        guard matching.count == 1, let token = matching.first else {
+            throw Refusal(description: matching.isEmpty
+                ? "No token is present\(wanted.map { " that matches \($0)" } ?? ""). Insert your token or tap it on the reader."
+                : PKCS11URI.ambiguity(uri, tokens: matching.map { "\($0.label) serial \($0.serial)" }))
+        }
+        return token
+    }
+}
+
+extension TokenEntry {
+    /// The token's URI attributes as `PKCS11URI.selects` asks for them (what the agent reports).
+    func attribute(_ name: String) -> String? {
+        switch name {
+        case "token": label
+        case "manufacturer": manufacturer
+        case "model": model
+        case "serial": serial
+        default: nil
+        }
+    }
 }

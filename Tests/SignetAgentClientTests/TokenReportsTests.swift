@@ -64,3 +64,26 @@ struct AgentVersionsReportTests {
                 == ["signet-agent: 0.3.0 (pid 1)", "PKCS#11 modules: none"])
     }
 }
+
+/// `TokenReports.one`: the token `signet pin status --token URI` means.
+@Suite("Choosing one token")
+struct TokenChoiceTests {
+    func token(_ label: String, serial: String) -> TokenEntry {
+        TokenEntry(uri: "pkcs11:token=\(label);serial=\(serial)", label: label, manufacturer: "m", model: "x", serial: serial, software: false,
+                   unlocked: false, failures: 0, triesLeft: 3, lockedSeconds: nil, tokenCounter: "ok", ledgerDamage: nil)
+    }
+
+    func refusal(_ tokens: [TokenEntry], _ uri: String?) -> String? {
+        do throws(TokenReports.Refusal) { _ = try TokenReports.one(of: tokens, selectedBy: uri); return nil } catch { return error.description }
+    }
+
+    @Test("The only token, or the one the URI selects by label or serial; none or two are refused, naming what to do")
+    func choose() throws {
+        let work = token("Work", serial: "1"), spare = token("Work", serial: "2")
+        #expect(try TokenReports.one(of: [work], selectedBy: nil) == work)
+        #expect(try TokenReports.one(of: [work, spare], selectedBy: "pkcs11:serial=2") == spare)
+        #expect(refusal([], nil) == "No token is present. Insert your token or tap it on the reader.")
+        #expect(refusal([work], "pkcs11:token=Home")?.hasPrefix("No token is present that matches pkcs11:token=Home") == true)
+        #expect(refusal([work, spare], "pkcs11:token=Work")?.contains("Work serial 1") == true)
+    }
+}
