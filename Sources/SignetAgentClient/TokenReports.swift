@@ -166,6 +166,27 @@ public enum TokenReports {
         return lines
     }
 
+    /// One object of `signet keys`.
+    public struct Object: Codable, Equatable {
+        public var uri: String
+        public var kind: String
+        public var label: String
+        public var id: String
+        public var keyType: String?
+        public var bits: UInt32
+        public var usages: [String]
+
+        public init(_ object: ObjectEntry) {
+            uri = object.uri; label = object.label; id = Hex.encode(object.id); bits = object.bits; usages = object.usages.names
+            kind = switch object.kind {
+            case .privateKey: "private-key"
+            case .publicKey: "public-key"
+            case .certificate: "certificate"
+            }
+            keyType = object.keyType.map { $0 == .rsa ? "RSA" : "EC" }
+        }
+    }
+
     /// Why no one token was chosen, as a sentence for the user.
     public struct Refusal: Error, CustomStringConvertible {
         public var description: String

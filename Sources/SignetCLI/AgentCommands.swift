@@ -186,22 +186,9 @@ struct KeysCommand: ParsableCommand {
     var token: String?
     @OptionGroup var output: OutputOptions
 
-    struct Entry: Codable {
-        var uri: String
-        var kind: String
-        var label: String
-        var id: String
-        var keyType: String?
-        var bits: UInt32
-        var usages: [String]
-    }
-
     func run() throws {
         let objects = try Inventory.listObjects(client: try Agent.connect(), token: token, certificateValues: false).entries
-        let entries = objects.map { object in
-            Entry(uri: object.uri, kind: ["", "private-key", "public-key", "certificate"][Int(object.kind.rawValue)], label: object.label,
-                  id: Hex.encode(object.id), keyType: object.keyType.map { $0 == .rsa ? "RSA" : "EC" }, bits: object.bits, usages: object.usages.names)
-        }
+        let entries = objects.map(TokenReports.Object.init)
         if output.json { return try JSONOutput.print(entries) }
         if entries.isEmpty { print("No keys or certificates are visible. Unlock the token to see private keys (`signet unlock`).") }
         for entry in entries {

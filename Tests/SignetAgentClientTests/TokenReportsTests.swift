@@ -36,6 +36,16 @@ struct TokenReportsTests {
                                 minLength: 4, maxLength: 8)) == "BLOCKED on the token — unblock it with the administrator code or PUK")
     }
 
+    @Test("An object of `signet keys`: its kind, key type and size, id in hex, usages by name")
+    func object() {
+        let key = ObjectEntry(uri: "pkcs11:id=%0a", kind: .privateKey, label: "mail", id: [0x0a, 0xff], keyType: .rsa, bits: 2048,
+                              usages: [.sign, .decrypt])
+        let shown = TokenReports.Object(key)
+        #expect(shown.kind == "private-key" && shown.keyType == "RSA" && shown.id == "0aff" && shown.usages == KeyUsages([.sign, .decrypt]).names)
+        let certificate = ObjectEntry(uri: "pkcs11:id=%0a", kind: .certificate, label: "mail", id: [0x0a], keyType: nil, bits: 0, usages: [])
+        #expect(TokenReports.Object(certificate).kind == "certificate" && TokenReports.Object(certificate).keyType == nil)
+    }
+
     @Test("The status of an agent that is not running, and of one that is, as JSON shapes")
     func status() {
         #expect(TokenReports.Status.notRunning.agent.running == false && TokenReports.Status.notRunning.tokens.isEmpty)
