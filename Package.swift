@@ -83,13 +83,15 @@ let package = Package(
         // Desktop set-up: finding the programs' profiles and configuration, registering the PKCS#11 module
         // (p11-kit, NSS databases through modutil, gnupg-pkcs11-scd) and undoing it; no arguments, no printing.
         .target(name: "SignetSetup", dependencies: ["SignetCore"]),
+        // The audit log read back and the support bundle's parts (`signet log`, `signet report`); no arguments, no printing.
+        .target(name: "SignetDiagnostics", dependencies: ["SignetCore"]),
         // The organisation's directory and CA: certificates found and published over LDAP, OCSP checks, their caches
         // and bounds; no arguments, no printing, no token layer.
         .target(name: "SignetDirectory", dependencies: ["CLDAP", "COpenSSL", "SignetCore", "SignetOpenSSL"]),
         .target(
             name: "SignetCLI",
             dependencies: [
-                "SignetSetup",
+                "SignetSetup", "SignetDiagnostics",
                 // No token layer: tokens, readers, the ledger and their versions come from the agent.
                 // SignetOpenSSL directly as well as through SignetMail: the commands print certificates.
                 "SignetMail", "SignetCore", "SignetAgentProtocol", "SignetAgentClient", "SignetOpenSSL", "SignetDirectory",
@@ -207,6 +209,8 @@ let package = Package(
         .testTarget(name: "SignetDirectoryTests", dependencies: ["SignetDirectory", "SignetOpenSSL", "SignetCore", "SignetTestSupport"]),
         .testTarget(name: "SignetCLITests", dependencies: ["SignetCLI", "SignetMail", "SignetTestSupport"]),
         .testTarget(name: "SignetSetupTests", dependencies: ["SignetSetup", "SignetTestSupport"]),
+        .testTarget(name: "SignetAgentClientTests", dependencies: ["SignetAgentClient", "SignetAgentProtocol"]),
+        .testTarget(name: "SignetDiagnosticsTests", dependencies: ["SignetDiagnostics", "SignetCore", "SignetTestSupport"]),
         .testTarget(name: "UdevRulesTests", dependencies: ["SignetTestSupport"]),
         // libsignet-pkcs11.so loaded by its real consumers (pkcs11-tool, NSS, OpenSSL, GnuTLS, gpgsm, Thunderbird).
         .testTarget(name: "SignetModuleTests", dependencies: ["SignetTestSupport", "SignetAgentProtocol", "SignetCore"]),

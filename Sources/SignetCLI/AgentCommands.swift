@@ -146,54 +146,20 @@ struct StatusCommand: ParsableCommand {
     @Flag(name: .customLong("no-start"), help: "Do not start the agent when it is not running.")
     var noStart = false
 
-    struct Report: Codable {
-        struct AgentInfo: Codable {
-            var running: Bool
-            var pid: UInt32?
-            var version: String?
-            var uptimeSeconds: UInt64?
-            var connections: UInt32?
-            /// The agent's configuration problems (a file refused because others could write it, a value not taken).
-            var problems: [String]?
-        }
-        struct TokenInfo: Codable {
-            var uri: String
-            var label: String
-            var serial: String
-            var software: Bool
-            var present: Bool
-            var unlocked: Bool
-            var failures: UInt32
-            var triesLeft: UInt32
-            var lockedSeconds: UInt32?
-            var tokenCounter: String
-            var ledgerDamage: String?
-        }
-        var agent: AgentInfo
-        var tokens: [TokenInfo]
-    }
-
     func run() throws {
         let client: AgentClient
         do throws(AgentClientError) {
             client = try AgentLauncher.connect(start: !noStart)
         } catch {
             if case .notRunning = error {
-                if output.json { return try JSONOutput.print(Report(agent: .init(running: false), tokens: [])) }
+                if output.json { return try JSONOutput.print(TokenReports.Status.notRunning) }
                 print("Agent: not running (`signet agent start` or any other command starts it).")
                 return
             }
             throw SignetError(error)
         }
         guard case .status(let status) = try Agent.call(.status, client: client) else { throw SignetError.unexpectedAnswer }
-        let report = Report(
-            agent: .init(running: true, pid: status.pid, version: status.agentVersion, uptimeSeconds: status.uptimeSeconds, connections: status.connections,
-                         problems: status.problems),
-            tokens: status.tokens.map {
-                .init(uri: $0.uri, label: $0.label, serial: $0.serial, software: $0.software, present: true, unlocked: $0.unlocked,
-                      failures: $0.failures, triesLeft: $0.triesLeft, lockedSeconds: $0.lockedSeconds, tokenCounter: $0.tokenCounter,
-                      ledgerDamage: $0.ledgerDamage)
-            })
+        let report = TokenReports.Status(status)
         if output.json { return try JSONOutput.print(report) }
         print("Agent: running (pid \(status.pid), version \(status.agentVersion), up \(DurationText.words(Double(status.uptimeSeconds))), \(status.connections) connection\(status.connections == 1 ? "" : "s"))")
         for problem in status.problems { print(Console.safe("  configuration: \(problem)")) }
@@ -205,22 +171,8 @@ struct StatusCommand: ParsableCommand {
             print(Console.safe("\(token.label)\(token.software ? "  [SOFTWARE TOKEN]" : "")"))
             print(Console.safe("  URI:     \(token.uri)"))
             print("  state:   \(token.unlocked ? "unlocked" : "locked (`signet unlock`)")")
-            token.printAccessState()
+            for line in TokenReports.accessState(token) { print(line) }
         }
-    }
-}
-
-extension TokenEntry {
-    /// Signet's count or lock, and the token's own counter, as two indented lines.
-    func printAccessState() {
-        if let damage = ledgerDamage {
-            print("  signet:  ledger damaged (\(damage)); run `signet pin repair-ledger`")
-        } else if let seconds = lockedSeconds {
-            print("  signet:  locked for \(DurationText.words(Double(seconds))) after \(failures) wrong access codes")
-        } else {
-            print("  signet:  \(triesLeft) \(triesLeft == 1 ? "try" : "tries") left before a lock")
-        }
-        print("  token:   \(tokenCounter)")
     }
 }
 
@@ -234,22 +186,9 @@ struct KeysCommand: ParsableCommand {
     var token: String?
     @OptionGroup var output: OutputOptions
 
-    struct Entry: Codable {
-        var uri: String
-        var kind: String
-        var label: String
-        var id: String
-        var keyType: String?
-        var bits: UInt32
-        var usages: [String]
-    }
-
     func run() throws {
         let objects = try Inventory.listObjects(client: try Agent.connect(), token: token, certificateValues: false).entries
-        let entries = objects.map { object in
-            Entry(uri: object.uri, kind: ["", "private-key", "public-key", "certificate"][Int(object.kind.rawValue)], label: object.label,
-                  id: Hex.encode(object.id), keyType: object.keyType.map { $0 == .rsa ? "RSA" : "EC" }, bits: object.bits, usages: object.usages.names)
-        }
+        let entries = objects.map(TokenReports.Object.init)
         if output.json { return try JSONOutput.print(entries) }
         if entries.isEmpty { print("No keys or certificates are visible. Unlock the token to see private keys (`signet unlock`).") }
         for entry in entries {

@@ -24,6 +24,10 @@ struct CertCommand: ParsableCommand {
             token is stored with that key's id; the issuing CAs go to Signet's trust store (a new root \
             only after you confirm, or with --trust-roots). A certificate whose key is on no token is \
             refused and nothing is written. Importing the same file twice changes nothing.
+
+            A root Signet trusts can also go to your programs, as `signet setup --trust-roots` adds it: \
+            on a terminal you are asked; --trust-roots-in-programs does it without asking (and implies \
+            --trust-roots).
             """
         )
         @Argument(help: "The certificate file from the CA.")
@@ -32,6 +36,9 @@ struct CertCommand: ParsableCommand {
         var token: String?
         @Flag(name: .customLong("trust-roots"), help: "Trust the root CA certificates in the file without asking.")
         var trustRoots = false
+        @Flag(name: .customLong("trust-roots-in-programs"), help: ArgumentHelp(
+            "As --trust-roots, and add them to the NSS databases `signet setup` registered in, gpg-agent's trustlist and gpgsm's keybox for e-mail, without asking (`signet setup --undo` takes them out)."))
+        var trustRootsInPrograms = false
         @Flag(name: .long, help: "Replace a different certificate already installed for the same key.")
         var replace = false
 
@@ -50,7 +57,10 @@ struct CertCommand: ParsableCommand {
                 }
             }
             let issuers = contents.certificates.filter { $0.isAuthority }
-            try TrustCommand.addAuthorities(issuers, trustRoots: trustRoots)
+            let added = try TrustCommand.addAuthorities(issuers, trustRoots: trustRoots || trustRootsInPrograms)
+            let store = TrustStore()
+            try SetupCommand.trustInPrograms(issuers.filter { $0.isSelfSigned && store.contains($0) }, ask: !trustRootsInPrograms,
+                                             newlyTrusted: added.contains(where: \.isSelfSigned))
             let offeredRoot = issuers.contains { $0.isSelfSigned }
             for leaf in leaves where !offeredRoot && (TrustStore().chain(for: leaf).last.map { !$0.isSelfSigned } ?? true) {
                 Console.error(Console.safe("Note: Signet does not yet trust the root CA of \(leaf.subject); add it with `signet trust add ROOT.pem`."))
@@ -175,73 +185,8 @@ struct CertCommand: ParsableCommand {
     }
 }
 
-/// What `cert list` and `cert show` print.
-struct CertificateReport: Codable {
-    var id: String
-    var subject: String
-    var issuer: String
-    var serial: String
-    var notBefore: String
-    var notAfter: String
-    var validity: String
-    var keyUsage: [String]?
-    var extendedKeyUsage: [String]?
-    var purposes: [String]
-    var keyPresent: Bool
-    var keyURI: String?
-    var uri: String
-    var defaults: [String]
-    var sha256: String?
-    var sha1: String?
-    var emails: [String]?
-    var alternativeNames: [String]?
-    var crlDistributionPoints: [String]?
-    var activeDirectoryMapping: String?
-    var userPrincipalNames: [String]?
-    var key: String
-
-    init(_ installed: Inventory.Installed, defaults: [String], full: Bool = false) {
-        let certificate = installed.certificate
-        id = installed.id
-        subject = certificate.subject
-        issuer = certificate.issuer
-        serial = certificate.serial
-        notBefore = Dates.iso(certificate.notBefore)
-        notAfter = Dates.iso(certificate.notAfter)
-        validity = certificate.validity().rawValue
-        keyUsage = certificate.keyUsage?.names
-        extendedKeyUsage = certificate.extendedKeyUsage
-        var purposes: [String] = []
-        if CertificateChoice.fits(certificate, .signing, at: certificate.notBefore) { purposes.append("signing") }
-        if CertificateChoice.fits(certificate, .encryption, at: certificate.notBefore) { purposes.append("encryption") }
-        if CertificateChoice.servesClientLogin(certificate) { purposes.append("client login") }
-        if let eku = certificate.extendedKeyUsage, eku.contains("smartcardLogon") {
-            purposes.append("Windows logon")
-        }
-        self.purposes = purposes
-        keyPresent = installed.privateKey != nil || installed.publicKey != nil
-        keyURI = installed.privateKey?.uri
-        uri = installed.entry.uri
-        self.defaults = defaults
-        key = certificate.keyDescription
-        if full {
-            sha256 = certificate.sha256
-            sha1 = certificate.sha1
-            emails = certificate.emails
-            alternativeNames = certificate.alternativeNames.map {
-                switch $0 {
-                case .email(let value): "email:\(value)"
-                case .dns(let value): "DNS:\(value)"
-                case .upn(let value): "UPN:\(value)"
-                case .uri(let value): "URI:\(value)"
-                }
-            }
-            crlDistributionPoints = certificate.crlDistributionPoints
-            activeDirectoryMapping = certificate.activeDirectoryMapping
-            userPrincipalNames = certificate.userPrincipalNames
-        }
-    }
-
+/// How `cert list` and `cert show` print a `CertificateReport`.
+extension CertificateReport {
     /// Prints one line of a certificate's description; names, addresses and URIs come from the certificate.
     private func line(_ text: String) { print(Console.safe(text)) }
 

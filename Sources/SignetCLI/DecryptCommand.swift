@@ -85,3 +85,11 @@ struct DecryptCommand: ParsableCommand {
         if opener.status != .success { throw ExitCode(opener.status.rawValue) }
     }
 }
+
+extension VerdictReport {
+    /// Prints the report to standard error, each line with its terminal controls escaped (`Console.safe`):
+    /// the names, addresses and reasons in it come from the message.
+    static func print(_ opener: MessageOpener) {
+        for line in lines(opener) { Console.error(Console.safe(line)) }
+    }
+}

@@ -141,16 +141,10 @@ struct CSRCommand: ParsableCommand {
     func run() throws {
         let name: DistinguishedName
         do { name = try DistinguishedName(parsing: subject) } catch { throw CLIError(description: error.description) }
-        guard ["sha256", "sha384", "sha512"].contains(digest) else { throw CLIError(description: "--digest must be sha256, sha384 or sha512.") }
-        guard let purposes = CertificateRequest.Purposes(parsing: purpose) else {
-            throw CLIError(description: "--purpose must be mail, login or mail,login (not \"\(Console.safe(purpose))\").")
-        }
-        guard upn.isEmpty || purposes.contains(.login) else {
-            throw CLIError(description: "A UPN (--upn) maps a login certificate to an account; add --purpose login (or mail,login).")
-        }
-        for name in upn where !name.contains("@") {
-            throw CLIError(description: "The UPN \"\(Console.safe(name))\" has no @domain; write it as user@domain, as in Active Directory.")
-        }
+        let purposes: CertificateRequest.Purposes
+        do throws(CertificateRequest.OptionError) {
+            purposes = try CertificateRequest.checkedOptions(purpose: purpose, userPrincipalNames: upn, digest: digest)
+        } catch { throw CLIError(description: error.description) }
         let client = try Agent.connect()
         let inventory = try Inventory.load(client: client)
         let entry = try inventory.privateKey(key)

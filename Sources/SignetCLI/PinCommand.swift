@@ -1,4 +1,5 @@
 import ArgumentParser
+import SignetAgentClient
 import SignetAgentProtocol
 import SignetCore
 
@@ -37,18 +38,15 @@ struct PinCommand: ParsableCommand {
 
         func run() throws {
             guard case .tokens(let tokens) = try Agent.call(.listTokens) else { throw CLIError(description: "unexpected answer from the agent") }
-            let wanted = try selection.token.map { try PKCS11URI(parsing: $0) }
-            let matching = tokens.filter { entry in wanted?.selects(token: entry.attribute) ?? true }
-            guard matching.count == 1, let token = matching.first else {
-                throw CLIError(description: matching.isEmpty
-                    ? "No token is present\(wanted.map { " that matches \($0)" } ?? ""). Insert your token or tap it on the reader."
-                    : PKCS11URI.ambiguity(selection.token, tokens: matching.map { "\($0.label) serial \($0.serial)" }))
+            let token: TokenEntry
+            do throws(TokenReports.Refusal) { token = try TokenReports.one(of: tokens, selectedBy: selection.token) } catch {
+                throw CLIError(description: error.description)
             }
             let entry = Entry(token: token.label, uri: token.uri, failures: token.failures, triesLeft: token.triesLeft,
                               lockedSeconds: token.lockedSeconds, tokenCounter: token.tokenCounter, ledgerDamage: token.ledgerDamage)
             if output.json { return try JSONOutput.print(entry) }
             print("\(Console.safe(entry.token))\(token.software ? "  [SOFTWARE TOKEN]" : "")")
-            token.printAccessState()
+            for line in TokenReports.accessState(token) { print(line) }
         }
     }
 
@@ -112,19 +110,6 @@ struct PinCommand: ParsableCommand {
                 throw CLIError(description: "unexpected answer from the agent")
             }
             print(Console.safe(message))
-        }
-    }
-}
-
-extension TokenEntry {
-    /// The token's URI attributes as `PKCS11URI.selects` asks for them (what the agent reports).
-    func attribute(_ name: String) -> String? {
-        switch name {
-        case "token": label
-        case "manufacturer": manufacturer
-        case "model": model
-        case "serial": serial
-        default: nil
         }
     }
 }

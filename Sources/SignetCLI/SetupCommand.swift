@@ -42,9 +42,7 @@ struct SetupCommand: ParsableCommand {
     func run() throws {
         let environment = ProcessEnvironment.all()
         let setup = Setup(environment: environment, dryRun: dryRun)
-        if !dryRun && !(systemFile == "-" && !undo), let refusal = SetupLock.acquire(SignetPaths(environment: environment).state + "/setup.lock") {
-            throw CLIError(.failure, refusal)
-        }
+        if !dryRun && !(systemFile == "-" && !undo) { try Self.lock(environment) }
         let outcomes: [Setup.Outcome]
         if let systemFile {
             if systemFile == "-" && !undo {
@@ -60,19 +58,53 @@ struct SetupCommand: ParsableCommand {
                     + (trustRoots || trustRootsForWeb ? setup.trustRoots(Self.signetRoots(), web: trustRootsForWeb) : [])
             }
         }
+        try Self.report(outcomes, again: "signet setup\(undo ? " --undo" : "")")
+    }
+
+    /// `cert import`'s offer: `roots` (certificates Signet trusts) added to the programs' NSS databases, gpg-agent's
+    /// trustlist and gpgsm's keybox for e-mail, as `signet setup --trust-roots` adds them (and `--undo` takes them out).
+    /// Asks first unless `ask` is false; with no terminal to ask on, says how to do it instead and changes nothing.
+    static func trustInPrograms(_ roots: [Certificate], ask: Bool, newlyTrusted: Bool) throws {
+        guard !roots.isEmpty else { return }
+        if ask {
+            let names = roots.map(\.subject).joined(separator: "; ")
+            let question = "Also trust \(names) in Thunderbird, Firefox, Chromium and gpgsm, as `signet setup --trust-roots` does? [y/N] "
+            guard let answer = Confirm.ask(question) else {
+                if newlyTrusted {
+                    Console.error(Console.safe("Note: your mail programs do not trust \(names) yet: run `signet setup --trust-roots` "
+                                               + "(or import with --trust-roots-in-programs)."))
+                }
+                return
+            }
+            guard answer else { return }
+        }
+        let environment = ProcessEnvironment.all()
+        try lock(environment)
+        try report(Setup(environment: environment, dryRun: false).trustRoots(roots.map(root), web: false), again: "signet setup --trust-roots")
+    }
+
+    /// Setup's lock against a second setup at once, held until the process exits.
+    private static func lock(_ environment: [String: String]) throws {
+        if let refusal = SetupLock.acquire(SignetPaths(environment: environment).state + "/setup.lock") { throw CLIError(.failure, refusal) }
+    }
+
+    /// One line per target; a failure when any target failed, saying to run `again` once it is dealt with.
+    private static func report(_ outcomes: [Setup.Outcome], again: String) throws {
         for outcome in outcomes { print(Console.safe("\(outcome.target): \(outcome.result)")) }
         let failed = outcomes.filter(\.failed).count
         guard failed == 0 else {
             throw CLIError(.failure, "\(failed) of \(outcomes.count) targets \(failed == 1 ? "was" : "were") left as \(failed == 1 ? "it was" : "they were") (see above); "
-                + "run `signet setup\(undo ? " --undo" : "")` again once that is dealt with.")
+                + "run `\(again)` again once that is dealt with.")
         }
     }
 
     /// The self-signed roots in Signet's trust store.
     private static func signetRoots() -> [Setup.Root] {
-        TrustStore().entries().filter { $0.certificate.isSelfSigned }.map {
-            Setup.Root(id: $0.id, subject: $0.certificate.subject, der: $0.certificate.der, pem: $0.certificate.pem, sha1: $0.certificate.sha1)
-        }
+        TrustStore().entries().map(\.certificate).filter(\.isSelfSigned).map(root)
+    }
+
+    private static func root(_ certificate: Certificate) -> Setup.Root {
+        Setup.Root(id: TrustStore.id(certificate), subject: certificate.subject, der: certificate.der, pem: certificate.pem, sha1: certificate.sha1)
     }
 
     /// The module to register (`FrontEndModule.locate`), its failure as the CLI's error.

@@ -69,8 +69,11 @@ struct TrustCommand: ParsableCommand {
     }
 
     /// Adds intermediates at once and roots when `trustRoots` or the user confirms; reports each.
-    static func addAuthorities(_ authorities: [Certificate], trustRoots: Bool) throws {
+    /// - Returns: the certificates added.
+    @discardableResult
+    static func addAuthorities(_ authorities: [Certificate], trustRoots: Bool) throws -> [Certificate] {
         let store = TrustStore()
+        var added: [Certificate] = []
         for authority in authorities {
             if store.contains(authority) { continue }
             if authority.isSelfSigned && !trustRoots {
@@ -82,7 +85,9 @@ struct TrustCommand: ParsableCommand {
                 guard answer else { Console.error(Console.safe("Not trusted: root CA \(authority.subject).")); continue }
             }
             try store.add(authority)
+            added.append(authority)
             print(Console.safe("Trusted \(authority.isSelfSigned ? "root" : "intermediate") CA \(authority.subject) (id \(TrustStore.id(authority)))."))
         }
+        return added
     }
 }

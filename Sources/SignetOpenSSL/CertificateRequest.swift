@@ -20,6 +20,28 @@ public enum CertificateRequest {
         var isEmpty: Bool { emails.isEmpty && dnsNames.isEmpty && userPrincipalNames.isEmpty }
     }
 
+    /// A request option `signet csr` refuses, with what to write instead.
+    public struct OptionError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// The purposes `purpose` names ("mail", "login", "mail,login"), checked with the rest of a request's options:
+    /// the digest is SHA-256, -384 or -512; a UPN only with login (it maps a login certificate to an account), and
+    /// each as user@domain.
+    public static func checkedOptions(purpose: String, userPrincipalNames: [String], digest: String) throws(OptionError) -> Purposes {
+        guard ["sha256", "sha384", "sha512"].contains(digest) else { throw OptionError(description: "--digest must be sha256, sha384 or sha512.") }
+        guard let purposes = Purposes(parsing: purpose) else {
+            throw OptionError(description: "--purpose must be mail, login or mail,login (not \"\(Console.safe(purpose))\").")
+        }
+        guard userPrincipalNames.isEmpty || purposes.contains(.login) else {
+            throw OptionError(description: "A UPN (--upn) maps a login certificate to an account; add --purpose login (or mail,login).")
+        }
+        for name in userPrincipalNames where !name.contains("@") {
+            throw OptionError(description: "The UPN \"\(Console.safe(name))\" has no @domain; write it as user@domain, as in Active Directory.")
+        }
+        return purposes
+    }
+
     /// What the certificate is to be used for; each asks for its extended key usage and key usage bits.
     public struct Purposes: OptionSet, Sendable, Hashable {
         public let rawValue: Int

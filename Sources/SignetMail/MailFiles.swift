@@ -1,15 +1,11 @@
 import FoundationEssentials
 import Glibc
-import SignetAgentClient
-import SignetAgentProtocol
 import SignetCore
-import SignetMail
-import SignetOpenSSL
 
 /// Where a mail command reads: `--in FILE` or standard input.
-enum MailInput {
+public enum MailInput {
     /// Opens the input for streaming; the caller closes what is not 0.
-    static func open(_ path: String?) throws -> Int32 {
+    public static func open(_ path: String?) throws -> Int32 {
         guard let path else { return 0 }
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SignetError(.failure, "Cannot read \(path): \(String(cString: strerror(errno))).") }
@@ -17,7 +13,7 @@ enum MailInput {
     }
 
     /// The whole input when `prefix` has been read from `fd` already, up to `limit` bytes.
-    static func readRest(_ fd: Int32, prefix: [UInt8], limit: Int, name: String?) throws -> [UInt8] {
+    public static func readRest(_ fd: Int32, prefix: [UInt8], limit: Int, name: String?) throws -> [UInt8] {
         let tooLarge = SignetError(.malformed, "\(name ?? "The message") is larger than \(limit >> 20) MiB, more than Signet opens.")
         var info = stat()
         if fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_size > limit { throw tooLarge }
@@ -26,7 +22,7 @@ enum MailInput {
         while bytes.count <= limit {
             let got = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if got < 0 && errno == EINTR { continue }
-            guard got >= 0 else { throw CLIError(description: "Reading the message failed: \(String(cString: strerror(errno))).") }
+            guard got >= 0 else { throw SignetError(description: "Reading the message failed: \(String(cString: strerror(errno))).") }
             if got == 0 { return bytes }
             bytes += chunk[..<got]
         }
@@ -34,7 +30,7 @@ enum MailInput {
     }
 
     /// Reads the whole input, up to `limit` bytes (messages that are parsed in memory).
-    static func read(_ path: String?, limit: Int) throws -> [UInt8] {
+    public static func read(_ path: String?, limit: Int) throws -> [UInt8] {
         let fd = try open(path)
         defer { if fd != 0 { close(fd) } }
         return try readRest(fd, prefix: [], limit: limit, name: path)
@@ -43,17 +39,17 @@ enum MailInput {
 
 /// Where a mail command writes, so that a failure leaves nothing behind: `-o FILE` is
 /// written to a temporary file renamed into place at the end; standard output is streamed.
-final class MailOutput {
-    let fd: Int32
+public final class MailOutput {
+    public let fd: Int32
     private let temporary: String?
     private let destination: String?
     private var done = false
 
-    init(_ path: String?, mode: mode_t) throws {
+    public init(_ path: String?, mode: mode_t) throws {
         destination = path
         if let path {
             guard let (fd, temporary) = FileIO.createTemporary(beside: path, mode: mode) else {
-                throw CLIError(description: "Cannot write \(path): \(String(cString: strerror(errno))).")
+                throw SignetError(description: "Cannot write \(path): \(String(cString: strerror(errno))).")
             }
             self.fd = fd
             self.temporary = temporary
@@ -64,16 +60,16 @@ final class MailOutput {
     }
 
     /// Makes the output visible: renames the file into place.
-    func commit() throws {
+    public func commit() throws {
         done = true
         guard let temporary, let destination else { return }
         guard FileIO.commit(fd, temporary: temporary, to: destination) else {
-            throw CLIError(description: "Could not write \(destination).")
+            throw SignetError(description: "Could not write \(destination).")
         }
     }
 
     /// Throws away what was written to a file.
-    func discard() {
+    public func discard() {
         guard !done else { return }
         done = true
         if let temporary { close(fd); unlink(temporary) }
@@ -83,18 +79,20 @@ final class MailOutput {
 }
 
 /// Reading an open file by position (what was just written to it).
-struct FileView {
-    let fd: Int32
+public struct FileView {
+    public let fd: Int32
 
-    var size: Int { Int(lseek(fd, 0, SEEK_END)) }
+    public init(fd: Int32) { self.fd = fd }
+
+    public var size: Int { Int(lseek(fd, 0, SEEK_END)) }
 
     /// The first `count` bytes (fewer if the file is shorter).
-    func head(_ count: Int) -> [UInt8] {
+    public func head(_ count: Int) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, 0) }
         return Array(bytes.prefix(max(0, got)))
     }
 
     /// The whole file (callers check `size` first).
-    func contents() -> [UInt8] { head(size) }
+    public func contents() -> [UInt8] { head(size) }
 }

@@ -1,21 +1,15 @@
 import FoundationEssentials
 import SignetCore
-import SignetMail
 import SignetOpenSSL
 
 /// What `signet verify` and `signet decrypt` say about a message: the verdicts `MessageOpener` found,
-/// in words (standard error) and as JSON (`verify --json`). Nothing here decides anything.
-enum VerdictReport {
-    /// Prints the report to standard error, each line with its terminal controls escaped (`Console.safe`):
-    /// the names, addresses and reasons in it come from the message.
-    static func print(_ opener: MessageOpener) {
-        for line in lines(opener) { Console.error(Console.safe(line)) }
-    }
-
+/// in words (the CLI prints them to standard error, escaped: the names, addresses and reasons in them come
+/// from the message) and as JSON (`verify --json`). Nothing here decides anything.
+public enum VerdictReport {
     /// The report's lines. When every signature is good and trusted it starts with "Verification successful",
     /// as OpenSSL's does: mutt and neomutt call a signature good only when the verify command exits 0 and that
     /// is the first line of its standard error.
-    static func lines(_ opener: MessageOpener) -> [String] {
+    public static func lines(_ opener: MessageOpener) -> [String] {
         var lines: [String] = []
         if opener.status == .success && opener.signedLayers > 0 { lines.append("Verification successful") }
         for layer in opener.layers { lines += self.lines(layer) }
@@ -166,7 +160,7 @@ enum VerdictReport {
     }
 
     /// The verdicts as JSON objects: one per signer of each signed layer, one per other layer.
-    static func json(_ layers: [LayerVerdict]) -> [[String: String]] {
+    public static func json(_ layers: [LayerVerdict]) -> [[String: String]] {
         var objects: [[String: String]] = []
         for layer in layers {
             let base = ["layer": "\(layer.depth)", "status": "\(layer.status.rawValue)"]
