@@ -126,7 +126,7 @@ final class AgentServer: Sendable {
     /// Reads, answers and writes frames until the client leaves or misbehaves.
     private func serve(_ fd: Int32, caller: Caller) {
         var greeted = false
-        let cache = ConnectionCache()
+        let cache = ConnectionState()
         let prefix = UnsafeMutableRawBufferPointer.allocate(byteCount: 4, alignment: 4)
         defer { prefix.deallocate() }
         while !stopping.load(ordering: .relaxed) {

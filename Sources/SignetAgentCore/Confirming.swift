@@ -10,13 +10,13 @@ protocol Confirming: Sendable {
     /// - Parameters:
     ///   - connection: the client's connection (where its display and terminal are recorded).
     ///   - peer: the program asking, as identified.
-    func confirm(_ question: ConfirmQuestion, connection: ConnectionCache, peer: PeerProcess, timeout: Double) -> ConfirmAnswer
+    func confirm(_ question: ConfirmQuestion, connection: ConnectionState, peer: PeerProcess, timeout: Double) -> ConfirmAnswer
 }
 
 /// The confirmer while no prompt can be shown: always `nowhereToAsk`.
 struct NoConfirmer: Confirming {
     init() {}
-    func confirm(_ question: ConfirmQuestion, connection: ConnectionCache, peer: PeerProcess, timeout: Double) -> ConfirmAnswer { .nowhereToAsk }
+    func confirm(_ question: ConfirmQuestion, connection: ConnectionState, peer: PeerProcess, timeout: Double) -> ConfirmAnswer { .nowhereToAsk }
 }
 
 /// The agent's confirmer: pinentry's `CONFIRM` on the screen or terminal the connection named, one
@@ -26,7 +26,7 @@ struct PinentryConfirmer: Confirming {
     let program: @Sendable () -> String?
     let queue: PromptQueue
 
-    func confirm(_ question: ConfirmQuestion, connection: ConnectionCache, peer: PeerProcess, timeout: Double) -> ConfirmAnswer {
+    func confirm(_ question: ConfirmQuestion, connection: ConnectionState, peer: PeerProcess, timeout: Double) -> ConfirmAnswer {
         Prompting.confirm(question, for: connection.environment, caller: peer, queue: queue, timeout: timeout, program: program())
     }
 }

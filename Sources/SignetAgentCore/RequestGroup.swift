@@ -35,7 +35,7 @@ struct RequestContext {
     let peer: PeerProcess
     /// When the request arrived (for the audit log's duration).
     let start: Double
-    let cache: ConnectionCache
+    let cache: ConnectionState
     /// Sends an interim message (present your token) before the answer.
     let notify: (AgentResponse) -> Void
 

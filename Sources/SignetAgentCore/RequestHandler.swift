@@ -100,7 +100,7 @@ final class RequestHandler: Sendable {
 
     /// Handles one request. `notify` sends an interim message (present your token).
     /// A request that fails is recorded under its group's audit action, if it has one.
-    func handle(_ request: AgentRequest, peer: PeerProcess, connection: ConnectionCache = ConnectionCache(),
+    func handle(_ request: AgentRequest, peer: PeerProcess, connection: ConnectionState = ConnectionState(),
                 notify: (AgentResponse) -> Void) -> AgentResponse {
         let start = MonotonicClock.seconds()
         let group = Self.group(for: request.messageKind)
@@ -113,7 +113,7 @@ final class RequestHandler: Sendable {
         return answer
     }
 
-    private func answer(_ request: AgentRequest, route: Route, peer: PeerProcess, start: Double, connection: ConnectionCache,
+    private func answer(_ request: AgentRequest, route: Route, peer: PeerProcess, start: Double, connection: ConnectionState,
                         notify: (AgentResponse) -> Void) -> AgentResponse {
         return withoutActuallyEscaping(notify) { notify in
             let context = RequestContext(agent: self, peer: peer, start: start, cache: connection, notify: { notify(Self.safe($0)) })
@@ -166,64 +166,9 @@ final class RequestHandler: Sendable {
         }
     }
 
-    /// The token `uri` selects; when none is present, asks the client to present it and waits.
-    func awaitToken(_ uri: PKCS11URI?, notify: (AgentResponse) -> Void) throws(AgentFailure) -> TokenWorker {
-        do throws(AgentFailure) {
-            return try registry.resolve(uri)
-        } catch where error.code == .noToken {
-            if let uri, !registry.mayAppear(uri) {
-                let names = registry.known.names
-                throw AgentFailure(.noToken, "No token you have used matches \(uri). "
-                    + (names.isEmpty ? "No token has been seen yet: insert yours and run `signet tokens`."
-                                     : "Known tokens: \(names.prefix(8).joined(separator: ", ")). Check the URI with `signet tokens`, or insert the token and try again."))
-            }
-            let wait = currentSettings.presenceWait
-            let what = uri.map { $0.text("token").map { "\"\($0)\"" } ?? $0.description } ?? "your token"
-            notify(.notice(.presentToken, message: "Present \(what): insert it or tap it on the reader (waiting \(Int(wait)) s)."))
-            let deadline = MonotonicClock.seconds() + wait
-            while MonotonicClock.seconds() < deadline, !stopping.load(ordering: .relaxed) {
-                usleep(200_000)
-                registry.refresh()
-                if let worker = try? registry.resolve(uri) { return worker }
-            }
-            if stopping.load(ordering: .relaxed) { throw AgentFailure(.shuttingDown, "The agent is stopping; try again once it has restarted.") }
-            throw AgentFailure(.tokenAbsent, "\(what.prefix(1).uppercased() + what.dropFirst()) was not presented within \(Int(wait)) s. Present it and try again.")
-        }
-    }
-
     func requireUnlocked(_ state: inout TokenState) throws(PKCS11Error) {
         _ = try state.openSession()
         guard state.unlocked else { throw .call(operation: "the token is locked", code: .userNotLoggedIn) }
-    }
-
-    func tokenEntries() -> [TokenEntry] {
-        let manager = self.manager
-        // The housekeeping thread rescans slots every second: listing does not wait for a
-        // rescan (a module probing an unknown card can take seconds).
-        var gone = false
-        defer { if gone { registry.refresh() } }  // a token found gone: the next request must know it at once
-        return registry.presentWorkers.compactMap { worker in
-            do throws(AgentFailure) {
-                return try entry(worker, manager)
-            } catch {
-                if error.code == .tokenRemoved { gone = true }
-                return nil
-            }
-        }
-    }
-
-    func entry(_ worker: TokenWorker, _ manager: AccessCodeManager) throws(AgentFailure) -> TokenEntry {
-        try worker.run(use: false) { (state) throws(PKCS11Error) -> TokenEntry in
-                let target = PKCS11CodeTarget(token: state.token, session: try state.openSession())
-                let status = manager.status(target)
-                return TokenEntry(
-                    uri: state.token.uri.description, label: state.token.info.label, manufacturer: state.token.info.manufacturer,
-                    model: state.token.info.model, serial: state.token.info.serialNumber, software: state.token.isSoftware,
-                    unlocked: state.unlocked, failures: UInt32(status.failures), triesLeft: UInt32(status.triesLeft),
-                    lockedSeconds: status.lockedRemaining.map { UInt32($0.seconds.rounded(.up)) },
-                    tokenCounter: status.card.words, ledgerDamage: status.damaged, changes: state.changes,
-                    cardCounter: status.card.wire)
-        }
     }
 
     // MARK: Audit
@@ -233,85 +178,5 @@ final class RequestHandler: Sendable {
                 detail: String? = nil, decision: String? = nil, rule: String? = nil) {
         audit.record(AuditEvent(action: action.rawValue, result: result, token: token, key: key, peer: peer,
                                 durationMilliseconds: (MonotonicClock.seconds() - start) * 1000, detail: detail, decision: decision, rule: rule))
-    }
-}
-
-/// Per-connection memory: parsed URIs, so a client signing with the same key
-/// again does not pay for parsing its URI again. Used by one thread only.
-/// Bounded: URIs of at most `maximumURIBytes`, at most 64 of them and `maximumBytes` of text in all
-/// (30 connections caching 64 URIs of 64 KiB each once held 257 MB).
-final class ConnectionCache {
-    private var uris: [String: PKCS11URI] = [:]
-    private var bytes = 0
-    /// Where this connection's client can be asked (its `clientEnvironment`, checked); nowhere until it says.
-    var environment = ClientEnvironment.none
-
-    /// Longest URI accepted. The URIs `signet keys` prints are a few hundred bytes; token labels are 32.
-    static let maximumURIBytes = 2048
-    /// URI text kept per connection.
-    static let maximumBytes = 16 << 10
-
-    func uri(_ text: String) throws(AgentFailure) -> PKCS11URI {
-        if let known = uris[text] { return known }
-        let length = text.utf8.count
-        guard length <= Self.maximumURIBytes else {
-            throw AgentFailure(.invalidArgument, "The PKCS#11 URI is \(length) bytes, longer than the \(Self.maximumURIBytes) Signet accepts; "
-                + "use the URI `signet keys` or `signet tokens` shows.")
-        }
-        do throws(PKCS11URI.ParseError) {
-            let parsed = try PKCS11URI(parsing: text)
-            if uris.count >= 64 || bytes + length > Self.maximumBytes { uris.removeAll(); bytes = 0 }
-            uris[text] = parsed
-            bytes += length
-            return parsed
-        } catch {
-            throw AgentFailure(.invalidArgument, error.description)
-        }
-    }
-}
-
-extension AccessOutcome {
-    /// The wire form of an access-code result, with its words.
-    init(_ result: AccessResult, role: CodeRole = .user) {
-        let message = result.message(role: role)
-        switch result {
-        case .unlocked: self.init(kind: .unlocked, message: message)
-        case .alreadyUnlocked: self.init(kind: .alreadyUnlocked, message: message)
-        case .wrongCode(let left, _, _): self.init(kind: .wrongCode, triesLeft: UInt32(left), message: message)
-        case .locked(let remaining, _, _): self.init(kind: .locked, triesLeft: 0, lockedSeconds: UInt32(remaining.seconds.rounded(.up)), message: message)
-        case .cardFinalTry: self.init(kind: .cardFinalTry, message: message)
-        case .cardBlocked: self.init(kind: .cardBlocked, message: message)
-        case .invalidLength: self.init(kind: .invalidLength, message: message)
-        case .notPresented: self.init(kind: .notPresented, message: message)
-        case .failed(_, let left): self.init(kind: .failed, triesLeft: UInt32(left), message: message)
-        case .ledgerDamaged: self.init(kind: .ledgerDamaged, message: message)
-        }
-    }
-}
-
-extension CardRetryState {
-    /// The token's own counter in words.
-    var words: String {
-        switch self {
-        case .unknown: "not reported"
-        case .triesLeft(let n): n.map { "\($0) tries left" } ?? "ok"
-        case .countLow: "a wrong code was entered recently"
-        case .finalTry: "final try"
-        case .blocked: "blocked"
-        }
-    }
-
-    /// The token's own counter as the protocol carries it. A card that counts its tries says one left
-    /// (`63C1`) as its final try and none as blocked, whatever words it came in.
-    var wire: CardCounter {
-        switch self {
-        case .unknown: .notReported
-        case .triesLeft(let n?) where n <= 0: .blocked
-        case .triesLeft(1?): .finalTry
-        case .triesLeft(let n): .ok(triesLeft: n.map { UInt32(clamping: $0) })
-        case .countLow: .countLow
-        case .finalTry: .finalTry
-        case .blocked: .blocked
-        }
     }
 }

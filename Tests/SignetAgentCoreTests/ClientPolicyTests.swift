@@ -15,7 +15,7 @@ final class ScriptedConfirmer: Confirming, Sendable {
 
     init(_ answers: [ConfirmAnswer]) { state = Mutex((answers, [])) }
 
-    func confirm(_ question: ConfirmQuestion, connection: ConnectionCache, peer: PeerProcess, timeout: Double) -> ConfirmAnswer {
+    func confirm(_ question: ConfirmQuestion, connection: ConnectionState, peer: PeerProcess, timeout: Double) -> ConfirmAnswer {
         state.withLock { state in
             state.shown.append(question.description)
             return state.answers.isEmpty ? .cancelled : state.answers.removeFirst()
