@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SignetCore
 
 /// The audit events as structured journal entries, for an organisation that collects the journal (journald
 /// forwarding, `systemd-journal-upload`, rsyslog's imjournal): `SIGNET_ACTION=`, `SIGNET_RESULT=`,
@@ -49,13 +50,7 @@ public final class JournalAudit: Sendable {
     public func send(_ event: AuditEvent) -> Bool {
         let datagram = JournalAudit.datagram(event)
         guard fd >= 0 else { return false }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let path = Array(socketPath.utf8)
-        guard path.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            for (index, byte) in path.enumerated() { buffer[index] = byte }
-        }
+        guard var address = UnixSocket.address(socketPath) else { return false }
         let sent = datagram.withUnsafeBytes { bytes in
             withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {

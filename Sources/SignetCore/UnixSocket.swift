@@ -6,7 +6,7 @@ import Glibc
 /// Every descriptor is created close-on-exec; writes never raise SIGPIPE.
 public enum UnixSocket {
     /// The `sockaddr_un` for `path`, or nil when the path does not fit.
-    static func address(_ path: String) -> sockaddr_un? {
+    public static func address(_ path: String) -> sockaddr_un? {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
