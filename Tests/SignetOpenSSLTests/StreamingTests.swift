@@ -24,16 +24,7 @@ struct MIMECanonicalizerTests {
         let whole = MIMECanonicalizer.canonicalize(input)
         #expect(whole == Array("Subject: x\r\n\r\nshort\r\n\(long)\r\nend\r\n".utf8))
         for size in [1, 7, 4096, 65536] {
-            var canonicalizer = MIMECanonicalizer()
-            var output: [UInt8] = []
-            var start = 0
-            while start < input.count {
-                let end = min(input.count, start + size)
-                input[start..<end].withUnsafeBufferPointer { canonicalizer.feed($0, into: &output) }
-                start = end
-            }
-            canonicalizer.finish(into: &output)
-            #expect(output == whole, "piece size \(size)")
+            #expect(fed(input, size: size) == whole, "piece size \(size)")
         }
     }
 }

@@ -69,30 +69,15 @@ public final class AgentFixture: @unchecked Sendable {
 
     /// Starts `executable` with standard input from /dev/null and its output appended to `log` (0600); returns its pid.
     public static func spawn(_ executable: String, _ arguments: [String], environment: [String: String], log: String) throws -> pid_t {
-        let fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        defer { close(fd) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, fd, 1)
-        posix_spawn_file_actions_adddup2(&actions, fd, 2)
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        let env = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { env.forEach { free($0) } }
-        // No signal blocked in the child (see `Run.command`): it starts as it would from a shell.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var unblocked = sigset_t()
-        sigemptyset(&unblocked)
-        posix_spawnattr_setsigmask(&attributes, &unblocked)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
-        var pid: pid_t = 0
-        let rv = posix_spawn(&pid, executable, &actions, &attributes, argv, env)
-        guard rv == 0 else { throw TestFailure("could not start \(executable): \(String(cString: strerror(rv)))") }
-        return pid
+        // SignetCore's Subprocess: no signal blocked in the child (the test runner's threads block some), so it
+        // starts as it would from a shell; nothing reaped here (`wait`/`kill` below do that).
+        do {
+            return try Subprocess(executable, arguments: arguments, environment: environment.map { "\($0.key)=\($0.value)" },
+                                  standardInput: .null, standardOutput: .appending(to: log, mode: 0o600),
+                                  standardError: .standardOutput).pid
+        } catch {
+            throw TestFailure("could not start \(executable): \(error.reason)")
+        }
     }
 
     /// Stops the agent with SIGTERM and waits for it; an agent that the CLI started in its
